@@ -1,0 +1,150 @@
+"""The ``distillwatch`` command: worker, demo, replay, loadgen, migrate, sql, schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.settings import Settings, SettingsError, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """distillwatch: catch model-extraction (distillation) attacks in live LLM API traffic.
+
+    Configuration comes from DW_* environment variables (see the README); options
+    given here override them.
+    """
+
+
+@main.command()
+@click.option("--kafka", help="bootstrap servers (DW_KAFKA_BOOTSTRAP)")
+@click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
+@click.option("--bounded", is_flag=True, help="read to the current end of input, close all frames, exit")
+@click.option("--loglevel", "-l", default="warning", show_default=True)
+def worker(kafka: str | None, clickhouse: str | None, data_dir: Path | None, bounded: bool,
+           loglevel: str) -> None:
+    """Run the stream worker (a Faust worker)."""
+    import faust
+
+    from pipeline.app import build_pipeline
+
+    settings = _settings(kafka_bootstrap=kafka, clickhouse_dsn=clickhouse, data_dir=data_dir)
+    pipeline = build_pipeline(settings, bounded=bounded)
+    faust.Worker(pipeline.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.argument("events", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--report", "report_path", required=True, type=click.Path(path_type=Path),
+              help="where to write REPORT.json")
+@click.option("--kafka", help="use this Kafka instead of the embedded broker")
+@click.option("--clickhouse", help="use this ClickHouse instead of embedded chDB")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="keep the replay's state here")
+@click.option("--partitions", default=4, show_default=True)
+def replay(events: Path, report_path: Path, kafka: str | None, clickhouse: str | None,
+           data_dir: Path | None, partitions: int) -> None:
+    """Run EVENTS.jsonl through the pipeline and write REPORT.json."""
+    from jobs.replay import ReplayError, ReplayOptions, run_replay
+
+    opts = ReplayOptions(events, report_path, kafka, clickhouse, data_dir, partitions)
+    try:
+        run_replay(opts, log=lambda m: click.echo(m, err=True))
+    except (ReplayError, SettingsError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--duration", default=60.0, show_default=True, help="wall-clock seconds of traffic")
+@click.option("--speedup", default=30.0, show_default=True, help="event time runs this much faster")
+@click.option("--rate", default=400.0, show_default=True, help="events per event-time second")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".distillwatch/demo"),
+              show_default=True)
+def demo(duration: float, speedup: float, rate: float, seed: int, data_dir: Path) -> None:
+    """Embedded broker + ClickHouse, generated traffic with attackers, live progress, results."""
+    from jobs.demo import DemoOptions, run_demo
+
+    code = run_demo(DemoOptions(duration_s=duration, speedup=speedup, rate=rate, seed=seed, data_dir=data_dir))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), help="write JSONL here instead of Kafka")
+@click.option("--labels", type=click.Path(path_type=Path), help="also write ground-truth labels (JSON)")
+@click.option("--kafka", help="produce to these bootstrap servers (DW_KAFKA_BOOTSTRAP)")
+@click.option("--topic", default=None, help="topic (DW_TOPIC_EVENTS)")
+@click.option("--rate", default=400.0, show_default=True, help="events per event-time second")
+@click.option("--duration", default=600.0, show_default=True, help="event-time seconds")
+@click.option("--speedup", type=float, default=None, help="pace: event time runs this much faster")
+@click.option("--seed", default=7, show_default=True)
+def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str | None, rate: float,
+            duration: float, speedup: float | None, seed: int) -> None:
+    """Generate benign and attacking traffic (deterministic under --seed)."""
+    from jobs.loadgen.scenario import ScenarioConfig
+    from jobs.loadgen.sink import run as run_loadgen
+    from jobs.loadgen.sink import write_labels
+
+    settings = _settings(kafka_bootstrap=kafka, topic_events=topic)
+    config = ScenarioConfig(seed=seed, rate=rate, duration_s=duration)
+    if labels:
+        write_labels(config, labels)
+    n = run_loadgen(config, out=out, bootstrap=None if out else settings.kafka_bootstrap,
+                    topic=settings.topic_events, speedup=speedup)
+    click.echo(f"{n:,} events -> {out or settings.topic_events}", err=True)
+
+
+@main.command()
+@click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
+def migrate(clickhouse: str | None, data_dir: Path | None) -> None:
+    """Apply ClickHouse schema migrations (the worker also does this at start)."""
+    from pipeline.sinks.clickhouse import connect
+
+    settings = _settings(clickhouse_dsn=clickhouse, data_dir=data_dir)
+    connect(settings)
+    click.echo(f"schema up to date in {settings.clickhouse_database}", err=True)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
+def sql(query: str, clickhouse: str | None, data_dir: Path | None) -> None:
+    """Run a query against distillwatch's ClickHouse and print rows as JSON lines.
+
+    With embedded chDB this works while no worker holds the data directory; while
+    one runs, use its web view: curl 'http://127.0.0.1:6066/query?sql=…'.
+    """
+    from pipeline.sinks.clickhouse import connect, query_rows
+
+    settings = _settings(clickhouse_dsn=clickhouse, data_dir=data_dir)
+    for row in query_rows(connect(settings), query):
+        click.echo(json.dumps(row, default=str))
+
+
+@main.command("export-schema")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas/event.schema.json"),
+              show_default=True)
+def export_schema(out: Path) -> None:
+    """Write the event contract as JSON Schema."""
+    from schemas.json_schema import write_event_schema
+
+    write_event_schema(out)
+    click.echo(f"wrote {out}", err=True)
+
+
+if __name__ == "__main__":
+    main()

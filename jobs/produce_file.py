@@ -1,0 +1,84 @@
+"""Produce a JSONL file of events to Kafka, fast: aiokafka batches per partition.
+
+Keys are the account ids (the contract's message key) and partitions follow
+Kafka's default murmur2 partitioner, so a replayed account lands where a gateway's
+producer would put it. Lines that are not valid JSON objects are produced as they
+are (with no key): the pipeline, not the loader, decides what is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from kafka.partitioner.default import murmur2
+
+BATCH_BYTES = 1 << 20
+
+
+def account_key(line: bytes) -> bytes | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    account = obj.get("account_id") if isinstance(obj, dict) else None
+    return account.encode() if isinstance(account, str) else None
+
+
+def partition_for(key: bytes | None, n_partitions: int, counter: int) -> int:
+    if key is None:
+        return counter % n_partitions
+    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    """Non-empty lines, without their line ending (a line is an event, valid or not)."""
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+
+
+async def produce_lines(
+    lines: Iterator[bytes],
+    bootstrap_servers: list[str],
+    topic: str,
+    n_partitions: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
+                                max_request_size=16 << 20, compression_type="lz4")
+    await producer.start()
+    try:
+        batches = [producer.create_batch() for _ in range(n_partitions)]
+        pending: list[asyncio.Future[object]] = []
+        count = 0
+
+        async def flush(p: int) -> None:
+            batch = batches[p]
+            batch.close()
+            pending.append(await producer.send_batch(batch, topic, partition=p))
+            batches[p] = producer.create_batch()
+
+        for line in lines:
+            key = account_key(line)
+            p = partition_for(key, n_partitions, count)
+            if batches[p].append(key=key, value=line, timestamp=None) is None:
+                await flush(p)
+                if batches[p].append(key=key, value=line, timestamp=None) is None:
+                    raise ValueError(f"line {count + 1} is larger than a producer batch")
+            count += 1
+            if on_progress and count % 100_000 == 0:
+                on_progress(count)
+        for p in range(n_partitions):
+            if batches[p].record_count():
+                await flush(p)
+        for fut in pending:
+            await fut
+        return count
+    finally:
+        await producer.stop()

@@ -1,0 +1,81 @@
+"""Run the worker as a child process with given Settings (replay and demo use this).
+
+The worker owns the embedded ClickHouse while it runs; the parent reads it only
+after the child has exited (chDB opens a data directory in one process at a time)
+or through the worker's /query view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from pipeline.settings import ENV_PREFIX, Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, *, bounded: bool, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        args = [sys.executable, "-m", "jobs.cli", "worker", "--loglevel", "info"]
+        if bounded:
+            args.append("--bounded")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env.update(settings_env(settings))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=Path(__file__).resolve().parent.parent)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def stats(self) -> dict[str, object] | None:
+        """The worker's /stats, or None while its web server is not up yet."""
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/stats", timeout=2) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except OSError:
+            return None
+
+    def request_drain(self) -> None:
+        req = urllib.request.Request(f"{self.base_url}/drain", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=5):
+            pass
+
+    def wait(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while self.proc.poll() is None:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise TimeoutError(f"worker did not finish within {timeout_s:.0f}s; log: {self.log_path}")
+                time.sleep(0.2)
+            return self.proc.returncode
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

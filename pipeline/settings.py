@@ -1,0 +1,143 @@
+"""One frozen, validated settings object for every process (worker, replay, demo, jobs).
+
+Every field can be set through an environment variable ``DW_<FIELD>`` (for example
+``DW_KAFKA_BOOTSTRAP=broker:9092``). Bad values fail at start with a message that
+names the variable, never later in the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DW_"
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+
+
+class SettingsError(ValueError):
+    """Configuration is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # --- where things are -----------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    clickhouse_dsn: str = Field(
+        "", description="ClickHouse DSN: chdb:///path (embedded) or http(s)://user:pass@host:8123/db; "
+        "empty means embedded chDB under DATA_DIR/clickhouse"
+    )
+    clickhouse_database: str = Field("distillwatch", description="database holding distillwatch's tables")
+    data_dir: Path = Field(Path(".distillwatch"), description="local state: embedded ClickHouse, reports")
+
+    # --- topics -----------------------------------------------------------------
+    topic_events: str = Field("api-calls", description="input topic, one JSON event per message")
+    topic_dlq: str = Field("api-calls-dlq", description="dead-letter topic for rejected input")
+    partitions: int = Field(4, ge=1, le=1024, description="partitions for topics distillwatch creates")
+    replication_factor: int = Field(1, ge=1, le=16, description="replication for topics distillwatch creates")
+    consumer_group: str = Field("distillwatch", description="consumer group (and Faust app id)")
+
+    # --- hot path -----------------------------------------------------------------
+    batch_max_events: int = Field(50_000, ge=1, le=10_000_000, description="events per processed batch, at most")
+    batch_max_wait_s: float = Field(0.5, gt=0, le=60, description="longest wait to fill a batch")
+    max_message_bytes: int = Field(
+        65_536, ge=1024, le=10_000_000, description="larger input messages are dead-lettered as oversized"
+    )
+    max_accounts: int = Field(
+        1_000_000, ge=16, le=100_000_000, description="per-account state slots held in memory by one worker"
+    )
+    allowed_lateness_s: int = Field(
+        120, ge=0, le=3600, description="how far behind the watermark an event may arrive and still count"
+    )
+    max_future_skew_s: int = Field(
+        86_400, ge=0, description="events stamped further than this ahead of the wall clock are rejected"
+    )
+    store_raw_events: bool = Field(True, description="keep every valid event in ClickHouse for forensics")
+
+    # --- detection --------------------------------------------------------------
+    alert_score_threshold: float = Field(
+        80.0, ge=0, le=100, description="extraction score at or above which an account alert fires"
+    )
+
+    # --- worker web server ------------------------------------------------------------
+    web_host: str = Field("127.0.0.1", description="bind address of the worker's web views")
+    web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web views (/stats, /query)")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.removeprefix("kafka://").split(",")]
+        if not servers or not all(_HOSTPORT.match(s) for s in servers):
+            raise ValueError("expected host:port[,host:port], e.g. 127.0.0.1:9092")
+        return ",".join(servers)
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        if value and not value.startswith(("chdb://", "http://", "https://", "clickhouse://")):
+            raise ValueError("expected chdb:///path, http://host:8123 or https://host:8443")
+        return value
+
+    @field_validator("topic_events", "topic_dlq", "consumer_group")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not _TOPIC.match(value):
+            raise ValueError("1-249 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _check_database(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", value):
+            raise ValueError("a plain identifier: letters, digits and '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_topics_differ(self) -> Settings:
+        if self.topic_events == self.topic_dlq:
+            raise ValueError("DW_TOPIC_DLQ must differ from DW_TOPIC_EVENTS")
+        return self
+
+    # --- derived values ------------------------------------------------------------
+    @cached_property
+    def effective_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.effective_clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.kafka_bootstrap.split(",")
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return self.allowed_lateness_s * 1000
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment plus explicit overrides.
+
+    Raises SettingsError whose message names each offending ``DW_*`` variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid distillwatch configuration:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {name}: {err['msg']}{shown}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Outputs of the pipeline: ClickHouse tables and the dead-letter topic."""

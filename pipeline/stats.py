@@ -1,0 +1,34 @@
+"""Worker counters: what /stats shows and what the demo's progress line reads."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class PipelineStats:
+    started_at: float = field(default_factory=time.time)
+    batches: int = 0
+    events_in: int = 0  # messages read from the events topic
+    events_valid: int = 0
+    events_rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    late_events: int = 0
+    signature_rows: int = 0
+    alerts: int = 0
+    accounts: int = 0
+    watermark_ms: int = 0
+    last_batch_events: int = 0
+    last_batch_seconds: float = 0.0
+    last_insert_seconds: float = 0.0
+    clickhouse_retries: int = 0
+    clickhouse_available: bool = True
+    drained: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["rejected_by_reason"] = dict(self.rejected_by_reason)
+        d["uptime_s"] = round(time.time() - self.started_at, 3)
+        return d

@@ -1,0 +1,44 @@
+"""The prompt fingerprints of the event contract, derived from prompt text.
+
+``prompt_hash``: 64-bit hash of the normalised prompt (exact duplicates).
+``prompt_simhash``: 64-bit SimHash of the prompt's word 3-shingles (near duplicates
+and templates: prompts that differ in a few words share most bits).
+Gateways that compute these themselves should use the same normalisation so that
+hashes from both sources agree; both are 16 lowercase hex characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def normalise_prompt(text: str) -> str:
+    """Case-folded, whitespace-collapsed prompt: trivial edits map to one hash."""
+    return _SPACE.sub(" ", text.casefold()).strip()
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def prompt_hash_hex(text: str) -> str:
+    return f"{_hash64(normalise_prompt(text).encode()):016x}"
+
+
+def prompt_simhash_hex(text: str) -> str:
+    words = _WORD.findall(normalise_prompt(text))
+    shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else [""]
+    weights = [0] * 64
+    for shingle in shingles:
+        h = _hash64(shingle.encode())
+        for bit in range(64):
+            weights[bit] += 1 if (h >> bit) & 1 else -1
+    value = 0
+    for bit in range(64):
+        if weights[bit] > 0:
+            value |= 1 << bit
+    return f"{value:016x}"

@@ -1,0 +1,178 @@
+"""The ClickHouse tables distillwatch writes: one definition shared by the DDL and the writer.
+
+``TableSpec.columns`` is the ordered list of columns the pipeline inserts, as
+``(name, ClickHouse type)``; columns the server fills (``DEFAULT``) are kept apart
+in ``TableSpec.server_defaults`` and are never sent. Types are spelled the way
+ClickHouse reports them in ``system.columns`` so a live schema can be compared
+with this module directly (tests/schemas/test_migrations.py does).
+
+Changing a table here changes what a fresh database gets from the initial
+migration, but never alters an existing one: every change also needs a new
+migration module (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Per-table setting that makes insert_deduplication_token (and identical-block
+# dedup) work on non-replicated MergeTree; without it retried inserts duplicate.
+DEDUP_WINDOW = 1000
+
+Column = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: inserted columns, server-filled columns and engine clauses."""
+
+    name: str
+    columns: tuple[Column, ...]
+    order_by: tuple[str, ...]
+    engine: str = "ReplacingMergeTree"
+    partition_by: str | None = None
+    # (name, type, default expression) for columns the server fills on insert.
+    server_defaults: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def qualified(self, database: str) -> str:
+        return f"`{database}`.`{self.name}`"
+
+    def create_sql(self, database: str) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` for this table in ``database`` (idempotent)."""
+        lines = [f"    `{name}` {ch_type}" for name, ch_type in self.columns]
+        lines += [f"    `{name}` {ch_type} DEFAULT {expr}" for name, ch_type, expr in self.server_defaults]
+        sql = f"CREATE TABLE IF NOT EXISTS {self.qualified(database)}\n(\n" + ",\n".join(lines) + "\n)\n"
+        sql += f"ENGINE = {self.engine}\n"
+        if self.partition_by:
+            sql += f"PARTITION BY {self.partition_by}\n"
+        sql += f"ORDER BY ({', '.join(self.order_by)})\n"
+        if "MergeTree" in self.engine:
+            sql += f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        return sql
+
+    def drop_sql(self, database: str) -> str:
+        # SYNC frees the name and the data at once, so a rollback can be re-applied immediately.
+        return f"DROP TABLE IF EXISTS {self.qualified(database)} SYNC"
+
+
+_TS = "DateTime64(3, 'UTC')"
+_MINUTE = "DateTime('UTC')"
+_LC = "LowCardinality(String)"
+
+API_CALLS = TableSpec(
+    name="api_calls",
+    # Raw evidence, one row per valid event. Prompt text is never stored, only its hashes.
+    columns=(
+        ("event_id", "String"),
+        ("ts", _TS),
+        ("account_id", "String"),
+        ("api_key_id", "String"),
+        ("client_ip", "String"),
+        ("asn", "UInt32"),
+        ("network_type", _LC),
+        ("country", _LC),
+        ("user_agent", "String"),
+        ("endpoint", _LC),
+        ("model", _LC),
+        ("status", "UInt16"),
+        ("latency_ms", "UInt32"),
+        ("prompt_tokens", "UInt32"),
+        ("completion_tokens", "UInt32"),
+        ("reasoning_tokens", "UInt32"),
+        ("prompt_hash", "UInt64"),
+        ("prompt_simhash", "UInt64"),
+        ("topic", _LC),
+        ("elicits_reasoning", "UInt8"),
+        ("temperature", "Float32"),  # NaN = absent
+        ("top_p", "Float32"),  # NaN = absent
+        ("n", "UInt16"),
+        ("max_tokens", "UInt32"),  # 0 = absent
+        ("logprobs", "UInt8"),
+        ("top_logprobs", "Int8"),  # -1 = absent
+        ("logit_bias_count", "UInt16"),
+        ("stream", "UInt8"),
+        ("payment_fingerprint", "String"),
+        ("kafka_partition", "UInt16"),
+        ("kafka_offset", "UInt64"),
+    ),
+    server_defaults=(("ingested_at", _TS, "now64(3)"),),
+    partition_by="toYYYYMM(ts)",
+    order_by=("account_id", "ts", "event_id"),
+)
+
+SIGNATURES_1M = TableSpec(
+    name="signatures_1m",
+    # Per account per event-time minute.
+    columns=(
+        ("account_id", "String"),
+        ("window_start", _MINUTE),
+        ("calls", "UInt32"),
+        ("prompt_tokens", "UInt64"),
+        ("completion_tokens", "UInt64"),
+        ("reasoning_tokens", "UInt64"),
+        ("reasoning_calls", "UInt32"),
+        ("logprob_calls", "UInt32"),
+        ("logit_bias_calls", "UInt32"),
+        ("multi_n_calls", "UInt32"),
+        ("error_calls", "UInt32"),
+        ("rate_limited_calls", "UInt32"),
+        ("distinct_prompts", "UInt32"),
+        ("distinct_ips", "UInt32"),
+        ("score", "Float32"),
+        ("top_signals", f"Array({_LC})"),
+    ),
+    server_defaults=(("emitted_at", _TS, "now64(3)"),),
+    partition_by="toYYYYMM(window_start)",
+    order_by=("account_id", "window_start"),
+)
+
+ALERTS = TableSpec(
+    name="alerts",
+    columns=(
+        ("alert_id", "String"),
+        ("fired_ts", _TS),
+        ("account_id", "String"),
+        ("rule", _LC),
+        ("severity", _LC),
+        ("score", "Float32"),
+        ("signals", f"Array({_LC})"),
+        ("window_start", _MINUTE),
+    ),
+    server_defaults=(("emitted_at", _TS, "now64(3)"),),
+    order_by=("account_id", "rule", "fired_ts"),
+)
+
+REJECTED_EVENTS = TableSpec(
+    name="rejected_events",
+    # What went to the dead-letter topic; sample = first 256 bytes, decoded with errors='replace'.
+    columns=(
+        ("kafka_partition", "UInt16"),
+        ("kafka_offset", "UInt64"),
+        ("received_at", _TS),
+        ("reason", _LC),
+        ("field", "String"),
+        ("detail", "String"),
+        ("size_bytes", "UInt32"),
+        ("sample", "String"),
+    ),
+    order_by=("kafka_partition", "kafka_offset"),
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (API_CALLS, SIGNATURES_1M, ALERTS, REJECTED_EVENTS)}
+
+
+def table_spec(name: str) -> TableSpec:
+    """The spec of table ``name``; raises ValueError naming the table if it is not one of ours."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown table {name!r}; known tables: {', '.join(TABLES)}") from None
+
+
+def insert_columns(name: str) -> tuple[str, ...]:
+    """Ordered names of the columns the pipeline inserts into ``name`` (raises ValueError if unknown)."""
+    return table_spec(name).column_names

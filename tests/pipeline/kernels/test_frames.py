@@ -1,0 +1,130 @@
+"""The Numba frame kernels against the plain-Python reference, on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.kernels.hll import hll_add, hll_estimate, leading_zeros64, mix64
+from pipeline.kernels.layout import FRAME_MS, N_COUNTERS
+from pipeline.kernels.reference import (
+    ReferenceFrames,
+    ref_hll_add,
+    ref_hll_estimate,
+    ref_mix64,
+)
+from pipeline.state.frames import ClosedFrames, FrameStore
+
+COLUMNS = ("slot", "part", "ts_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+           "prompt_hash", "ip_key", "status", "flags")
+
+
+def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: int) -> dict[str, np.ndarray]:
+    slot = rng.integers(0, n_accounts, n).astype(np.int32)
+    # Mostly increasing time with out-of-order jitter of up to 5 minutes, so that
+    # some events are late and some land in older, still-open frames.
+    base = 1_770_000_000_000 + np.sort(rng.integers(0, 40 * FRAME_MS, n))
+    jitter = np.where(rng.random(n) < 0.1, rng.integers(0, 5 * FRAME_MS, n), 0)
+    hashes = rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    return {
+        "slot": slot,
+        "part": (slot % n_parts).astype(np.int16),  # an account lives in one partition
+        "ts_ms": (base - jitter).astype(np.int64),
+        "prompt_tokens": rng.integers(0, 5000, n).astype(np.uint32),
+        "completion_tokens": rng.integers(0, 5000, n).astype(np.uint32),
+        "reasoning_tokens": rng.integers(0, 3000, n).astype(np.uint32),
+        "prompt_hash": np.where(rng.random(n) < 0.9, hashes[rng.integers(0, 50, n)], np.uint64(0)),
+        "ip_key": rng.integers(0, 20, n).astype(np.uint64) + np.uint64(3232235776),
+        "status": rng.choice(np.array([200, 200, 200, 400, 429, 500], np.uint16), n),
+        "flags": rng.integers(0, 32, n).astype(np.uint8),
+    }
+
+
+def as_rows(frames: ClosedFrames) -> set[tuple]:
+    return {
+        (int(frames.slot[i]), int(frames.minute[i]), tuple(int(x) for x in frames.counters[i]),
+         int(frames.distinct[i, 0]), int(frames.distinct[i, 1]))
+        for i in range(len(frames))
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("lateness_ms", [0, 60_000, 120_000])
+def test_kernel_equals_reference_on_random_batches(seed: int, lateness_ms: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, n_accounts, n_parts = 4000, 37, 3
+    events = random_events(rng, n, n_accounts, n_parts)
+    store = FrameStore(n_partitions=n_parts, allowed_lateness_ms=lateness_ms, max_accounts=64,
+                       initial_capacity=4)
+    store.ensure_slots(n_accounts)
+    ref = ReferenceFrames(lateness_ms=lateness_ms, n_partitions=n_parts)
+    got: set[tuple] = set()
+    want: set[tuple] = set()
+    cuts = np.sort(rng.choice(np.arange(1, n), 9, replace=False))
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
+        batch = {k: v[lo:hi] for k, v in events.items()}
+        evicted, late = store.ingest(batch)
+        got |= as_rows(evicted) | as_rows(store.close_frames())
+        ref_late = ref.ingest([{k: int(batch[k][i]) for k in COLUMNS} for i in range(hi - lo)])
+        want |= set(ref.close())
+        assert late == ref_late
+        assert got == want  # the same frames are final at every batch boundary
+    got |= as_rows(store.close_frames(force=True))
+    want |= set(ref.close(force=True))
+    assert got == want
+    assert store.late_events == sum(ref.part_late)
+    total_calls = sum(row[2][0] for row in got)
+    assert total_calls + store.late_events == n  # every event is counted or late
+    if lateness_ms == 0:
+        assert store.late_events > 0  # the jitter really exercises lateness
+
+
+def test_batching_does_not_change_results() -> None:
+    rng = np.random.default_rng(42)
+    events = random_events(rng, 3000, 20, 2)
+
+    def run(cuts: list[int]) -> set[tuple]:
+        store = FrameStore(n_partitions=2, allowed_lateness_ms=60_000, max_accounts=32)
+        store.ensure_slots(20)
+        rows: set[tuple] = set()
+        for lo, hi in zip([0, *cuts], [*cuts, 3000], strict=True):
+            evicted, _ = store.ingest({k: v[lo:hi] for k, v in events.items()})
+            rows |= as_rows(evicted) | as_rows(store.close_frames())
+        return rows | as_rows(store.close_frames(force=True))
+
+    assert run([]) == run([1, 2, 500, 1500, 2999]) == run(list(range(100, 3000, 100)))
+
+
+def test_hll_matches_reference_and_is_accurate() -> None:
+    rng = np.random.default_rng(7)
+    for bits in (5, 6, 10):
+        for n_items in (0, 1, 5, 40, 300, 5000):
+            regs = np.zeros(1 << bits, np.uint8)
+            ref = [0] * (1 << bits)
+            for x in rng.integers(0, 2**62, n_items).tolist():
+                hll_add(regs, np.uint64(mix64(np.uint64(x))), bits)
+                ref_hll_add(ref, ref_mix64(x), bits)
+            assert regs.tolist() == ref
+            est = hll_estimate(regs)
+            assert est == ref_hll_estimate(ref)
+            if n_items:
+                assert abs(est - n_items) / n_items < 4 * 1.04 / np.sqrt(1 << bits)
+            else:
+                assert est == 0
+
+
+def test_leading_zeros_and_mix() -> None:
+    for x in [1, 2, 3, 2**31, 2**32, 2**63, 2**64 - 1, 12345678901234]:
+        assert leading_zeros64(np.uint64(x)) == 64 - x.bit_length()
+        assert int(mix64(np.uint64(x))) == ref_mix64(x)
+    assert leading_zeros64(np.uint64(0)) == 64
+
+
+def test_store_grows_and_refuses_past_max_accounts() -> None:
+    store = FrameStore(n_partitions=1, allowed_lateness_ms=0, max_accounts=100, initial_capacity=2)
+    store.ensure_slots(70)
+    assert store.capacity >= 70
+    with pytest.raises(MemoryError, match="DW_MAX_ACCOUNTS=100"):
+        store.ensure_slots(101)
+    assert store.bytes_per_account() < 2048
+    assert store.counters.shape[2] == N_COUNTERS
