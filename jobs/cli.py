@@ -69,7 +69,7 @@ def replay(events: Path, report_path: Path, kafka: str | None, clickhouse: str |
 @main.command()
 @click.option("--duration", default=60.0, show_default=True, help="wall-clock seconds of traffic")
 @click.option("--speedup", default=30.0, show_default=True, help="event time runs this much faster")
-@click.option("--rate", default=400.0, show_default=True, help="events per event-time second")
+@click.option("--rate", default=200.0, show_default=True, help="events per event-time second")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".distillwatch/demo"),
               show_default=True)
@@ -93,12 +93,11 @@ def demo(duration: float, speedup: float, rate: float, seed: int, data_dir: Path
 def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str | None, rate: float,
             duration: float, speedup: float | None, seed: int) -> None:
     """Generate benign and attacking traffic (deterministic under --seed)."""
-    from jobs.loadgen.scenario import ScenarioConfig
-    from jobs.loadgen.sink import run as run_loadgen
-    from jobs.loadgen.sink import write_labels
+    from jobs.loadgen.scenario import ScenarioConfig, write_labels
+    from jobs.loadgen.scenario import run as run_loadgen
 
     settings = _settings(kafka_bootstrap=kafka, topic_events=topic)
-    config = ScenarioConfig(seed=seed, rate=rate, duration_s=duration)
+    config = ScenarioConfig(seed=seed, rate_eps=rate, duration_s=duration)
     if labels:
         write_labels(config, labels)
     n = run_loadgen(config, out=out, bootstrap=None if out else settings.kafka_bootstrap,

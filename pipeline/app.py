@@ -8,10 +8,9 @@ Topology (one worker process):
             └──▶ api-calls-dlq (rejected bytes + reason headers)
             └──▶ ack: commit the batch's offsets
 
-Commit order for every batch (written once, followed in ``_handle``): dead
-letters produced and flushed → ClickHouse inserts acknowledged → offsets
-committed. A crash anywhere before the commit re-reads the batch; inserts are
-deduplicated (tokens, ReplacingMergeTree keys).
+The detect agent is thin: it hands each batch to ``agents.detect.DetectStep``,
+which documents and follows the commit order (dead letters → ClickHouse →
+offsets).
 
 Web views (Faust's web server): ``GET /stats``, ``GET /health``,
 ``GET /query?sql=SELECT…`` (read-only SQL, the way to query embedded ClickHouse
@@ -25,17 +24,14 @@ import asyncio
 import logging
 import os
 import signal
-import time
-from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from pipeline.decode.json_events import decode_json_batch
+from pipeline.agents.detect import DetectStep
 from pipeline.detection import Detector
 from pipeline.settings import Settings
-from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
-from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter, connect, query_rows
+from pipeline.sinks.clickhouse import ClickHouseWriter, connect, query_rows
 from pipeline.sinks.dead_letter import DeadLetterSink
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.sources.kafka_batches import KafkaBatchSource
@@ -44,7 +40,6 @@ from pipeline.topics import ensure_topics, partition_count
 
 log = logging.getLogger("distillwatch")
 
-RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 _READ_ONLY_PREFIXES = ("select", "with", "show", "describe", "desc", "explain", "exists")
 
 
@@ -63,6 +58,13 @@ class Pipeline:
         self.dead_letters = DeadLetterSink(settings.bootstrap_servers, settings.topic_dlq)
         self.app = self._build_app()
         self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded)
+        self.step = DetectStep(settings, self.detector, self.writer, self.dead_letters, self.stats,
+                               on_drained=self._on_drained)
+
+    def _on_drained(self) -> None:
+        if self.exit_when_drained:
+            # The same path as `kill -TERM`: Faust stops every service cleanly.
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _build_app(self) -> faust.App:
         s = self.settings
@@ -123,66 +125,9 @@ class Pipeline:
     async def _enqueue(self, batch: FetchedBatch) -> None:
         await self.batches.send(value=batch)
 
-    async def _detect_agent(self, stream: Any) -> None:
+    async def _detect_agent(self, stream: faust.StreamT) -> None:
         async for batch in stream:
-            await self._handle(batch)
-
-    async def _handle(self, batch: FetchedBatch) -> None:
-        started = time.perf_counter()
-        decoded = await asyncio.to_thread(
-            decode_json_batch, batch.values, batch.keys, batch.partitions, batch.offsets,
-            max_message_bytes=self.settings.max_message_bytes,
-            max_ts_ms=int(time.time() * 1000) + self.settings.max_future_skew_s * 1000,
-        )
-        output = await asyncio.to_thread(self.detector.process, decoded, force_close=batch.drain)
-        # 1. dead letters are in Kafka before anything is committed
-        if decoded.rejects:
-            await self.dead_letters.send(decoded.rejects)
-        # 2. ClickHouse acknowledged the inserts (retried with back-off while unavailable)
-        token = batch_token(batch.partitions, batch.offsets)
-        insert_s = await self._write_with_retry(decoded, output, token)
-        # 3. only now the offsets
-        await batch.ack()
-        self._count(batch, decoded, output, started, insert_s)
-        if batch.drain:
-            self.stats.drained = True
-            log.info("drained: every frame closed and written; stopping")
-            if self.exit_when_drained:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-    async def _write_with_retry(self, decoded: Any, output: Any, token: str) -> float:
-        attempt = 0
-        while True:
-            try:
-                seconds = await asyncio.to_thread(
-                    write_batch_outputs, self.writer, decoded, output, token,
-                    store_raw=self.settings.store_raw_events,
-                )
-                self.stats.clickhouse_available = True
-                return seconds
-            except ClickHouseUnavailable as exc:
-                self.stats.clickhouse_available = False
-                self.stats.clickhouse_retries += 1
-                pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.warning("ClickHouse unavailable (%s); holding the batch, retry in %.1fs", exc, pause)
-                attempt += 1
-                await asyncio.sleep(pause)
-
-    def _count(self, batch: FetchedBatch, decoded: Any, output: Any, started: float, insert_s: float) -> None:
-        st = self.stats
-        st.batches += 1
-        st.events_in += len(batch)
-        st.events_valid += len(decoded)
-        st.events_rejected += len(decoded.rejects)
-        st.rejected_by_reason.update(r.reason for r in decoded.rejects)
-        st.late_events += output.late_events
-        st.signature_rows += output.signature_rows
-        st.alerts += len(output.alerts)
-        st.accounts = len(self.detector.accounts)
-        st.watermark_ms = max(st.watermark_ms, self.detector.frames.watermark_ms())
-        st.last_batch_events = len(batch)
-        st.last_batch_seconds = round(time.perf_counter() - started, 4)
-        st.last_insert_seconds = round(insert_s, 4)
+            await self.step.handle(batch)
 
 
 class _Lifecycle(faust.Service):  # type: ignore[misc]

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
 
     # --- detection --------------------------------------------------------------
     alert_score_threshold: float = Field(
-        80.0, ge=0, le=100, description="extraction score at or above which an account alert fires"
+        70.0, ge=0, le=100, description="extraction score at or above which an account alert fires"
     )
 
     # --- worker web server ------------------------------------------------------------

@@ -120,6 +120,7 @@ SIGNATURES_1M = TableSpec(
         ("multi_n_calls", "UInt32"),
         ("error_calls", "UInt32"),
         ("rate_limited_calls", "UInt32"),
+        ("deep_logprob_calls", "UInt32"),
         ("distinct_prompts", "UInt32"),
         ("distinct_ips", "UInt32"),
         ("score", "Float32"),

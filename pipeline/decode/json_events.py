@@ -24,7 +24,15 @@ from pipeline.decode.rejects import (
     TS_IN_FUTURE,
     Rejected,
 )
-from pipeline.kernels.layout import FLAG_LOGIT_BIAS, FLAG_LOGPROBS, FLAG_MULTI_N, FLAG_REASONING, FLAG_STREAM
+from pipeline.kernels.layout import (
+    DEEP_TOP_LOGPROBS,
+    FLAG_DEEP_LOGPROBS,
+    FLAG_LOGIT_BIAS,
+    FLAG_LOGPROBS,
+    FLAG_MULTI_N,
+    FLAG_REASONING,
+    FLAG_STREAM,
+)
 from schemas.event import ApiCallEvent
 
 _IP_CACHE_MAX = 500_000
@@ -132,6 +140,7 @@ def event_flags(e: ApiCallEvent) -> int:
         | (FLAG_LOGIT_BIAS if e.logit_bias_count > 0 else 0)
         | (FLAG_MULTI_N if e.n > 1 else 0)
         | (FLAG_STREAM if e.stream else 0)
+        | (FLAG_DEEP_LOGPROBS if (e.top_logprobs or 0) >= DEEP_TOP_LOGPROBS else 0)
     )
 
 

@@ -18,7 +18,8 @@ Event-time rules (Flink's bounded-out-of-orderness watermark, per Kafka partitio
 State per account slot ``s`` and ring position ``r`` (``r = minute % R``):
 ``frame_minute[s, r]`` (``NO_FRAME`` when empty), ``counters[s, r, :]``,
 ``hll_prompt[s, r, :]``, ``hll_ip[s, r, :]``; ``slot_part[s]`` is the partition
-the account was last seen on.
+the account was last seen on; ``dirty[s]`` is set whenever slot ``s`` changes
+(the checkpoint writes only dirty slots, then clears the flags).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from pipeline.kernels.hll import hll_add, hll_estimate, mix64
 from pipeline.kernels.layout import (
     CALLS,
     COMPLETION_TOKENS,
+    DEEP_LOGPROB_CALLS,
     ERROR_CALLS,
+    FLAG_DEEP_LOGPROBS,
     FLAG_LOGIT_BIAS,
     FLAG_LOGPROBS,
     FLAG_MULTI_N,
@@ -94,6 +97,7 @@ def ingest_events(
     hll_prompt: np.ndarray,
     hll_ip: np.ndarray,
     slot_part: np.ndarray,
+    dirty: np.ndarray,
     part_max_ts: np.ndarray,
     part_late: np.ndarray,
     lateness_ms: int,
@@ -123,6 +127,7 @@ def ingest_events(
         if t > part_max_ts[p]:
             part_max_ts[p] = t
         slot_part[s] = p
+        dirty[s] = 1
         r = minute % n_ring
         if frame_minute[s, r] != minute:
             if frame_minute[s, r] != NO_FRAME:
@@ -141,6 +146,8 @@ def ingest_events(
             counters[s, r, REASONING_CALLS] += 1
         if f & FLAG_LOGPROBS:
             counters[s, r, LOGPROB_CALLS] += 1
+        if f & FLAG_DEEP_LOGPROBS:
+            counters[s, r, DEEP_LOGPROB_CALLS] += 1
         if f & FLAG_LOGIT_BIAS:
             counters[s, r, LOGIT_BIAS_CALLS] += 1
         if f & FLAG_MULTI_N:
@@ -186,6 +193,7 @@ def collect_closed_frames(
     hll_prompt: np.ndarray,
     hll_ip: np.ndarray,
     slot_part: np.ndarray,
+    dirty: np.ndarray,
     part_max_ts: np.ndarray,
     lateness_ms: int,
     force: bool,
@@ -209,5 +217,6 @@ def collect_closed_frames(
                     s, r, frame_minute, counters, hll_prompt, hll_ip,
                     out_slot, out_minute, out_counters, out_distinct, k,
                 )
+                dirty[s] = 1
                 k += 1
     return k

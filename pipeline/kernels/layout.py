@@ -18,7 +18,8 @@ MULTI_N_CALLS = 7  # n > 1
 ERROR_CALLS = 8  # status >= 400
 RATE_LIMITED_CALLS = 9  # status == 429
 HASHED_CALLS = 10  # calls that carried a prompt hash (denominator of prompt diversity)
-N_COUNTERS = 11
+DEEP_LOGPROB_CALLS = 11  # top_logprobs >= DEEP_TOP_LOGPROBS: reading out the distribution
+N_COUNTERS = 12
 
 COUNTER_NAMES: tuple[str, ...] = (
     "calls",
@@ -32,6 +33,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "error_calls",
     "rate_limited_calls",
     "hashed_calls",
+    "deep_logprob_calls",
 )
 
 # Bits of the per-event flags byte.
@@ -40,6 +42,9 @@ FLAG_LOGPROBS = 2
 FLAG_LOGIT_BIAS = 4
 FLAG_MULTI_N = 8
 FLAG_STREAM = 16
+FLAG_DEEP_LOGPROBS = 32
+# Calibration needs the top few alternatives; distribution theft asks for many.
+DEEP_TOP_LOGPROBS = 10
 
 # HyperLogLog sketch sizes (registers) per frame: 2**6 for prompts, 2**5 for IPs.
 # Small on purpose: one frame is one account-minute; wider windows merge frames.

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pipeline.kernels.layout import (
     CALLS,
     COMPLETION_TOKENS,
+    DEEP_LOGPROB_CALLS,
     ERROR_CALLS,
+    FLAG_DEEP_LOGPROBS,
     FLAG_LOGIT_BIAS,
     FLAG_LOGPROBS,
     FLAG_MULTI_N,
@@ -110,6 +112,7 @@ class ReferenceFrames:
             f = e["flags"]
             c[REASONING_CALLS] += bool(f & FLAG_REASONING)
             c[LOGPROB_CALLS] += bool(f & FLAG_LOGPROBS)
+            c[DEEP_LOGPROB_CALLS] += bool(f & FLAG_DEEP_LOGPROBS)
             c[LOGIT_BIAS_CALLS] += bool(f & FLAG_LOGIT_BIAS)
             c[MULTI_N_CALLS] += bool(f & FLAG_MULTI_N)
             c[ERROR_CALLS] += e["status"] >= 400

@@ -80,6 +80,7 @@ class FrameStore:
         hll_prompt = np.zeros((capacity, self.n_ring, HLL_PROMPT_REGISTERS), np.uint8)
         hll_ip = np.zeros((capacity, self.n_ring, HLL_IP_REGISTERS), np.uint8)
         slot_part = np.zeros(capacity, np.int16)
+        dirty = np.zeros(capacity, np.uint8)
         if old is not None:
             n = old.shape[0]
             frame_minute[:n] = self.frame_minute
@@ -87,8 +88,9 @@ class FrameStore:
             hll_prompt[:n] = self.hll_prompt
             hll_ip[:n] = self.hll_ip
             slot_part[:n] = self.slot_part
+            dirty[:n] = self.dirty
         self.frame_minute, self.counters = frame_minute, counters
-        self.hll_prompt, self.hll_ip, self.slot_part = hll_prompt, hll_ip, slot_part
+        self.hll_prompt, self.hll_ip, self.slot_part, self.dirty = hll_prompt, hll_ip, slot_part, dirty
 
     @property
     def capacity(self) -> int:
@@ -116,7 +118,7 @@ class FrameStore:
             columns["slot"], columns["part"], columns["ts_ms"], columns["prompt_tokens"],
             columns["completion_tokens"], columns["reasoning_tokens"], columns["prompt_hash"],
             columns["ip_key"], columns["status"], columns["flags"],
-            self.frame_minute, self.counters, self.hll_prompt, self.hll_ip, self.slot_part,
+            self.frame_minute, self.counters, self.hll_prompt, self.hll_ip, self.slot_part, self.dirty,
             self.part_max_ts, self.part_late, self.lateness_ms,
             out.slot, out.minute, out.counters, out.distinct,
         )
@@ -131,7 +133,7 @@ class FrameStore:
         if rows:
             collect_closed_frames(
                 self.n_slots, self.frame_minute, self.counters, self.hll_prompt, self.hll_ip,
-                self.slot_part, self.part_max_ts, self.lateness_ms, force,
+                self.slot_part, self.dirty, self.part_max_ts, self.lateness_ms, force,
                 out.slot, out.minute, out.counters, out.distinct,
             )
         return out
@@ -145,9 +147,26 @@ class FrameStore:
     def late_events(self) -> int:
         return int(self.part_late.sum())
 
+    # --- the state as named arrays (for checkpoints; generic over the layout) -------
+    def slot_arrays(self) -> dict[str, np.ndarray]:
+        """Every per-account array; axis 0 is the slot. ``dirty`` is bookkeeping, not state."""
+        return {
+            "frame_minute": self.frame_minute,
+            "counters": self.counters,
+            "hll_prompt": self.hll_prompt,
+            "hll_ip": self.hll_ip,
+            "slot_part": self.slot_part,
+        }
+
+    def partition_arrays(self) -> dict[str, np.ndarray]:
+        """Every per-partition array; axis 0 is the Kafka partition."""
+        return {"part_max_ts": self.part_max_ts, "part_late": self.part_late}
+
+    def take_dirty_slots(self) -> np.ndarray:
+        """Slots changed since the last call (int32), clearing their flags."""
+        slots = np.flatnonzero(self.dirty[: self.n_slots]).astype(np.int32)
+        self.dirty[slots] = 0
+        return slots
+
     def bytes_per_account(self) -> int:
-        per_slot = (
-            self.frame_minute[0].nbytes + self.counters[0].nbytes + self.hll_prompt[0].nbytes
-            + self.hll_ip[0].nbytes + self.slot_part[:1].nbytes
-        )
-        return int(per_slot)
+        return int(sum(a[0].nbytes for a in self.slot_arrays().values()))

@@ -36,7 +36,7 @@ def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: in
         "prompt_hash": np.where(rng.random(n) < 0.9, hashes[rng.integers(0, 50, n)], np.uint64(0)),
         "ip_key": rng.integers(0, 20, n).astype(np.uint64) + np.uint64(3232235776),
         "status": rng.choice(np.array([200, 200, 200, 400, 429, 500], np.uint16), n),
-        "flags": rng.integers(0, 32, n).astype(np.uint8),
+        "flags": rng.integers(0, 64, n).astype(np.uint8),
     }
 
 

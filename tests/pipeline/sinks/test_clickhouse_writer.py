@@ -94,6 +94,7 @@ def signatures_batch() -> Columns:
         "multi_n_calls": np.array([0, 1, 0], np.uint32),
         "error_calls": np.array([0, 0, 9], np.uint32),
         "rate_limited_calls": np.array([5, 0, 0], np.uint32),
+        "deep_logprob_calls": np.array([0, 3, 0], np.uint32),
         "distinct_prompts": np.array([10, 0, 3_999_999_999], np.uint32),
         "distinct_ips": np.array([1, 0, 700], np.uint32),
         "score": np.array([12.5, np.nan, 99.0], np.float32),

@@ -1,0 +1,293 @@
+"""Concrete accounts drawn from archetypes: ids, keys, addresses, agents, payment, prompt habits.
+
+Everything here is decided once per scenario from the seed (``labels`` needs it
+without generating a single event). Strings live in global lookup tables so that
+per-event columns are small integer arrays until the moment events are rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype
+from jobs.loadgen.network import Address, Prefix, draw_addresses, draw_prefixes
+from jobs.loadgen.prompts import PromptPool, PromptSource, fresh, random64, zipf_cum
+from jobs.loadgen.timing import Clock, weekly_profile
+
+_SIBLING_SHARE = 0.06  # benign accounts that share a card with another benign account (same company)
+_SETUP, _EVENTS = 0, 1  # SeedSequence branches (scenario uses 2 for delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """Ground truth for one account."""
+
+    archetype: str
+    is_attack: bool
+    fleet_id: str | None
+
+
+@dataclass(slots=True)
+class Account:
+    index: int
+    account_id: str
+    archetype: Archetype
+    fleet_id: str | None
+    weight: float  # relative volume before scaling to the scenario's rate
+    profile: np.ndarray  # 168 UTC hourly activity multipliers
+    keys: np.ndarray  # indices into Tables.key_ids
+    key_cum: np.ndarray
+    addresses: np.ndarray  # indices into Tables.ips
+    address_cum: np.ndarray
+    agents: np.ndarray  # indices into Tables.agents
+    agent_cum: np.ndarray
+    payment: str | None
+    source: PromptSource
+    pool: PromptPool
+    batch_len: int  # events between pauses (0: no batches)
+    completion_median: float
+    reasoning_median: float
+    seed: np.random.SeedSequence
+    rate: float = 0.0  # events per second at activity 1, set once all weights are known
+
+    @property
+    def label(self) -> Label:
+        return Label(self.archetype.name, self.archetype.is_attack, self.fleet_id)
+
+
+@dataclass(slots=True)
+class Tables:
+    """Global lookup tables, indexed by the integer columns of generated batches."""
+
+    key_ids: list[str] = field(default_factory=list)
+    ips: list[str] = field(default_factory=list)
+    asns: list[int | None] = field(default_factory=list)
+    network_types: list[str] = field(default_factory=list)
+    countries: list[str | None] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    _agent_index: dict[str, int] = field(default_factory=dict)
+
+    def add_keys(self, keys: list[str]) -> np.ndarray:
+        start = len(self.key_ids)
+        self.key_ids.extend(keys)
+        return np.arange(start, len(self.key_ids), dtype=np.int32)
+
+    def add_addresses(self, addresses: list[Address]) -> np.ndarray:
+        start = len(self.ips)
+        for a in addresses:
+            self.ips.append(a.ip)
+            self.asns.append(a.asn)
+            self.network_types.append(a.network_type)
+            self.countries.append(a.country)
+        return np.arange(start, len(self.ips), dtype=np.int32)
+
+    def agent_ids(self, agents: list[str]) -> np.ndarray:
+        for a in agents:
+            if a not in self._agent_index:
+                self._agent_index[a] = len(self.agents)
+                self.agents.append(a)
+        return np.array([self._agent_index[a] for a in agents], dtype=np.int32)
+
+
+@dataclass(slots=True)
+class Fleet:
+    fleet_id: str
+    prefixes: list[Prefix]
+    addresses: list[Address]
+    payments: list[str]
+    agent: str
+    templates: np.ndarray
+    template_tokens: np.ndarray
+    topics: np.ndarray
+
+
+@dataclass(slots=True)
+class Population:
+    accounts: list[Account]
+    tables: Tables
+
+    def labels(self) -> dict[str, Label]:
+        return {a.account_id: a.label for a in self.accounts}
+
+
+def build_population(
+    seed: int, mix: dict[str, int], *, fleet_size: int, start_s: float, duration_s: float, rate_eps: float
+) -> Population:
+    """Accounts for ``mix`` (accounts per archetype), with rates summing to ``rate_eps`` over the window."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _SETUP]))
+    event_seeds = iter(np.random.SeedSequence([seed, _EVENTS]).spawn(sum(mix.values())))
+    tables = Tables()
+    ids = _UniqueIds(rng)
+    plan: list[tuple[Archetype, Fleet | None]] = []
+    for name in sorted(mix):  # sorted: the same mix in any order gives the same population
+        archetype = ARCHETYPES[name]
+        count = mix[name]
+        if archetype.fleet:
+            for start in range(0, count, fleet_size):
+                size = min(fleet_size, count - start)
+                shared = _fleet(rng, archetype, ids.new("fleet-", 6), size)
+                plan.extend((archetype, shared) for _ in range(size))
+        else:
+            plan.extend((archetype, None) for _ in range(count))
+    # Shuffle so account order (and anything derived from it) says nothing about the archetype.
+    order = rng.permutation(len(plan))
+    accounts: list[Account] = []
+    fleet_members: dict[str, int] = {}
+    for index, slot in enumerate(order):
+        archetype, fleet = plan[int(slot)]
+        member = fleet_members.get(fleet.fleet_id, 0) if fleet else 0
+        if fleet:
+            fleet_members[fleet.fleet_id] = member + 1
+        accounts.append(_account(rng, index, archetype, fleet, member, tables, ids, next(event_seeds)))
+    _share_sibling_payments(rng, accounts)
+    _set_rates(accounts, start_s, duration_s, rate_eps)
+    return Population(accounts, tables)
+
+
+class _UniqueIds:
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._seen: set[str] = set()
+
+    def new(self, prefix: str, hex_digits: int) -> str:
+        while True:
+            value = f"{prefix}{int(self._rng.integers(0, 16**hex_digits)):0{hex_digits}x}"
+            if value not in self._seen:
+                self._seen.add(value)
+                return value
+
+
+def _between(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    return int(rng.integers(bounds[0], bounds[1] + 1))
+
+
+def _templates(rng: np.random.Generator, archetype: Archetype) -> tuple[np.ndarray, np.ndarray]:
+    count = _between(rng, archetype.prompts.templates)
+    median = archetype.content.prompt_tokens[0]
+    return random64(rng, count), median * rng.lognormal(0.0, 0.3, count)
+
+
+def _topics(rng: np.random.Generator, archetype: Archetype) -> tuple[np.ndarray, np.ndarray]:
+    names = list(archetype.content.topics)
+    weights = np.array([archetype.content.topics[t] for t in names], dtype=np.float64)
+    narrow = archetype.content.topics_per_account
+    if narrow:
+        size = min(narrow, len(names))
+        chosen = rng.choice(len(names), size=size, replace=False, p=weights / weights.sum())
+        names = [names[int(i)] for i in chosen]
+        weights = np.sort(rng.dirichlet(np.full(len(names), 4.0)))[::-1]
+    return np.array([TOPICS.index(t) for t in names], dtype=np.int16), weights
+
+
+def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: int) -> Fleet:
+    net = archetype.network
+    prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes))
+    # Fewer addresses than accounts: members reuse each other's exit IPs.
+    count = max(len(prefixes), size * 2 // 3)
+    addresses = draw_addresses(rng, prefixes, count, unknown_share=net.unknown_share)
+    payments = [_payment(rng) for _ in range(min(size, _between(rng, (2, 3))))]
+    templates, template_tokens = _templates(rng, archetype)
+    topics, _ = _topics(rng, archetype)
+    agent = net.agents[int(rng.integers(len(net.agents)))]
+    return Fleet(fleet_id, prefixes, addresses, payments, agent, templates, template_tokens, topics)
+
+
+def _payment(rng: np.random.Generator) -> str:
+    a, b = (int(x) for x in random64(rng, 2))
+    return f"pf_{a:016x}{b:016x}"
+
+
+def _account(
+    rng: np.random.Generator,
+    index: int,
+    archetype: Archetype,
+    fleet: Fleet | None,
+    member: int,
+    tables: Tables,
+    ids: _UniqueIds,
+    seed: np.random.SeedSequence,
+) -> Account:
+    net, content, prompts, timing = archetype.network, archetype.content, archetype.prompts, archetype.timing
+    account_id = ids.new("org-", 12)
+    keys = tables.add_keys([ids.new("key-", 10) for _ in range(_between(rng, net.keys))])
+    if fleet is None:
+        prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), ipv6_share=net.ipv6_share)
+        addresses = draw_addresses(rng, prefixes, _between(rng, net.ips), unknown_share=net.unknown_share)
+        chosen = rng.choice(len(net.agents), size=min(len(net.agents), _between(rng, net.agents_per_account)),
+                            replace=False)
+        agent_names = [net.agents[int(i)] for i in chosen]
+        payment = None if rng.random() < net.payment_missing else _payment(rng)
+        templates, template_tokens = _templates(rng, archetype)
+        topics, topic_weights = _topics(rng, archetype)
+    else:
+        count = min(len(fleet.addresses), _between(rng, net.ips))
+        addresses = [fleet.addresses[int(i)] for i in rng.choice(len(fleet.addresses), count, replace=False)]
+        agent_names = [fleet.agent]
+        payment = fleet.payments[member % len(fleet.payments)]
+        templates, template_tokens = fleet.templates, fleet.template_tokens
+        topics = fleet.topics
+        topic_weights = rng.dirichlet(np.full(topics.size, 4.0))
+    # Accounts differ from their archetype's centre: each gets its own lengths and habits.
+    source = PromptSource(
+        templates=templates,
+        template_tokens=template_tokens,
+        template_share=prompts.template_share,
+        flip_bits=prompts.flip_bits,
+        topics=topics,
+        topic_cum=np.cumsum(topic_weights),
+        reasoning_share=float(np.clip(content.reasoning_share * rng.uniform(0.75, 1.25), 0.0, 1.0)),
+        tokens=(content.prompt_tokens[0] * float(rng.lognormal(0.0, 0.25)), content.prompt_tokens[1]),
+    )
+    pool_size = _between(rng, prompts.pool)
+    pool = PromptPool(fresh(rng, source, pool_size), zipf_cum(pool_size, prompts.pool_skew), prompts.sweep)
+    if prompts.sweep:
+        batch_len = pool_size  # one benchmark run, then a pause
+    elif timing.batch:
+        batch_len = _between(rng, timing.batch)
+    else:
+        batch_len = 0
+    address_ids = tables.add_addresses(addresses)
+    sigma = archetype.volume_sigma  # mean-one spread of volume between accounts
+    agents = tables.agent_ids(agent_names)
+    return Account(
+        index=index,
+        account_id=account_id,
+        archetype=archetype,
+        fleet_id=fleet.fleet_id if fleet else None,
+        weight=archetype.volume * float(rng.lognormal(-0.5 * sigma**2, sigma)),
+        profile=weekly_profile(timing.hourly, timing.weekend, int(rng.choice(timing.tz))),
+        keys=keys,
+        key_cum=zipf_cum(keys.size, 1.0),
+        addresses=address_ids,
+        address_cum=zipf_cum(address_ids.size, net.skew),
+        agents=agents,
+        agent_cum=zipf_cum(agents.size, 1.0),
+        payment=payment,
+        source=source,
+        pool=pool,
+        batch_len=batch_len,
+        completion_median=content.completion_tokens[0] * float(rng.lognormal(0.0, 0.25)),
+        reasoning_median=content.reasoning_tokens[0] * float(rng.lognormal(0.0, 0.2)),
+        seed=seed,
+    )
+
+
+def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -> None:
+    # A company with several organisations pays with one card: a benign shared fingerprint.
+    benign = [a for a in accounts if not a.archetype.is_attack and a.payment is not None]
+    pairs = int(len(benign) * _SIBLING_SHARE) // 2
+    chosen = rng.permutation(len(benign))[: pairs * 2]
+    for first, second in zip(chosen[::2], chosen[1::2], strict=True):
+        benign[int(second)].payment = benign[int(first)].payment
+
+
+def _set_rates(accounts: list[Account], start_s: float, duration_s: float, rate_eps: float) -> None:
+    # Scale so the expected number of events over the window is exactly rate * duration,
+    # whatever hour of the day or week the window starts at.
+    loads = np.array([Clock(a.profile, start_s).load(np.array([duration_s]))[0] for a in accounts])
+    weights = np.array([a.weight for a in accounts])
+    scale = rate_eps * duration_s / float(np.dot(weights, loads))
+    for account, weight in zip(accounts, weights, strict=True):
+        account.rate = float(weight * scale)
