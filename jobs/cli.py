@@ -40,9 +40,14 @@ def worker(kafka: str | None, clickhouse: str | None, data_dir: Path | None, bou
     import faust
 
     from pipeline.app import build_pipeline
+    from pipeline.sinks.clickhouse import ClickHouseError
+    from pipeline.topics import KafkaUnavailable
 
     settings = _settings(kafka_bootstrap=kafka, clickhouse_dsn=clickhouse, data_dir=data_dir)
-    pipeline = build_pipeline(settings, bounded=bounded)
+    try:
+        pipeline = build_pipeline(settings, bounded=bounded)
+    except (KafkaUnavailable, ClickHouseError) as exc:
+        raise click.ClickException(str(exc)) from None
     faust.Worker(pipeline.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
