@@ -22,6 +22,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
+        if value is None:
+            continue  # unset: the child uses the default, as this process did
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 

@@ -60,8 +60,11 @@ class Settings(BaseSettings):
     store_raw_events: bool = Field(True, description="keep every valid event in ClickHouse for forensics")
 
     # --- detection --------------------------------------------------------------
-    alert_score_threshold: float = Field(
-        70.0, ge=0, le=100, description="extraction score at or above which an account alert fires"
+    scoring_config: Path | None = Field(
+        None, description="scoring signals/weights/thresholds file; default pipeline/scoring/scoring.v1.json"
+    )
+    alert_score_threshold: float | None = Field(
+        None, ge=0, le=100, description="override the scoring file's alert threshold"
     )
 
     # --- worker web server ------------------------------------------------------------

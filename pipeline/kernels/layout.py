@@ -1,12 +1,25 @@
 """Shared layout of the signature kernels' arrays: counter and flag indices, sizes.
 
 Plain constants only (no Numba, no NumPy state) so that the kernels, their plain
-Python reference, the decoder and the sinks all agree on one definition.
+Python reference, the decoder, scoring and the sinks agree on one definition.
 """
 
 from __future__ import annotations
 
-# Counters kept per (account, minute frame), in this order.
+# --- per-event flags byte --------------------------------------------------------
+FLAG_REASONING = 1
+FLAG_LOGPROBS = 2
+FLAG_LOGIT_BIAS = 4
+FLAG_MULTI_N = 8
+FLAG_STREAM = 16
+FLAG_DEEP_LOGPROBS = 32
+# Calibration needs the top few alternatives; distribution theft asks for many.
+DEEP_TOP_LOGPROBS = 10
+
+# --- network types (schemas.event.NETWORK_TYPES order) -------------------------------
+NET_RESIDENTIAL, NET_MOBILE, NET_BUSINESS, NET_HOSTING, NET_VPN, NET_PROXY, NET_TOR, NET_UNKNOWN = range(8)
+
+# --- counters kept per (account, minute frame), int64 --------------------------------
 CALLS = 0
 PROMPT_TOKENS = 1
 COMPLETION_TOKENS = 2
@@ -18,40 +31,70 @@ MULTI_N_CALLS = 7  # n > 1
 ERROR_CALLS = 8  # status >= 400
 RATE_LIMITED_CALLS = 9  # status == 429
 HASHED_CALLS = 10  # calls that carried a prompt hash (denominator of prompt diversity)
-DEEP_LOGPROB_CALLS = 11  # top_logprobs >= DEEP_TOP_LOGPROBS: reading out the distribution
-N_COUNTERS = 12
+DEEP_LOGPROB_CALLS = 11  # top_logprobs >= DEEP_TOP_LOGPROBS
+ANON_CALLS = 12  # network type vpn, proxy or tor
+HOSTING_CALLS = 13  # network type hosting (cloud)
+TEMP_CALLS = 14  # temperature given
+TEMP_ZERO_CALLS = 15  # temperature == 0
+NEAR_DUP_CALLS = 16  # prompt differs but its simhash is within NEAR_DUP_BITS of a recent one
+GAP_COUNT = 17  # inter-arrival gaps measured (calls after the account's first)
+STREAM_CALLS = 18
+TOPIC_BUCKET0 = 19  # TOPIC_BUCKETS counters: calls per topic bucket (topic hash % TOPIC_BUCKETS)
+TOPIC_BUCKETS = 8
+N_COUNTERS = TOPIC_BUCKET0 + TOPIC_BUCKETS
 
 COUNTER_NAMES: tuple[str, ...] = (
-    "calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "reasoning_calls",
-    "logprob_calls",
-    "logit_bias_calls",
-    "multi_n_calls",
-    "error_calls",
-    "rate_limited_calls",
-    "hashed_calls",
-    "deep_logprob_calls",
+    "calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "reasoning_calls", "logprob_calls",
+    "logit_bias_calls", "multi_n_calls", "error_calls", "rate_limited_calls", "hashed_calls",
+    "deep_logprob_calls", "anon_calls", "hosting_calls", "temp_calls", "temp_zero_calls", "near_dup_calls",
+    "gap_count", "stream_calls",
+    *(f"topic_bucket_{i}" for i in range(TOPIC_BUCKETS)),
 )
+assert len(COUNTER_NAMES) == N_COUNTERS
 
-# Bits of the per-event flags byte.
-FLAG_REASONING = 1
-FLAG_LOGPROBS = 2
-FLAG_LOGIT_BIAS = 4
-FLAG_MULTI_N = 8
-FLAG_STREAM = 16
-FLAG_DEEP_LOGPROBS = 32
-# Calibration needs the top few alternatives; distribution theft asks for many.
-DEEP_TOP_LOGPROBS = 10
+# --- float sums per frame, float64 ------------------------------------------------------
+TEMP_SUM = 0
+TEMP_SQ = 1
+GAP_SUM = 2  # seconds between consecutive calls of the account
+GAP_SQ = 3
+N_FLOATS = 4
+FLOAT_NAMES: tuple[str, ...] = ("temp_sum", "temp_sq", "gap_sum", "gap_sq")
 
-# HyperLogLog sketch sizes (registers) per frame: 2**6 for prompts, 2**5 for IPs.
-# Small on purpose: one frame is one account-minute; wider windows merge frames.
-HLL_PROMPT_BITS = 6
-HLL_IP_BITS = 5
+# --- HyperLogLog sketches per frame: one uint8 register array, sections by offset ------
+HLL_PROMPT_BITS, HLL_IP_BITS, HLL_UA_BITS, HLL_ASN_BITS, HLL_TOPIC_BITS = 6, 5, 4, 4, 4
+HLL_BITS = (HLL_PROMPT_BITS, HLL_IP_BITS, HLL_UA_BITS, HLL_ASN_BITS, HLL_TOPIC_BITS)
+HLL_OFFSETS = tuple(sum(1 << b for b in HLL_BITS[:i]) for i in range(len(HLL_BITS)))
+HLL_TOTAL = sum(1 << b for b in HLL_BITS)
+D_PROMPTS, D_IPS, D_UAS, D_ASNS, D_TOPICS = range(5)
+N_DISTINCT = 5
+DISTINCT_NAMES: tuple[str, ...] = ("distinct_prompts", "distinct_ips", "distinct_uas", "distinct_asns",
+                                   "distinct_topics")
+# Kept for callers that size one sketch.
 HLL_PROMPT_REGISTERS = 1 << HLL_PROMPT_BITS
 HLL_IP_REGISTERS = 1 << HLL_IP_BITS
+
+# --- rolled windows per account (decayed sums over closed frames) ------------------------
+# Each closed frame is folded into exponentially decayed sums with these time
+# constants (minutes): roughly "the last 5 minutes / hour / day" without keeping
+# the frames. Updated in minute order per account, so deterministic.
+WINDOW_MINUTES = (5.0, 60.0, 1440.0)
+W5, W60, W1440 = range(3)
+N_WINDOWS = len(WINDOW_MINUTES)
+# Quantities rolled into windows: every counter, every float, the distinct counts
+# of each frame and one "active minute" per frame.
+WQ_COUNTERS = 0
+WQ_FLOATS = N_COUNTERS
+WQ_DISTINCT = N_COUNTERS + N_FLOATS
+WQ_ACTIVE = WQ_DISTINCT + N_DISTINCT
+N_WINDOW_Q = WQ_ACTIVE + 1
+
+# --- per-account scalars (int64) ------------------------------------------------------------
+AS_LAST_TS = 0  # event time of the account's latest accepted call (NO_TIME before the first)
+AS_WINDOW_MINUTE = 1  # minute of the last frame folded into the windows (NO_FRAME before)
+AS_SIMHASH_NEXT = 2  # next position in the recent-simhash ring
+N_ACCOUNT_SCALARS = 3
+RECENT_SIMHASHES = 4
+NEAR_DUP_BITS = 8
 
 FRAME_MS = 60_000
 NO_FRAME = -1  # frame_minute value of an empty ring slot
@@ -61,8 +104,9 @@ NO_TIME = -(2**62)  # partition max event time before its first event
 def ring_size(allowed_lateness_ms: int) -> int:
     """Frames kept per account: enough that no open frame is ever overwritten.
 
-    An event is accepted while its frame's end is later than the watermark
-    (max event time minus lateness), so frames up to lateness/60 s + 1 minutes old
-    stay open; one more slot holds the newest minute.
+    An event is accepted while its frame's end is later than the watermark (max
+    event time minus lateness L). A ring position is reused by minute m only
+    after minute m - R, whose end (m - R + 1) min is at or before the watermark
+    m min - L when L <= (R - 1) min; so R = ceil(L / 1 min) + 1 suffices.
     """
-    return -(-allowed_lateness_ms // FRAME_MS) + 2
+    return -(-allowed_lateness_ms // FRAME_MS) + 1

@@ -49,6 +49,7 @@ def alert_columns(alerts: AlertRows) -> dict[str, object]:
         "severity": alerts.severity,
         "score": alerts.score,
         "signals": alerts.signals,
+        "signal_points": alerts.signal_points,
         "window_start": alerts.window_start_s,
     }
 

@@ -1,4 +1,4 @@
-"""FrameStore: owns the per-account frame arrays and drives the Numba kernels.
+"""FrameStore: owns the per-account state arrays and drives the Numba kernels.
 
 Slots are handed out by ``AccountRegistry``; capacity grows by doubling (so the
 arrays are not sized for a million accounts when there are a hundred) up to
@@ -13,13 +13,29 @@ import numpy as np
 
 from pipeline.kernels.frames import collect_closed_frames, count_closed_frames, ingest_events
 from pipeline.kernels.layout import (
-    HLL_IP_REGISTERS,
-    HLL_PROMPT_REGISTERS,
+    AS_LAST_TS,
+    AS_WINDOW_MINUTE,
+    HLL_TOTAL,
+    N_ACCOUNT_SCALARS,
     N_COUNTERS,
+    N_DISTINCT,
+    N_FLOATS,
+    N_WINDOW_Q,
+    N_WINDOWS,
     NO_FRAME,
     NO_TIME,
+    RECENT_SIMHASHES,
     ring_size,
 )
+
+# Kernel input columns, in the kernel's argument order, with their dtypes.
+EVENT_COLUMNS: dict[str, type] = {
+    "slot": np.int32, "part": np.int16, "ts_ms": np.int64, "prompt_tokens": np.uint32,
+    "completion_tokens": np.uint32, "reasoning_tokens": np.uint32, "prompt_hash": np.uint64,
+    "simhash": np.uint64, "ip_key": np.uint64, "ua_hash": np.uint64, "asn": np.uint32,
+    "topic_hash": np.uint64, "net": np.uint8, "temperature": np.float32, "status": np.uint16,
+    "flags": np.uint8,
+}
 
 
 @dataclass(frozen=True)
@@ -29,22 +45,26 @@ class ClosedFrames:
     slot: np.ndarray  # int32
     minute: np.ndarray  # int64, minutes since the epoch (event time)
     counters: np.ndarray  # int64 [rows, N_COUNTERS], see kernels.layout
-    distinct: np.ndarray  # int64 [rows, 2]: distinct prompts, distinct client IPs
+    floats: np.ndarray  # float64 [rows, N_FLOATS]
+    distinct: np.ndarray  # int64 [rows, N_DISTINCT]: prompts, IPs, user agents, ASNs, topics
+    windows: np.ndarray  # float32 [rows, N_WINDOWS, N_WINDOW_Q], after folding this frame
 
     def __len__(self) -> int:
         return int(self.slot.shape[0])
+
+    def take(self, index: np.ndarray | slice) -> ClosedFrames:
+        return ClosedFrames(self.slot[index], self.minute[index], self.counters[index], self.floats[index],
+                            self.distinct[index], self.windows[index])
 
     @staticmethod
     def concat(parts: list[ClosedFrames]) -> ClosedFrames:
         parts = [p for p in parts if len(p)]
         if not parts:
             return empty_closed_frames(0)
-        return ClosedFrames(
-            slot=np.concatenate([p.slot for p in parts]),
-            minute=np.concatenate([p.minute for p in parts]),
-            counters=np.concatenate([p.counters for p in parts]),
-            distinct=np.concatenate([p.distinct for p in parts]),
-        )
+        if len(parts) == 1:
+            return parts[0]
+        return ClosedFrames(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                              ("slot", "minute", "counters", "floats", "distinct", "windows")))
 
 
 def empty_closed_frames(rows: int) -> ClosedFrames:
@@ -52,16 +72,18 @@ def empty_closed_frames(rows: int) -> ClosedFrames:
         slot=np.empty(rows, np.int32),
         minute=np.empty(rows, np.int64),
         counters=np.empty((rows, N_COUNTERS), np.int64),
-        distinct=np.empty((rows, 2), np.int64),
+        floats=np.empty((rows, N_FLOATS), np.float64),
+        distinct=np.empty((rows, N_DISTINCT), np.int64),
+        windows=np.empty((rows, N_WINDOWS, N_WINDOW_Q), np.float32),
     )
 
 
-def _truncate(frames: ClosedFrames, rows: int) -> ClosedFrames:
-    return ClosedFrames(frames.slot[:rows], frames.minute[:rows], frames.counters[:rows], frames.distinct[:rows])
+def _outputs(frames: ClosedFrames) -> tuple[np.ndarray, ...]:
+    return frames.slot, frames.minute, frames.counters, frames.floats, frames.distinct, frames.windows
 
 
 class FrameStore:
-    """Per-account rolling one-minute frames for one worker's partitions."""
+    """Per-account rolling frames and windows for one worker's partitions."""
 
     def __init__(self, *, n_partitions: int, allowed_lateness_ms: int, max_accounts: int,
                  initial_capacity: int = 1024) -> None:
@@ -71,30 +93,44 @@ class FrameStore:
         self.part_max_ts = np.full(n_partitions, NO_TIME, np.int64)
         self.part_late = np.zeros(n_partitions, np.int64)
         self.n_slots = 0  # slots in use: the kernels scan only these
+        self._arrays: dict[str, np.ndarray] = {}
         self._allocate(min(initial_capacity, max_accounts))
 
+    def _fresh(self, capacity: int) -> dict[str, np.ndarray]:
+        acct = np.zeros((capacity, N_ACCOUNT_SCALARS), np.int64)
+        acct[:, AS_LAST_TS] = NO_TIME
+        acct[:, AS_WINDOW_MINUTE] = NO_FRAME
+        return {
+            "frame_minute": np.full((capacity, self.n_ring), NO_FRAME, np.int64),
+            "counters": np.zeros((capacity, self.n_ring, N_COUNTERS), np.int64),
+            "floats": np.zeros((capacity, self.n_ring, N_FLOATS), np.float64),
+            "hll": np.zeros((capacity, self.n_ring, HLL_TOTAL), np.uint8),
+            "windows": np.zeros((capacity, N_WINDOWS, N_WINDOW_Q), np.float32),
+            "acct": acct,
+            "recent_sim": np.zeros((capacity, RECENT_SIMHASHES), np.uint64),
+            "slot_part": np.zeros(capacity, np.int16),
+        }
+
     def _allocate(self, capacity: int) -> None:
-        old = getattr(self, "frame_minute", None)
-        frame_minute = np.full((capacity, self.n_ring), NO_FRAME, np.int64)
-        counters = np.zeros((capacity, self.n_ring, N_COUNTERS), np.int64)
-        hll_prompt = np.zeros((capacity, self.n_ring, HLL_PROMPT_REGISTERS), np.uint8)
-        hll_ip = np.zeros((capacity, self.n_ring, HLL_IP_REGISTERS), np.uint8)
-        slot_part = np.zeros(capacity, np.int16)
+        fresh = self._fresh(capacity)
         dirty = np.zeros(capacity, np.uint8)
-        if old is not None:
-            n = old.shape[0]
-            frame_minute[:n] = self.frame_minute
-            counters[:n] = self.counters
-            hll_prompt[:n] = self.hll_prompt
-            hll_ip[:n] = self.hll_ip
-            slot_part[:n] = self.slot_part
+        if self._arrays:
+            n = self.capacity
+            for name, arr in self._arrays.items():
+                fresh[name][:n] = arr
             dirty[:n] = self.dirty
-        self.frame_minute, self.counters = frame_minute, counters
-        self.hll_prompt, self.hll_ip, self.slot_part, self.dirty = hll_prompt, hll_ip, slot_part, dirty
+        self._arrays = fresh
+        self.dirty = dirty
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("_arrays")
+        if arrays is not None and name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
 
     @property
     def capacity(self) -> int:
-        return int(self.frame_minute.shape[0])
+        return int(self._arrays["frame_minute"].shape[0])
 
     def ensure_slots(self, n_slots: int) -> None:
         """Make room for slots [0, n_slots). Raises MemoryError past max_accounts."""
@@ -110,31 +146,40 @@ class FrameStore:
             self._allocate(min(capacity, self.max_accounts))
         self.n_slots = max(self.n_slots, n_slots)
 
+    def _state_args(self) -> tuple[np.ndarray, ...]:
+        a = self._arrays
+        return (a["frame_minute"], a["counters"], a["floats"], a["hll"], a["windows"], a["acct"],
+                a["recent_sim"], a["slot_part"], self.dirty)
+
     def ingest(self, columns: dict[str, np.ndarray]) -> tuple[ClosedFrames, int]:
-        """Fold one batch; returns frames pushed out by newer minutes and the late count."""
+        """Fold one batch (``EVENT_COLUMNS``); returns frames it closed and the late count."""
         n = int(columns["slot"].shape[0])
-        out = empty_closed_frames(n)
-        emitted, late = ingest_events(
-            columns["slot"], columns["part"], columns["ts_ms"], columns["prompt_tokens"],
-            columns["completion_tokens"], columns["reasoning_tokens"], columns["prompt_hash"],
-            columns["ip_key"], columns["status"], columns["flags"],
-            self.frame_minute, self.counters, self.hll_prompt, self.hll_ip, self.slot_part, self.dirty,
-            self.part_max_ts, self.part_late, self.lateness_ms,
-            out.slot, out.minute, out.counters, out.distinct,
-        )
-        return _truncate(out, emitted), int(late)
+        events = [np.ascontiguousarray(columns[name], dtype) for name, dtype in EVENT_COLUMNS.items()]
+        chunk = max(256, n // 4)
+        parts: list[ClosedFrames] = []
+        late = 0
+        start = 0
+        while True:
+            out = empty_closed_frames(chunk)
+            start, emitted, late_now = ingest_events(
+                start, *events, *self._state_args(), self.part_max_ts, self.part_late, self.lateness_ms,
+                *_outputs(out),
+            )
+            late += int(late_now)
+            parts.append(out.take(slice(0, emitted)))
+            if start >= n:
+                return ClosedFrames.concat(parts), late
 
     def close_frames(self, force: bool = False) -> ClosedFrames:
         """Emit frames the watermark has passed (every open frame when ``force``)."""
-        rows = count_closed_frames(
-            self.n_slots, self.frame_minute, self.slot_part, self.part_max_ts, self.lateness_ms, force
-        )
+        a = self._arrays
+        rows = count_closed_frames(self.n_slots, a["frame_minute"], a["slot_part"], self.part_max_ts,
+                                   self.lateness_ms, force)
         out = empty_closed_frames(rows)
         if rows:
             collect_closed_frames(
-                self.n_slots, self.frame_minute, self.counters, self.hll_prompt, self.hll_ip,
-                self.slot_part, self.dirty, self.part_max_ts, self.lateness_ms, force,
-                out.slot, out.minute, out.counters, out.distinct,
+                self.n_slots, a["frame_minute"], a["counters"], a["floats"], a["hll"], a["windows"], a["acct"],
+                a["slot_part"], self.dirty, self.part_max_ts, self.lateness_ms, force, *_outputs(out),
             )
         return out
 
@@ -150,13 +195,7 @@ class FrameStore:
     # --- the state as named arrays (for checkpoints; generic over the layout) -------
     def slot_arrays(self) -> dict[str, np.ndarray]:
         """Every per-account array; axis 0 is the slot. ``dirty`` is bookkeeping, not state."""
-        return {
-            "frame_minute": self.frame_minute,
-            "counters": self.counters,
-            "hll_prompt": self.hll_prompt,
-            "hll_ip": self.hll_ip,
-            "slot_part": self.slot_part,
-        }
+        return dict(self._arrays)
 
     def partition_arrays(self) -> dict[str, np.ndarray]:
         """Every per-partition array; axis 0 is the Kafka partition."""
@@ -169,4 +208,4 @@ class FrameStore:
         return slots
 
     def bytes_per_account(self) -> int:
-        return int(sum(a[0].nbytes for a in self.slot_arrays().values()))
+        return int(sum(a[0].nbytes for a in self._arrays.values()))

@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 
 from pipeline.kernels.hll import hll_add, hll_estimate, leading_zeros64, mix64
-from pipeline.kernels.layout import FRAME_MS, N_COUNTERS
+from pipeline.kernels.layout import CALLS, FRAME_MS, N_COUNTERS
 from pipeline.kernels.reference import (
     ReferenceFrames,
     ref_hll_add,
     ref_hll_estimate,
     ref_mix64,
 )
-from pipeline.state.frames import ClosedFrames, FrameStore
+from pipeline.state.frames import EVENT_COLUMNS, ClosedFrames, FrameStore
 
-COLUMNS = ("slot", "part", "ts_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-           "prompt_hash", "ip_key", "status", "flags")
+COLUMNS = tuple(EVENT_COLUMNS)
 
 
 def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: int) -> dict[str, np.ndarray]:
@@ -26,6 +25,12 @@ def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: in
     base = 1_770_000_000_000 + np.sort(rng.integers(0, 40 * FRAME_MS, n))
     jitter = np.where(rng.random(n) < 0.1, rng.integers(0, 5 * FRAME_MS, n), 0)
     hashes = rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    templates = rng.integers(1, 2**63, 3, dtype=np.int64).astype(np.uint64)
+    # near-duplicates: a template with 0-12 random bits flipped
+    flips = np.zeros(n, np.uint64)
+    for _ in range(12):
+        bit = rng.integers(0, 64, n).astype(np.uint64)
+        flips ^= np.where(rng.random(n) < 0.5, np.uint64(1) << bit, np.uint64(0))
     return {
         "slot": slot,
         "part": (slot % n_parts).astype(np.int16),  # an account lives in one partition
@@ -34,7 +39,16 @@ def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: in
         "completion_tokens": rng.integers(0, 5000, n).astype(np.uint32),
         "reasoning_tokens": rng.integers(0, 3000, n).astype(np.uint32),
         "prompt_hash": np.where(rng.random(n) < 0.9, hashes[rng.integers(0, 50, n)], np.uint64(0)),
+        "simhash": np.where(rng.random(n) < 0.8, templates[rng.integers(0, 3, n)] ^ flips, np.uint64(0)),
         "ip_key": rng.integers(0, 20, n).astype(np.uint64) + np.uint64(3232235776),
+        "ua_hash": np.where(rng.random(n) < 0.9, rng.integers(1, 6, n).astype(np.uint64) * np.uint64(7919),
+                            np.uint64(0)),
+        "asn": np.where(rng.random(n) < 0.8, rng.integers(1, 9, n), 0).astype(np.uint32),
+        "topic_hash": np.where(rng.random(n) < 0.7, rng.integers(1, 12, n).astype(np.uint64) * np.uint64(104729),
+                               np.uint64(0)),
+        "net": rng.integers(0, 8, n).astype(np.uint8),
+        "temperature": np.where(rng.random(n) < 0.6, rng.choice(np.array([0.0, 0.7, 1.3], np.float32), n),
+                                np.float32(np.nan)).astype(np.float32),
         "status": rng.choice(np.array([200, 200, 200, 400, 429, 500], np.uint16), n),
         "flags": rng.integers(0, 64, n).astype(np.uint8),
     }
@@ -43,7 +57,8 @@ def random_events(rng: np.random.Generator, n: int, n_accounts: int, n_parts: in
 def as_rows(frames: ClosedFrames) -> set[tuple]:
     return {
         (int(frames.slot[i]), int(frames.minute[i]), tuple(int(x) for x in frames.counters[i]),
-         int(frames.distinct[i, 0]), int(frames.distinct[i, 1]))
+         tuple(float(x) for x in frames.floats[i]), tuple(int(x) for x in frames.distinct[i]),
+         tuple(tuple(float(x) for x in w) for w in frames.windows[i]))
         for i in range(len(frames))
     }
 
@@ -65,7 +80,7 @@ def test_kernel_equals_reference_on_random_batches(seed: int, lateness_ms: int) 
         batch = {k: v[lo:hi] for k, v in events.items()}
         evicted, late = store.ingest(batch)
         got |= as_rows(evicted) | as_rows(store.close_frames())
-        ref_late = ref.ingest([{k: int(batch[k][i]) for k in COLUMNS} for i in range(hi - lo)])
+        ref_late = ref.ingest([{k: batch[k][i] for k in COLUMNS} for i in range(hi - lo)])
         want |= set(ref.close())
         assert late == ref_late
         assert got == want  # the same frames are final at every batch boundary
@@ -73,7 +88,7 @@ def test_kernel_equals_reference_on_random_batches(seed: int, lateness_ms: int) 
     want |= set(ref.close(force=True))
     assert got == want
     assert store.late_events == sum(ref.part_late)
-    total_calls = sum(row[2][0] for row in got)
+    total_calls = sum(row[2][CALLS] for row in got)
     assert total_calls + store.late_events == n  # every event is counted or late
     if lateness_ms == 0:
         assert store.late_events > 0  # the jitter really exercises lateness

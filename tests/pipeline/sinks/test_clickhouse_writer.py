@@ -97,8 +97,24 @@ def signatures_batch() -> Columns:
         "deep_logprob_calls": np.array([0, 3, 0], np.uint32),
         "distinct_prompts": np.array([10, 0, 3_999_999_999], np.uint32),
         "distinct_ips": np.array([1, 0, 700], np.uint32),
+        "anon_calls": np.array([0, 1, 2], np.uint32),
+        "hosting_calls": np.array([3, 0, 0], np.uint32),
+        "temp_zero_calls": np.array([0, 0, 7], np.uint32),
+        "near_dup_calls": np.array([4, 0, 0], np.uint32),
+        "stream_calls": np.array([0, 5, 0], np.uint32),
+        "distinct_uas": np.array([1, 2, 3], np.uint32),
+        "distinct_asns": np.array([1, 1, 9], np.uint32),
+        "distinct_topics": np.array([2, 0, 1], np.uint32),
+        "gap_cv": np.array([0.1, 0.0, 1.5], np.float32),
+        "temp_std": np.array([0.0, 0.25, 0.0], np.float32),
+        "calls_5m": np.array([10.0, 9.5, 1e6], np.float32),
+        "calls_1h": np.array([10.0, 9.9, 1e7], np.float32),
+        "calls_24h": np.array([10.0, 9.99, 1e8], np.float32),
+        "active_minutes_1h": np.array([1.0, 1.98, 60.0], np.float32),
         "score": np.array([12.5, np.nan, 99.0], np.float32),
         "top_signals": [["logprobs", "reasoning_ratio"], [], ["multi_n"]],
+        "signal_names": [["a", "b"], ["a", "b"], ["a", "b"]],
+        "signal_points": [[1.5, 0.0], [0.0, 0.0], [50.0, 49.0]],
     }
 
 
@@ -111,6 +127,7 @@ def alerts_batch() -> Columns:
         "severity": ["high", "critical"],
         "score": np.array([81.0, 97.25], np.float32),
         "signals": [["logprobs"], ["logprobs", "reasoning_ratio", "distinct_prompts"]],
+        "signal_points": [[81.0], [50.0, 40.0, 7.25]],
         "window_start": np.array([MINUTE0_S, MINUTE0_S], np.int64),
     }
 

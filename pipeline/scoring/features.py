@@ -1,0 +1,98 @@
+"""Features: interpretable numbers per closed frame, computed from the account's rolled windows.
+
+Vectorised NumPy over a batch of closed frames. Shares are ratios of decayed sums,
+so they weight recent minutes more (the decay cancels in a ratio). Each feature
+is documented in docs/signals.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pipeline.kernels import layout as L
+from pipeline.state.frames import ClosedFrames
+
+# Decayed count of active minutes for an account active every minute for ever:
+# sum_k exp(-k / tau) = 1 / (1 - exp(-1 / tau)).
+_ALWAYS_ON = {w: 1.0 / (1.0 - np.exp(-1.0 / tau)) for w, tau in enumerate(L.WINDOW_MINUTES)}
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+def _w(frames: ClosedFrames, window: int, q: int) -> np.ndarray:
+    return frames.windows[:, window, q].astype(np.float64)
+
+
+def _share(q: int, den: int = L.CALLS, window: int = L.W60) -> Callable[[ClosedFrames], np.ndarray]:
+    return lambda f: _ratio(_w(f, window, q), _w(f, window, den))
+
+
+def _gap_cv(f: ClosedFrames) -> np.ndarray:
+    n = _w(f, L.W60, L.GAP_COUNT)
+    mean = _ratio(_w(f, L.W60, L.WQ_FLOATS + L.GAP_SUM), n)
+    var = np.maximum(_ratio(_w(f, L.W60, L.WQ_FLOATS + L.GAP_SQ), n) - mean * mean, 0.0)
+    # Too few gaps say nothing about regularity: report "irregular" (CV 1, Poisson-like).
+    return np.where((n >= 10) & (mean > 0), np.sqrt(var) / np.where(mean > 0, mean, 1.0), 1.0)
+
+
+def _temp_std(f: ClosedFrames) -> np.ndarray:
+    n = _w(f, L.W60, L.TEMP_CALLS)
+    mean = _ratio(_w(f, L.W60, L.WQ_FLOATS + L.TEMP_SUM), n)
+    return np.sqrt(np.maximum(_ratio(_w(f, L.W60, L.WQ_FLOATS + L.TEMP_SQ), n) - mean * mean, 0.0))
+
+
+def _topic_entropy(f: ClosedFrames) -> np.ndarray:
+    counts = f.windows[:, L.W60, L.TOPIC_BUCKET0:L.TOPIC_BUCKET0 + L.TOPIC_BUCKETS].astype(np.float64)
+    total = counts.sum(axis=1, keepdims=True)
+    p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=1)
+
+
+def _per_active_minute(q: int) -> Callable[[ClosedFrames], np.ndarray]:
+    return lambda f: _ratio(_w(f, L.W60, q), _w(f, L.W60, L.WQ_ACTIVE))
+
+
+def _volume_ratio(f: ClosedFrames) -> np.ndarray:
+    # Calls per active minute lately vs over the day: intensity against the account's
+    # own baseline (a new account is its own baseline, ratio 1).
+    recent = _ratio(_w(f, L.W5, L.CALLS), _w(f, L.W5, L.WQ_ACTIVE))
+    baseline = _ratio(_w(f, L.W1440, L.CALLS), _w(f, L.W1440, L.WQ_ACTIVE))
+    return recent / np.maximum(baseline, 1.0)
+
+
+FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
+    "calls_1h": lambda f: _w(f, L.W60, L.CALLS),
+    "reasoning_share": _share(L.REASONING_CALLS),
+    "reasoning_tokens_per_call": _share(L.REASONING_TOKENS),
+    "output_input_ratio": _share(L.COMPLETION_TOKENS, L.PROMPT_TOKENS),
+    "completion_per_call": _share(L.COMPLETION_TOKENS),
+    "deep_logprob_share": _share(L.DEEP_LOGPROB_CALLS),
+    "logprob_share": _share(L.LOGPROB_CALLS),
+    "logit_bias_share": _share(L.LOGIT_BIAS_CALLS),
+    "multi_n_share": _share(L.MULTI_N_CALLS),
+    "temp_std": _temp_std,
+    "temp_zero_share": _share(L.TEMP_ZERO_CALLS, L.TEMP_CALLS),
+    "prompt_diversity": _share(L.WQ_DISTINCT + L.D_PROMPTS, L.HASHED_CALLS),
+    "near_dup_share": _share(L.NEAR_DUP_CALLS, L.HASHED_CALLS),
+    "ips_per_minute": _per_active_minute(L.WQ_DISTINCT + L.D_IPS),
+    "uas_per_minute": _per_active_minute(L.WQ_DISTINCT + L.D_UAS),
+    "asns_per_minute": _per_active_minute(L.WQ_DISTINCT + L.D_ASNS),
+    "anon_share": _share(L.ANON_CALLS),
+    "hosting_share": _share(L.HOSTING_CALLS),
+    "gap_cv": _gap_cv,
+    "active_share_5m": lambda f: _w(f, L.W5, L.WQ_ACTIVE) / _ALWAYS_ON[L.W5],
+    "active_share_1h": lambda f: _w(f, L.W60, L.WQ_ACTIVE) / _ALWAYS_ON[L.W60],
+    "active_share_24h": lambda f: _w(f, L.W1440, L.WQ_ACTIVE) / _ALWAYS_ON[L.W1440],
+    "rate_limited_share": _share(L.RATE_LIMITED_CALLS),
+    "error_share": _share(L.ERROR_CALLS),
+    "topic_entropy": _topic_entropy,
+    "volume_ratio": _volume_ratio,
+}
+
+
+def compute_features(frames: ClosedFrames, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    return {name: FEATURES[name](frames) for name in (names or FEATURES)}
