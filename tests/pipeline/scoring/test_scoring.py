@@ -1,0 +1,124 @@
+"""Scoring: the versioned config, each feature against a plain-Python computation, the score rules."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.kernels import layout as L
+from pipeline.scoring import load_scoring_config, score_frames
+from pipeline.scoring.config import ScoringConfigError
+from pipeline.scoring.features import FEATURES, compute_features
+from pipeline.state.frames import EVENT_COLUMNS, ClosedFrames, FrameStore
+
+T0 = 1_770_000_000_000
+
+
+def events(n: int, gap_ms: int, **overrides: object) -> dict[str, np.ndarray]:
+    cols: dict[str, np.ndarray] = {}
+    for name, dtype in EVENT_COLUMNS.items():
+        cols[name] = np.zeros(n, dtype)
+    cols["ts_ms"] = T0 + np.arange(n, dtype=np.int64) * gap_ms
+    cols["prompt_hash"] = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    cols["ip_key"] = np.full(n, 0x0A000001, np.uint64)
+    cols["temperature"] = np.full(n, np.nan, np.float32)
+    cols["status"] = np.full(n, 200, np.uint16)
+    cols["prompt_tokens"] = np.full(n, 100, np.uint32)
+    cols["completion_tokens"] = np.full(n, 300, np.uint32)
+    for k, v in overrides.items():
+        cols[k] = np.asarray(v, EVENT_COLUMNS[k]) if np.ndim(v) else np.full(n, v, EVENT_COLUMNS[k])
+    return cols
+
+
+def closed_frames(cols: dict[str, np.ndarray]) -> ClosedFrames:
+    store = FrameStore(n_partitions=1, allowed_lateness_ms=0, max_accounts=4)
+    store.ensure_slots(1)
+    evicted, _ = store.ingest(cols)
+    return ClosedFrames.concat([evicted, store.close_frames(force=True)])
+
+
+def test_default_config_loads_and_names_known_features() -> None:
+    config = load_scoring_config()
+    assert config.version == 1 and config.alert.threshold == 70
+    assert all(f in FEATURES for s in config.signals.values() for f in s.ramps)
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda c: c["signals"]["ip_fanout"]["ramps"].update({"no_such_feature": {"low": 0, "high": 1}}),
+     "no_such_feature"),
+    (lambda c: c["signals"]["ip_fanout"].update({"weight": 500}), "signals.ip_fanout.weight"),
+    (lambda c: c["alert"].pop("threshold"), "alert.threshold"),
+    (lambda c: c["signals"]["ip_fanout"]["ramps"]["ips_per_minute"].update({"high": 3}), "low and high"),
+])
+def test_bad_config_fails_naming_the_field(tmp_path: Path, mutate, fragment: str) -> None:
+    config = json.loads((Path(L.__file__).parents[1] / "scoring" / "scoring.v1.json").read_text())
+    mutate(config)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ScoringConfigError, match=fragment):
+        load_scoring_config(path)
+
+
+def test_regular_arrivals_have_low_gap_cv_and_poisson_high() -> None:
+    regular = closed_frames(events(600, 1000))
+    cv = compute_features(regular, ["gap_cv"])["gap_cv"]
+    assert cv[-1] < 0.01
+    rng = np.random.default_rng(3)
+    gaps = rng.exponential(1000, 600).astype(np.int64) + 1
+    poisson = events(600, 0)
+    poisson["ts_ms"] = T0 + np.cumsum(gaps)
+    cv = compute_features(closed_frames(poisson), ["gap_cv"])["gap_cv"]
+    assert 0.8 < cv[-1] < 1.2
+
+
+def test_features_match_a_plain_python_computation_from_the_windows() -> None:
+    rng = np.random.default_rng(9)
+    n = 900
+    cols = events(n, 700, flags=rng.integers(0, 64, n), status=rng.choice([200, 429, 500], n),
+                  temperature=rng.choice(np.array([0.0, 0.5, 1.0, np.nan], np.float32), n),
+                  net=rng.integers(0, 8, n), topic_hash=rng.integers(1, 5, n) * 7,
+                  reasoning_tokens=rng.integers(0, 2000, n), completion_tokens=rng.integers(1, 900, n))
+    frames = closed_frames(cols)
+    feats = compute_features(frames)
+    i = len(frames) - 1
+    w60 = [float(x) for x in frames.windows[i, L.W60]]
+    w5 = [float(x) for x in frames.windows[i, L.W5]]
+    w1440 = [float(x) for x in frames.windows[i, L.W1440]]
+    calls = w60[L.CALLS]
+    expect = {
+        "reasoning_share": w60[L.REASONING_CALLS] / calls,
+        "deep_logprob_share": w60[L.DEEP_LOGPROB_CALLS] / calls,
+        "rate_limited_share": w60[L.RATE_LIMITED_CALLS] / calls,
+        "anon_share": w60[L.ANON_CALLS] / calls,
+        "output_input_ratio": w60[L.COMPLETION_TOKENS] / w60[L.PROMPT_TOKENS],
+        "reasoning_tokens_per_call": w60[L.REASONING_TOKENS] / calls,
+        "temp_zero_share": w60[L.TEMP_ZERO_CALLS] / w60[L.TEMP_CALLS],
+        "ips_per_minute": w60[L.WQ_DISTINCT + L.D_IPS] / w60[L.WQ_ACTIVE],
+        "active_share_5m": w5[L.WQ_ACTIVE] * (1 - math.exp(-1 / 5)),
+        "volume_ratio": (w5[L.CALLS] / w5[L.WQ_ACTIVE]) / max(w1440[L.CALLS] / w1440[L.WQ_ACTIVE], 1.0),
+    }
+    n_t = w60[L.TEMP_CALLS]
+    mean_t = w60[L.WQ_FLOATS + L.TEMP_SUM] / n_t
+    expect["temp_std"] = math.sqrt(max(w60[L.WQ_FLOATS + L.TEMP_SQ] / n_t - mean_t**2, 0.0))
+    counts = [w60[L.TOPIC_BUCKET0 + b] for b in range(L.TOPIC_BUCKETS)]
+    probs = [c / sum(counts) for c in counts if c > 0]
+    expect["topic_entropy"] = -sum(p * math.log2(p) for p in probs)
+    for name, value in expect.items():
+        assert feats[name][i] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_score_is_capped_weighted_sum_with_named_top_signals() -> None:
+    config = load_scoring_config()
+    miner = closed_frames(events(400, 150, flags=L.FLAG_DEEP_LOGPROBS | L.FLAG_LOGPROBS,
+                                 temperature=np.tile(np.array([0.0, 1.0], np.float32), 200)))
+    scores = score_frames(miner, config)
+    assert np.allclose(scores.score, np.minimum(scores.contributions.sum(axis=1), 100.0), atol=1e-3)
+    last = -1
+    assert scores.score[last] >= config.alert.threshold
+    assert scores.top_signals[last][0] == "distribution_probing"
+    quiet = closed_frames(events(3, 20_000, flags=L.FLAG_DEEP_LOGPROBS))
+    assert score_frames(quiet, config).score.max() < 10  # the volume gate: three calls say little
