@@ -35,6 +35,7 @@ class DetectionOutput:
     alerts: AlertRows
     late_events: int
     scores: Scores
+    key_signatures: dict[str, object]  # key_signatures_1m columns
 
     @property
     def signature_rows(self) -> int:
@@ -69,20 +70,65 @@ class Detector:
         self.rule = ScoreThresholdRule(threshold=threshold, critical_at=policy.critical_at,
                                        renotify_minutes=policy.renotify_minutes)
         self.max_score: dict[str, float] = {}
+        # The same kernels per API key (slot = key): its account, for the rows.
+        self.keys = AccountRegistry()
+        self.key_account: list[str] = []
+        self.key_frames = FrameStore(
+            n_partitions=n_partitions,
+            allowed_lateness_ms=settings.allowed_lateness_ms,
+            max_accounts=settings.max_accounts,
+        )
 
     def process(self, batch: DecodedBatch, *, force_close: bool = False) -> DetectionOutput:
         columns = dict(batch.kernel)
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
         columns["slot"] = self.accounts.slots_for(batch.account_ids)
-        self.frames.ensure_slots(len(self.accounts))
-        if len(batch):
-            closed_early, late = self.frames.ingest(columns)
+        closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
+        key_ids: list[str] = batch.raw["api_key_id"]  # type: ignore[assignment]
+        columns["slot"] = self.keys.slots_for(key_ids)
+        self._remember_key_accounts(columns["slot"], batch.account_ids)
+        key_closed, _ = self._fold(self.key_frames, columns, len(self.keys), force_close)
+        return self._outputs(closed, late, self._key_rows(key_closed))
+
+    @staticmethod
+    def _fold(store: FrameStore, columns: dict[str, np.ndarray], n_slots: int,
+              force_close: bool) -> tuple[ClosedFrames, int]:
+        store.ensure_slots(n_slots)
+        if len(columns["slot"]):
+            closed_early, late = store.ingest(columns)
         else:
             closed_early, late = ClosedFrames.concat([]), 0
-        closed = ClosedFrames.concat([closed_early, self.frames.close_frames(force=force_close)])
-        return self._outputs(closed, late)
+        return ClosedFrames.concat([closed_early, store.close_frames(force=force_close)]), late
 
-    def _outputs(self, closed: ClosedFrames, late: int) -> DetectionOutput:
+    def _remember_key_accounts(self, key_slots: np.ndarray, accounts: list[str]) -> None:
+        known = len(self.key_account)
+        if len(self.keys) > known:
+            first_seen = {}
+            for slot, account in zip(key_slots.tolist(), accounts, strict=True):
+                if slot >= known:
+                    first_seen.setdefault(slot, account)
+            self.key_account.extend(first_seen[s] for s in range(known, len(self.keys)))
+
+    def _key_rows(self, closed: ClosedFrames) -> dict[str, object]:
+        frames = closed.take(np.lexsort((closed.minute, closed.slot)))
+        scores = score_frames(frames, self.config)
+        return {
+            "account_id": [self.key_account[s] for s in frames.slot.tolist()],
+            "api_key_id": self.keys.names_of(frames.slot),
+            "window_start": frames.minute * 60,
+            "calls": frames.counters[:, L.CALLS],
+            "reasoning_calls": frames.counters[:, L.REASONING_CALLS],
+            "deep_logprob_calls": frames.counters[:, L.DEEP_LOGPROB_CALLS],
+            "distinct_prompts": frames.distinct[:, L.D_PROMPTS],
+            "distinct_ips": frames.distinct[:, L.D_IPS],
+            "calls_1h": frames.windows[:, L.W60, L.CALLS],
+            "score": scores.score,
+            "top_signals": scores.top_signals,
+            "signal_names": [scores.names] * len(frames),
+            "signal_points": np.round(scores.contributions, 2).tolist(),
+        }
+
+    def _outputs(self, closed: ClosedFrames, late: int, key_rows: dict[str, object]) -> DetectionOutput:
         frames = closed.take(np.lexsort((closed.minute, closed.slot)))  # per account in minute order
         scores = score_frames(frames, self.config)
         accounts = self.accounts.names_of(frames.slot)
@@ -103,6 +149,6 @@ class Detector:
         sig["score"] = scores.score
         sig["top_signals"] = scores.top_signals
         sig["signal_names"] = [scores.names] * len(frames)
-        sig["signal_points"] = [row for row in np.round(scores.contributions, 2).tolist()]
+        sig["signal_points"] = np.round(scores.contributions, 2).tolist()
         alerts = self.rule.evaluate(accounts, frames.minute, scores)
-        return DetectionOutput(sig, alerts, late, scores)
+        return DetectionOutput(sig, alerts, late, scores, key_rows)

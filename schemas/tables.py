@@ -182,7 +182,33 @@ REJECTED_EVENTS = TableSpec(
     order_by=("kafka_partition", "kafka_offset"),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (API_CALLS, SIGNATURES_1M, ALERTS, REJECTED_EVENTS)}
+KEY_SIGNATURES_1M = TableSpec(
+    name="key_signatures_1m",
+    # The same frames, windows and score per API key: a compromised or shared key
+    # inside a benign account stands out here. See docs/signals.md.
+    columns=(
+        ("account_id", "String"),
+        ("api_key_id", "String"),
+        ("window_start", _MINUTE),
+        ("calls", "UInt32"),
+        ("reasoning_calls", "UInt32"),
+        ("deep_logprob_calls", "UInt32"),
+        ("distinct_prompts", "UInt32"),
+        ("distinct_ips", "UInt32"),
+        ("calls_1h", "Float32"),
+        ("score", "Float32"),
+        ("top_signals", f"Array({_LC})"),
+        ("signal_names", f"Array({_LC})"),
+        ("signal_points", "Array(Float32)"),
+    ),
+    server_defaults=(("emitted_at", _TS, "now64(3)"),),
+    partition_by="toYYYYMM(window_start)",
+    order_by=("account_id", "api_key_id", "window_start"),
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (API_CALLS, SIGNATURES_1M, KEY_SIGNATURES_1M, ALERTS, REJECTED_EVENTS)
+}
 
 
 def table_spec(name: str) -> TableSpec:

@@ -85,6 +85,11 @@ def write_batch_outputs(
         writer.write("signatures_1m", sig, dedup_token=content_token(
             "sig", sig["account_id"],  # type: ignore[arg-type]
             np.stack([np.asarray(sig[c], np.int64) for c in ("window_start", "calls", "prompt_tokens")])))
+    keys = output.key_signatures
+    if len(keys["api_key_id"]):  # type: ignore[arg-type]
+        writer.write("key_signatures_1m", keys, dedup_token=content_token(
+            "keysig", keys["api_key_id"],  # type: ignore[arg-type]
+            np.stack([np.asarray(keys[c], np.int64) for c in ("window_start", "calls")])))
     if len(output.alerts):
         alerts = output.alerts
         writer.write("alerts", alert_columns(alerts),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from schemas.tables import ALERTS, API_CALLS, REJECTED_EVENTS, SIGNATURES_1M
+from schemas.tables import ALERTS, API_CALLS, KEY_SIGNATURES_1M, REJECTED_EVENTS, SIGNATURES_1M
 
 VERSION = 1
 NAME = "initial"
 
 # Listed explicitly: tables added to schemas.tables later belong to later migrations.
-_TABLES = (API_CALLS, SIGNATURES_1M, ALERTS, REJECTED_EVENTS)
+_TABLES = (API_CALLS, SIGNATURES_1M, KEY_SIGNATURES_1M, ALERTS, REJECTED_EVENTS)
 
 
 def forwards(database: str) -> list[str]:

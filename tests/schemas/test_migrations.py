@@ -11,7 +11,7 @@ from schemas.migrate import MIGRATIONS_TABLE, applied_versions, apply_migrations
 from schemas.migrations import Migration, MigrationError, discover, m0001_initial, validate
 from schemas.tables import TABLES, TableSpec
 
-INITIAL_TABLES = {"api_calls", "signatures_1m", "alerts", "rejected_events"}
+INITIAL_TABLES = {"api_calls", "signatures_1m", "key_signatures_1m", "alerts", "rejected_events"}
 
 
 def _migration(version: int, module_number: int | None = None) -> Migration:
