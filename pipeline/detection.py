@@ -71,6 +71,7 @@ class Detector:
                                        renotify_minutes=policy.renotify_minutes)
         self.max_score: dict[str, float] = {}
         # The same kernels per API key (slot = key): its account, for the rows.
+        self.track_keys = settings.track_api_keys
         self.keys = AccountRegistry()
         self.key_account: list[str] = []
         self.key_frames = FrameStore(
@@ -84,6 +85,8 @@ class Detector:
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
         columns["slot"] = self.accounts.slots_for(batch.account_ids)
         closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
+        if not self.track_keys:
+            return self._outputs(closed, late, self._key_rows(ClosedFrames.concat([])))
         key_ids: list[str] = batch.raw["api_key_id"]  # type: ignore[assignment]
         columns["slot"] = self.keys.slots_for(key_ids)
         self._remember_key_accounts(columns["slot"], batch.account_ids)

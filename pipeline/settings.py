@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         86_400, ge=0, description="events stamped further than this ahead of the wall clock are rejected"
     )
     store_raw_events: bool = Field(True, description="keep every valid event in ClickHouse for forensics")
+    track_api_keys: bool = Field(
+        True, description="also keep frames, windows and scores per API key (about 1.7 KB per active key)"
+    )
 
     # --- detection --------------------------------------------------------------
     scoring_config: Path | None = Field(

@@ -60,3 +60,11 @@ def test_reasoning_harvest_alerts_with_signal_points() -> None:
     assert out.alerts.signals[0][0] == "reasoning_elicitation"
     assert out.alerts.signal_points[0][0] > 20 and sum(out.alerts.signal_points[0]) >= 70
     assert out.alerts.account_id == ["org-x"]
+
+
+def test_key_tracking_can_be_turned_off() -> None:
+    det = Detector(load_settings(track_api_keys=False), n_partitions=1)
+    out = det.process(batch([{**MINIMAL, "event_id": "x", "ts": T0}]), force_close=True)
+    assert len(out.signatures["account_id"]) == 1  # type: ignore[arg-type]
+    assert len(out.key_signatures["api_key_id"]) == 0  # type: ignore[arg-type]
+    assert len(det.keys) == 0
