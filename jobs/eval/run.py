@@ -1,0 +1,144 @@
+"""``distillwatch eval``: generate a labelled scenario, replay it, score the report against the labels.
+
+1. generate EVENTS.jsonl and labels.json with the load generator (all twelve archetypes);
+2. run ``distillwatch replay`` on it in a child process, relaying its phases;
+3. compute the metrics (jobs/eval/metrics.py), write eval.json, print the table.
+
+The exit status is non-zero only for a failed run, or for missed targets under ``check``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from jobs.eval import defaults
+from jobs.eval.metrics import evaluate
+from jobs.eval.replay_child import replay_command, run_replay_child
+from jobs.eval.scenario import (
+    InputStats,
+    parse_start,
+    resolve_size,
+    scaled_mix,
+    write_scenario,
+)
+from jobs.eval.table import duration, render
+from jobs.loadgen.archetypes import ARCHETYPES
+from jobs.loadgen.population import Label
+from jobs.loadgen.scenario import ScenarioConfig
+from pipeline.settings import load_settings
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    out_dir: Path = Path(defaults.OUT_DIR)
+    events: int | None = None
+    rate_eps: float | None = None  # None: from events and duration, or the default
+    duration_s: float | None = None
+    start: str = defaults.START
+    seed: int = defaults.SEED
+    mix_scale: float = defaults.MIX_SCALE
+    jitter_fraction: float = defaults.JITTER_FRACTION
+    jitter_max_s: float = defaults.JITTER_MAX_S
+    keep_state: bool = False  # keep the replay's ClickHouse under out_dir/replay-state for queries
+    check: bool = False
+
+
+def scenario_config(opts: EvalOptions) -> ScenarioConfig:
+    rate, duration_s = resolve_size(opts.events, opts.rate_eps, opts.duration_s)
+    return ScenarioConfig(
+        seed=opts.seed, start_ms=parse_start(opts.start), duration_s=duration_s, rate_eps=rate,
+        mix=scaled_mix(opts.mix_scale), jitter_fraction=opts.jitter_fraction, jitter_max_s=opts.jitter_max_s,
+    )
+
+
+def read_labels(path: Path) -> dict[str, Label]:
+    raw = orjson.loads(path.read_bytes())
+    return {account: Label(v["archetype"], bool(v["is_attack"]), v["fleet_id"]) for account, v in raw.items()}
+
+
+class _Log:
+    """Progress lines on stderr, stamped with the time since the evaluation started."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{duration(time.monotonic() - self.started):>6}] {message}", file=self.stream, flush=True)
+
+
+def _clock(ms: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+
+
+def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    log = _Log(err)
+    config = scenario_config(opts)
+    settings = load_settings()  # the DW_* environment the replay's worker will also see
+    out_dir = opts.out_dir
+    events_path, labels_path = out_dir / "EVENTS.jsonl", out_dir / "labels.json"
+    report_path, eval_path = out_dir / "REPORT.json", out_dir / "eval.json"
+    eval_path.unlink(missing_ok=True)  # a failed run must not leave the previous verdict behind
+    attackers = sum(n for name, n in config.mix.items() if ARCHETYPES[name].is_attack)
+    log(f"eval: {sum(config.mix.values())} accounts ({attackers} attacking), ~{config.expected_events:,} events "
+        f"over {duration(config.duration_s)} of event time from {_clock(config.start_ms)} UTC -> {out_dir}")
+
+    t0 = time.monotonic()
+    end_ms = config.start_ms + config.duration_s * 1000
+
+    def generation_progress(n: int, newest_ms: int) -> None:
+        share = n / config.expected_events if config.expected_events else 1.0
+        log(f"generate: {n:,} events ({share:.0%}), event time {_clock(newest_ms)} of {_clock(end_ms)}")
+
+    stats = write_scenario(config, events_path, labels_path, allowed_lateness_s=settings.allowed_lateness_s,
+                           progress=generation_progress)
+    generate_s = time.monotonic() - t0
+    log(f"generate: done in {duration(generate_s)}: {stats.events:,} events, {stats.out_of_order:,} out of order "
+        f"({stats.beyond_lateness:,} beyond the {settings.allowed_lateness_s}s allowed lateness) -> {events_path}")
+
+    state_dir = out_dir / "replay-state" if opts.keep_state else None
+    if state_dir is not None and state_dir.exists():
+        shutil.rmtree(state_dir)  # a replay into old tables would report old results too
+    log("replay: " + " ".join(replay_command(events_path, report_path, state_dir)))
+    t1 = time.monotonic()
+    run_replay_child(events_path, report_path, data_dir=state_dir, log=log)
+    replay_s = time.monotonic() - t1
+    log(f"replay: done in {duration(replay_s)}")
+
+    t2 = time.monotonic()
+    report = orjson.loads(report_path.read_bytes())
+    metrics = evaluate(read_labels(labels_path), report, stats.first_event_ms)
+    result = _result(opts, config, settings.allowed_lateness_s, settings.alert_score_threshold, stats, metrics)
+    result["timings_s"] = {"generate": round(generate_s, 2), "replay": round(replay_s, 2),
+                           "metrics": round(time.monotonic() - t2, 2),
+                           "total": round(time.monotonic() - log.started, 2)}
+    result["files"] = {"events": str(events_path), "labels": str(labels_path), "report": str(report_path),
+                       "eval": str(eval_path), "replay_state": str(state_dir) if state_dir else None}
+    eval_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    print(render(result), file=out, flush=True)
+    print(f"written: {eval_path}", file=out, flush=True)
+    return 1 if opts.check and not result["passed"] else 0
+
+
+def _result(opts: EvalOptions, config: ScenarioConfig, lateness_s: int, threshold: float | None,
+            stats: InputStats, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "config": {
+            "scenario": config.model_dump(),
+            "start": opts.start,
+            "mix_scale": opts.mix_scale,
+            "events_requested": opts.events,
+            "allowed_lateness_s": lateness_s,
+            "alert_score_threshold_override": threshold,
+            "check": opts.check,
+        },
+        "input": stats.to_json(),
+        **metrics,
+    }
