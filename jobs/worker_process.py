@@ -29,17 +29,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, *, bounded: bool, log_path: Path) -> None:
+    def __init__(self, settings: Settings, *, bounded: bool, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        """Start ``distillwatch worker`` with ``settings`` as DW_* variables, plus ``env`` (e.g. test hooks)."""
         self.settings = settings
         self.log_path = log_path
         args = [sys.executable, "-m", "jobs.cli", "worker", "--loglevel", "info"]
         if bounded:
             args.append("--bounded")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        env.update(settings_env(settings))
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        child_env.update(settings_env(settings))
+        child_env.update(env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(args, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=Path(__file__).resolve().parent.parent)
 
     @property
@@ -60,14 +63,17 @@ class WorkerProcess:
             pass
 
     def wait(self, timeout_s: float) -> int:
+        """Exit status of the worker; on a timeout or an interrupt (Ctrl-C) it is killed, never orphaned."""
         deadline = time.monotonic() + timeout_s
         try:
             while self.proc.poll() is None:
                 if time.monotonic() > deadline:
-                    self.kill()
                     raise TimeoutError(f"worker did not finish within {timeout_s:.0f}s; log: {self.log_path}")
                 time.sleep(0.2)
             return self.proc.returncode
+        except BaseException:
+            self.kill()
+            raise
         finally:
             self._log.close()
 
