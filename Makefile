@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean eval
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# Detection quality on a labelled scenario (docs/evaluation.md): `make eval CHECK=1` fails on a missed
+# target; EVAL_ARGS passes options, e.g. make eval EVAL_ARGS="--events 300000".
+eval: $(STAMP)
+	$(BIN)/python -m jobs.cli eval $(if $(CHECK),--check) $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) .distillwatch .pytest_cache .ruff_cache

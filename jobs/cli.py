@@ -1,4 +1,4 @@
-"""The ``distillwatch`` command: worker, demo, replay, loadgen, migrate, sql, schema."""
+"""The ``distillwatch`` command: worker, demo, replay, eval, loadgen, migrate, sql, schema."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from jobs.eval import defaults as eval_defaults
 from pipeline.settings import Settings, SettingsError, load_settings
 
 
@@ -108,6 +109,42 @@ def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str
     n = run_loadgen(config, out=out, bootstrap=None if out else settings.kafka_bootstrap,
                     topic=settings.topic_events, speedup=speedup)
     click.echo(f"{n:,} events -> {out or settings.topic_events}", err=True)
+
+
+@main.command("eval")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path(eval_defaults.OUT_DIR),
+              show_default=True, help="EVENTS.jsonl, labels.json, REPORT.json and eval.json go here")
+@click.option("--events", type=int, help="events to generate (with --rate or --duration, sets the other)")
+@click.option("--rate", type=float, help=f"mean events per event-time second  [default: {eval_defaults.RATE_EPS:g}]")
+@click.option("--duration", type=float, help=f"event-time seconds  [default: {eval_defaults.DURATION_S:g}]")
+@click.option("--start", default=eval_defaults.START, show_default=True, help="event time of the first event")
+@click.option("--seed", default=eval_defaults.SEED, show_default=True)
+@click.option("--mix-scale", default=eval_defaults.MIX_SCALE, show_default=True,
+              help="multiply the loadgen's default accounts per archetype")
+@click.option("--jitter-fraction", default=eval_defaults.JITTER_FRACTION, show_default=True,
+              help="share of events delivered late (out of order)")
+@click.option("--jitter-max", "jitter_max_s", default=eval_defaults.JITTER_MAX_S, show_default=True,
+              help="late events arrive up to this many seconds late")
+@click.option("--keep-state", is_flag=True, help="keep the replay's ClickHouse in OUT_DIR/replay-state")
+@click.option("--check", is_flag=True, help="exit 1 when a target is missed (a gate)")
+def eval_command(out_dir: Path, events: int | None, rate: float | None, duration: float | None, start: str,
+                 seed: int, mix_scale: float, jitter_fraction: float, jitter_max_s: float, keep_state: bool,
+                 check: bool) -> None:
+    """Generate a labelled scenario, replay it, and score detection against the labels."""
+    from pydantic import ValidationError
+
+    from jobs.eval.replay_child import ReplayFailed
+    from jobs.eval.run import EvalOptions, run_eval
+    from jobs.eval.scenario import OptionsError
+
+    opts = EvalOptions(out_dir=out_dir, events=events, rate_eps=rate, duration_s=duration, start=start, seed=seed,
+                       mix_scale=mix_scale, jitter_fraction=jitter_fraction, jitter_max_s=jitter_max_s,
+                       keep_state=keep_state, check=check)
+    try:
+        code = run_eval(opts)
+    except (ReplayFailed, SettingsError, OptionsError, ValidationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()
