@@ -1,0 +1,124 @@
+"""When did a cluster qualify? Event times for cluster alerts that depend on the data, not on arrival order.
+
+A member's alert time is the earliest event time ``t`` at which the member's
+cluster, rebuilt from what had happened by ``t``, already met the alert policy
+(score, size and mean member score): links count from their crossing time
+(``clusters.crossing_ts``), a member's max score from the frames that had
+closed by ``t`` (its *staircase*), calls at their current total (the volume
+factor is log-scaled and capped). Given the same evidence, any arrival order
+gives the same times; that is what keeps a replay's report identical run after run.
+
+A staircase is the running maximum of an account's frame scores over event time,
+as ``[[frame_end_ms, floor(score)], ...]`` with strictly increasing times and
+values; inserting points in any order gives the same staircase.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+
+from pipeline.linking.clusters import LinkGraph, crossing_ts, score_from_means
+from pipeline.linking.config import LinkingConfig
+
+Staircase = list[list[int]]
+
+
+def add_step(steps: Staircase, ts: int, score: float) -> Staircase:
+    """``steps`` with the point (ts, floor(score)); points it dominates are dropped. Returns a new list."""
+    value = math.floor(score)
+    times = [t for t, _ in steps]
+    i = bisect.bisect_right(times, ts)
+    if i and steps[i - 1][1] >= value:
+        return steps  # an earlier frame already reached this score
+    kept = [p for p in steps[i:] if p[1] > value]
+    return [*steps[:i], [ts, value], *kept]
+
+
+def score_at(steps: Staircase, ts: int) -> int:
+    i = bisect.bisect_right([t for t, _ in steps], ts)
+    return steps[i - 1][1] if i else 0
+
+
+class _Sets:
+    """Union-find with the running sums the cluster score needs."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.score_sum: dict[str, float] = {}
+        self.calls: dict[str, float] = {}
+        self.ramp_sum: dict[str, float] = {}
+        self.links: dict[str, float] = {}
+
+    def add(self, x: str, score: float, calls: float) -> None:
+        self.parent[x] = x
+        self.members[x] = {x}
+        self.score_sum[x], self.calls[x], self.ramp_sum[x], self.links[x] = score, calls, 0.0, 0.0
+
+    def find(self, x: str) -> str:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str, ramp: float) -> str:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if len(self.members[ra]) < len(self.members[rb]):
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+            self.members[ra] |= self.members.pop(rb)
+            for sums in (self.score_sum, self.calls, self.ramp_sum, self.links):
+                sums[ra] += sums.pop(rb)
+        self.ramp_sum[ra] += ramp
+        self.links[ra] += 1
+        return ra
+
+
+def qualified_since(members: set[str], graph: LinkGraph,
+                    accounts: Mapping[str, Mapping[str, object]]) -> dict[str, int]:
+    """Member -> earliest event time its cluster met the alert policy (members that never did: absent)."""
+    config: LinkingConfig = graph.config
+    policy = config.cluster
+    link_full = policy.factors["link_strength"].full_at
+    events: list[tuple[int, int, str, str, float]] = []  # (ts, order, a, b or "", value)
+    for key in graph.linked_pairs(members):
+        t = crossing_ts(graph.pairs[key], config)
+        a, _, b = key.partition("\x1f")
+        events.append((t if t is not None else 0, 1, a, b, min(1.0, graph.linked[key] / link_full)))
+    sets = _Sets()
+    score: dict[str, float] = {}
+    for m in members:
+        state = accounts.get(m, {})
+        sets.add(m, 0.0, float(state.get("calls") or 0))  # type: ignore[arg-type]
+        score[m] = 0.0
+        for t, value in state.get("steps") or []:  # type: ignore[attr-defined]
+            events.append((int(t), 0, m, "", float(value)))
+    events.sort()
+    since: dict[str, int] = {}
+    i = 0
+    while i < len(events):
+        ts = events[i][0]
+        touched = set()
+        while i < len(events) and events[i][0] == ts:
+            _, order, a, b, value = events[i]
+            if order == 0:  # a member's max score rose
+                sets.score_sum[sets.find(a)] += value - score[a]
+                score[a] = value
+                touched.add(a)
+            else:
+                touched.add(sets.union(a, b, value))
+            i += 1
+        for root in {sets.find(x) for x in touched}:
+            group = sets.members[root]
+            if len(group) < policy.min_alert_size or group <= since.keys():
+                continue
+            mean = sets.score_sum[root] / len(group)
+            links = max(sets.links[root], 1)
+            total = score_from_means(len(group), mean, sets.ramp_sum[root] / links, sets.calls[root], policy).score
+            if total >= policy.alert_threshold and mean >= policy.min_member_score:
+                for m in group:
+                    since.setdefault(m, ts)
+    return since

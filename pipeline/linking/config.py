@@ -1,0 +1,117 @@
+"""The linking configuration: feature kinds, weights, caps and cluster thresholds — a versioned JSON file.
+
+A pair of accounts is *linked* when the weights of the feature kinds they share
+(each kind counted once, popular features excluded) sum to ``link_threshold``
+or more. Linked pairs form clusters; a cluster's score is the sum of four factor
+points (their weights sum to 100). A bad file fails at start with a message
+naming the field (``LinkingConfigError``), never later in a stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG: Final = Path(__file__).with_name("linking.v1.json")
+
+# Feature kinds the file must weigh, and the feature prefixes of each: an IPv4 /24 and an
+# IPv6 /48 are both "the same network", so a pair sharing both counts that evidence once.
+KINDS: Final = ("pay", "ip", "tpl", "asn", "ua")
+FEATURE_KINDS: Final = {"pay": "pay", "ip24": "ip", "ip48": "ip", "tpl": "tpl", "asn": "asn", "ua": "ua"}
+FACTORS: Final = ("size", "member_scores", "link_strength", "volume")
+
+
+class KindConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    weight: float = Field(gt=0, le=10, description="link evidence a shared feature of this kind carries")
+    cap: int = Field(ge=2, le=4096, description="more accounts than this make a feature popular: no links")
+    why: str = Field(min_length=1)
+
+
+class TemplateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    bands: int = Field(ge=1, le=64)
+    band_bits: int = Field(ge=1, le=32)
+    max_hamming: int = Field(ge=0, le=64, description="near-duplicate: simhashes at most this many bits apart")
+    carry_events: int = Field(ge=0, le=1_000_000, description="recent simhashes kept to confirm the next batch")
+
+    @model_validator(mode="after")
+    def _cover_64_bits(self) -> TemplateConfig:
+        if self.bands * self.band_bits != 64:
+            raise ValueError(f"bands × band_bits must be 64 (got {self.bands} × {self.band_bits})")
+        return self
+
+
+class Factor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    weight: float = Field(ge=0, le=100)
+    full_at: float = Field(gt=0, description="the input value at which the factor gives its full weight")
+
+
+class ClusterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alert_threshold: float = Field(ge=0, le=100)
+    critical_at: float = Field(ge=0, le=100)
+    min_alert_size: int = Field(ge=2)
+    min_member_score: float = Field(
+        ge=0, le=100, description="alert only when the members' mean max extraction score reaches this"
+    )
+    renotify_minutes: int = Field(ge=1)
+    max_listed_features: int = Field(ge=1, le=100)
+    factors: dict[str, Factor]
+
+    @field_validator("factors")
+    @classmethod
+    def _all_factors(cls, factors: dict[str, Factor]) -> dict[str, Factor]:
+        if set(factors) != set(FACTORS):
+            raise ValueError(f"expected exactly the factors {list(FACTORS)}, got {sorted(factors)}")
+        total = sum(f.weight for f in factors.values())
+        if abs(total - 100.0) > 1e-6:
+            raise ValueError(f"factor weights must sum to 100 (got {total:g})")
+        return factors
+
+    @model_validator(mode="after")
+    def _critical_above_threshold(self) -> ClusterConfig:
+        if self.critical_at < self.alert_threshold:
+            raise ValueError("critical_at must be >= alert_threshold")
+        return self
+
+
+class LinkingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int = Field(ge=1)
+    kinds: dict[str, KindConfig]
+    link_threshold: float = Field(gt=0)
+    template: TemplateConfig
+    cluster: ClusterConfig
+
+    @field_validator("kinds")
+    @classmethod
+    def _all_kinds(cls, kinds: dict[str, KindConfig]) -> dict[str, KindConfig]:
+        missing = [k for k in KINDS if k not in kinds]
+        unknown = sorted(set(kinds) - set(KINDS))
+        if missing or unknown:
+            raise ValueError(f"expected exactly the kinds {list(KINDS)}: missing {missing}, unknown {unknown}")
+        return kinds
+
+    def weight(self, kind: str) -> float:
+        return self.kinds[kind].weight
+
+
+class LinkingConfigError(ValueError):
+    pass
+
+
+def load_linking_config(path: Path | None = None) -> LinkingConfig:
+    """Read and validate the file (default ``linking.v1.json``); raises LinkingConfigError naming the field."""
+    path = path or DEFAULT_CONFIG
+    try:
+        return LinkingConfig.model_validate(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LinkingConfigError(f"{path}: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise LinkingConfigError(f"{path}: {problems}") from None

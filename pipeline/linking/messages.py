@@ -1,0 +1,219 @@
+"""Wire formats of the linking topics: columnar JSON (orjson), one message per batch, never per row.
+
+Faust costs ~150 µs per message, so every message carries a whole batch:
+
+``dw-link-observations`` (partitioned by feature; written by the detect step,
+at most one message per partition per detect batch)::
+
+    {"v": 1, "type": "obs", "src": "<detect source>", "seq": <batch number>,
+     "features": [...], "accounts": [...],          # dictionaries of this message
+     "f": [int], "a": [int], "ts": [ms], "sample": [uint64]}   # one entry per observation
+    {"v": 1, "type": "end", "src": "<detect source>"}            # drain marker, sent to every partition
+
+``dw-link-edges`` (1 partition; written by stage A and by the detect step)::
+
+    {"v": 1, "type": "edges", "partition": p,
+     "a": [account], "b": [account], "feature": [str], "ts": [ms],     # a < b; kind = feature prefix
+     "popular": [feature], "popular_ts": [ms]}                         # features no longer evidence
+    {"v": 1, "type": "accounts", "src": "...",
+     "account": [...], "calls": [int], "ts": [ms],                     # calls in the batch, latest event time
+     "score": [float | null], "max_score": [float | null],             # latest closed frame, running max
+     "best": [float | null], "best_ts": [ms | null]}                   # the batch's best frame and its end
+                                                                       # (null: no frame closed in the batch)
+    {"v": 1, "type": "end", "src": "<detect source>", "partition": p}  # stage A forwarding a drain marker
+
+Kind weights are not on the wire: stage B applies the weights of its config
+file, so every stored piece of evidence is weighed the same way.
+Decoding raises ``MessageError`` for anything malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from pipeline.linking.observations import AccountSummary, Observations
+
+VERSION = 1
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class MessageError(ValueError):
+    """A linking message that cannot be decoded (wrong JSON, version, type or columns)."""
+
+
+@dataclass(frozen=True)
+class ObservationBatch:
+    src: str
+    seq: int
+    features: list[str]
+    accounts: list[str]
+    f: list[int]
+    a: list[int]
+    ts: list[int]
+    sample: list[int]
+
+
+@dataclass(frozen=True)
+class EdgeBatch:
+    partition: int
+    a: list[str] = field(default_factory=list)
+    b: list[str] = field(default_factory=list)
+    feature: list[str] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    popular: list[str] = field(default_factory=list)
+    popular_ts: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.popular)
+
+
+@dataclass(frozen=True)
+class AccountUpdates:
+    src: str
+    account: list[str]
+    calls: list[int]
+    ts: list[int]
+    score: list[float | None]
+    max_score: list[float | None]
+    best: list[float | None]
+    best_ts: list[int | None]
+
+    def __len__(self) -> int:
+        return len(self.account)
+
+
+@dataclass(frozen=True)
+class EndMarker:
+    src: str
+    partition: int | None = None  # set by stage A: the observations partition it drained
+
+
+Message = ObservationBatch | EdgeBatch | AccountUpdates | EndMarker
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int) -> dict[int, bytes]:
+    """One message per partition that has observations: partition -> value bytes."""
+    if not len(obs):
+        return {}
+    owner = obs.partitions(n_partitions)[obs.feature_index]
+    order = np.argsort(owner, kind="stable")
+    bounds = np.flatnonzero(np.diff(owner[order])) + 1
+    out: dict[int, bytes] = {}
+    for rows in np.split(order, bounds):
+        f_used, f_local = np.unique(obs.feature_index[rows], return_inverse=True)
+        a_used, a_local = np.unique(obs.account_index[rows], return_inverse=True)
+        out[int(owner[rows[0]])] = orjson.dumps({
+            "v": VERSION, "type": "obs", "src": src, "seq": seq,
+            "features": [obs.features[i] for i in f_used.tolist()],
+            "accounts": [obs.accounts[i] for i in a_used.tolist()],
+            "f": f_local.astype(np.int64), "a": a_local.astype(np.int64),
+            "ts": obs.ts_ms[rows], "sample": obs.sample[rows],
+        }, option=_NUMPY)
+    return out
+
+
+def pack_edges(edges: EdgeBatch) -> bytes:
+    return orjson.dumps({"v": VERSION, "type": "edges", "partition": edges.partition, "a": edges.a, "b": edges.b,
+                         "feature": edges.feature, "ts": edges.ts, "popular": edges.popular,
+                         "popular_ts": edges.popular_ts})
+
+
+def pack_end(src: str, partition: int | None = None) -> bytes:
+    body: dict[str, object] = {"v": VERSION, "type": "end", "src": src}
+    if partition is not None:
+        body["partition"] = partition
+    return orjson.dumps(body)
+
+
+def account_updates(
+    summary: AccountSummary,
+    frame_accounts: Sequence[str],
+    frame_start_s: np.ndarray,
+    frame_score: np.ndarray,
+    max_scores: Mapping[str, float],
+    src: str,
+) -> AccountUpdates:
+    """Per account of a detect batch: calls, latest event time, latest and best closed frame.
+
+    ``frame_*`` are the batch's closed frames (signatures_1m rows: account, window start in
+    seconds, score); ``max_scores`` the detector's running maximum per account. An account
+    with calls but no closed frame gets None for the frame fields. ``best``/``best_ts`` (the
+    highest-scoring frame of the batch, the earliest on ties) let stage B know when each
+    score was reached whatever the batching (``alert_time``).
+    """
+    calls = dict(zip(summary.accounts, summary.calls.tolist(), strict=True))
+    last_ts = dict(zip(summary.accounts, summary.last_ts_ms.tolist(), strict=True))
+    latest: dict[str, tuple[int, float]] = {}  # account -> (frame end ms, score) of its latest frame
+    best: dict[str, tuple[float, int]] = {}  # account -> (score, frame end ms) of its best frame
+    for a, start, score in zip(frame_accounts, np.asarray(frame_start_s).tolist(),
+                               np.asarray(frame_score).tolist(), strict=True):
+        end_ms, value = (int(start) + 60) * 1000, round(float(score), 3)
+        if a not in latest or end_ms >= latest[a][0]:
+            latest[a] = (end_ms, value)
+        if a not in best or (value, -end_ms) > (best[a][0], -best[a][1]):
+            best[a] = (value, end_ms)
+    names = sorted(calls.keys() | latest.keys())
+    frame = [latest.get(a) for a in names]
+    top = [best.get(a) for a in names]
+    return AccountUpdates(
+        src, names, [int(calls.get(a, 0)) for a in names],
+        [max(int(last_ts.get(a, 0)), f[0] if f else 0) for a, f in zip(names, frame, strict=True)],
+        [f[1] if f else None for f in frame],
+        [round(float(max_scores.get(a, f[1])), 3) if f else None for a, f in zip(names, frame, strict=True)],
+        [b[0] if b else None for b in top], [b[1] if b else None for b in top],
+    )
+
+
+def pack_accounts(updates: AccountUpdates) -> bytes:
+    return orjson.dumps({"v": VERSION, "type": "accounts", "src": updates.src, "account": updates.account,
+                         "calls": updates.calls, "ts": updates.ts, "score": updates.score,
+                         "max_score": updates.max_score, "best": updates.best, "best_ts": updates.best_ts})
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _columns(body: dict[str, object], names: tuple[str, ...]) -> list[list[object]]:
+    cols = []
+    for name in names:
+        col = body.get(name)
+        if not isinstance(col, list):
+            raise MessageError(f"column {name!r} missing or not a list")
+        cols.append(col)
+    if len({len(c) for c in cols}) > 1:
+        raise MessageError(f"columns {list(names)} differ in length")
+    return cols
+
+
+def decode(value: bytes) -> Message:
+    """Parse one linking message; raises MessageError when it is not a valid version-1 message."""
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("v") != VERSION:
+        raise MessageError(f"not a version-{VERSION} linking message")
+    kind = body.get("type")
+    src = str(body.get("src", ""))
+    if kind == "obs":
+        f, a, ts, sample = _columns(body, ("f", "a", "ts", "sample"))
+        features, accounts = _columns(body, ("features",))[0], _columns(body, ("accounts",))[0]
+        return ObservationBatch(src, int(body.get("seq", 0)), features, accounts, f, a, ts, sample)  # type: ignore[arg-type]
+    if kind == "edges":
+        a, b, feature, ts = _columns(body, ("a", "b", "feature", "ts"))
+        popular, popular_ts = _columns(body, ("popular", "popular_ts"))
+        return EdgeBatch(int(body.get("partition", -1)), a, b, feature, ts, popular, popular_ts)  # type: ignore[arg-type]
+    if kind == "accounts":
+        cols = _columns(body, ("account", "calls", "ts", "score", "max_score", "best", "best_ts"))
+        return AccountUpdates(src, *cols)  # type: ignore[arg-type]
+    if kind == "end":
+        partition = body.get("partition")
+        return EndMarker(src, int(partition) if partition is not None else None)
+    raise MessageError(f"unknown message type {kind!r}")

@@ -1,0 +1,95 @@
+"""Detect-side producer of the linking topics: observations, account updates and drain markers.
+
+Called by the detect step once per batch, after its ClickHouse writes and before
+its offsets are committed (a crash in between re-reads the batch; stage A and the
+pair evidence are idempotent, only the account call counters count it twice).
+
+Per batch: ``prepare`` (CPU: extraction and packing; run it in a worker thread)
+then ``send`` (awaits the broker's acknowledgement of every message):
+at most one observation message per partition of ``dw-link-observations``, one
+account-update message on ``dw-link-edges``, and on the drain batch an end marker
+to every observations partition — sent only after everything else of this source
+is acknowledged, which is what makes stage B's drain barrier sound.
+
+Not thread-safe: one publisher per detect source, batches in order (it carries
+recent simhashes from batch to batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.linking.config import LinkingConfig
+from pipeline.linking.messages import account_updates, pack_accounts, pack_end, pack_observations
+from pipeline.linking.observations import LinkColumns, TemplateCarry, extract_observations
+
+# (topic, partition, value) -> an awaitable that resolves once the broker has the message.
+SendFn = Callable[[str, int, bytes], Awaitable[Awaitable[object]]]
+
+
+def default_source_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    observations: dict[int, bytes]  # partition -> message
+    accounts: bytes | None
+    n_observations: int
+
+
+class LinkPublisher:
+    def __init__(self, config: LinkingConfig, send: SendFn, *, observations_topic: str, edges_topic: str,
+                 partitions: int, source_id: str | None = None) -> None:
+        self.config = config
+        self._send = send
+        self.observations_topic = observations_topic
+        self.edges_topic = edges_topic
+        self.partitions = partitions
+        self.source_id = source_id or default_source_id()
+        self._carry = TemplateCarry.empty()
+        self._seq = 0
+        self.sent_messages = 0
+        self.sent_observations = 0
+        self.prepare_s = 0.0
+        self.send_s = 0.0
+
+    def prepare(self, decoded: LinkColumns, frame_accounts: Sequence[str], frame_start_s: np.ndarray,
+                frame_score: np.ndarray, max_scores: Mapping[str, float]) -> PreparedBatch:
+        """Observations and account updates of one batch, packed. CPU only; call in order."""
+        started = time.perf_counter()
+        obs, summary, self._carry = extract_observations(decoded, self.config.template, self._carry)
+        self._seq += 1
+        updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id)
+        prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
+                                 pack_accounts(updates) if len(updates) else None, len(obs))
+        self.prepare_s += time.perf_counter() - started
+        return prepared
+
+    async def send(self, batch: PreparedBatch, *, drain: bool = False) -> None:
+        """Produce the batch and wait for the broker; with ``drain``, then the end markers.
+
+        Raises aiokafka's KafkaError when the broker refuses or times out; sending the
+        same batch again is safe (stage A and the pair evidence are idempotent).
+        """
+        started = time.perf_counter()
+        pending = [await self._send(self.observations_topic, p, value)
+                   for p, value in sorted(batch.observations.items())]
+        if batch.accounts is not None:
+            pending.append(await self._send(self.edges_topic, 0, batch.accounts))
+        await asyncio.gather(*pending)
+        self.sent_messages += len(pending)
+        self.sent_observations += batch.n_observations
+        if drain:
+            marker = pack_end(self.source_id)
+            await asyncio.gather(*[await self._send(self.observations_topic, p, marker)
+                                   for p in range(self.partitions)])
+            self.sent_messages += self.partitions
+        self.send_s += time.perf_counter() - started

@@ -1,0 +1,68 @@
+"""Stage B's writes: ``clusters`` rows and ``cluster_extraction`` alerts into ClickHouse.
+
+``ClusterSink.write`` is synchronous (run it in a worker thread) and raises what
+``ClickHouseWriter.write`` raises. Both inserts carry a content token, so a retry
+of the same rows stores nothing twice; ``clusters`` is a ReplacingMergeTree on
+``cluster_id`` by ``version`` and ``alerts`` one on (account, rule, fired_ts).
+``write_with_retry`` holds the rows while ClickHouse is unavailable (back-off),
+like the detect step: stage B then stops consuming and its input waits in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.alerting.account_rules import AlertRows
+from pipeline.linking.cluster_outputs import ClusterRows
+from pipeline.sinks.batch_outputs import alert_columns, content_token
+from pipeline.sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable, ClickHouseWriter
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+CLUSTERS_TABLE = "clusters"
+
+
+class ClusterSink(Protocol):
+    def write(self, rows: ClusterRows, alerts: AlertRows | None) -> None: ...
+
+
+class ClickHouseClusterSink:
+    def __init__(self, writer: ClickHouseWriter) -> None:
+        self.writer = writer
+
+    def write(self, rows: ClusterRows, alerts: AlertRows | None) -> None:
+        if len(rows):
+            self.writer.write(CLUSTERS_TABLE, rows.columns(), dedup_token=content_token(  # type: ignore[arg-type]
+                "cluster", rows.cluster_id, np.array(rows.version, np.int64)))
+        if alerts is not None and len(alerts):
+            self.writer.write("alerts", alert_columns(alerts),  # type: ignore[arg-type]
+                              dedup_token=content_token("calert", alerts.alert_id, alerts.fired_ts_ms))
+
+
+async def write_with_retry(sink: ClusterSink, rows: ClusterRows, alerts: AlertRows | None) -> bool:
+    """Write, retrying with back-off while ClickHouse is unavailable; False if ClickHouse refused the rows.
+
+    Refused rows (a bug, not a passing condition) are logged and dropped: the next
+    change of those clusters writes them again, and the stage keeps running.
+    """
+    if not len(rows) and (alerts is None or not len(alerts)):
+        return True
+    attempt = 0
+    while True:
+        try:
+            await asyncio.to_thread(sink.write, rows, alerts)
+            return True
+        except ClickHouseUnavailable as exc:
+            pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+            log.warning("ClickHouse unavailable for cluster rows (%s); retry %d in %.1fs", exc, attempt + 1, pause)
+            attempt += 1
+            await asyncio.sleep(pause)
+        except ClickHouseRejected:
+            log.exception("ClickHouse refused %d cluster rows / %d alerts; dropped", len(rows),
+                          0 if alerts is None else len(alerts))
+            return False

@@ -1,0 +1,218 @@
+"""The two linking stages as plain classes over mappings: Faust-free, so tests drive them with dicts.
+
+``FeatureStage`` (stage A) owns the features of some partitions of
+``dw-link-observations``: one observation message in, one edge message out.
+``ClusterStage`` (stage B) sees every edge and account update (``dw-link-edges``
+has one partition): messages in, changed ``clusters`` rows and alerts out.
+
+Drain barrier (bounded input): every detect source sends an end marker to every
+observations partition after its last batch; stage A forwards each marker, tagged
+with the partition it came from, after that partition's edges. Stage B is drained
+when it holds ``sources × partitions`` distinct (source, partition) markers: by
+then every observation of every source has been turned into edges and every
+account update (sent by the detect step before its markers) has arrived. It then
+evaluates every cluster once more and reports ``drained``. This holds for any
+number of stage A workers (each forwards the markers of the partitions it owns;
+a marker re-read after a rebalance is a duplicate and counts once) and needs no
+coordination between them; with several detect workers the caller sets
+``sources`` to their number.
+
+Cluster alerts: live, stage B alerts as soon as a re-evaluated cluster meets the
+policy. With ``defer_alerts`` (bounded input) it evaluates alerts once, at the
+drain, on all the evidence. The rule is the same; the alert's event time
+(``alert_time``) is a function of the evidence, so a replay reports the same
+alerts at the same times on every run. Cluster rows are written as they change
+in both modes, and exactly (every difference) at the drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.alerting.account_rules import AlertRows
+from pipeline.linking.alert_time import add_step, qualified_since
+from pipeline.linking.cluster_outputs import ClusterRows, ClusterTracker
+from pipeline.linking.clusters import Cluster, LinkGraph, cluster_id, describe_cluster
+from pipeline.linking.config import LinkingConfig
+from pipeline.linking.membership import Member, observe
+from pipeline.linking.messages import AccountUpdates, EdgeBatch, EndMarker, Message, ObservationBatch
+
+# {"calls", "ts", "score", "score_ts", "max", "steps"}: steps is the max-score staircase (alert_time).
+AccountState = dict[str, Any]
+
+
+@dataclass
+class StageStats:
+    """Counters of both stages (what /stats shows)."""
+
+    observations: int = 0
+    edges: int = 0
+    popular_features: int = 0
+    edge_messages: int = 0
+    account_updates: int = 0
+    linked_pairs: int = 0
+    clusters: int = 0
+    cluster_rows: int = 0
+    cluster_alerts: int = 0
+    bad_messages: int = 0
+    markers: int = 0
+    # Seconds spent, to see which stage limits the throughput.
+    stage_a_s: float = 0.0  # stage A rules (event loop)
+    stage_a_send_s: float = 0.0  # waiting for stage A's edge messages to be acknowledged
+    stage_b_s: float = 0.0  # stage B rules and cluster evaluation (event loop)
+    stage_b_write_s: float = 0.0  # ClickHouse writes of cluster rows and alerts
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+class FeatureStage:
+    """Stage A: ``features`` maps feature -> membership state (``membership`` module)."""
+
+    def __init__(self, features: MutableMapping[str, dict[str, object]], config: LinkingConfig,
+                 stats: StageStats | None = None) -> None:
+        self.features = features
+        self.config = config
+        self.stats = stats or StageStats()
+
+    def handle(self, batch: ObservationBatch, partition: int) -> EdgeBatch:
+        """Apply one observation message; the edges and popular features it produced (maybe none)."""
+        by_feature: dict[int, list[Member]] = {}
+        accounts = batch.accounts
+        for f, ai, ts, sample in zip(batch.f, batch.a, batch.ts, batch.sample, strict=True):
+            by_feature.setdefault(f, []).append((accounts[ai], ts, sample))
+        out = EdgeBatch(partition)
+        for f, seen in by_feature.items():
+            feature = batch.features[f]
+            update = observe(self.features.get(feature), feature, seen, self.config)
+            if update.state is not None:
+                self.features[feature] = update.state  # a Faust table logs the change
+            if update.popular_ts is not None:
+                out.popular.append(feature)
+                out.popular_ts.append(update.popular_ts)
+                continue
+            for a, b, ts in update.edges:
+                out.a.append(a)
+                out.b.append(b)
+                out.feature.append(feature)
+                out.ts.append(ts)
+        self.stats.observations += len(batch.f)
+        self.stats.edges += len(out.a)
+        self.stats.popular_features += len(out.popular)
+        return out
+
+
+@dataclass
+class StageOutput:
+    rows: ClusterRows = field(default_factory=ClusterRows)
+    alerts: AlertRows | None = None
+    drained: bool = False  # this call completed the drain barrier
+
+
+def apply_account_updates(accounts: MutableMapping[str, AccountState], updates: AccountUpdates) -> set[str]:
+    """Fold a detect batch's account updates into ``accounts``; returns the accounts whose state changed."""
+    changed = set()
+    rows = zip(updates.account, updates.calls, updates.ts, updates.score, updates.max_score, updates.best,
+               updates.best_ts, strict=True)
+    for account, calls, ts, score, max_score, best, best_ts in rows:
+        cur = dict(accounts.get(account) or {"calls": 0, "ts": 0, "score": 0.0, "score_ts": 0, "max": 0.0,
+                                             "steps": []})
+        cur["calls"] += calls
+        cur["ts"] = max(cur["ts"], ts)
+        if score is not None and ts >= cur["score_ts"]:
+            cur["score"], cur["score_ts"] = score, ts
+        if max_score is not None:
+            cur["max"] = max(cur["max"], max_score)
+        if best is not None and best_ts is not None:
+            cur["steps"] = add_step(cur["steps"], best_ts, best)
+        accounts[account] = cur
+        changed.add(account)
+    return changed
+
+
+class ClusterStage:
+    """Stage B over three mappings: pair evidence, account state, last cluster alert per account."""
+
+    def __init__(self, config: LinkingConfig, pairs: MutableMapping[str, dict[str, int]],
+                 accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, int], *,
+                 expected_markers: int, defer_alerts: bool = False, stats: StageStats | None = None) -> None:
+        """``defer_alerts`` (bounded input): evaluate cluster alerts once, at the drain, on all the evidence."""
+        self.config = config
+        self.defer_alerts = defer_alerts
+        self.pairs = pairs
+        self.accounts = accounts
+        self.expected_markers = expected_markers
+        self.stats = stats or StageStats()
+        self.tracker = ClusterTracker(config, alerted)
+        self.markers: set[tuple[str, int | None]] = set()
+        self.drained = False
+        self._graph: LinkGraph | None = None
+        self._full = True  # evaluate every cluster at the next call
+
+    def reset(self) -> None:
+        """State was (re)loaded under us (Faust recovery): rebuild indexes and rewrite every cluster next time."""
+        self._graph = None
+
+    @property
+    def graph(self) -> LinkGraph:
+        if self._graph is None:
+            self._graph = LinkGraph(self.pairs, self.config)
+            self.tracker.forget()
+            self._full = True
+        return self._graph
+
+    def current_id(self, account: str) -> str | None:
+        members = self.graph.component(account)
+        return cluster_id(members) if len(members) > 1 else None
+
+    def handle(self, messages: list[Message]) -> StageOutput:
+        """Apply messages in order, then re-evaluate the clusters they touched."""
+        graph = self.graph
+        touched: set[str] = set()
+        for msg in messages:
+            if isinstance(msg, EdgeBatch):
+                for a, b, feature, ts in zip(msg.a, msg.b, msg.feature, msg.ts, strict=True):
+                    if graph.add(a, b, feature, ts):
+                        touched.update((a, b))
+                for feature in msg.popular:
+                    touched |= graph.retract(feature)
+                self.stats.edge_messages += 1
+            elif isinstance(msg, AccountUpdates):
+                changed = apply_account_updates(self.accounts, msg)
+                touched.update(a for a in changed if a in graph.neighbours)
+                self.stats.account_updates += len(msg)
+            elif isinstance(msg, EndMarker):
+                self.markers.add((msg.src, msg.partition))
+                self.stats.markers = len(self.markers)
+        drained_now = not self.drained and len(self.markers) >= self.expected_markers
+        full = self._full or drained_now
+        self._full = False
+        out = self._evaluate(list(graph.neighbours) if full else touched, final=drained_now)
+        if drained_now:
+            self.drained = out.drained = True
+        return out
+
+    def _since(self, cluster: Cluster) -> Mapping[str, int]:
+        return qualified_since(set(cluster.members), self.graph, self.accounts)
+
+    def _evaluate(self, accounts: list[str] | set[str], *, final: bool) -> StageOutput:
+        graph = self.graph
+        clusters: list[Cluster] = []
+        seen: set[str] = set()
+        for account in sorted(accounts):
+            if account in seen:
+                continue
+            members = graph.component(account)
+            seen |= members
+            if len(members) > 1:
+                clusters.append(describe_cluster(members, graph, self.accounts))  # type: ignore[arg-type]
+        rows, alerts = self.tracker.emit(clusters, self.current_id, self._since,
+                                         alerts=final or not self.defer_alerts, exact=final)
+        st = self.stats
+        st.linked_pairs = len(graph.linked)
+        st.clusters = len(graph.sets.roots())
+        st.cluster_rows += len(rows)
+        st.cluster_alerts += len(alerts)
+        return StageOutput(rows, alerts)
