@@ -1,10 +1,11 @@
 # distillwatch — the two commands a new user needs: `make demo` and `make test`.
+# `make bench` measures throughput, latency and memory (writes bench/results.json).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean eval
+.PHONY: demo test lint bench venv clean eval kafka-jars test-kafka
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,16 +18,39 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distillwatch demo
 
+# Detection quality on a labelled scenario (docs/evaluation.md): `make eval CHECK=1` fails on a missed
+# target; EVAL_ARGS passes options, e.g. make eval EVAL_ARGS="--events 300000".
+eval: $(STAMP)
+	$(BIN)/python -m jobs.cli eval $(if $(CHECK),--check) $(EVAL_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/distillwatch bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-# Detection quality on a labelled scenario (docs/evaluation.md): `make eval CHECK=1` fails on a missed
-# target; EVAL_ARGS passes options, e.g. make eval EVAL_ARGS="--events 300000".
-eval: $(STAMP)
-	$(BIN)/python -m jobs.cli eval $(if $(CHECK),--check) $(EVAL_ARGS)
+# The Apache Kafka test tier (README "Testing against Apache Kafka"): the broker's jars are fetched once
+# with Maven into .distillwatch/kafka-lib/ (never at run time), then the Kafka tests run against a real
+# single-node Kafka instead of the embedded Tansu. KAFKA_TESTS selects the tests: every `kafka` test except
+# those that run a `distillwatch` command starting its own Tansu (bench, eval, demo, replay without --kafka),
+# which DW_TEST_BROKER cannot reach.
+KAFKA_LIB := $(CURDIR)/.distillwatch/kafka-lib
+KAFKA_TESTS ?= -m "kafka" --deselect tests/jobs/test_bench.py --deselect tests/jobs/test_eval_run.py \
+	--deselect tests/integration/test_demo.py \
+	--deselect tests/integration/test_end_to_end.py::test_replay_end_to_end_loses_nothing
+
+$(KAFKA_LIB)/.fetched: infra/kafka/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIB)
+	touch $@
+
+kafka-jars: $(KAFKA_LIB)/.fetched
+
+test-kafka: $(STAMP) kafka-jars
+	DW_TEST_BROKER=apache $(BIN)/python -m pytest -q $(KAFKA_TESTS)
 
 clean:
 	rm -rf $(VENV) .distillwatch .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The ``distillwatch`` command: worker, demo, replay, eval, loadgen, migrate, sql, schema."""
+"""The ``distillwatch`` command: worker, demo, replay, eval, loadgen, bench, migrate, sql, schema."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from jobs.bench.options import BenchOptions
 from jobs.eval import defaults as eval_defaults
 from pipeline.settings import Settings, SettingsError, load_settings
 
@@ -176,6 +177,36 @@ def sql(query: str, clickhouse: str | None, data_dir: Path | None) -> None:
         click.echo(json.dumps(row, default=str))
 
 
+@main.command()
+@click.option("--events", default=BenchOptions.events, show_default=True, help="events in the generated traffic")
+@click.option("--accounts", default=BenchOptions.accounts, show_default=True, help="distinct accounts among them")
+@click.option("--out", type=click.Path(path_type=Path), default=BenchOptions.out_dir, show_default=True,
+              help="directory for results.json, details.json and results.png")
+@click.option("--partitions", default=BenchOptions.partitions, show_default=True)
+@click.option("--budget", default=BenchOptions.budget_s, show_default=True,
+              help="seconds for each slow in-process baseline")
+@click.option("--faust-budget", default=BenchOptions.faust_budget_s, show_default=True,
+              help="seconds of faust_naive after its first event")
+@click.option("--pipeline-budget", default=BenchOptions.pipeline_budget_s, show_default=True,
+              help="seconds a worker run may take before its rate is taken from the batches handled so far")
+@click.option("--latency-seconds", default=BenchOptions.latency_s, show_default=True,
+              help="paced production per latency run")
+@click.option("--memory-accounts", default=",".join(map(str, BenchOptions.memory_accounts)), show_default=True,
+              help="account counts of the two memory measurements (reported as 100k and 1m)")
+def bench(events: int, accounts: int, out: Path, partitions: int, budget: float, faust_budget: float,
+          pipeline_budget: float, latency_seconds: float, memory_accounts: str) -> None:
+    """Measure throughput, latency and memory beside the baselines; write OUT/results.json."""
+    from jobs.bench.runner import run_bench
+
+    counts = tuple(int(x) for x in memory_accounts.split(","))
+    if len(counts) != 2 or min(counts) < 1 or events < 1 or accounts < 1:
+        raise click.BadParameter("--events, --accounts and two --memory-accounts counts must be positive")
+    opts = BenchOptions(events=events, accounts=accounts, out_dir=out, partitions=partitions, budget_s=budget,
+                        faust_budget_s=faust_budget, pipeline_budget_s=pipeline_budget, latency_s=latency_seconds,
+                        memory_accounts=counts)  # type: ignore[arg-type]
+    run_bench(opts, log=lambda m: click.echo(m, err=True))
+
+
 @main.command("export-schema")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("schemas/event.schema.json"),
               show_default=True)
@@ -185,6 +216,49 @@ def export_schema(out: Path) -> None:
 
     write_event_schema(out)
     click.echo(f"wrote {out}", err=True)
+
+
+@main.command("reset-offsets")
+@click.option("--to-datetime", "to_datetime", help="first message at or after this time (ISO 8601, UTC if no offset)")
+@click.option("--to-offset", "to_offset", type=int, help="this offset (clamped to what the topic holds)")
+@click.option("--to-earliest", is_flag=True, help="the oldest message still held")
+@click.option("--to-latest", is_flag=True, help="the end: skip everything not read yet")
+@click.option("--to-current", is_flag=True, help="where the group is (with --reset-state: drop only the state)")
+@click.option("--partitions", help="comma-separated partitions (default: all)")
+@click.option("--reset-state", "state", flag_value="reset", help="reset the state of every chosen partition")
+@click.option("--keep-state", "state", flag_value="keep", help="keep the state even when rewinding")
+@click.option("--dry-run", is_flag=True, help="print the plan, change nothing")
+@click.option("--kafka", help="bootstrap servers (DW_KAFKA_BOOTSTRAP)")
+def reset_offsets_command(to_datetime: str | None, to_offset: int | None, to_earliest: bool, to_latest: bool,
+                          to_current: bool, partitions: str | None, state: str | None, dry_run: bool,
+                          kafka: str | None) -> None:
+    """Move the workers' input offsets (stop the workers first); the state moves along.
+
+    By default a partition that is rewound gets its state reset (it already holds
+    the events to be read again); one moved forward keeps it. See docs/operations.md.
+    """
+    from jobs.reset_offsets import ResetError, Target, parse_datetime, run_reset
+
+    chosen = [to_datetime is not None, to_offset is not None, to_earliest, to_latest, to_current]
+    if sum(chosen) != 1:
+        raise click.UsageError("give exactly one of --to-datetime, --to-offset, --to-earliest, --to-latest, "
+                               "--to-current")
+    try:
+        when = parse_datetime(to_datetime) if to_datetime else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to-datetime") from None
+    parts = [int(p) for p in partitions.split(",")] if partitions else None
+    settings = _settings(kafka_bootstrap=kafka)
+    try:
+        plans = run_reset(settings, Target(to_earliest, to_latest, to_offset, when, to_current), parts,
+                          state=state or "auto", dry_run=dry_run)
+    except ResetError as exc:
+        raise click.ClickException(str(exc)) from None
+    for plan in plans:
+        click.echo(plan.describe())
+    click.echo("dry run: nothing changed" if dry_run else
+               f"committed for group {settings.consumer_group}.events; state topic {settings.state_topic} updated",
+               err=True)
 
 
 if __name__ == "__main__":

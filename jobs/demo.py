@@ -125,10 +125,26 @@ SELECT s.account_id AS account_id, max(s.score) AS max_score, sum(s.calls) AS ca
 FROM signatures_1m AS s FINAL
 GROUP BY s.account_id ORDER BY max_score DESC, account_id LIMIT {limit:UInt32}
 """
+CLUSTER_SQL = """
+SELECT cluster_id, size, score, account_ids, shared_features
+FROM clusters FINAL WHERE active = 1 ORDER BY score DESC, cluster_id LIMIT {limit:UInt32}
+"""
+TOP_CLUSTERS = 5
 ALERT_SQL = """
 SELECT account_id, count() AS alerts, min(fired_ts) AS first_fired
 FROM alerts FINAL GROUP BY account_id
 """
+
+
+def _print_clusters(client: Any, truth: dict[str, Any], out: Any) -> None:
+    clusters = query_rows(client, CLUSTER_SQL, {"limit": TOP_CLUSTERS})
+    print(f"\ncross-account clusters (top {TOP_CLUSTERS} by score; docs/linking.md)", file=out)
+    if not clusters:
+        print("  none", file=out)
+    for c in clusters:
+        fleets = sorted({truth[a].archetype for a in c["account_ids"] if a in truth})
+        print(f"  {c['cluster_id']}  score {float(c['score']):5.1f}  {int(c['size']):3} accounts  "
+              f"truth: {', '.join(fleets) or '?'}  shared: {', '.join(c['shared_features'][:4])}", file=out)
 
 
 def _print_results(client: Any, truth: dict[str, Any], settings: Settings, out: Any) -> None:
@@ -148,14 +164,15 @@ def _print_results(client: Any, truth: dict[str, Any], settings: Settings, out: 
               f"{int(r['calls']):8,} {int(a['alerts']) if a else 0:6}  "
               f"{(iso_utc(a['first_fired']) if a else '-'):<24} {', '.join(r['signals'])}", file=out)
     attackers = {acc for acc, lab in truth.items() if lab.is_attack}
+    _print_clusters(client, truth, out)
     flagged = set(alerts)
     print(f"\n{int(totals['calls']):,} events in {int(totals['frames']):,} account-minute frames; "
           f"{len(flagged)} accounts alerted: {len(flagged & attackers)} attackers, "
           f"{len(flagged - attackers)} benign; {len(attackers - flagged)} attackers not alerted", file=out)
     print(f"""
 where to look next (ClickHouse database '{settings.clickhouse_database}'):
-  tables  : signatures_1m (per account-minute signals and score), alerts, api_calls (every event,
-            no prompt text), rejected_events (what went to the dead-letter topic)
+  tables  : signatures_1m (per account-minute signals and score), alerts, clusters, api_calls (every
+            event, no prompt text), rejected_events (what went to the dead-letter topic)
   query   : .venv/bin/distillwatch sql --data-dir {settings.data_dir} \\
               "SELECT account_id, max(score) AS s FROM signatures_1m GROUP BY account_id ORDER BY s DESC LIMIT 10"
   live    : while a worker runs, GET http://127.0.0.1:{settings.web_port}/query?sql=SELECT… (read-only)

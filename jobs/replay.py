@@ -20,6 +20,7 @@ from jobs.embedded_broker import EmbeddedBroker, free_port
 from jobs.produce_file import produce_lines, read_lines
 from jobs.replay_report import build_report
 from jobs.worker_process import WorkerProcess
+from pipeline.app import drain_marker_path
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.clickhouse import close, connect
 from pipeline.topics import ensure_topics
@@ -73,10 +74,12 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
             settings.partitions, on_progress=lambda n: log(f"replay: produced {n:,} lines"),
         ))
         log(f"replay: {events_in:,} lines produced; running the worker to the end of input")
+        drain_marker_path(settings).unlink(missing_ok=True)  # a kept data dir may hold an earlier run's
         worker = WorkerProcess(settings, bounded=True, log_path=data_dir / "worker.log")
         code = worker.wait(opts.timeout_s)
         if code != 0:
             raise ReplayError(f"worker exited with status {code}:\n{worker.log_tail()}")
+        _check_drained(settings, worker)
         client = connect(settings)
         try:
             report = build_report(client, settings.clickhouse_database, events_in)
@@ -89,3 +92,13 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
         f"{len(report['accounts']):,} accounts, {flagged} flagged, {len(report['alerts'])} alerts "
         f"-> {opts.report_path}")
     return report
+
+
+def _check_drained(settings: Settings, worker: WorkerProcess) -> None:
+    """Status 0 alone is not enough: every stage must have drained (pipeline.app.write_drain_marker)."""
+    marker = drain_marker_path(settings)
+    if not marker.is_file():
+        raise ReplayError(f"worker exited without draining the input (no {marker}):\n{worker.log_tail()}")
+    error = json.loads(marker.read_text()).get("linking_error")
+    if error:
+        raise ReplayError(f"the linking stages failed, clusters are incomplete: {error}\n{worker.log_tail()}")

@@ -35,7 +35,18 @@ FROM alerts FINAL
 ORDER BY fired_ts, account_id, rule
 """
 
-REJECTED_SQL = "SELECT count() AS n FROM (SELECT DISTINCT kafka_partition, kafka_offset FROM rejected_events)"
+# Dead-lettered input; resent copies of valid events (reason 'duplicate') are not bad input.
+REJECTED_SQL = ("SELECT count() AS n FROM (SELECT DISTINCT kafka_partition, kafka_offset FROM rejected_events "
+                "WHERE reason != 'duplicate')")
+
+
+# The current clusters: the newest version of each id, still naming a cluster.
+CLUSTERS_SQL = """
+SELECT cluster_id, account_ids, score
+FROM clusters FINAL
+WHERE active = 1
+ORDER BY score DESC, cluster_id
+"""
 
 
 def build_report(client: Any, database: str, events_in: int) -> dict[str, Any]:
@@ -63,5 +74,9 @@ def build_report(client: Any, database: str, events_in: int) -> dict[str, Any]:
              "fired_ts": iso_utc(a["fired_ts"]), "score": round(float(a["score"]), 2)}
             for a in alerts
         ],
-        "clusters": [],
+        "clusters": [
+            {"cluster_id": c["cluster_id"], "account_ids": list(c["account_ids"]),
+             "score": round(float(c["score"]), 2)}
+            for c in query_rows(client, CLUSTERS_SQL)
+        ],
     }

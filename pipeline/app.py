@@ -1,16 +1,25 @@
-"""The Faust app: source service → detect agent → ClickHouse, plus web views.
+"""The Faust app: source service → detect loop → ClickHouse, plus web views.
 
 Topology (one worker process):
 
-    api-calls ──KafkaBatchSource (aiokafka getmany, whole fetches)──▶ channel
-    channel ──detect agent──▶ decode ▶ Numba frames ▶ score ▶ alert rule
+    api-calls ──KafkaBatchSource (aiokafka getmany, whole fetches)──▶ bounded queue
+    queue ──detect loop──▶ decode ▶ drop resent copies ▶ Numba frames ▶ score ▶ alert rule
             └──▶ ClickHouse (api_calls, signatures_1m, alerts, rejected_events)
             └──▶ api-calls-dlq (rejected bytes + reason headers)
-            └──▶ ack: commit the batch's offsets
+            └──▶ state checkpoint (state topic), then ack: commit the batches' offsets
 
-The detect agent is thin: it hands each batch to ``agents.detect.DetectStep``,
+The detect loop is thin: it hands each batch to ``agents.detect.DetectStep``,
 which documents and follows the commit order (dead letters → ClickHouse →
-offsets).
+state checkpoint → offsets). The per-account state lives in
+``state.manager.StateManager``: checkpointed to the state topic, restored from
+it when partitions are assigned (before their first fetch), dropped from memory
+when they are revoked.
+
+Why a plain asyncio queue and a service task rather than a Faust channel and
+agent: when a worker joins or leaves, Faust rebalances its own group and clears
+its in-memory channel buffers (``flow_control.clear()``). A batch dropped there
+would never be acked, and the source, which waits for every delivered batch
+before giving partitions up, would wait forever. The queue below belongs to us.
 
 Web views (Faust's web server): ``GET /stats``, ``GET /health``,
 ``GET /query?sql=SELECT…`` (read-only SQL, the way to query embedded ClickHouse
@@ -21,24 +30,39 @@ commit and stop: bounded input).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+from dataclasses import asdict
+from pathlib import Path
 
 import faust
 from faust.web import Request, Response, View
+from mode import Service
 
 from pipeline.agents.detect import DetectStep
+from pipeline.decode.fast_json import warm_up as warm_up_decoder
 from pipeline.detection import Detector
+from pipeline.linking.agents import LinkTopics, register_linking
+from pipeline.linking.config import load_linking_config
+from pipeline.linking.producer import LinkProducer
+from pipeline.linking.sink import ClickHouseClusterSink
 from pipeline.settings import Settings
-from pipeline.sinks.clickhouse import ClickHouseWriter, connect, query_rows
+from pipeline.sinks.clickhouse import connect, query_rows
 from pipeline.sinks.dead_letter import DeadLetterSink
+from pipeline.sinks.faults import make_writer
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.sources.kafka_batches import KafkaBatchSource
+from pipeline.state.manager import StateManager
+from pipeline.state.state_topic import StateTopic
 from pipeline.stats import PipelineStats
-from pipeline.topics import ensure_topics, partition_count
+from pipeline.topics import broker_is_tansu, ensure_topics, partition_count
 
 log = logging.getLogger("distillwatch")
+
+# Written into DW_DATA_DIR by a bounded worker that drained (replay checks it).
+DRAIN_MARKER = "drained.json"
 
 _READ_ONLY_PREFIXES = ("select", "with", "show", "describe", "desc", "explain", "exists")
 
@@ -49,22 +73,42 @@ class Pipeline:
     def __init__(self, settings: Settings, *, bounded: bool, exit_when_drained: bool) -> None:
         self.settings = settings
         self.exit_when_drained = exit_when_drained
+        self.bounded = bounded
         self.stats = PipelineStats()
-        ensure_topics(settings)
+        self.link_topics = LinkTopics.for_group(settings.consumer_group)
+        self.link_config = load_linking_config(settings.linking_config)
+        ensure_topics(settings, extra=self.link_topics.partitions(settings.partitions))
+        self.tansu = broker_is_tansu(settings)
         self.n_partitions = partition_count(settings, settings.topic_events)
         self.client = connect(settings)
-        self.writer = ClickHouseWriter(self.client, settings.clickhouse_database)
-        self.detector = Detector(settings, self.n_partitions)
+        self.writer = make_writer(self.client, settings.clickhouse_database)
         self.dead_letters = DeadLetterSink(settings.bootstrap_servers, settings.topic_dlq)
+        self.state_topic = StateTopic(settings.bootstrap_servers, settings.state_topic)
+        self.state = StateManager(
+            make_detector=lambda: Detector(settings, self.n_partitions), topic=self.state_topic,
+            events_topic=settings.topic_events, bootstrap_servers=settings.bootstrap_servers,
+            dedup_window=settings.dedup_window, decode=lambda *batch: self.step.decode(*batch),
+        )
         self.app = self._build_app()
-        self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded)
-        self.step = DetectStep(settings, self.detector, self.writer, self.dead_letters, self.stats,
-                               on_drained=self._on_drained)
+        self.step = DetectStep(settings, self.state, self.writer, self.dead_letters, self.stats,
+                               on_drained=self._on_drained, linking=self.linking.publisher)
+        self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded,
+                                       on_assigned=self.step.assign, before_revoke=self.step.begin_revoke)
+
+    @property
+    def detector(self) -> Detector:
+        return self.state.detector
 
     def _on_drained(self) -> None:
         if self.exit_when_drained:
-            # The same path as `kill -TERM`: Faust stops every service cleanly.
-            os.kill(os.getpid(), signal.SIGTERM)
+            self._exit_task = asyncio.ensure_future(self._exit_after_linking())
+
+    async def _exit_after_linking(self) -> None:
+        # The linking stages still hold the input's tail: wait for their drain barrier
+        # (final cluster rows written), then the same path as `kill -TERM`.
+        await self.linking.drain_complete.wait()
+        write_drain_marker(self.settings, self.linking.error)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _build_app(self) -> faust.App:
         s = self.settings
@@ -82,24 +126,51 @@ class Pipeline:
             broker_session_timeout=10,
             broker_heartbeat_interval=1,
             producer_compression_type=None,
+            # Tansu 0.6 answers ListOffsets(latest) with the last *batch's* base offset + 1, so
+            # changelog recovery of the linking tables would stop short of a final multi-record
+            # batch; one record per batch avoids it there. Apache Kafka keeps Faust's batching.
+            **({"producer_max_batch_size": 1} if self.tansu else {}),
         )
-        # Bounded: at most two fetched batches wait; a busy agent stops the source.
-        self.batches = app.channel(maxsize=2)
-        app.agent(self.batches, name="detect")(self._detect_agent)
+        # Bounded: at most two fetched batches wait; a busy detect loop stops the source.
+        self.batches: asyncio.Queue[FetchedBatch] = asyncio.Queue(maxsize=2)
+        self.link_producer = LinkProducer(s.bootstrap_servers)
+        self.linking = register_linking(
+            app, self.link_config, ClickHouseClusterSink(self.writer),
+            observation_partitions=partition_count(s, self.link_topics.observations), topics=self.link_topics,
+            bounded=self.bounded, publish_send=self.link_producer.send,
+        )
         app.service(_Lifecycle(self))
         pipeline = self
+
+        @app.timer(interval=max(s.checkpoint_interval_s, 0.2))
+        async def checkpoint_when_idle() -> None:
+            # Batches written but not committed because none followed within the interval.
+            await pipeline.step.flush_if_due()
 
         @app.page("/stats")
         class StatsView(View):
             async def get(self, request: Request) -> Response:
                 pipeline.stats.accounts = len(pipeline.detector.accounts)
-                return self.json(pipeline.stats.as_dict())
+                stats = pipeline.stats.as_dict()
+                stats["state"] = asdict(pipeline.state.stats)
+                stats["partitions"] = sorted(pipeline.state.owned)
+                stats["commit_errors"] = pipeline.source.commit_errors
+                stats["source_fetched_events"] = pipeline.source.fetched_events
+                stats["partition_lag"] = pipeline.source.progress.lags()
+                stats["stalled_partitions"] = sorted(pipeline.source.progress.stalled)
+                stats["linking"] = pipeline.linking.as_dict()
+                return self.json(stats)
 
         @app.page("/health")
         class HealthView(View):
             async def get(self, request: Request) -> Response:
-                ok = pipeline.stats.clickhouse_available
-                return self.json({"ok": ok}, status=200 if ok else 503)
+                stalled = sorted(pipeline.source.progress.stalled)
+                linking_error = pipeline.linking.error
+                ok = pipeline.stats.clickhouse_available and not stalled and linking_error is None
+                return self.json({"ok": ok, "clickhouse_available": pipeline.stats.clickhouse_available,
+                                  "stalled_partitions": stalled,
+                                  "linking_error": None if linking_error is None else repr(linking_error)},
+                                 status=200 if ok else 503)
 
         @app.page("/query")
         class QueryView(View):
@@ -123,26 +194,49 @@ class Pipeline:
         return app
 
     async def _enqueue(self, batch: FetchedBatch) -> None:
-        await self.batches.send(value=batch)
+        await self.batches.put(batch)
 
-    async def _detect_agent(self, stream: faust.StreamT) -> None:
-        async for batch in stream:
-            await self.step.handle(batch)
+
+def drain_marker_path(settings: Settings) -> Path:
+    return settings.data_dir / DRAIN_MARKER
+
+
+def write_drain_marker(settings: Settings, linking_error: BaseException | None) -> None:
+    """Tell the parent of a bounded run how it ended: an exit status alone cannot say
+    whether every stage drained (a crashed linking agent releases the barrier too)."""
+    path = drain_marker_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"drained": True, "linking_error": None if linking_error is None else repr(linking_error)}
+    path.write_text(json.dumps(body) + "\n")
 
 
 class _Lifecycle(faust.Service):  # type: ignore[misc]
-    """Starts and stops the source and the dead-letter producer with the app."""
+    """Starts and stops the source, the producers and the detect loop with the app."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         super().__init__()
         self.pipeline = pipeline
 
     async def on_start(self) -> None:
+        # Load the decoder's compiled scanner now, so the first batch is not the slow one.
+        await asyncio.to_thread(warm_up_decoder)
         await self.pipeline.dead_letters.start()
+        await self.pipeline.link_producer.start()
+        await self.pipeline.state_topic.start()
         await self.add_runtime_dependency(self.pipeline.source)
 
     async def on_stop(self) -> None:
         await self.pipeline.dead_letters.stop()
+        await self.pipeline.link_producer.stop()
+        await self.pipeline.state_topic.stop()
+
+    @Service.task
+    async def _detect_loop(self) -> None:
+        # One batch at a time, in order. An exception stops the worker: the batch was
+        # not committed, so a restart reads it again from the last checkpoint.
+        batches, step = self.pipeline.batches, self.pipeline.step
+        while not self.should_stop:
+            await step.handle(await batches.get())
 
 
 def build_pipeline(settings: Settings, *, bounded: bool = False, exit_when_drained: bool = True) -> Pipeline:

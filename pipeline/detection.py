@@ -27,6 +27,9 @@ STORED_COUNTERS = (
     "hosting_calls", "temp_zero_calls", "near_dup_calls", "stream_calls",
 )
 _COUNTER_INDEX = {name: i for i, name in enumerate(L.COUNTER_NAMES)}
+# Names of the keyed state stores (checkpoint record keys start with them).
+ACCOUNT_STORE = "account"
+KEY_STORE = "api_key"
 
 
 @dataclass(frozen=True)
@@ -155,3 +158,44 @@ class Detector:
         sig["signal_points"] = np.round(scores.contributions, 2).tolist()
         alerts = self.rule.evaluate(accounts, frames.minute, scores)
         return DetectionOutput(sig, alerts, late, scores, key_rows)
+
+    # --- keyed state, for checkpoints (pipeline/state/snapshot.py) ---------------------
+    def state_stores(self) -> dict[str, tuple[AccountRegistry, FrameStore]]:
+        """Every keyed store of state: name -> (entity registry, its frame arrays).
+
+        Everything per entity lives in the store's slot arrays plus ``entity_extras``;
+        a store added here is checkpointed and restored without other changes.
+        """
+        stores = {ACCOUNT_STORE: (self.accounts, self.frames)}
+        if self.track_keys:
+            stores[KEY_STORE] = (self.keys, self.key_frames)
+        return stores
+
+    def entity_extras(self, store: str, slot: int) -> dict[str, object]:
+        """Per-entity state held in Python objects (JSON-able), for the checkpoint."""
+        if store == KEY_STORE:
+            return {"account": self.key_account[slot]}
+        account = self.accounts.names[slot]
+        extras: dict[str, object] = {}
+        if account in self.rule.last_fired_minute:
+            extras["last_fired_minute"] = self.rule.last_fired_minute[account]
+        if account in self.max_score:
+            extras["max_score"] = self.max_score[account]
+        return extras
+
+    def load_entity_extras(self, store: str, slot: int, extras: dict[str, object]) -> None:
+        """Inverse of ``entity_extras`` for an entity just registered at ``slot``."""
+        if store == KEY_STORE:
+            account = str(extras["account"])
+            if slot < len(self.key_account):
+                self.key_account[slot] = account
+            elif slot == len(self.key_account):
+                self.key_account.append(account)
+            else:
+                raise ValueError(f"API key slot {slot} registered out of order ({len(self.key_account)} known)")
+            return
+        name = self.accounts.names[slot]
+        if "last_fired_minute" in extras:
+            self.rule.last_fired_minute[name] = int(extras["last_fired_minute"])  # type: ignore[call-overload]
+        if "max_score" in extras:
+            self.max_score[name] = float(extras["max_score"])  # type: ignore[arg-type]

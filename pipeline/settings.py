@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024, description="partitions for topics distillwatch creates")
     replication_factor: int = Field(1, ge=1, le=16, description="replication for topics distillwatch creates")
     consumer_group: str = Field("distillwatch", description="consumer group (and Faust app id)")
+    topic_state: str = Field(
+        "", description="compacted topic of checkpointed per-account state; empty means <DW_CONSUMER_GROUP>-state "
+        "(distillwatch-state by default), so every group has its own"
+    )
 
     # --- hot path -----------------------------------------------------------------
     batch_max_events: int = Field(50_000, ge=1, le=10_000_000, description="events per processed batch, at most")
@@ -58,6 +62,20 @@ class Settings(BaseSettings):
         86_400, ge=0, description="events stamped further than this ahead of the wall clock are rejected"
     )
     store_raw_events: bool = Field(True, description="keep every valid event in ClickHouse for forensics")
+    # Bounds only how much input a crash re-reads (ClickHouse rows are written per batch
+    # regardless), like Kafka Streams' commit.interval.ms; a checkpoint of 100k changed
+    # accounts costs about a second, so 5 s keeps it a small share of the time.
+    checkpoint_interval_s: float = Field(
+        5.0, ge=0, le=300, description="checkpoint state and commit offsets at most this often (0: every batch)"
+    )
+    stall_after_s: float = Field(
+        60.0, gt=0, le=86_400, description="a partition with messages waiting and no progress for this long "
+        "(back-pressure aside) is reported stalled in /stats and fails /health"
+    )
+    dedup_window: int = Field(
+        50_000, ge=0, le=10_000_000, description="an event whose (account_id, ts, event_id) occurred within this "
+        "many offsets before it in its partition is a duplicate and counted once; 0 switches this off"
+    )
     track_api_keys: bool = Field(
         True, description="also keep frames, windows and scores per API key (about 1.7 KB per active key)"
     )
@@ -65,6 +83,9 @@ class Settings(BaseSettings):
     # --- detection --------------------------------------------------------------
     scoring_config: Path | None = Field(
         None, description="scoring signals/weights/thresholds file; default pipeline/scoring/scoring.v1.json"
+    )
+    linking_config: Path | None = Field(
+        None, description="cross-account linking weights/thresholds file; default pipeline/linking/linking.v1.json"
     )
     alert_score_threshold: float | None = Field(
         None, ge=0, le=100, description="override the scoring file's alert threshold"
@@ -96,6 +117,13 @@ class Settings(BaseSettings):
             raise ValueError("1-249 characters of letters, digits, '.', '_' or '-'")
         return value
 
+    @field_validator("topic_state")
+    @classmethod
+    def _check_state_topic(cls, value: str) -> str:
+        if value and not _TOPIC.match(value):
+            raise ValueError("empty, or 1-249 characters of letters, digits, '.', '_' or '-'")
+        return value
+
     @field_validator("clickhouse_database")
     @classmethod
     def _check_database(cls, value: str) -> str:
@@ -107,6 +135,8 @@ class Settings(BaseSettings):
     def _check_topics_differ(self) -> Settings:
         if self.topic_events == self.topic_dlq:
             raise ValueError("DW_TOPIC_DLQ must differ from DW_TOPIC_EVENTS")
+        if self.state_topic in (self.topic_events, self.topic_dlq):
+            raise ValueError("DW_TOPIC_STATE must differ from DW_TOPIC_EVENTS and DW_TOPIC_DLQ")
         return self
 
     # --- derived values ------------------------------------------------------------
@@ -117,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def embedded_clickhouse(self) -> bool:
         return self.effective_clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def state_topic(self) -> str:
+        return self.topic_state or f"{self.consumer_group}-state"
 
     @property
     def bootstrap_servers(self) -> list[str]:

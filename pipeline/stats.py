@@ -15,6 +15,7 @@ class PipelineStats:
     events_valid: int = 0
     events_rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    events_duplicate: int = 0  # valid events dropped as resent copies (pipeline/state/dedup.py)
     late_events: int = 0
     signature_rows: int = 0
     alerts: int = 0
@@ -25,6 +26,8 @@ class PipelineStats:
     last_insert_seconds: float = 0.0
     clickhouse_retries: int = 0
     clickhouse_available: bool = True
+    batches_committed: int = 0  # batches whose state is checkpointed and offsets committed
+    checkpoint_retries: int = 0
     drained: bool = False
 
     def as_dict(self) -> dict[str, object]:

@@ -3,18 +3,67 @@
 chDB opens one data directory per process, so the whole test session shares one
 embedded ClickHouse (``ch_client``); tests isolate themselves by database name
 (``ch_database``), never by directory.
+
+The broker: embedded Tansu by default; ``DW_TEST_BROKER=apache`` runs every test
+that starts a broker against a single-node Apache Kafka instead (``make test-kafka``,
+jars from ``make kafka-jars``). Tests marked ``apache_kafka`` need a broker that
+keeps its data across a restart and are skipped on Tansu.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
+import jobs.embedded_broker
+from jobs.apache_kafka import ApacheKafkaBroker, KafkaNotInstalled, check_installed
+from jobs.embedded_broker import EmbeddedBroker
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.clickhouse import close, connect
+
+TEST_BROKER = os.environ.get("DW_TEST_BROKER", "tansu").strip().lower() or "tansu"
+BROKERS = ("tansu", "apache")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "apache_kafka: needs Apache Kafka (DW_TEST_BROKER=apache); skipped on Tansu")
+    if TEST_BROKER not in BROKERS:
+        raise pytest.UsageError(f"DW_TEST_BROKER={TEST_BROKER!r}: expected one of {', '.join(BROKERS)}")
+    if TEST_BROKER == "apache":
+        try:
+            check_installed()
+        except KafkaNotInstalled as exc:
+            raise pytest.UsageError(f"DW_TEST_BROKER=apache: {exc}") from None
+        # Broker tests construct jobs.embedded_broker.EmbeddedBroker themselves (module fixtures, and some
+        # stop it mid-test); test modules import it after this hook, so they all get Apache Kafka, each
+        # instance its own broker and data directory, exactly as each had its own Tansu.
+        jobs.embedded_broker.EmbeddedBroker = ApacheKafkaBroker  # type: ignore[misc, assignment]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"kafka broker: {TEST_BROKER} (DW_TEST_BROKER)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TEST_BROKER == "apache":
+        return
+    skip = pytest.mark.skip(reason=f"needs Apache Kafka (DW_TEST_BROKER=apache, `make test-kafka`); the {TEST_BROKER} "
+                                   "broker keeps topics in memory, so a broker restart loses them")
+    for item in items:
+        if item.get_closest_marker("apache_kafka"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[EmbeddedBroker | ApacheKafkaBroker]:
+    """The session's shared broker (DW_TEST_BROKER selects which); never stop or restart it in a test."""
+    broker = ApacheKafkaBroker() if TEST_BROKER == "apache" else EmbeddedBroker()
+    with broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

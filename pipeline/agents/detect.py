@@ -1,17 +1,30 @@
-"""The detect step: one fetched batch → decode → detector → dead letters → ClickHouse → commit.
+"""The detect step: batch → decode → drop duplicates → detector → dead letters → ClickHouse → checkpoint → commit.
 
-Commit order, followed in ``handle`` for every batch:
+Commit order, followed for every batch (``handle``, ``_checkpoint_and_ack``):
   1. dead letters produced and acknowledged by Kafka;
   2. ClickHouse inserts acknowledged (retried with back-off while ClickHouse is
      unavailable: the agent holds the batch, the bounded channel fills, and the
-     source stops fetching — back-pressure, nothing dropped);
-  3. the batch's offsets committed.
-A crash anywhere before 3 re-reads the batch; its inserts are deduplicated
-(insert tokens, ReplacingMergeTree keys).
+     source pauses its partitions — back-pressure, nothing dropped), then the
+     batch's linking messages acknowledged by Kafka (``pipeline/linking/publish.py``;
+     on the drain batch followed by the linking end markers);
+  3. the state checkpoint acknowledged by Kafka: every entity changed since the
+     last checkpoint, then one marker per partition with the next input offset
+     (``pipeline/state/manager.py``; retried with back-off);
+  4. the offsets committed.
+Steps 3-4 cover all batches written so far, at most every
+``DW_CHECKPOINT_INTERVAL_S`` (``flush_if_due``), at the end of bounded input,
+and at once before partitions are revoked (``begin_revoke``).
 
-CPU-heavy work (decode, Numba kernels, inserts) runs in a worker thread so the
-event loop keeps heartbeating and serving /stats; batches are handled one at a
-time, in order.
+A crash before 3 restarts from the previous checkpoint and re-reads those
+batches: frames are rebuilt exactly, and the repeated inserts are deduplicated
+(insert tokens, ReplacingMergeTree keys). A crash between 3 and 4 restarts from
+the checkpoint, whose offset is ahead of the committed one: the source seeks
+there, so nothing is applied twice.
+
+CPU-heavy work (decode, Numba kernels, inserts, checkpoint encoding) runs in a
+worker thread so the event loop keeps heartbeating and serving /stats. Batches
+are handled one at a time, in order; a lock keeps checkpoints and partition
+changes out of a batch's way.
 """
 
 from __future__ import annotations
@@ -19,15 +32,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
-from pipeline.decode.json_events import DecodedBatch, decode_json_batch
+import numpy as np
+from aiokafka.errors import KafkaError
+
+from pipeline.decode.dispatch import decode_any_batch
+from pipeline.decode.isolate import decode_isolating
+from pipeline.decode.json_events import DecodedBatch
+from pipeline.decode.rejects import Rejected
 from pipeline.detection import DetectionOutput, Detector
+from pipeline.linking.publish import LinkPublisher
 from pipeline.settings import Settings
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
 from pipeline.sinks.dead_letter import DeadLetterSink
 from pipeline.sources.fetched_batch import FetchedBatch
+from pipeline.state.dedup import DUPLICATE, without_rows
+from pipeline.state.manager import StateManager
 from pipeline.stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -35,44 +58,141 @@ log = logging.getLogger(__name__)
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+@dataclass(frozen=True)
+class Detected:
+    decoded: DecodedBatch  # unique valid events, plus the decoder's rejects
+    duplicates: list[Rejected]  # resent copies: recorded in rejected_events, not dead-lettered
+    output: DetectionOutput
+
+
 class DetectStep:
     def __init__(
         self,
         settings: Settings,
-        detector: Detector,
+        state: StateManager,
         writer: ClickHouseWriter,
         dead_letters: DeadLetterSink,
         stats: PipelineStats,
         on_drained: Callable[[], None],
+        linking: LinkPublisher | None = None,
     ) -> None:
         self.settings = settings
-        self.detector = detector
+        self.linking = linking
+        self.state = state
         self.writer = writer
         self.dead_letters = dead_letters
         self.stats = stats
         self.on_drained = on_drained
+        self._lock = asyncio.Lock()
+        self._unacked: list[FetchedBatch] = []
+        self._last_checkpoint = time.monotonic()
+        self._urgent = False  # partitions are being revoked: checkpoint and commit every batch at once
 
-    def decode(self, batch: FetchedBatch) -> DecodedBatch:
+    @property
+    def detector(self) -> Detector:
+        return self.state.detector
+
+    def decode(self, values: Sequence[bytes], keys: Sequence[bytes | None], partitions: Sequence[int],
+               offsets: Sequence[int]) -> DecodedBatch:
+        """Decode raw messages (also used to refill the duplicate windows on restore)."""
         s = self.settings
-        return decode_json_batch(
-            batch.values, batch.keys, batch.partitions, batch.offsets,
-            max_message_bytes=s.max_message_bytes,
-            max_ts_ms=int(time.time() * 1000) + s.max_future_skew_s * 1000,
-        )
+        max_ts_ms = int(time.time() * 1000) + s.max_future_skew_s * 1000
+
+        def decode(v: Sequence[bytes], k: Sequence[bytes | None], p: Sequence[int], o: Sequence[int]) -> DecodedBatch:
+            # JSON events and DWB1 batch containers (schemas/batch_encoding.md), told apart per message.
+            return decode_any_batch(v, k, p, o, max_message_bytes=s.max_message_bytes, max_ts_ms=max_ts_ms)
+
+        return decode_isolating(decode, values, keys, partitions, offsets)
+
+    def detect(self, batch: FetchedBatch) -> Detected:
+        decoded = self.decode(batch.values, batch.keys, batch.partitions, batch.offsets)
+        dup = self.state.dedup.duplicates(decoded)
+        unique = without_rows(decoded, dup)
+        output = self.detector.process(unique, force_close=batch.drain)
+        return Detected(unique, _duplicate_rejects(batch, decoded, dup), output)
 
     async def handle(self, batch: FetchedBatch) -> None:
-        started = time.perf_counter()
-        decoded = await asyncio.to_thread(self.decode, batch)
-        output = await asyncio.to_thread(self.detector.process, decoded, force_close=batch.drain)
-        if decoded.rejects:
-            await self.dead_letters.send(decoded.rejects)
-        insert_s = await self._write_with_retry(decoded, output, batch_token(batch.partitions, batch.offsets))
-        await batch.ack()
-        self._count(batch, decoded, output, started, insert_s)
+        async with self._lock:
+            started = time.perf_counter()
+            found = await asyncio.to_thread(self.detect, batch)
+            rejects = found.decoded.rejects
+            if rejects:
+                await self._retry("dead-letter topic", lambda: self.dead_letters.send(rejects), KafkaError)
+            recorded = DecodedBatch(found.decoded.account_ids, found.decoded.kernel, found.decoded.raw,
+                                    rejects + found.duplicates)
+            insert_s = await self._write_with_retry(recorded, found.output,
+                                                    batch_token(batch.partitions, batch.offsets))
+            if self.linking is not None:
+                await self._publish_links(self.linking, found, drain=batch.drain)
+            self._unacked.append(batch)
+            if batch.drain or self._urgent or self._checkpoint_due():
+                await self._checkpoint_and_ack()
+            self._count(batch, found, started, insert_s)
         if batch.drain:
             self.stats.drained = True
-            log.info("drained: every frame closed, written and committed")
+            log.info("drained: every frame closed, written, checkpointed and committed")
             self.on_drained()
+
+    async def _publish_links(self, publisher: LinkPublisher, found: Detected, *, drain: bool) -> None:
+        sig = found.output.signatures
+        prepared = await asyncio.to_thread(
+            publisher.prepare, found.decoded, sig["account_id"], np.asarray(sig["window_start"]),
+            np.asarray(sig["score"]), self.detector.max_score,
+        )
+        await self._retry("linking topics", lambda: publisher.send(prepared, drain=drain), KafkaError)
+
+    # --- checkpoint and commit ------------------------------------------------------------
+    def _checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_s
+
+    async def flush_if_due(self) -> None:
+        """Checkpoint and commit what was written, if the interval passed (a timer calls this)."""
+        if self._unacked and self._checkpoint_due():
+            async with self._lock:
+                if self._unacked:
+                    await self._checkpoint_and_ack()
+
+    async def begin_revoke(self) -> None:
+        """Partitions are about to be revoked: commit everything written, and each later batch at once."""
+        self._urgent = True
+        async with self._lock:
+            if self._unacked:
+                await self._checkpoint_and_ack()
+
+    async def assign(self, assigned: set[int], committed: dict[int, int | None]) -> dict[int, int]:
+        """New assignment: make the state match it (see StateManager.assign); returns seek offsets."""
+        async with self._lock:
+            self._urgent = False
+            return await self.state.assign(assigned, committed)
+
+    async def _checkpoint_and_ack(self) -> None:
+        offsets: dict[int, int] = {}
+        for b in self._unacked:
+            offsets.update(b.commit_offsets)  # later batches hold later offsets
+        prepared = await asyncio.to_thread(self.state.prepare_checkpoint, offsets)
+        await self._retry("state checkpoint", lambda: self.state.write_checkpoint(prepared), KafkaError)
+        for b in self._unacked:
+            await b.ack()
+        self.stats.batches_committed += len(self._unacked)
+        self._unacked = []
+        self._last_checkpoint = time.monotonic()
+
+    # --- retries ---------------------------------------------------------------------------
+    async def _retry(self, what: str, attempt_once: Callable[[], Awaitable[None]],
+                     retryable: type[Exception]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await attempt_once()
+                return
+            except retryable as exc:
+                pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning("writing to the %s failed (%s); holding the batch, retry %d in %.1fs",
+                            what, exc, attempt + 1, pause)
+                if what == "state checkpoint":
+                    self.stats.checkpoint_retries += 1
+                attempt += 1
+                await asyncio.sleep(pause)
 
     async def _write_with_retry(self, decoded: DecodedBatch, output: DetectionOutput, token: str) -> float:
         attempt = 0
@@ -96,13 +216,14 @@ class DetectStep:
             self.stats.clickhouse_available = True
             return seconds
 
-    def _count(self, batch: FetchedBatch, decoded: DecodedBatch, output: DetectionOutput, started: float,
-               insert_s: float) -> None:
+    def _count(self, batch: FetchedBatch, found: Detected, started: float, insert_s: float) -> None:
         st = self.stats
+        decoded, output = found.decoded, found.output
         st.batches += 1
         st.events_in += len(batch)
         st.events_valid += len(decoded)
         st.events_rejected += len(decoded.rejects)
+        st.events_duplicate += len(found.duplicates)
         st.rejected_by_reason.update(r.reason for r in decoded.rejects)
         st.late_events += output.late_events
         st.signature_rows += output.signature_rows
@@ -112,3 +233,20 @@ class DetectStep:
         st.last_batch_events = len(batch)
         st.last_batch_seconds = round(time.perf_counter() - started, 4)
         st.last_insert_seconds = round(insert_s, 4)
+
+
+def _duplicate_rejects(batch: FetchedBatch, decoded: DecodedBatch, dup: np.ndarray) -> list[Rejected]:
+    rows = np.flatnonzero(dup).tolist()
+    if not rows:
+        return []
+    where = {(p, o): i for i, (p, o) in enumerate(zip(batch.partitions, batch.offsets, strict=True))}
+    raw = decoded.raw
+    parts, offsets, ids = raw["kafka_partition"], raw["kafka_offset"], raw["event_id"]
+    out = []
+    for r in rows:
+        p, o = int(parts[r]), int(offsets[r])  # type: ignore[arg-type]
+        i = where[(p, o)]
+        out.append(Rejected(p, o, batch.keys[i], batch.values[i], DUPLICATE, "event_id",
+                            f"event {ids[r]!r} of account {decoded.account_ids[r]!r} repeats an earlier copy "
+                            "(same account_id, ts and event_id within DW_DEDUP_WINDOW offsets)"))
+    return out

@@ -11,7 +11,8 @@ INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
 SCHEMA = "schema_violation"
 TS_IN_FUTURE = "ts_in_future"
-REASONS = (OVERSIZED, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, SCHEMA, TS_IN_FUTURE)
+INVALID_BATCH = "invalid_batch"  # a batch container (schemas/batch_encoding.md) that cannot be read at all
+REASONS = (OVERSIZED, INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, SCHEMA, TS_IN_FUTURE, INVALID_BATCH)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit, uint64
 
+from pipeline.kernels.bits import clz64
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -31,28 +33,7 @@ def mix64(x: np.uint64) -> np.uint64:
 @njit(cache=True, nogil=True)
 def leading_zeros64(x: np.uint64) -> int:
     """Count of leading zero bits of a 64-bit value (64 for zero)."""
-    x = uint64(x)
-    if x == 0:
-        return 64
-    n = 0
-    if x <= uint64(0x00000000FFFFFFFF):
-        n += 32
-        x <<= uint64(32)
-    if x <= uint64(0x0000FFFFFFFFFFFF):
-        n += 16
-        x <<= uint64(16)
-    if x <= uint64(0x00FFFFFFFFFFFFFF):
-        n += 8
-        x <<= uint64(8)
-    if x <= uint64(0x0FFFFFFFFFFFFFFF):
-        n += 4
-        x <<= uint64(4)
-    if x <= uint64(0x3FFFFFFFFFFFFFFF):
-        n += 2
-        x <<= uint64(2)
-    if x <= uint64(0x7FFFFFFFFFFFFFFF):
-        n += 1
-    return n
+    return clz64(uint64(x))
 
 
 @njit(cache=True, nogil=True)
@@ -61,7 +42,7 @@ def hll_add(registers: np.ndarray, h: np.uint64, bits: int) -> None:
     h = uint64(h)
     idx = h >> uint64(64 - bits)
     rest = h << uint64(bits)
-    rank = leading_zeros64(rest) + 1
+    rank = clz64(rest) + 1
     cap = 64 - bits + 1
     if rank > cap:
         rank = cap
@@ -69,24 +50,94 @@ def hll_add(registers: np.ndarray, h: np.uint64, bits: int) -> None:
         registers[idx] = rank
 
 
+def _linear_counting_table(max_m: int) -> np.ndarray:
+    """m * log(m / zeros) for every m, zeros <= max_m, by Python's math.log (what the reference computes)."""
+    table = np.zeros((max_m + 1, max_m + 1), np.float64)
+    for m in range(1, max_m + 1):
+        for zeros in range(1, m + 1):
+            table[m, zeros] = m * math.log(m / zeros)
+    return table
+
+
+# The kernels' sketches have at most 64 registers; a log per sketch per closed frame is
+# a measurable share of closing, a table lookup is not.
+_LINEAR = _linear_counting_table(64)
+
+
+@njit(cache=True, nogil=True)
+def _scale_bits(m: int) -> int:
+    """k = 52 - ceil(log2 m): m registers of 2**(k - v) sum below 2**53."""
+    k = 52
+    while (1 << (52 - k)) < m:
+        k -= 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _finish(m: int, zeros: int, total: float) -> int:
+    """The estimate from sum(2**-v) over the m registers, of which ``zeros`` are zero."""
+    alpha = _alpha(m)
+    estimate = alpha * m * m / total
+    if estimate <= 2.5 * m and zeros > 0:
+        estimate = _LINEAR[m, zeros] if m < _LINEAR.shape[0] else m * math.log(m / zeros)
+    return int(estimate + 0.5)
+
+
+# Both estimators sum 2**-v in register order. When every v <= k (``_scale_bits``),
+# each partial sum is a multiple of 2**-k below 2**53 * 2**-k, so float addition is
+# exact and the integer sum of 2**(k - v), scaled by 2**-k, is the same double without
+# a division per register. A larger register (vanishingly rare) takes the plain sum.
+
+
 @njit(cache=True, nogil=True)
 def hll_estimate(registers: np.ndarray) -> int:
     """Estimated number of distinct items, rounded to an integer."""
     m = registers.shape[0]
-    total = 0.0
+    k = _scale_bits(m)
     zeros = 0
+    vmax = 0
+    scaled = 0
     for j in range(m):
-        v = registers[j]
-        total += 1.0 / float(np.uint64(1) << np.uint64(v))
-        if v == 0:
-            zeros += 1
+        v = np.int64(registers[j])
+        zeros += v == 0
+        vmax = max(vmax, v)
+        scaled += np.int64(1) << ((k - v) & 63)
     if zeros == m:
         return 0
-    alpha = _alpha(m)
-    estimate = alpha * m * m / total
-    if estimate <= 2.5 * m and zeros > 0:
-        estimate = m * math.log(m / zeros)
-    return int(estimate + 0.5)
+    if vmax <= k:
+        return _finish(m, zeros, float(scaled) * _inv_pow2(k))
+    total = 0.0
+    for j in range(m):
+        total += 1.0 / float(np.uint64(1) << np.uint64(registers[j]))
+    return _finish(m, zeros, total)
+
+
+@njit(cache=True, nogil=True)
+def hll_estimate_at(sketches: np.ndarray, s: int, r: int, off: int, m: int) -> int:
+    """``hll_estimate(sketches[s, r, off:off + m])`` without building the view (no refcounting)."""
+    k = _scale_bits(m)
+    zeros = 0
+    vmax = 0
+    scaled = 0
+    for j in range(m):
+        v = np.int64(sketches[s, r, off + j])
+        zeros += v == 0
+        vmax = max(vmax, v)
+        scaled += np.int64(1) << ((k - v) & 63)
+    if zeros == m:
+        return 0
+    if vmax <= k:
+        return _finish(m, zeros, float(scaled) * _inv_pow2(k))
+    total = 0.0
+    for j in range(m):
+        total += 1.0 / float(np.uint64(1) << np.uint64(sketches[s, r, off + j]))
+    return _finish(m, zeros, total)
+
+
+@njit(cache=True, nogil=True)
+def _inv_pow2(k: int) -> float:
+    """2.0 ** -k exactly (0 <= k <= 62)."""
+    return 1.0 / float(np.uint64(1) << np.uint64(k))
 
 
 @njit(cache=True, nogil=True)

@@ -36,7 +36,7 @@ from faust.exceptions import ProducerSendError
 
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import EndMarker, Message, MessageError, ObservationBatch, decode, pack_edges, pack_end
-from pipeline.linking.publish import LinkPublisher
+from pipeline.linking.publish import LinkPublisher, SendFn
 from pipeline.linking.sink import ClusterSink, write_with_retry
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageStats
 
@@ -103,6 +103,7 @@ def register_linking(
     bounded: bool = False,
     source_id: str | None = None,
     on_drained: Callable[[], None] | None = None,
+    publish_send: SendFn | None = None,
 ) -> Linking:
     """Declare the topics, tables and both agents on ``app``; return the handle for the detect step.
 
@@ -110,6 +111,8 @@ def register_linking(
     (1 for replay and the demo). ``bounded`` (replay): cluster alerts are evaluated
     once, at the drain, so their event times do not depend on arrival interleaving.
     ``on_drained`` runs once, after the final rows are written, in the event loop.
+    ``publish_send`` is what the detect step's publisher sends with (default: Faust's producer;
+    the worker gives it its own, ``producer.LinkProducer``).
     """
     topics = topics or LinkTopics()
     observations = _raw_topic(app, topics.observations, observation_partitions)
@@ -127,8 +130,8 @@ def register_linking(
             raise KafkaError(str(exc)) from exc
 
     stats = StageStats()
-    publisher = LinkPublisher(config, send, observations_topic=topics.observations, edges_topic=topics.edges,
-                              partitions=observation_partitions, source_id=source_id)
+    publisher = LinkPublisher(config, publish_send or send, observations_topic=topics.observations,
+                              edges_topic=topics.edges, partitions=observation_partitions, source_id=source_id)
     stage_a = FeatureStage(features, config, stats)
     stage_b = ClusterStage(config, pairs, accounts, alerted,
                            expected_markers=drain_sources * observation_partitions, defer_alerts=bounded,
@@ -170,7 +173,8 @@ def register_linking(
                 stats.stage_a_s += time.perf_counter() - started
                 if len(out):
                     started = time.perf_counter()
-                    await (await send(topics.edges, 0, pack_edges(out)))
+                    for value in pack_edges(out):
+                        await (await send(topics.edges, 0, value))
                     stats.stage_a_send_s += time.perf_counter() - started
             elif isinstance(msg, EndMarker):
                 # After this partition's edges (awaited above): the order stage B relies on.

@@ -41,7 +41,7 @@ RULE_CLUSTER = "cluster_extraction"
 
 @dataclass
 class ClusterRows:
-    """Columns of the ``clusters`` table (schemas/cluster_tables.py), one entry per row."""
+    """Columns of the ``clusters`` table (schemas/tables.py CLUSTERS), one entry per row."""
 
     cluster_id: list[str] = field(default_factory=list)
     account_ids: list[list[str]] = field(default_factory=list)

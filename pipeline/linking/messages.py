@@ -39,6 +39,13 @@ from pipeline.linking.observations import AccountSummary, Observations
 
 VERSION = 1
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# Rows per message, at most: keeps every message far below Kafka's default 1 MB
+# (message.max.bytes, the producer's max_request_size) whatever the batch size.
+MAX_ROWS = 5_000
+
+
+def _row_chunks(n: int, max_rows: int = MAX_ROWS) -> list[slice]:
+    return [slice(start, min(start + max_rows, n)) for start in range(0, n, max_rows)]
 
 
 class MessageError(ValueError):
@@ -98,31 +105,44 @@ Message = ObservationBatch | EdgeBatch | AccountUpdates | EndMarker
 # --- encoding -----------------------------------------------------------------------------
 
 
-def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int) -> dict[int, bytes]:
-    """One message per partition that has observations: partition -> value bytes."""
+def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int,
+                      max_rows: int = MAX_ROWS) -> dict[int, list[bytes]]:
+    """Messages per partition that has observations (each of at most ``max_rows`` rows)."""
     if not len(obs):
         return {}
     owner = obs.partitions(n_partitions)[obs.feature_index]
     order = np.argsort(owner, kind="stable")
     bounds = np.flatnonzero(np.diff(owner[order])) + 1
-    out: dict[int, bytes] = {}
-    for rows in np.split(order, bounds):
-        f_used, f_local = np.unique(obs.feature_index[rows], return_inverse=True)
-        a_used, a_local = np.unique(obs.account_index[rows], return_inverse=True)
-        out[int(owner[rows[0]])] = orjson.dumps({
-            "v": VERSION, "type": "obs", "src": src, "seq": seq,
-            "features": [obs.features[i] for i in f_used.tolist()],
-            "accounts": [obs.accounts[i] for i in a_used.tolist()],
-            "f": f_local.astype(np.int64), "a": a_local.astype(np.int64),
-            "ts": obs.ts_ms[rows], "sample": obs.sample[rows],
-        }, option=_NUMPY)
+    out: dict[int, list[bytes]] = {}
+    for part_rows in np.split(order, bounds):
+        messages = out.setdefault(int(owner[part_rows[0]]), [])
+        for chunk in _row_chunks(len(part_rows), max_rows):
+            rows = part_rows[chunk]
+            f_used, f_local = np.unique(obs.feature_index[rows], return_inverse=True)
+            a_used, a_local = np.unique(obs.account_index[rows], return_inverse=True)
+            messages.append(orjson.dumps({
+                "v": VERSION, "type": "obs", "src": src, "seq": seq,
+                "features": [obs.features[i] for i in f_used.tolist()],
+                "accounts": [obs.accounts[i] for i in a_used.tolist()],
+                "f": f_local.astype(np.int64), "a": a_local.astype(np.int64),
+                "ts": obs.ts_ms[rows], "sample": obs.sample[rows],
+            }, option=_NUMPY))
     return out
 
 
-def pack_edges(edges: EdgeBatch) -> bytes:
-    return orjson.dumps({"v": VERSION, "type": "edges", "partition": edges.partition, "a": edges.a, "b": edges.b,
-                         "feature": edges.feature, "ts": edges.ts, "popular": edges.popular,
-                         "popular_ts": edges.popular_ts})
+def pack_edges(edges: EdgeBatch, max_rows: int = MAX_ROWS) -> list[bytes]:
+    """Messages of at most ``max_rows`` edges; the retractions ride with the first.
+
+    Safe to split: edges are independent rows, and no edge of a feature made popular
+    by this call is sent at all (``membership``), so later chunks never revive one.
+    """
+    out = []
+    for i, rows in enumerate(_row_chunks(max(len(edges.a), 1), max_rows)):
+        out.append(orjson.dumps({
+            "v": VERSION, "type": "edges", "partition": edges.partition, "a": edges.a[rows], "b": edges.b[rows],
+            "feature": edges.feature[rows], "ts": edges.ts[rows],
+            "popular": edges.popular if i == 0 else [], "popular_ts": edges.popular_ts if i == 0 else []}))
+    return out
 
 
 def pack_end(src: str, partition: int | None = None) -> bytes:
@@ -171,10 +191,13 @@ def account_updates(
     )
 
 
-def pack_accounts(updates: AccountUpdates) -> bytes:
-    return orjson.dumps({"v": VERSION, "type": "accounts", "src": updates.src, "account": updates.account,
-                         "calls": updates.calls, "ts": updates.ts, "score": updates.score,
-                         "max_score": updates.max_score, "best": updates.best, "best_ts": updates.best_ts})
+def pack_accounts(updates: AccountUpdates, max_rows: int = MAX_ROWS) -> list[bytes]:
+    """Messages of at most ``max_rows`` accounts (each account of a batch is in one row only)."""
+    return [orjson.dumps({"v": VERSION, "type": "accounts", "src": updates.src, "account": updates.account[rows],
+                          "calls": updates.calls[rows], "ts": updates.ts[rows], "score": updates.score[rows],
+                          "max_score": updates.max_score[rows], "best": updates.best[rows],
+                          "best_ts": updates.best_ts[rows]})
+            for rows in _row_chunks(len(updates), max_rows)]
 
 
 # --- decoding -----------------------------------------------------------------------------

@@ -40,8 +40,8 @@ def default_source_id() -> str:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    observations: dict[int, bytes]  # partition -> message
-    accounts: bytes | None
+    observations: dict[int, list[bytes]]  # partition -> messages
+    accounts: list[bytes]  # account-update messages for the edges topic
     n_observations: int
 
 
@@ -69,7 +69,7 @@ class LinkPublisher:
         self._seq += 1
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
-                                 pack_accounts(updates) if len(updates) else None, len(obs))
+                                 pack_accounts(updates), len(obs))
         self.prepare_s += time.perf_counter() - started
         return prepared
 
@@ -81,9 +81,8 @@ class LinkPublisher:
         """
         started = time.perf_counter()
         pending = [await self._send(self.observations_topic, p, value)
-                   for p, value in sorted(batch.observations.items())]
-        if batch.accounts is not None:
-            pending.append(await self._send(self.edges_topic, 0, batch.accounts))
+                   for p, values in sorted(batch.observations.items()) for value in values]
+        pending += [await self._send(self.edges_topic, 0, value) for value in batch.accounts]
         await asyncio.gather(*pending)
         self.sent_messages += len(pending)
         self.sent_observations += batch.n_observations

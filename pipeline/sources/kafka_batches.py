@@ -4,16 +4,35 @@ A mode Service (the runtime Faust is built on) owned by the Faust app. It reads
 the events topic with aiokafka ``getmany`` (hundreds of thousands of messages a
 second), gathers up to ``batch_max_events`` or ``batch_max_wait_s``, and awaits
 ``deliver(batch)`` — the detect agent's channel, whose bounded size is the
-back-pressure: while the agent is busy, the source stops fetching.
+back-pressure: while the agent is busy, the source stops fetching. While it
+waits it pauses its partitions and keeps polling (which fetches nothing), so a
+long ClickHouse outage does not exceed ``max.poll.interval.ms`` and cost the
+worker its group membership.
 
 Offsets: auto-commit is off. The agent acks a batch after its ClickHouse writes
-returned; the ack commits that batch's offsets. On a rebalance the source waits
-for delivered batches to be acked before giving partitions up, so the next owner
-starts exactly after what was written.
+and the state checkpoint returned; the ack commits that batch's offsets.
+
+Partition changes (``_Rebalance``):
+* revoked — fetching stops (a batch being gathered is discarded: its messages
+  are fetched again by whoever owns them next), the agent is asked to
+  checkpoint and commit at once (``before_revoke``), and the listener waits
+  until every delivered batch is acked;
+* assigned — ``on_assigned(partitions, committed offsets)`` makes the state
+  match (restoring gained partitions from the state topic) and returns where
+  each partition's state ends; the consumer seeks there, and only then does
+  fetching resume. An error there (say, an incompatible checkpoint) stops the
+  service with that error instead of running on without state.
 
 Drain (bounded input, ``distillwatch replay`` and the demo's end): the source
 notes the end offsets of its partitions, reads up to them, then delivers one
 empty batch with ``drain=True``.
+
+A message with a null value (a tombstone) is delivered as empty bytes: the
+decoder rejects it as invalid JSON and it is dead-lettered like other bad input.
+
+Progress (``progress.ProgressWatch``): every ``PROGRESS_CHECK_S`` the source records
+each assigned partition's position and lag; a partition with messages waiting
+and no progress for ``DW_STALL_AFTER_S`` (back-pressure aside) is reported stalled.
 """
 
 from __future__ import annotations
@@ -24,33 +43,43 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.settings import Settings
 from pipeline.sources.fetched_batch import FetchedBatch
+from pipeline.sources.progress import ProgressWatch
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[FetchedBatch], Awaitable[None]]
+OnAssigned = Callable[[set[int], dict[int, int | None]], Awaitable[dict[int, int]]]
+BeforeRevoke = Callable[[], Awaitable[None]]
+
+# While the agent is behind, poll the (paused) consumer this often to stay in the group.
+BLOCKED_POLL_S = 1.0
+PROGRESS_CHECK_S = 5.0
 
 
-class _WaitForAcks(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaBatchSource) -> None:
         self.source = source
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.source.wait_for_acks()
-        log.info("partitions revoked after in-flight batches were committed: %s", sorted(revoked))
+        await self.source.revoke(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        await self.source.assign(assigned)
 
 
 class KafkaBatchSource(Service):
-    def __init__(self, settings: Settings, deliver: Deliver, *, drain_at_start: bool = False) -> None:
+    def __init__(self, settings: Settings, deliver: Deliver, *, drain_at_start: bool = False,
+                 on_assigned: OnAssigned | None = None, before_revoke: BeforeRevoke | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.deliver = deliver
+        self.on_assigned = on_assigned
+        self.before_revoke = before_revoke
         self.group_id = f"{settings.consumer_group}.events"
         self.consumer: AIOKafkaConsumer | None = None
         self._in_flight: list[FetchedBatch] = []
@@ -58,6 +87,13 @@ class KafkaBatchSource(Service):
         self._drain_targets: dict[TopicPartition, int] | None = None
         self.drained = asyncio.Event()
         self.commits = 0
+        self.commit_errors = 0
+        self.fetched_events = 0  # messages handed to the agent (or waiting for it)
+        self.epoch = 0  # +1 on every revocation: a batch gathered across one is discarded
+        self._ready = asyncio.Event()  # set once the assigned partitions' state is in place
+        self._fatal: BaseException | None = None
+        self.progress = ProgressWatch(settings.stall_after_s)
+        self._blocked = False  # waiting for the detect step (back-pressure), partitions paused
 
     async def on_start(self) -> None:
         s = self.settings
@@ -75,7 +111,7 @@ class KafkaBatchSource(Service):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
-        self.consumer.subscribe([s.topic_events], listener=_WaitForAcks(self))
+        self.consumer.subscribe([s.topic_events], listener=_Rebalance(self))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -86,6 +122,34 @@ class KafkaBatchSource(Service):
         """Read to the current end of the assigned partitions, then deliver a drain batch."""
         self._drain_requested = True
 
+    # --- partition changes -------------------------------------------------------------
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        self._ready.clear()
+        self.epoch += 1
+        if self.before_revoke is not None:
+            await self.before_revoke()
+        await self.wait_for_acks()
+        log.info("partitions revoked after in-flight batches were committed: %s",
+                 sorted(tp.partition for tp in revoked))
+
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        assert self.consumer is not None
+        parts = {tp.partition for tp in assigned}
+        log.info("partitions assigned: %s", sorted(parts))
+        try:
+            if self.on_assigned is not None:
+                committed = {tp.partition: await self.consumer.committed(tp) for tp in assigned}
+                starts = await self.on_assigned(parts, committed)
+                for p, offset in starts.items():
+                    if committed.get(p) != offset:
+                        log.info("partition %d: resuming at offset %d (committed: %s)", p, offset, committed.get(p))
+                    self.consumer.seek(TopicPartition(self.settings.topic_events, p), offset)
+        except Exception as exc:  # aiokafka would log and swallow it; this must stop the worker
+            log.exception("could not set up the state of partitions %s", sorted(parts))
+            self._fatal = exc
+        self.progress.keep_only(parts, time.monotonic())
+        self._ready.set()
+
     async def wait_for_acks(self) -> None:
         while self._in_flight:
             await self._in_flight[0].done.wait()
@@ -95,9 +159,16 @@ class KafkaBatchSource(Service):
         assert self.consumer is not None
         if batch.commit_offsets:
             topic = self.settings.topic_events
-            await self.consumer.commit(
-                {TopicPartition(topic, p): off for p, off in batch.commit_offsets.items()}
-            )
+            try:
+                await self.consumer.commit(
+                    {TopicPartition(topic, p): off for p, off in batch.commit_offsets.items()}
+                )
+            except KafkaError as exc:
+                # Lost the partitions (the group moved on). Effects are idempotent and the
+                # checkpoint is written: the next owner resumes from it.
+                self.commit_errors += 1
+                log.error("offset commit failed (%s): %s", exc, batch.commit_offsets)
+                return
             self.commits += 1
 
     async def _drain_reached(self) -> bool:
@@ -112,27 +183,61 @@ class KafkaBatchSource(Service):
                 return False
         return True
 
+    # --- progress ----------------------------------------------------------------------
+    @Service.timer(PROGRESS_CHECK_S)
+    async def _watch_progress(self) -> None:
+        consumer = self.consumer
+        if consumer is None or not self._ready.is_set():
+            return
+        now = time.monotonic()
+        if self._blocked:
+            self.progress.blocked(now)
+        for tp in consumer.assignment():
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # not positioned yet (just assigned): nothing to judge
+            self.progress.observe(tp.partition, position, consumer.highwater(tp), now)
+        stalled, recovered = self.progress.evaluate(now)
+        lags = self.progress.lags()
+        for p in sorted(stalled):
+            log.error("partition %d stalled: %d messages waiting and no progress for %.0fs", p, lags.get(p, 0),
+                      self.settings.stall_after_s)
+        for p in sorted(recovered):
+            log.info("partition %d moving again", p)
+
+    # --- fetching ----------------------------------------------------------------------
     @Service.task
     async def _fetch_loop(self) -> None:
         assert self.consumer is not None
         s = self.settings
         consumer = self.consumer
         while not self.should_stop:
+            await self._ready.wait()
+            if self._fatal is not None:
+                raise self._fatal
+            epoch = self.epoch
             batch = FetchedBatch([], [], [], [], {}, time.time(), _ack=self._ack)
             deadline = time.monotonic() + s.batch_max_wait_s
             while len(batch) < s.batch_max_events:
                 wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
                 fetched = await consumer.getmany(timeout_ms=wait_ms,
                                                  max_records=s.batch_max_events - len(batch))
+                if self.epoch != epoch:
+                    break  # a rebalance ran meanwhile: these may no longer be ours
                 for tp, messages in fetched.items():
                     for m in messages:
-                        batch.values.append(m.value)
+                        batch.values.append(m.value if m.value is not None else b"")
                         batch.keys.append(m.key)
                         batch.partitions.append(tp.partition)
                         batch.offsets.append(m.offset)
                     batch.commit_offsets[tp.partition] = messages[-1].offset + 1
                 if time.monotonic() >= deadline or (not fetched and len(batch)):
                     break
+            if self.epoch != epoch:
+                if len(batch):
+                    log.info("discarded a batch of %d messages gathered across a rebalance", len(batch))
+                continue
             if len(batch):
                 await self._deliver(batch)
             if self._drain_requested and not len(batch) and await self._drain_reached():
@@ -143,7 +248,41 @@ class KafkaBatchSource(Service):
 
     async def _deliver(self, batch: FetchedBatch) -> None:
         self._in_flight.append(batch)
+        self.fetched_events += len(batch)
         # Forget batches already acked so the list stays short.
         while self._in_flight and self._in_flight[0].done.is_set():
             self._in_flight.pop(0)
-        await self.deliver(batch)
+        sending = asyncio.ensure_future(self.deliver(batch))
+        paused: set[TopicPartition] = set()
+        assert self.consumer is not None
+        try:
+            while True:
+                done, _ = await asyncio.wait({sending}, timeout=BLOCKED_POLL_S)
+                if done:
+                    sending.result()
+                    return
+                # The agent is behind (ClickHouse slow or down): fetch nothing, stay in the group.
+                self._blocked = True
+                unpaused = set(self.consumer.assignment()) - paused
+                if unpaused:
+                    if not paused:
+                        log.info("agent busy: partitions paused until it takes the next batch")
+                    paused |= unpaused
+                    self.consumer.pause(*unpaused)
+                await self._poll_paused()
+        finally:
+            if self._blocked:
+                self.progress.blocked(time.monotonic())  # the wait was back-pressure, not a stall
+                self._blocked = False
+            if not sending.done():
+                sending.cancel()
+            if paused:
+                self.consumer.resume(*(paused & set(self.consumer.assignment())))
+
+    async def _poll_paused(self) -> None:
+        """One poll that must bring nothing; anything that does come (a rebalance resumed a
+        partition meanwhile) is put back by seeking to it, so no message is skipped."""
+        assert self.consumer is not None
+        fetched = await self.consumer.getmany(timeout_ms=0)
+        for tp, messages in fetched.items():
+            self.consumer.seek(tp, messages[0].offset)

@@ -31,6 +31,10 @@ class AccountRegistry:
             out[i] = slot
         return out
 
+    def slot_of(self, account: str) -> int | None:
+        """The slot of ``account``, or None if it was never registered."""
+        return self._slots.get(account)
+
     def names_of(self, slots: np.ndarray) -> list[str]:
         names = self.names
         return [names[s] for s in slots.tolist()]

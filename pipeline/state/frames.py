@@ -7,6 +7,7 @@ arrays are not sized for a million accounts when there are a hundred) up to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,6 +207,39 @@ class FrameStore:
         slots = np.flatnonzero(self.dirty[: self.n_slots]).astype(np.int32)
         self.dirty[slots] = 0
         return slots
+
+    def mark_dirty(self, slots: np.ndarray) -> None:
+        """Flag ``slots`` as changed, so the next checkpoint writes them again."""
+        self.dirty[np.asarray(slots, np.int64)] = 1
+
+    def slot_rows(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of the rows of ``slots`` (axis 0 follows ``slots``) in every slot array."""
+        index = np.asarray(slots, np.int64)
+        return {name: arr[index] for name, arr in self._arrays.items()}
+
+    def load_slot(self, slot: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Overwrite ``slot`` with one row per slot array (exactly the names of ``slot_arrays()``).
+
+        The slot must be below ``capacity`` (``ensure_slots`` first); it is left
+        clean (not dirty): it holds what a checkpoint already has. Raises
+        ValueError when the names differ, or when a row's shape does not match.
+        """
+        if set(rows) != set(self._arrays):
+            raise ValueError(f"slot rows {sorted(rows)} do not match the slot arrays {sorted(self._arrays)}")
+        for name, arr in self._arrays.items():
+            row = np.asarray(rows[name])
+            if row.shape != arr.shape[1:]:
+                raise ValueError(f"{name}: row shape {row.shape} != {arr.shape[1:]}")
+            arr[slot] = row
+        self.dirty[slot] = 0
+
+    def load_partition(self, part: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Overwrite partition ``part`` of every per-partition array (names of ``partition_arrays()``)."""
+        arrays = self.partition_arrays()
+        if set(rows) != set(arrays):
+            raise ValueError(f"partition rows {sorted(rows)} do not match {sorted(arrays)}")
+        for name, arr in arrays.items():
+            arr[part] = rows[name]
 
     def bytes_per_account(self) -> int:
         return int(sum(a[0].nbytes for a in self._arrays.values()))

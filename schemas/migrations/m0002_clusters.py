@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.cluster_tables import CLUSTERS
+from schemas.tables import CLUSTERS
 
 VERSION = 2
 NAME = "clusters"

@@ -27,4 +27,6 @@ def test_demo_finishes_and_attackers_rank_above_benign(tmp_path: Path) -> None:
     top = attack_flags[:8]
     assert all(top), f"benign account among the top 8:\n{done.stdout}"
     assert "where to look next" in done.stdout
+    clusters = done.stdout.split("cross-account clusters", 1)[1].split("\n\n", 1)[0]
+    assert "truth: hydra_fleet" in clusters, done.stdout  # the fleet is linked into a cluster
     assert (tmp_path / "demo" / "worker.log").exists()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,20 @@ def write_events(path: Path, n_valid: int) -> list[dict[str, Any]]:
     return events
 
 
+def assert_counted_once(data_dir: Path, events: list[dict[str, Any]], rejected: int) -> None:
+    """Every valid event is in a signature frame and in api_calls exactly once; ``rejected`` rejects."""
+    (sig,) = sql_rows(data_dir, "SELECT sum(calls) AS calls, sum(prompt_tokens) AS pt FROM signatures_1m FINAL")
+    assert int(sig["calls"]) == len(events)
+    assert int(sig["pt"]) == sum(e["prompt_tokens"] for e in events)
+    (raw,) = sql_rows(data_dir, "SELECT count() AS n, uniqExact(event_id) AS u FROM api_calls FINAL")
+    assert int(raw["n"]) == int(raw["u"]) == len(events)
+    per_account = {r["account_id"]: int(r["calls"]) for r in sql_rows(
+        data_dir, "SELECT account_id, sum(calls) AS calls FROM signatures_1m FINAL GROUP BY account_id")}
+    assert per_account == dict(Counter(e["account_id"] for e in events))
+    (n_rejected,) = sql_rows(data_dir, "SELECT count() AS n FROM rejected_events FINAL")
+    assert int(n_rejected["n"]) == rejected
+
+
 def test_replay_end_to_end_loses_nothing(tmp_path: Path) -> None:
     events = write_events(tmp_path / "events.jsonl", 6000)
     n_invalid = len(range(0, 6000, 250))
@@ -79,6 +94,10 @@ def test_replay_end_to_end_loses_nothing(tmp_path: Path) -> None:
     assert report["events_rejected"] == n_invalid
     assert sorted(a["account_id"] for a in report["accounts"]) == sorted(ACCOUNTS)
     assert set(report) == {"events_in", "events_rejected", "accounts", "alerts", "clusters"}
+    assert json.loads((data_dir / "drained.json").read_text()) == {"drained": True, "linking_error": None}
+    for c in report["clusters"]:
+        assert set(c) == {"cluster_id", "account_ids", "score"} and 0 <= c["score"] <= 100
+        assert len(c["account_ids"]) >= 2 and set(c["account_ids"]) <= set(ACCOUNTS)
 
     # Every valid event is in a signature frame, exactly once; every reject is recorded.
     (sig,) = sql_rows(data_dir, "SELECT sum(calls) AS calls, sum(prompt_tokens) AS pt FROM signatures_1m FINAL")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from schemas.cluster_tables import CLUSTERS
 from schemas.migrate import apply_migrations, rollback
 from schemas.migrations import discover, m0002_clusters
+from schemas.tables import CLUSTERS
 
 
 def test_m0002_creates_and_drops_only_the_clusters_table() -> None:

@@ -177,12 +177,15 @@ def test_feature_partition_is_crc32_so_every_process_agrees() -> None:
     assert feature_partition("asn:16509", 7) == zlib.crc32(b"asn:16509") % 7
 
 
-def test_packed_messages_hold_each_partitions_own_features(config: LinkingConfig) -> None:
+@pytest.mark.parametrize("max_rows", [5_000, 7])
+def test_packed_messages_hold_each_partitions_own_features(config: LinkingConfig, max_rows: int) -> None:
     batch = random_batch(np.random.default_rng(3), 200)
     obs, _, _ = extract_observations(batch, config.template)
-    packed = pack_observations(obs, 4, "src-1", 9)
+    packed = pack_observations(obs, 4, "src-1", 9, max_rows=max_rows)
+    sizes = [len(decode(v).f) for values in packed.values() for v in values]  # type: ignore[union-attr]
+    assert max(sizes) <= max_rows and sum(sizes) == len(obs)
     seen: Obs = {}
-    for partition, value in packed.items():
+    for partition, value in ((p, v) for p, values in packed.items() for v in values):
         msg = decode(value)
         assert msg.src == "src-1" and msg.seq == 9  # type: ignore[union-attr]
         for f, a, ts, sample in zip(msg.f, msg.a, msg.ts, msg.sample, strict=True):  # type: ignore[union-attr]

@@ -5,11 +5,9 @@ import asyncio
 import pytest
 from clickhouse_connect.driver.client import Client
 
-import schemas.tables
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.sink import ClickHouseClusterSink, write_with_retry
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter, query_rows
-from schemas.cluster_tables import CLUSTERS
 from schemas.migrate import apply_migrations
 from tests.pipeline.linking.test_stages import run_fleet
 
@@ -17,10 +15,8 @@ pytestmark = pytest.mark.clickhouse
 
 
 @pytest.fixture
-def writer(ch_client: Client, ch_database: str, monkeypatch: pytest.MonkeyPatch) -> ClickHouseWriter:
+def writer(ch_client: Client, ch_database: str) -> ClickHouseWriter:
     apply_migrations(ch_client, ch_database)
-    # Until the lead merges CLUSTERS into schemas.tables.TABLES (see schemas/cluster_tables.py).
-    monkeypatch.setitem(schemas.tables.TABLES, "clusters", CLUSTERS)
     return ClickHouseWriter(ch_client, ch_database)
 
 

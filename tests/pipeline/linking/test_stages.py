@@ -7,7 +7,16 @@ import numpy as np
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.messages import EndMarker, ObservationBatch, decode, pack_edges, pack_end
+from pipeline.linking.messages import (
+    AccountUpdates,
+    EdgeBatch,
+    EndMarker,
+    ObservationBatch,
+    decode,
+    pack_accounts,
+    pack_edges,
+    pack_end,
+)
 from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
 from tests.pipeline.linking.builders import Columns, FakeBroker, fleet_scenario, make_batch
@@ -53,7 +62,7 @@ class Harness:
                 if isinstance(msg, ObservationBatch):
                     edges = self.stage_a.handle(msg, p)
                     if len(edges):
-                        self.broker.log.setdefault(("edges", 0), []).append(pack_edges(edges))
+                        self.broker.log.setdefault(("edges", 0), []).extend(pack_edges(edges))
                 elif isinstance(msg, EndMarker):
                     self.broker.log.setdefault(("edges", 0), []).append(pack_end(msg.src, p))
         out = self.stage_b.handle([decode(v) for v in self.broker.take("edges", 0)])
@@ -174,3 +183,21 @@ def test_deferred_alerts_fire_at_the_drain_with_times_that_ignore_batching(confi
     assert [len(o.alerts) if o.alerts is not None else 0 for o in split.outputs] == [0, 0, 10]
     assert split.alert_times() == whole.alert_times() and len(split.alert_times()) == 10
     assert split.clusters() == whole.clusters()
+
+
+def test_big_edge_and_account_messages_are_split_and_decode_to_the_same_rows() -> None:
+    n = 23
+    edges = EdgeBatch(2, a=[f"a{i}" for i in range(n)], b=[f"b{i}" for i in range(n)], feature=["pay:x"] * n,
+                      ts=list(range(n)), popular=["asn:1"], popular_ts=[5])
+    parts = [decode(v) for v in pack_edges(edges, max_rows=5)]
+    assert len(parts) == 5 and all(isinstance(m, EdgeBatch) and len(m.a) <= 5 for m in parts)
+    assert [x for m in parts for x in m.a] == edges.a and [x for m in parts for x in m.ts] == edges.ts  # type: ignore[union-attr]
+    assert [m.popular for m in parts] == [["asn:1"], [], [], [], []]  # type: ignore[union-attr]
+    assert len(pack_edges(EdgeBatch(0, popular=["ua:1"], popular_ts=[1]))) == 1
+
+    updates = AccountUpdates("src", [f"org-{i}" for i in range(n)], list(range(n)), list(range(n)),
+                             [1.0] * n, [2.0] * n, [None] * n, [None] * n)
+    msgs = [decode(v) for v in pack_accounts(updates, max_rows=10)]
+    assert [len(m) for m in msgs] == [10, 10, 3]  # type: ignore[arg-type]
+    assert [a for m in msgs for a in m.account] == updates.account  # type: ignore[union-attr]
+    assert pack_accounts(AccountUpdates("src", [], [], [], [], [], [], [])) == []

@@ -1,0 +1,264 @@
+"""Decode DWB1 batch containers (``schemas/batch_encoding.md``) into a ``DecodedBatch``.
+
+Pure: bytes in, columns out, the same columns ``decode_json_batch`` builds for the
+same events. No Python object per event except where the output needs one (event
+ids, and list entries pointing at shared strings): numeric columns are NumPy views
+of the message, string columns are a small dictionary plus codes, and the contract
+is checked by ``batch_rules`` per column.
+
+Invalid events inside a container are rejected one by one (their original bytes are
+the event re-encoded as JSON, so the dead letter is readable; the detail names the
+event's index in the container) while the valid ones pass. A container that cannot
+be read (bad magic, lengths, codes) is rejected whole as ``invalid_batch``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import pairwise
+
+import numpy as np
+import orjson
+
+from pipeline.decode.batch_format import (
+    FIELDS,
+    MAX_EVENTS,
+    BatchFormatError,
+    DictWire,
+    NumericWire,
+    parse_container,
+)
+from pipeline.decode.batch_rules import BOOLEANS, Columns, StrColumn, find_violations, ip_table
+from pipeline.decode.json_events import DecodedBatch
+from pipeline.decode.merge import concat_decoded, empty_decoded
+from pipeline.decode.rejects import INVALID_BATCH, OVERSIZED, TS_IN_FUTURE, Rejected
+from pipeline.kernels.layout import (
+    DEEP_TOP_LOGPROBS,
+    FLAG_DEEP_LOGPROBS,
+    FLAG_LOGIT_BIAS,
+    FLAG_LOGPROBS,
+    FLAG_MULTI_N,
+    FLAG_REASONING,
+    FLAG_STREAM,
+)
+
+_HASHES = ("prompt_hash", "prompt_simhash")
+# What the api_calls table stores for an absent optional field (as decode_json_batch).
+_ABSENT_NUMBERS: dict[str, float] = {
+    "asn": 0, "latency_ms": 0, "reasoning_tokens": 0, "prompt_hash": 0, "prompt_simhash": 0,
+    "elicits_reasoning": 0, "temperature": math.nan, "top_p": math.nan, "n": 1, "max_tokens": 0, "logprobs": 0,
+    "top_logprobs": -1, "logit_bias_count": 0, "stream": 0,
+}
+_ABSENT_STRINGS = {"network_type": "unknown"}  # others: ""
+
+
+def decode_entries(wire: DictWire) -> StrColumn:
+    """Dictionary entries as str (one object per distinct string), with UTF-8 and length facts."""
+    bounds = wire.offsets.tolist()
+    blob = wire.blob
+    n = len(bounds) - 1
+    codes = wire.codes.astype(np.intp)
+    if blob.isascii():  # the common case: one decode, then slices; chars == bytes
+        text = blob.decode("ascii")
+        entries = [text[a:b] for a, b in pairwise(bounds)]
+        return StrColumn(entries, codes, np.zeros(n, bool), np.diff(wire.offsets.astype(np.int64)))
+    entries = []
+    bad = np.zeros(n, bool)
+    for i, (a, b) in enumerate(pairwise(bounds)):
+        try:
+            entries.append(blob[a:b].decode("utf-8"))
+        except UnicodeDecodeError:
+            entries.append(blob[a:b].decode("utf-8", errors="replace"))
+            bad[i] = True
+    return StrColumn(entries, codes, bad, np.fromiter((len(s) for s in entries), np.int64, n))
+
+
+def read_columns(value: bytes) -> tuple[int, Columns]:
+    """Parse a container and decode its dictionaries; raises BatchFormatError if it is corrupt."""
+    n, wire = parse_container(value)
+    missing = [f.name for f in FIELDS if f.required and f.name not in wire]
+    if missing:
+        raise BatchFormatError(f"required columns missing: {', '.join(missing)}")
+    columns: Columns = {}
+    for name, col in wire.items():
+        columns[name] = decode_entries(col) if isinstance(col, DictWire) else col
+    return n, columns
+
+
+def event_json(columns: Columns, i: int) -> bytes:
+    """Event ``i`` of a batch as a JSON object with the fields it carries (for dead letters)."""
+    obj: dict[str, object] = {}
+    for spec in FIELDS:
+        col = columns.get(spec.name)
+        if isinstance(col, StrColumn):
+            code = int(col.codes[i])
+            if code >= 0:
+                obj[spec.name] = col.entries[code]
+        elif col is not None and (col.present is None or col.present[i]):
+            value = col.values[i].item()
+            if spec.name in _HASHES:
+                value = f"{value:016x}"
+            elif spec.name in BOOLEANS and value in (0, 1):
+                value = bool(value)
+            obj[spec.name] = value
+    return orjson.dumps(obj)
+
+
+def _is_identity(codes: np.ndarray) -> bool:
+    return bool(codes[0] == 0 and codes[-1] == len(codes) - 1 and np.all(np.diff(codes) == 1)) if len(codes) else True
+
+
+class _Rows:
+    """Builds output columns for the selected (valid) events of one container."""
+
+    def __init__(self, columns: Columns, sel: np.ndarray | None, k: int) -> None:
+        self.columns = columns
+        self.sel = sel
+        self.k = k
+
+    def _pick(self, array: np.ndarray) -> np.ndarray:
+        return array if self.sel is None else array[self.sel]
+
+    def number(self, name: str, dtype: type) -> np.ndarray:
+        col = self.columns.get(name)
+        default = _ABSENT_NUMBERS.get(name, 0)
+        if col is None:
+            return np.full(self.k, default, dtype)
+        assert isinstance(col, NumericWire)
+        out = self._pick(col.values).astype(dtype)  # a copy: the message buffer stays read-only
+        if col.present is not None:
+            absent = ~self._pick(col.present)
+            if absent.any():
+                out[absent] = default
+        return out
+
+    def strings(self, name: str, table: list[str] | None = None) -> list[str]:
+        col = self.columns.get(name)
+        default = _ABSENT_STRINGS.get(name, "")
+        if col is None:
+            return [default] * self.k
+        assert isinstance(col, StrColumn)
+        codes = self._pick(col.codes)
+        if table is None and len(codes) == len(col.entries) and _is_identity(codes):
+            return list(col.entries)  # unique per event (event ids): entries are already in event order
+        entries = np.empty(len(col.entries) + 1, object)  # one object per distinct string, not per event
+        entries[:-1] = table if table is not None else col.entries
+        entries[-1] = default
+        return entries[np.where(codes < 0, len(col.entries), codes)].tolist()  # type: ignore[no-any-return]
+
+    def ip_keys(self) -> tuple[list[str], np.ndarray]:
+        col = self.columns["client_ip"]
+        assert isinstance(col, StrColumn)
+        texts, keys, _ = ip_table(col.entries)
+        return self.strings("client_ip", texts), keys[self._pick(col.codes)]
+
+
+def _flags(rows: _Rows) -> np.ndarray:
+    top = rows.number("top_logprobs", np.int16)
+    n = rows.number("n", np.uint16)
+    flags = np.where(rows.number("elicits_reasoning", np.uint8) > 0, FLAG_REASONING, 0)
+    flags |= np.where((rows.number("logprobs", np.uint8) > 0) | (top > 0), FLAG_LOGPROBS, 0)
+    flags |= np.where(rows.number("logit_bias_count", np.uint16) > 0, FLAG_LOGIT_BIAS, 0)
+    flags |= np.where(n > 1, FLAG_MULTI_N, 0)
+    flags |= np.where(rows.number("stream", np.uint8) > 0, FLAG_STREAM, 0)
+    flags |= np.where(top >= DEEP_TOP_LOGPROBS, FLAG_DEEP_LOGPROBS, 0)
+    return flags.astype(np.uint8)
+
+
+def _columns(columns: Columns, sel: np.ndarray | None, k: int, partition: int, offset: int) -> DecodedBatch:
+    rows = _Rows(columns, sel, k)
+    client_ip, ip_keys = rows.ip_keys()
+    account_ids = rows.strings("account_id")
+    ts = rows.number("ts", np.int64)
+    prompt_tokens = rows.number("prompt_tokens", np.uint32)
+    completion_tokens = rows.number("completion_tokens", np.uint32)
+    reasoning_tokens = rows.number("reasoning_tokens", np.uint32)
+    prompt_hash = rows.number("prompt_hash", np.uint64)
+    status = rows.number("status", np.uint16)
+    kernel = {
+        "part": np.full(k, partition, np.int16), "ts_ms": ts, "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens, "reasoning_tokens": reasoning_tokens, "prompt_hash": prompt_hash,
+        "ip_key": ip_keys, "status": status, "flags": _flags(rows),
+    }
+    raw: dict[str, object] = {
+        "event_id": rows.strings("event_id"), "ts": ts, "account_id": account_ids,
+        "api_key_id": rows.strings("api_key_id"), "client_ip": client_ip, "asn": rows.number("asn", np.uint32),
+        "network_type": rows.strings("network_type"), "country": rows.strings("country"),
+        "user_agent": rows.strings("user_agent"), "endpoint": rows.strings("endpoint"),
+        "model": rows.strings("model"), "status": status, "latency_ms": rows.number("latency_ms", np.uint32),
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "reasoning_tokens": reasoning_tokens, "prompt_hash": prompt_hash,
+        "prompt_simhash": rows.number("prompt_simhash", np.uint64), "topic": rows.strings("topic"),
+        "elicits_reasoning": rows.number("elicits_reasoning", np.uint8),
+        "temperature": rows.number("temperature", np.float32), "top_p": rows.number("top_p", np.float32),
+        "n": rows.number("n", np.uint16), "max_tokens": rows.number("max_tokens", np.uint32),
+        "logprobs": rows.number("logprobs", np.uint8), "top_logprobs": rows.number("top_logprobs", np.int8),
+        "logit_bias_count": rows.number("logit_bias_count", np.uint16), "stream": rows.number("stream", np.uint8),
+        "payment_fingerprint": rows.strings("payment_fingerprint"),
+        "kafka_partition": np.full(k, partition, np.uint16), "kafka_offset": np.full(k, offset, np.uint64),
+    }
+    return DecodedBatch(account_ids, kernel, raw, [])  # type: ignore[arg-type]
+
+
+def _event_key(columns: Columns, i: int, key: bytes | None) -> bytes | None:
+    """The contract's message key for one event (its account id), else the container's key."""
+    col = columns["account_id"]
+    assert isinstance(col, StrColumn)
+    code = int(col.codes[i])
+    if code < 0 or col.bad_utf8[code]:
+        return key
+    return col.entries[code].encode()
+
+
+def decode_batched_message(
+    value: bytes, key: bytes | None, partition: int, offset: int, *, max_message_bytes: int, max_ts_ms: int
+) -> DecodedBatch:
+    """One container: valid events as columns, invalid ones (or the whole message) as rejects."""
+    claimed = int.from_bytes(value[4:8], "little") if len(value) >= 8 else 0
+    budget = max_message_bytes * max(1, min(claimed, MAX_EVENTS))
+    if len(value) > budget:
+        detail = f"{len(value)} bytes > {claimed} events x DW_MAX_MESSAGE_BYTES={max_message_bytes}"
+        return empty_decoded([Rejected(partition, offset, key, value, OVERSIZED, "", detail)])
+    try:
+        n, columns = read_columns(value)
+    except BatchFormatError as exc:
+        return empty_decoded([Rejected(partition, offset, key, value, INVALID_BATCH, "", str(exc))])
+    violations = find_violations(n, columns)
+    bad = violations.bad
+    ts = columns["ts"]
+    assert isinstance(ts, NumericWire)
+    future = ~bad & (ts.values > max_ts_ms)
+    rejects: list[Rejected] = []
+    if bad.any() or future.any():
+        rows = np.flatnonzero(bad)
+        problems = dict(zip(rows.tolist(), violations.describe(rows), strict=True))
+        for i in np.flatnonzero(future).tolist():
+            problems[i] = (TS_IN_FUTURE, "ts",
+                           "event time is further ahead of the wall clock than DW_MAX_FUTURE_SKEW_S")
+        for i in sorted(problems):
+            reason, field, detail = problems[i]
+            rejects.append(Rejected(partition, offset, _event_key(columns, i, key), event_json(columns, i), reason,
+                                    field, f"event {i} of {n} in batch: {detail}"))
+        ok = np.flatnonzero(~(bad | future))
+        decoded = _columns(columns, ok, len(ok), partition, offset)
+    else:
+        decoded = _columns(columns, None, n, partition, offset)
+    decoded.rejects.extend(rejects)
+    return decoded
+
+
+def decode_batched_batch(
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None],
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    *,
+    max_message_bytes: int,
+    max_ts_ms: int,
+) -> DecodedBatch:
+    """Several containers, merged in input order (the signature of ``decode_json_batch``)."""
+    return concat_decoded([
+        decode_batched_message(v, k, p, o, max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
+        for v, k, p, o in zip(values, keys, partitions, offsets, strict=True)
+    ])

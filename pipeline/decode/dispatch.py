@@ -1,0 +1,49 @@
+"""Route each message to its decoder by its first bytes: a DWB batch container or a JSON event.
+
+A JSON event can never start with ``DWB`` (JSON text starts with whitespace, ``{``,
+``[``, ``"``, a digit, ``-``, ``t``, ``f`` or ``n``), so the prefix is unambiguous.
+Runs of consecutive messages of one kind are decoded together, and the results are
+merged in input order, so one fetch may mix gateways that batch and gateways that
+do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.decode.batch_format import is_batch
+from pipeline.decode.batched import decode_batched_batch
+from pipeline.decode.json_events import DecodedBatch, decode_json_batch
+from pipeline.decode.merge import concat_decoded
+
+
+def decode_any_batch(
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None],
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    *,
+    max_message_bytes: int,
+    max_ts_ms: int,
+) -> DecodedBatch:
+    """Decode a fetched batch of JSON events and/or batch containers (same contract as ``decode_json_batch``).
+
+    ``max_message_bytes`` bounds a JSON message, and a container's size per event it carries.
+    """
+    kinds = [is_batch(v) for v in values]
+    runs: list[tuple[int, int]] = []  # [start, end) of consecutive messages of one kind
+    for i in range(len(values)):
+        if i == 0 or kinds[i] != kinds[i - 1]:
+            runs.append((i, i + 1))
+        else:
+            runs[-1] = (runs[-1][0], i + 1)
+    if len(runs) <= 1:  # the usual case: one kind, no slicing or merging
+        decode = decode_batched_batch if kinds and kinds[0] else decode_json_batch
+        return decode(values, keys, partitions, offsets, max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
+    parts = [
+        (decode_batched_batch if kinds[a] else decode_json_batch)(
+            values[a:b], keys[a:b], partitions[a:b], offsets[a:b],
+            max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
+        for a, b in runs
+    ]
+    return concat_decoded(parts)

@@ -1,0 +1,48 @@
+"""``distillwatch bench`` on a tiny input writes a well-formed results.json (no speed assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
+
+CONTRACT = {
+    "kafka_consume_raw": ("events_per_s",),
+    "decode_json": ("events_per_s",),
+    "kernel_numba": ("events_per_s",),
+    "kernel_reference": ("events_per_s",),
+    "faust_naive": ("events_per_s",),
+    "pipeline_json": ("events_per_s", "latency_p50_s", "latency_p99_s"),
+    "pipeline_batched": ("events_per_s", "latency_p50_s", "latency_p99_s"),
+}
+
+
+def test_bench_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "bench", "--events", "20000", "--accounts", "2000", "--out", str(out),
+         "--budget", "1", "--faust-budget", "2", "--latency-seconds", "2", "--memory-accounts", "2000,20000"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"created", "machine", "events", "accounts", "results", "memory"}
+    assert results["created"].endswith("Z")
+    assert set(results["machine"]) == {"cpus", "python", "broker"} and results["machine"]["broker"] == "tansu"
+    assert (results["events"], results["accounts"]) == (20000, 2000)
+    assert set(results["results"]) == set(CONTRACT)
+    for name, keys in CONTRACT.items():
+        for key in keys:
+            assert results["results"][name][key] > 0, (name, key)
+    assert set(results["memory"]) == {"bytes_per_account_100k", "bytes_per_account_1m"}
+    assert all(v > 0 for v in results["memory"].values())
+    assert (out / "results.png").stat().st_size > 0
+    details = json.loads((out / "details.json").read_text())
+    assert details["pipeline_batched"]["stage_seconds"]["decode"] > 0
+    assert "measurement" in done.stderr and "pipeline_batched" in done.stderr  # the table was printed

@@ -1,0 +1,191 @@
+"""DetectStep: the commit order (dead letters → ClickHouse → checkpoint → commit), retries, checkpoint timing.
+
+Plain fakes record every external effect in one list, so the tests read the order directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from pipeline.agents import detect
+from pipeline.agents.detect import DetectStep
+from pipeline.decode.rejects import Rejected
+from pipeline.detection import Detector
+from pipeline.settings import load_settings
+from pipeline.sinks.clickhouse import ClickHouseUnavailable
+from pipeline.sources.fetched_batch import FetchedBatch
+from pipeline.state.manager import StateManager
+from pipeline.state.state_topic import Record
+from pipeline.stats import PipelineStats
+from tests.schemas.test_event import MINIMAL
+
+T0 = 1_770_888_600_000
+
+
+class Effects(list[tuple[str, Any]]):
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self]
+
+
+class FakeWriter:
+    def __init__(self, effects: Effects, failures: int = 0) -> None:
+        self.effects = effects
+        self.failures = failures
+
+    def write(self, table: str, columns: Mapping[str, Any], dedup_token: str | None = None) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise ClickHouseUnavailable("connection refused", table=table)
+        self.effects.append(("clickhouse", (table, dict(columns))))
+        return len(next(iter(columns.values())))
+
+
+class FakeDeadLetters:
+    def __init__(self, effects: Effects) -> None:
+        self.effects = effects
+
+    async def send(self, rejects: Sequence[Rejected]) -> None:
+        self.effects.append(("dead_letters", [r.value for r in rejects]))
+
+
+class FakeStateTopic:
+    topic = "state"
+
+    def __init__(self, effects: Effects, failures: int = 0) -> None:
+        self.effects = effects
+        self.failures = failures
+
+    async def write(self, entities: Sequence[Record], markers: Sequence[Record]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("broker away")
+        self.effects.append(("checkpoint", ([k for _, k, _ in entities], [k for _, k, _ in markers])))
+
+
+def make_step(effects: Effects, *, interval: float = 0.0, ch_failures: int = 0, state_failures: int = 0,
+              ) -> DetectStep:
+    settings = load_settings(checkpoint_interval_s=interval)
+    state = StateManager(make_detector=lambda: Detector(settings, 2),
+                         topic=FakeStateTopic(effects, state_failures),  # type: ignore[arg-type]
+                         events_topic="e", bootstrap_servers=["unused:1"], dedup_window=1000,
+                         decode=lambda *a: None)  # type: ignore[arg-type,return-value]
+    return DetectStep(settings, state, FakeWriter(effects, ch_failures), FakeDeadLetters(effects),  # type: ignore[arg-type]
+                      PipelineStats(), on_drained=lambda: effects.append(("drained", None)))
+
+
+def make_batch(effects: Effects, values: list[bytes], first_offset: int = 0, *, drain: bool = False
+               ) -> FetchedBatch:
+    async def ack(batch: FetchedBatch) -> None:
+        effects.append(("commit", dict(batch.commit_offsets)))
+
+    offsets = list(range(first_offset, first_offset + len(values)))
+    commit = {0: offsets[-1] + 1} if values else {}
+    return FetchedBatch(values, [None] * len(values), [0] * len(values), offsets, commit, 0.0, drain=drain,
+                        _ack=ack)
+
+
+def event(n: int) -> bytes:
+    return orjson.dumps({**MINIMAL, "event_id": f"e{n}", "ts": T0 + n * 1000, "account_id": "org-1"})
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+
+
+def test_dead_letters_then_clickhouse_then_checkpoint_then_commit() -> None:
+    effects = Effects()
+    step = make_step(effects)
+    asyncio.run(step.handle(make_batch(effects, [event(0), b"not json", event(1)])))
+    kinds = effects.kinds()
+    assert kinds[0] == "dead_letters" and effects[0][1] == [b"not json"]
+    assert kinds[-2:] == ["checkpoint", "commit"]
+    assert set(kinds[1:-2]) == {"clickhouse"}
+    assert effects[-1][1] == {0: 3}
+    entity_keys, markers = effects[-2][1]
+    assert b"account/0/0" in entity_keys and markers == [b"__partition__/0"]  # block 0 of partition 0
+    assert step.stats.batches_committed == 1
+
+
+def test_clickhouse_down_holds_the_batch_and_commits_only_after_it_is_written() -> None:
+    effects = Effects()
+    step = make_step(effects, ch_failures=3)
+    asyncio.run(step.handle(make_batch(effects, [event(0), event(1)])))
+    assert step.stats.clickhouse_retries == 3 and step.stats.clickhouse_available
+    assert effects.kinds()[-2:] == ["checkpoint", "commit"]
+    assert "api_calls" in [t for k, (t, _) in ((k, v) for k, v in effects if k == "clickhouse")]
+
+
+def test_checkpoint_failures_are_retried_before_any_commit() -> None:
+    effects = Effects()
+    step = make_step(effects, state_failures=2)
+    asyncio.run(step.handle(make_batch(effects, [event(0)])))
+    assert effects.kinds()[-2:] == ["checkpoint", "commit"]
+    assert step.stats.checkpoint_retries == 2
+
+
+def test_with_an_interval_commits_wait_for_it_a_revocation_or_the_end_of_input() -> None:
+    effects = Effects()
+    step = make_step(effects, interval=300)
+
+    step.state.owned = {0}
+
+    async def scenario() -> None:
+        step._last_checkpoint -= 10  # not due yet: the interval is five minutes
+        await step.handle(make_batch(effects, [event(0)], 0))
+        await step.handle(make_batch(effects, [event(1)], 1))
+        await step.flush_if_due()
+        assert "commit" not in effects.kinds()
+        await step.begin_revoke()  # partitions are going: commit now, and every later batch at once
+        assert effects.kinds()[-3:] == ["checkpoint", "commit", "commit"]
+        assert [v for k, v in effects if k == "commit"] == [{0: 1}, {0: 2}]
+        await step.handle(make_batch(effects, [event(2)], 2))
+        assert effects.kinds()[-2:] == ["checkpoint", "commit"]
+        assert await step.assign({0}, {0: 3}) == {0: 3}  # kept in memory; the new assignment ends the hurry
+        await step.handle(make_batch(effects, [event(3)], 3))
+        assert effects.kinds()[-1] == "clickhouse"
+        await step.handle(make_batch(effects, [], drain=True))
+        assert effects.kinds()[-4:] == ["checkpoint", "commit", "commit", "drained"]
+        assert effects[-3][1] == {0: 4} and effects[-2][1] == {}  # the drain batch has no offsets
+
+    asyncio.run(scenario())
+    assert step.stats.drained
+
+
+def test_a_resent_event_is_recorded_as_duplicate_not_dead_lettered_and_not_counted() -> None:
+    effects = Effects()
+    step = make_step(effects)
+    asyncio.run(step.handle(make_batch(effects, [event(0), event(1), event(0)])))
+    assert "dead_letters" not in effects.kinds()
+    writes = {t: cols for k, (t, cols) in ((k, v) for k, v in effects if k == "clickhouse")}
+    assert writes["api_calls"]["event_id"] == ["e0", "e1"]
+    assert writes["rejected_events"]["reason"] == ["duplicate"]
+    assert list(writes["rejected_events"]["kafka_offset"]) == [2]
+    assert step.stats.events_duplicate == 1 and step.stats.events_valid == 2
+
+
+def test_a_decoder_that_raises_costs_only_the_message_it_raised_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = detect.decode_any_batch
+
+    def fragile(values: Sequence[bytes], *args: Any, **kwargs: Any) -> Any:
+        if any(b"boom" in v for v in values):
+            raise RecursionError("decoder bug")
+        return real(values, *args, **kwargs)
+
+    monkeypatch.setattr(detect, "decode_any_batch", fragile)
+    effects = Effects()
+    step = make_step(effects)
+    poison = orjson.dumps({**MINIMAL, "event_id": "boom"})
+    asyncio.run(step.handle(make_batch(effects, [event(0), poison, event(1)])))
+    assert effects[0] == ("dead_letters", [poison])
+    writes = {t: cols for k, (t, cols) in ((k, v) for k, v in effects if k == "clickhouse")}
+    assert writes["rejected_events"]["reason"] == ["decoder_error"]
+    assert "RecursionError" in writes["rejected_events"]["detail"][0]
+    assert writes["api_calls"]["event_id"] == ["e0", "e1"]
+    assert effects.kinds()[-1] == "commit"

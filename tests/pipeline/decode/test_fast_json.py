@@ -1,0 +1,388 @@
+"""The fast decoder gives exactly the pydantic decoder's result, and really is the path taken."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs.loadgen import ScenarioConfig, generate
+from pipeline.decode import rejects
+from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast, warm_up
+from pipeline.decode.json_events import DecodedBatch, decode_json_batch, path_counts
+from pipeline.decode.pydantic_path import decode_json_batch_pydantic
+from pipeline.kernels import event_spec as spec
+from pipeline.kernels.json_judge import ipv4_key, rfc3339_ms
+from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms
+from tests.pipeline.decode.json_fuzz import message_batches, messages
+from tests.schemas.test_event import EXAMPLE, MINIMAL
+
+FAR_FUTURE = 2**62
+
+
+def _loadgen(count: int, **config: Any) -> list[dict[str, Any]]:
+    return list(itertools.islice(generate(ScenarioConfig(duration_s=600, **config)), count))
+
+
+BASES: list[dict[str, Any]] = [EXAMPLE, MINIMAL, *_loadgen(40, rfc3339_fraction=0.5)]
+
+
+def both(values: list[bytes], *, max_bytes: int = 65_536, max_ts_ms: int = FAR_FUTURE,
+         keys: list[bytes | None] | None = None) -> tuple[DecodedBatch, DecodedBatch, PathCounts]:
+    n = len(values)
+    args = (values, keys if keys is not None else [b"k%d" % i for i in range(n)], [i % 5 for i in range(n)],
+            list(range(1000, 1000 + n)))
+    fast, counts = decode_json_batch_fast(*args, max_message_bytes=max_bytes, max_ts_ms=max_ts_ms)
+    slow = decode_json_batch_pydantic(*args, max_message_bytes=max_bytes, max_ts_ms=max_ts_ms)
+    return fast, slow, counts
+
+
+def assert_same(fast: DecodedBatch, slow: DecodedBatch) -> None:
+    """Equal rows, columns (values and dtypes; floats bit for bit, so NaN and -0.0 count) and rejects."""
+    assert fast.account_ids == slow.account_ids
+    assert all(type(a) is str for a in fast.account_ids)
+    for name, columns_f, columns_s in (("kernel", fast.kernel, slow.kernel), ("raw", fast.raw, slow.raw)):
+        assert list(columns_f) == list(columns_s), name
+        for col in columns_s:
+            a, b = columns_f[col], columns_s[col]
+            if isinstance(b, np.ndarray):
+                assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, (name, col)
+                if b.dtype.kind == "f":
+                    bits = np.uint32 if b.itemsize == 4 else np.uint64
+                    a, b = a.view(bits), b.view(bits)
+                assert np.array_equal(a, b), (name, col, a, b)
+            else:
+                assert type(a) is list and a == b, (name, col, a, b)
+                assert all(type(x) is str for x in a), (name, col)
+    assert [_reject_tuple(r) for r in fast.rejects] == [_reject_tuple(r) for r in slow.rejects]
+
+
+def _reject_tuple(r: rejects.Rejected) -> tuple[object, ...]:
+    return r.partition, r.offset, r.key, r.value, r.reason, r.field, r.detail
+
+
+def _event(change: dict[str, Any] | None = None, drop: str | None = None) -> bytes:
+    obj = {**MINIMAL, **(change or {})}
+    obj.pop(drop, None)
+    return orjson.dumps(obj)
+
+
+# --- the fast path is the path taken ----------------------------------------------------------
+def test_loadgen_events_never_fall_back() -> None:
+    events = _loadgen(3000, rfc3339_fraction=0.3, jitter_fraction=0.1, jitter_max_s=5.0)
+    fast, slow, counts = both([orjson.dumps(e) for e in events])
+    assert_same(fast, slow)
+    assert len(fast) == 3000 and not fast.rejects
+    assert counts.fallback == 0
+    ipv6 = sum(":" in e["client_ip"] for e in events)
+    assert counts.pending == ipv6 and counts.fast == 3000 - ipv6
+
+
+def test_decode_json_batch_uses_the_fast_path_and_counts() -> None:
+    before = PathCounts(path_counts.fast, path_counts.pending, path_counts.fallback)
+    batch = decode_json_batch([_event(), b"nope"], [None, None], [0, 0], [1, 2], max_message_bytes=65_536,
+                              max_ts_ms=FAR_FUTURE)
+    assert len(batch) == 1 and batch.rejects[0].reason == rejects.INVALID_JSON
+    assert (path_counts.fast - before.fast, path_counts.fallback - before.fallback) == (1, 1)
+
+
+def test_warm_up_runs() -> None:
+    warm_up()
+
+
+# --- differential: generated input -----------------------------------------------------------
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=message_batches(BASES), max_bytes=st.sampled_from([65_536, 65_536, 400]),
+       max_ts_ms=st.sampled_from([FAR_FUTURE, 1_770_888_600_123, 1_770_854_500_000]))
+def test_same_result_as_pydantic_on_generated_batches(values: list[bytes], max_bytes: int, max_ts_ms: int) -> None:
+    fast, slow, _ = both(values, max_bytes=max_bytes, max_ts_ms=max_ts_ms)
+    assert_same(fast, slow)
+
+
+def test_same_result_as_pydantic_on_a_large_mutated_batch() -> None:
+    values = messages(BASES, 20_000, seed=20260212)
+    fast, slow, counts = both(values, max_ts_ms=1_770_856_000_000)
+    assert_same(fast, slow)
+    # The generator must exercise every outcome, or this test proves little.
+    assert len(fast) > 2000 and len(fast.rejects) > 2000
+    assert {r.reason for r in fast.rejects} >= {rejects.INVALID_UTF8, rejects.INVALID_JSON, rejects.NOT_AN_OBJECT,
+                                                rejects.SCHEMA, rejects.TS_IN_FUTURE}
+    assert counts.fast > 10_000 and counts.pending > 50 and counts.fallback > 500
+
+
+@settings(max_examples=200, deadline=None)
+@given(obj=st.fixed_dictionaries({}, optional={
+    "asn": st.one_of(st.none(), st.integers(-5, 2**33), st.booleans(), st.floats(allow_nan=False)),
+    "temperature": st.one_of(st.none(), st.floats(-1, 3), st.integers(-2, 3), st.text(max_size=3)),
+    "top_p": st.floats(allow_nan=False, allow_infinity=False),
+    "country": st.text(max_size=3),
+    "user_agent": st.text(max_size=600),
+    "topic": st.one_of(st.text(max_size=70), st.integers()),
+    "n": st.integers(-1, 70_000),
+    "top_logprobs": st.one_of(st.none(), st.integers(-1, 25)),
+    "event_id": st.text(min_size=0, max_size=70),
+    "client_ip": st.one_of(st.ip_addresses().map(str), st.text(alphabet="0123456789.:abcdef", max_size=20)),
+    "ts": st.one_of(st.integers(TS_MIN_MS - 5, TS_MAX_MS + 5), st.datetimes(
+        min_value=datetime(1999, 12, 31), max_value=datetime(2100, 1, 2),
+        timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat().replace("+00:00", "Z"))),
+    "extra": st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3)),
+}))
+def test_same_result_as_pydantic_on_typed_values(obj: dict[str, Any]) -> None:
+    value = json.dumps({**MINIMAL, **obj}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert_same(*both([value, json.dumps({**MINIMAL, **obj}).encode()])[:2])
+
+
+# --- the contract table, row by row ---------------------------------------------------------------
+# (change to MINIMAL, expected field of the reject or None if valid, decided without pydantic?)
+CONTRACT_CASES: list[tuple[dict[str, Any], str | None, bool]] = [
+    ({"schema_version": 1}, None, True),
+    ({"schema_version": 2}, "schema_version", True),
+    ({"schema_version": "1"}, "schema_version", True),
+    ({"schema_version": True}, None, True),  # pydantic's Literal[1] accepts true
+    ({"schema_version": 1.0}, None, True),  # ... and 1.0
+    ({"event_id": ""}, "event_id", True),
+    ({"event_id": "x" * 64}, None, True),
+    ({"event_id": "x" * 65}, "event_id", True),
+    ({"event_id": "é" * 64}, None, True),  # characters, not bytes
+    ({"event_id": 7}, "event_id", True),
+    ({"ts": "2026-02-12T09:30:00.123Z"}, None, True),
+    ({"ts": "2026-02-12T10:30:00.5+01:00"}, None, True),
+    ({"ts": "2026-02-12T09:30:00.123456789-05:00"}, None, True),
+    ({"ts": "2026-02-12T09:30:00"}, "ts", False),  # no offset: fromisoformat words the reason
+    ({"ts": "2026-02-12T09:30:00+0100"}, None, False),  # accepted by fromisoformat, not the fast form
+    ({"ts": "yesterday"}, "ts", False),
+    ({"ts": 1770888600123}, None, True),
+    ({"ts": TS_MIN_MS - 1}, "ts", True),
+    ({"ts": TS_MAX_MS}, "ts", True),
+    ({"ts": 1770888600123.0}, "ts", True),
+    ({"ts": True}, "ts", True),
+    ({"ts": None}, "ts", True),
+    ({"account_id": "a" * 128}, None, True),
+    ({"account_id": "a" * 129}, "account_id", True),
+    ({"api_key_id": ""}, "api_key_id", True),
+    ({"client_ip": "203.0.113.7"}, None, True),
+    ({"client_ip": "2001:DB8::1"}, None, True),  # pending: ipaddress normalises it
+    ({"client_ip": "300.1.1.1"}, "client_ip", True),
+    ({"client_ip": "1.2.3.04"}, "client_ip", True),
+    ({"client_ip": "example.com"}, "client_ip", True),
+    ({"client_ip": "2001:db8:::1"}, "client_ip", False),
+    ({"asn": 0}, None, True),
+    ({"asn": -1}, "asn", True),
+    ({"asn": 2**32}, "asn", True),
+    ({"asn": None}, None, True),
+    ({"asn": 1.0}, "asn", True),  # strict: a float is not an integer
+    ({"asn": True}, "asn", True),  # strict: a bool is not an integer
+    ({"network_type": "tor"}, None, True),
+    ({"network_type": "satellite"}, "network_type", True),
+    ({"network_type": None}, "network_type", True),
+    ({"country": "US"}, None, True),
+    ({"country": "USA"}, "country", True),
+    ({"country": "us"}, "country", True),
+    ({"user_agent": "u" * 512}, None, True),
+    ({"user_agent": "u" * 513}, "user_agent", True),
+    ({"endpoint": ""}, "endpoint", True),
+    ({"model": "m" * 129}, "model", True),
+    ({"status": 99}, "status", True),
+    ({"status": 600}, "status", True),
+    ({"status": "200"}, "status", True),
+    ({"latency_ms": 0}, None, True),
+    ({"prompt_tokens": -5}, "prompt_tokens", True),
+    ({"completion_tokens": 1.5}, "completion_tokens", True),
+    ({"reasoning_tokens": None}, "reasoning_tokens", True),
+    ({"prompt_hash": "9f86d081884c7d65"}, None, True),
+    ({"prompt_hash": "9F86D081884C7D65"}, "prompt_hash", True),
+    ({"prompt_simhash": "abc"}, "prompt_simhash", True),
+    ({"prompt_text": "derive me"}, None, False),  # hashes are derived in Python
+    ({"prompt_text": "x", "prompt_hash": "0123456789abcdef", "prompt_simhash": "0123456789abcdef"}, None, True),
+    ({"prompt_text": "p" * 32_769}, "prompt_text", True),
+    ({"topic": "t" * 65}, "topic", True),
+    ({"elicits_reasoning": True}, None, True),
+    ({"elicits_reasoning": 1}, "elicits_reasoning", True),
+    ({"temperature": 0}, None, True),
+    ({"temperature": 2.0}, None, True),
+    ({"temperature": 2.5}, "temperature", True),
+    ({"temperature": 0.30000000000000004}, None, True),  # pending: rounded by float()
+    ({"top_p": -0.1}, "top_p", True),
+    ({"top_p": "0.5"}, "top_p", True),
+    ({"n": 0}, "n", True),
+    ({"n": 65_535}, None, True),
+    ({"max_tokens": 0}, "max_tokens", True),
+    ({"logprobs": "true"}, "logprobs", True),
+    ({"top_logprobs": 20}, None, True),
+    ({"top_logprobs": 21}, "top_logprobs", True),
+    ({"logit_bias_count": -1}, "logit_bias_count", True),
+    ({"stream": None}, "stream", True),
+    ({"payment_fingerprint": "f" * 129}, "payment_fingerprint", True),
+    ({"unknown": {"nested": [1, {"a": None}], "s": "\\\"é"}}, None, True),
+]
+
+
+@pytest.mark.parametrize("change, field, fast_path", CONTRACT_CASES)
+def test_contract_rows(change: dict[str, Any], field: str | None, fast_path: bool) -> None:
+    fast, slow, counts = both([_event(change)])
+    assert_same(fast, slow)
+    assert (fast.rejects[0].field if fast.rejects else None) == field
+    assert (counts.fallback == 0) == fast_path
+
+
+@pytest.mark.parametrize("missing", [n for n, f in zip(spec.FIELD_NAMES, spec.REQUIRED, strict=True) if f])
+def test_missing_required_field(missing: str) -> None:
+    fast, slow, counts = both([_event(drop=missing)])
+    assert_same(fast, slow)
+    assert fast.rejects[0].field == missing and counts.fallback == 0
+
+
+@pytest.mark.parametrize("value", [
+    b'{"event_id":"a","asn":-1}',  # several errors: first in model order, "+N more"
+    b'  {"status" : 200 }\n',
+    b'{"event_id":"1","event_id":""}',  # duplicate keys: the last one counts
+    b'{"asn":"x","asn":5}',
+    b'{"\\u0061sn":5}',  # an escaped key spelling a field name
+    b'{"ts":1e400}',
+    b'{"temperature":NaN}',
+    b'{"x":' + b"[" * 200 + b"]" * 200 + b"}",  # deep nesting
+    b'{"x":1' + b"0" * 5000 + b"}",  # number out of jiter's range
+    b'{"user_agent":"\\ud800"}',  # lone surrogate
+    b'{"user_agent":"\xed\xa0\x80"}',  # invalid UTF-8 (an encoded surrogate)
+    b'{"user_agent":"\x01"}',  # raw control character
+    b"\xef\xbb\xbf{}",  # BOM
+    b"", b"   ", b"null", b"[]", b'"s"', b"{}", b"{,}", b'{"a":1,}', b'{"a" 1}', b"{} {}",
+])
+def test_odd_messages(value: bytes) -> None:
+    assert_same(*both([_event(), value, _event({"client_ip": "::1"})])[:2])
+
+
+def test_future_and_oversized_and_order() -> None:
+    values = [_event({"event_id": f"e{i}", "ts": 1770888600123 + i}) for i in range(6)]
+    values[2] = b"x" * 3000
+    values[4] = _event({"client_ip": "::1", "ts": 1770888600123 + 99})
+    fast, slow, counts = both(values, max_bytes=2048, max_ts_ms=1770888600123 + 3)
+    assert_same(fast, slow)
+    assert [r.reason for r in fast.rejects] == [rejects.OVERSIZED, rejects.TS_IN_FUTURE, rejects.TS_IN_FUTURE]
+    assert fast.raw["event_id"] == ["e0", "e1", "e3"] and counts.fallback == 0
+
+
+def test_interned_columns_are_correct_across_escapes_and_repeats() -> None:
+    models = ["m-a", "m-é", "m-\U0001f600", "m-a"]
+    values = [_event({"model": m, "event_id": f"e{i}"}) for i, m in enumerate(models * 50)]
+    values += [json.dumps({**MINIMAL, "model": "m-é"}).encode()]  # the same model, spelt \u00e9
+    fast, slow, counts = both(values)
+    assert_same(fast, slow)
+    assert fast.raw["model"][-1] == "m-é" and counts.fallback == 0
+
+
+def test_escaped_and_unicode_strings_stay_on_the_fast_path() -> None:
+    event = {**MINIMAL, "user_agent": "curl/8 \"quoted\" \\ é 😀", "endpoint": "/v1/chat/completions"}
+    values = [json.dumps(event).encode(),  # \uXXXX escapes, surrogate pairs
+              json.dumps(event).replace("/", "\\/").encode(),  # PHP escapes every slash
+              json.dumps(event, ensure_ascii=False).encode()]  # raw UTF-8
+    fast, slow, counts = both(values)
+    assert_same(fast, slow)
+    assert counts.fallback == 0 and len(set(fast.raw["user_agent"])) == 1
+
+
+@pytest.mark.parametrize("special", [r"\"", r"\\", r"\n", r"\u0000", "é", r"\u00e9", r"\ud83d\ude00", "\x01", "\x7f"])
+def test_a_special_character_at_every_position(special: str) -> None:
+    """The 8-bytes-at-a-time string scan finds special characters wherever they are."""
+    values = []
+    for length in range(0, 20):
+        for pos in range(length + 1):
+            text = "a" * pos + special + "a" * (length - pos)
+            values.append(_event()[:-1] + f',"user_agent":"{text}","topic":"{text[:60]}"}}'.encode())
+    assert_same(*both(values)[:2])
+
+
+def test_many_distinct_values_grow_the_intern_table() -> None:
+    values = [_event({"model": f"model-{i}", "api_key_id": f"k{i % 997}", "event_id": f"e{i}"}) for i in range(30_000)]
+    fast, slow, counts = both(values)
+    assert_same(fast, slow)
+    assert len(set(fast.raw["model"])) == 30_000 and counts.fallback == 0
+
+
+def test_empty_batch() -> None:
+    fast, slow, _ = both([])
+    assert_same(fast, slow)
+
+
+# --- the scanner's pieces and its copy of the contract ----------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2110, 1, 1)),
+       digits=st.integers(0, 9), offset_min=st.integers(-23 * 60 - 59, 23 * 60 + 59))
+def test_rfc3339_matches_fromisoformat(moment: datetime, digits: int, offset_min: int) -> None:
+    frac = f"{moment.microsecond:06d}{moment.microsecond % 1000:03d}"[:digits]
+    sign = "+" if offset_min >= 0 else "-"
+    zone = "Z" if offset_min == 0 else f"{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}"
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if digits else "") + zone
+    data = np.frombuffer(text.encode(), np.uint8)
+    ok, ms = rfc3339_ms(data, 0, data.size)
+    assert ok and ms == _rfc3339_to_ms(text)
+
+
+@settings(deadline=None)
+@given(address=st.ip_addresses(v=4).map(str) | st.text(alphabet="0123456789.", max_size=17))
+def test_ipv4_key_matches_ipaddress(address: str) -> None:
+    data = np.frombuffer(address.encode(), np.uint8)
+    try:
+        expected = int(ipaddress.IPv4Address(address))
+    except ValueError:
+        expected = -1
+    assert ipv4_key(data, 0, data.size) == expected
+
+
+def test_scanner_spec_matches_the_model() -> None:
+    """The scanner's copy of the contract (kinds, bounds, defaults) follows schemas/event.py."""
+    schema = ApiCallEvent.model_json_schema()
+    assert tuple(ApiCallEvent.model_fields) == spec.FIELD_NAMES
+    assert set(schema["required"]) == {n for n, r in zip(spec.FIELD_NAMES, spec.REQUIRED, strict=True) if r}
+    assert (spec.TS_MIN_MS, spec.TS_MAX_MS, spec.NETWORK_TYPES) == (TS_MIN_MS, TS_MAX_MS, NETWORK_TYPES)
+    for f, name in enumerate(spec.FIELD_NAMES):
+        prop = schema["properties"][name]
+        nullable = any(p.get("type") == "null" for p in prop.get("anyOf", []))
+        typed = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
+        assert bool(spec.NULLABLE[f]) == nullable, name
+        kind = spec.KIND[f]
+        if kind in (spec.K_STR, spec.K_TEXT):
+            assert (spec.LO[f], spec.HI[f]) == (typed.get("minLength", 0), typed["maxLength"]), name
+        elif kind in (spec.K_INT, spec.K_FLOAT):
+            assert (spec.LO[f], spec.HI[f]) == (typed["minimum"], typed["maximum"]), name
+            if not nullable and name not in schema["required"]:
+                assert spec.DEFAULT[f] == prop["default"], name
+        elif kind == spec.K_COUNTRY:
+            assert typed["pattern"] == "^[A-Z]{2}$"
+        elif kind == spec.K_HEX:
+            assert typed["pattern"] == "^[0-9a-f]{16}$"
+        elif kind == spec.K_NET:
+            assert tuple(typed["enum"]) == NETWORK_TYPES and NETWORK_TYPES[spec.DEFAULT[f]] == prop["default"]
+        elif kind == spec.K_BOOL:
+            assert typed["type"] == "boolean" and prop["default"] is False
+        elif kind == spec.K_VERSION:
+            assert typed["const"] == 1 == spec.DEFAULT[f]
+
+
+def test_float_rounding_matches_for_many_spellings() -> None:
+    rng = np.random.default_rng(5)
+    values = [float(x) for x in rng.uniform(0, 1, 400)] + [float(x) for x in rng.uniform(0, 1, 100).round(3)]
+    spellings = [repr(v) if form == "r" else format(v, form) for v in values for form in ("r", ".17g", ".3e", ".20f")]
+    payload = [_event()[:-1] + f',"temperature":{s},"top_p":{s}}}'.encode() for s in spellings]
+    fast, slow, counts = both(payload)
+    assert_same(fast, slow)
+    assert len(fast) == len(payload) and counts.fallback == 0
+    assert counts.pending > 0 and counts.fast > 0  # both the exact fast path and float() were used
+
+
+def test_rfc3339_loadgen_form_and_offsets_agree() -> None:
+    base = datetime(2026, 2, 12, 9, 30, tzinfo=UTC)
+    texts = [(base + timedelta(milliseconds=k * 7919)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+             for k in range(50)]
+    fast, slow, counts = both([_event({"ts": t}) for t in texts])
+    assert_same(fast, slow)
+    assert counts.fallback == 0
