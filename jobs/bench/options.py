@@ -20,7 +20,7 @@ class BenchOptions:
     # parts run for a fixed time and report their rate over what they handled.
     budget_s: float = 8.0  # each slow in-process baseline (decode_json, kernel_reference)
     faust_budget_s: float = 10.0  # measuring window of faust_naive, after its first event
-    pipeline_budget_s: float = 60.0  # a worker run stops after this long if it has not drained
+    pipeline_budget_s: float = 45.0  # a worker run stops after this long if it has not drained
     latency_s: float = 8.0  # paced production per latency run
     memory_accounts: tuple[int, int] = (100_000, 1_000_000)
     worker_timeout_s: float = 900.0
