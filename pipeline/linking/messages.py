@@ -167,27 +167,46 @@ def account_updates(
     with calls but no closed frame gets None for the frame fields. ``best``/``best_ts`` (the
     highest-scoring frame of the batch, the earliest on ties) let stage B know when each
     score was reached whatever the batching (``alert_time``).
+
+    Vectorised over the frames (a batch closes a frame for most of its accounts): one
+    sort picks each account's latest frame (the last row on equal ends) and its best
+    (highest score rounded to 3 places, then the earliest end, then the first row).
     """
-    calls = dict(zip(summary.accounts, summary.calls.tolist(), strict=True))
-    last_ts = dict(zip(summary.accounts, summary.last_ts_ms.tolist(), strict=True))
-    latest: dict[str, tuple[int, float]] = {}  # account -> (frame end ms, score) of its latest frame
-    best: dict[str, tuple[float, int]] = {}  # account -> (score, frame end ms) of its best frame
-    for a, start, score in zip(frame_accounts, np.asarray(frame_start_s).tolist(),
-                               np.asarray(frame_score).tolist(), strict=True):
-        end_ms, value = (int(start) + 60) * 1000, round(float(score), 3)
-        if a not in latest or end_ms >= latest[a][0]:
-            latest[a] = (end_ms, value)
-        if a not in best or (value, -end_ms) > (best[a][0], -best[a][1]):
-            best[a] = (value, end_ms)
-    names = sorted(calls.keys() | latest.keys())
-    frame = [latest.get(a) for a in names]
-    top = [best.get(a) for a in names]
+    n = len(frame_accounts)
+    names_f = np.asarray(frame_accounts, dtype=object) if n else np.empty(0, dtype=object)
+    end_ms = (np.asarray(frame_start_s).astype(np.int64) + 60) * 1000 if n else np.empty(0, np.int64)
+    value = np.array([round(v, 3) for v in np.asarray(frame_score, dtype=np.float64).tolist()], dtype=np.float64)
+    names = sorted(set(summary.accounts).union(frame_accounts))
+    code_of = {a: i for i, a in enumerate(names)}
+    code = np.fromiter((code_of[a] for a in names_f), dtype=np.int64, count=n)
+    rows = np.arange(n)
+    latest_end = np.zeros(len(names), np.int64)
+    latest_val = np.full(len(names), np.nan)
+    best_val = np.full(len(names), np.nan)
+    best_end = np.zeros(len(names), np.int64)
+    has_frame = np.zeros(len(names), bool)
+    if n:
+        order = np.lexsort((rows, end_ms, code))  # by account, end, row: the group's last is the latest
+        last = order[np.r_[code[order][1:] != code[order][:-1], True]]
+        latest_end[code[last]], latest_val[code[last]] = end_ms[last], value[last]
+        order = np.lexsort((rows, end_ms, -value, code))  # by account, score desc, end, row: first is best
+        first = order[np.r_[True, code[order][1:] != code[order][:-1]]]
+        best_val[code[first]], best_end[code[first]] = value[first], end_ms[first]
+        has_frame[code] = True
+    calls = np.zeros(len(names), np.int64)
+    last_ts = np.zeros(len(names), np.int64)
+    summary_codes = np.fromiter((code_of[a] for a in summary.accounts), dtype=np.int64, count=len(summary.accounts))
+    calls[summary_codes] = summary.calls
+    last_ts[summary_codes] = summary.last_ts_ms
+    ts = np.where(has_frame, np.maximum(last_ts, latest_end), last_ts)
+    framed = has_frame.tolist()
+    latest = latest_val.tolist()
     return AccountUpdates(
-        src, names, [int(calls.get(a, 0)) for a in names],
-        [max(int(last_ts.get(a, 0)), f[0] if f else 0) for a, f in zip(names, frame, strict=True)],
-        [f[1] if f else None for f in frame],
-        [round(float(max_scores.get(a, f[1])), 3) if f else None for a, f in zip(names, frame, strict=True)],
-        [b[0] if b else None for b in top], [b[1] if b else None for b in top],
+        src, names, calls.tolist(), ts.tolist(),
+        [v if f else None for v, f in zip(latest, framed, strict=True)],
+        [round(float(max_scores.get(a, v)), 3) if f else None for a, v, f in zip(names, latest, framed, strict=True)],
+        [v if f else None for v, f in zip(best_val.tolist(), framed, strict=True)],
+        [e if f else None for e, f in zip(best_end.tolist(), framed, strict=True)],
     )
 
 
