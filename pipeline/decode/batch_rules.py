@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -54,6 +56,11 @@ class StrColumn:
         lengths = np.fromiter((len(s) for s in entries), np.int64, len(entries))
         return StrColumn(entries, codes, np.zeros(len(entries), bool), lengths)
 
+    @cached_property
+    def ip_table(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``ip_table(entries)``, computed once: both the checks and the columns need it."""
+        return ip_table(self.entries)
+
 
 Columns = dict[str, StrColumn | NumericWire]
 
@@ -62,6 +69,17 @@ Columns = dict[str, StrColumn | NumericWire]
 
 _IP_CACHE_MAX = 500_000
 _ip_cache: dict[str, tuple[str, int] | None] = {}
+
+
+def _ipv4_canonical(address: str) -> tuple[str, int] | None:
+    """A canonical dotted quad in C (glibc's inet_pton: four decimal octets, no leading zeros,
+    nothing else), so its text is already normalised; anything else returns None. ~30× faster
+    than ipaddress, which matters when nearly every event has its own address."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    return address, int.from_bytes(packed, "big")
 
 
 def ip_entry(address: str) -> tuple[str, int] | None:
@@ -73,14 +91,16 @@ def ip_entry(address: str) -> tuple[str, int] | None:
         return _ip_cache[address]
     except KeyError:
         pass
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        found = None
-    else:
-        value = int(ip)
-        key = value if ip.version == 4 else ((value >> 64) ^ (value & 0xFFFFFFFFFFFFFFFF))
-        found = (str(ip), key)
+    found = _ipv4_canonical(address)
+    if found is None:  # IPv6, or not an address: the exact (slower) rule decides
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            found = None
+        else:
+            value = int(ip)
+            key = value if ip.version == 4 else ((value >> 64) ^ (value & 0xFFFFFFFFFFFFFFFF))
+            found = (str(ip), key)
     if len(_ip_cache) >= _IP_CACHE_MAX:
         _ip_cache.clear()  # bounded memory; recomputing is cheap
     _ip_cache[address] = found
@@ -89,7 +109,8 @@ def ip_entry(address: str) -> tuple[str, int] | None:
 
 def ip_table(entries: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Normalised addresses, keys (uint64) and a bad-address mask for dictionary entries."""
-    found = [ip_entry(e) for e in entries]
+    # Canonical IPv4 (nearly every entry) straight from C; the rest through the cached exact rule.
+    found = [_ipv4_canonical(e) or ip_entry(e) for e in entries]
     texts = [f[0] if f else e for f, e in zip(found, entries, strict=True)]
     keys = np.fromiter((f[1] if f else 0 for f in found), np.uint64, len(found))
     bad = np.fromiter((f is None for f in found), bool, len(found))
@@ -162,7 +183,7 @@ def _check_string(v: Violations, name: str, column: StrColumn | None, required: 
         bad = np.fromiter((_COUNTRY.match(e) is None for e in column.entries), bool, len(column.entries))
         v.add(SCHEMA, name, f"String should match pattern '{_COUNTRY.pattern}'", _entry_mask(column, bad))
     elif name == "client_ip":
-        _, _, bad = ip_table(column.entries)
+        _, _, bad = column.ip_table
         v.add(SCHEMA, name, "Value error, not an IPv4 or IPv6 address", _entry_mask(column, bad))
 
 

@@ -29,7 +29,7 @@ from pipeline.decode.batch_format import (
     NumericWire,
     parse_container,
 )
-from pipeline.decode.batch_rules import BOOLEANS, Columns, StrColumn, find_violations, ip_table
+from pipeline.decode.batch_rules import BOOLEANS, Columns, StrColumn, find_violations
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.merge import concat_decoded, empty_decoded
 from pipeline.decode.rejects import INVALID_BATCH, OVERSIZED, TS_IN_FUTURE, Rejected
@@ -150,7 +150,7 @@ class _Rows:
     def ip_keys(self) -> tuple[list[str], np.ndarray]:
         col = self.columns["client_ip"]
         assert isinstance(col, StrColumn)
-        texts, keys, _ = ip_table(col.entries)
+        texts, keys, _ = col.ip_table
         return self.strings("client_ip", texts), keys[self._pick(col.codes)]
 
 

@@ -1,0 +1,47 @@
+"""The C fast path for IPv4 in batch containers accepts exactly what ipaddress accepts, normalised the same."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.decode.batch_rules import _ipv4_canonical, ip_entry
+
+
+def reference(address: str) -> tuple[str, int] | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    value = int(ip)
+    return str(ip), value if ip.version == 4 else (value >> 64) ^ (value & 0xFFFFFFFFFFFFFFFF)
+
+
+TRICKY = ["1.2.3.4", "01.2.3.4", "1.2.3.04", "00.0.0.0", "1.2.3", "1.2.3.4.5", "256.1.1.1", "255.255.255.255",
+          "0.0.0.0", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4\n", "1.2.3.4\x00", "\u0661.2.3.4", "1..3.4", "+1.2.3.4",
+          "0x1.2.3.4", "1.2.3.4/24", "::1", "::ffff:1.2.3.4", "2001:DB8::1", ""]
+
+
+@pytest.mark.parametrize("address", TRICKY)
+def test_tricky_addresses(address: str) -> None:
+    assert ip_entry(address) == reference(address)
+    fast = _ipv4_canonical(address)
+    assert fast is None or fast == reference(address)
+
+
+@given(st.text(alphabet="0123456789.:x -+\x00\u0661", max_size=18))
+def test_fast_path_never_accepts_what_ipaddress_refuses(address: str) -> None:
+    fast = _ipv4_canonical(address)
+    assert fast is None or fast == reference(address)
+    assert ip_entry(address) == reference(address)
+
+
+def test_every_canonical_dotted_quad_takes_the_fast_path() -> None:
+    rng = random.Random(3)
+    for _ in range(20_000):
+        address = ".".join(str(rng.randint(0, 255)) for _ in range(4))
+        assert _ipv4_canonical(address) == reference(address)
