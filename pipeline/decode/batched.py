@@ -21,6 +21,7 @@ from itertools import pairwise
 import numpy as np
 import orjson
 
+from pipeline.decode.batch import flags_of_columns
 from pipeline.decode.batch_format import (
     FIELDS,
     MAX_EVENTS,
@@ -33,15 +34,6 @@ from pipeline.decode.batch_rules import BOOLEANS, Columns, StrColumn, find_viola
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.merge import concat_decoded, empty_decoded
 from pipeline.decode.rejects import INVALID_BATCH, OVERSIZED, TS_IN_FUTURE, Rejected
-from pipeline.kernels.layout import (
-    DEEP_TOP_LOGPROBS,
-    FLAG_DEEP_LOGPROBS,
-    FLAG_LOGIT_BIAS,
-    FLAG_LOGPROBS,
-    FLAG_MULTI_N,
-    FLAG_REASONING,
-    FLAG_STREAM,
-)
 
 _HASHES = ("prompt_hash", "prompt_simhash")
 # What the api_calls table stores for an absent optional field (as decode_json_batch).
@@ -155,15 +147,9 @@ class _Rows:
 
 
 def _flags(rows: _Rows) -> np.ndarray:
-    top = rows.number("top_logprobs", np.int16)
-    n = rows.number("n", np.uint16)
-    flags = np.where(rows.number("elicits_reasoning", np.uint8) > 0, FLAG_REASONING, 0)
-    flags |= np.where((rows.number("logprobs", np.uint8) > 0) | (top > 0), FLAG_LOGPROBS, 0)
-    flags |= np.where(rows.number("logit_bias_count", np.uint16) > 0, FLAG_LOGIT_BIAS, 0)
-    flags |= np.where(n > 1, FLAG_MULTI_N, 0)
-    flags |= np.where(rows.number("stream", np.uint8) > 0, FLAG_STREAM, 0)
-    flags |= np.where(top >= DEEP_TOP_LOGPROBS, FLAG_DEEP_LOGPROBS, 0)
-    return flags.astype(np.uint8)
+    return flags_of_columns(rows.number("elicits_reasoning", np.uint8), rows.number("logprobs", np.uint8),
+                            rows.number("top_logprobs", np.int16), rows.number("logit_bias_count", np.uint16),
+                            rows.number("n", np.uint16), rows.number("stream", np.uint8))
 
 
 def _columns(columns: Columns, sel: np.ndarray | None, k: int, partition: int, offset: int) -> DecodedBatch:

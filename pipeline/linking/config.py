@@ -9,11 +9,12 @@ naming the field (``LinkingConfigError``), never later in a stage.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.config_file import load_model_file
 
 DEFAULT_CONFIG: Final = Path(__file__).with_name("linking.v1.json")
 
@@ -107,11 +108,4 @@ class LinkingConfigError(ValueError):
 
 def load_linking_config(path: Path | None = None) -> LinkingConfig:
     """Read and validate the file (default ``linking.v1.json``); raises LinkingConfigError naming the field."""
-    path = path or DEFAULT_CONFIG
-    try:
-        return LinkingConfig.model_validate(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LinkingConfigError(f"{path}: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise LinkingConfigError(f"{path}: {problems}") from None
+    return load_model_file(LinkingConfig, path or DEFAULT_CONFIG, LinkingConfigError)

@@ -8,11 +8,11 @@ score is the sum, capped at 100. A bad file fails at start naming the field.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.config_file import load_model_file
 from pipeline.scoring.features import FEATURES
 
 DEFAULT_CONFIG = Path(__file__).with_name("scoring.v1.json")
@@ -69,11 +69,4 @@ class ScoringConfigError(ValueError):
 
 
 def load_scoring_config(path: Path | None = None) -> ScoringConfig:
-    path = path or DEFAULT_CONFIG
-    try:
-        return ScoringConfig.model_validate(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ScoringConfigError(f"{path}: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ScoringConfigError(f"{path}: {problems}") from None
+    return load_model_file(ScoringConfig, path or DEFAULT_CONFIG, ScoringConfigError)
