@@ -106,7 +106,7 @@ class Pipeline:
     async def _exit_after_linking(self) -> None:
         # The linking stages still hold the input's tail: wait for their drain barrier
         # (final cluster rows written), then the same path as `kill -TERM`.
-        await self.linking.drain_complete.wait()
+        await self.linking.wait_drained()
         write_drain_marker(self.settings, self.linking.error)
         os.kill(os.getpid(), signal.SIGTERM)
 

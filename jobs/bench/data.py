@@ -4,8 +4,8 @@ Loadgen's archetypes decide every field of every event; only the account id is
 reassigned, round robin over M bench accounts, so that exactly M distinct
 accounts are active (loadgen's own population is a few hundred accounts, and
 building 100k of them takes minutes), and with it the fields that identify an
-organisation to the linking stages (client IP network, payment card; see
-``_as_bench_account``). Keys and partitions follow the contract
+organisation to the linking stages (client IP network, payment card, network
+ASN and client user agent; see ``_as_bench_account``). Keys and partitions follow the contract
 (key = account id, Kafka's murmur2 partitioner).
 """
 
@@ -71,14 +71,24 @@ def containers_for(wire: Columns, part: np.ndarray, partitions: int, size: int) 
     return out
 
 
-def _as_bench_account(event: dict[str, Any], k: int, names: list[str]) -> None:
-    """Event ``event`` now comes from bench account ``k``, with that account's own network and payment card.
+class _Identity:
+    """Each bench account's ASN and user agent: those of the first event it was given."""
+
+    def __init__(self) -> None:
+        self.asn: dict[int, int] = {}
+        self.user_agent: dict[int, str] = {}
+
+
+def _as_bench_account(event: dict[str, Any], k: int, names: list[str], identity: _Identity) -> None:
+    """Event ``event`` now comes from bench account ``k``, with that account's own network, card and client.
 
     Round robin hands each bench account events of many loadgen accounts: were their
-    client IPs and payment fingerprints kept, every bench account would share a /24
-    and a card with thousands of others, and the linking stages would see one giant
-    cluster, which no real traffic looks like. So the address keeps its host part
-    inside a /24 (IPv6: a /48) of the account's own, and the card is the account's.
+    client IPs, payment fingerprints, ASNs and user agents kept, every bench account
+    would share a /24 and a card with thousands of others and switch network and SDK
+    on every call, which no real traffic looks like (and the linking stages would see
+    one giant cluster). So the address keeps its host part inside a /24 (IPv6: a /48)
+    of the account's own, the card is the account's, and the ASN and user agent are
+    those of the account's first event.
     """
     event["account_id"] = names[k]
     ip = event["client_ip"]
@@ -88,6 +98,10 @@ def _as_bench_account(event: dict[str, Any], k: int, names: list[str]) -> None:
         event["client_ip"] = f"{11 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}.{ip.rsplit('.', 1)[1]}"
     if "payment_fingerprint" in event:
         event["payment_fingerprint"] = f"card-{k:07d}"
+    if "asn" in event:
+        event["asn"] = identity.asn.setdefault(k, event["asn"])
+    if "user_agent" in event:
+        event["user_agent"] = identity.user_agent.setdefault(k, event["user_agent"])
 
 
 def prepare(opts: BenchOptions, log: Callable[[str], None]) -> BenchData:
@@ -110,10 +124,11 @@ def _prepare(opts: BenchOptions, log: Callable[[str], None]) -> BenchData:
     keys: list[bytes] = []
     columns: dict[str, list[Any]] = {}
     done = 0
+    identity = _Identity()
     for batch in generate_batches(config):
         batch = batch[: n - done]
         for i, event in enumerate(batch, done):
-            _as_bench_account(event, i % m, names)
+            _as_bench_account(event, i % m, names, identity)
         json_values.extend(map(orjson.dumps, batch))
         keys.extend(encoded_names[i % m] for i in range(done, done + len(batch)))
         for name, values in columns_from_events(batch).items():

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # Stage B gathers up to this many messages (or waits this long) per evaluation and write.
 TAKE_MESSAGES = 256
 TAKE_WITHIN_S = 0.5
+# A bounded worker waiting for the linking drain re-sends its end markers this often.
+MARKER_RESEND_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,29 @@ class Linking:
         self.error = exc
         self.drain_complete.set()
 
+    async def wait_drained(self, resend_every_s: float = MARKER_RESEND_S) -> None:
+        """Wait for stage B's drain barrier (or a crash), re-sending this source's end markers
+        every ``resend_every_s``: stage B may have run on another bounded worker of the group
+        that consumed them and left, so the copy that moved here never saw them."""
+        while not self.drain_complete.is_set():
+            try:
+                await asyncio.wait_for(self.drain_complete.wait(), timeout=resend_every_s)
+            except TimeoutError:
+                log.info("linking not drained yet (%d of this source's end markers seen by a local stage B): "
+                         "re-sending them", self._own_markers_seen())
+                try:
+                    await self.publisher.send_end_markers()
+                except KafkaError as exc:  # the broker is away: try again next round
+                    log.warning("could not re-send end markers: %s", exc)
+
+    def _own_markers_seen(self) -> int:
+        stage = self.cluster_stage
+        return 0 if stage is None else len(stage.expected_markers & stage.markers)
+
     def as_dict(self) -> dict[str, Any]:
         p = self.publisher
-        return {**self.stats.as_dict(), "observations_sent": p.sent_observations, "messages_sent": p.sent_messages,
+        return {**self.stats.as_dict(), "observations_sent": p.sent_observations,
+                "observations_already_sent": p.sent.skipped, "messages_sent": p.sent_messages,
                 "publish_prepare_s": round(p.prepare_s, 3), "publish_send_s": round(p.send_s, 3),
                 "drained": self.drain_complete.is_set(), "error": None if self.error is None else repr(self.error)}
 
@@ -99,7 +121,6 @@ def register_linking(
     *,
     observation_partitions: int,
     topics: LinkTopics | None = None,
-    drain_sources: int = 1,
     bounded: bool = False,
     source_id: str | None = None,
     on_drained: Callable[[], None] | None = None,
@@ -107,8 +128,8 @@ def register_linking(
 ) -> Linking:
     """Declare the topics, tables and both agents on ``app``; return the handle for the detect step.
 
-    ``drain_sources`` is the number of detect workers that will send end markers
-    (1 for replay and the demo). ``bounded`` (replay): cluster alerts are evaluated
+    Stage B's drain barrier waits for this worker's own end markers (``source_id``, default
+    host:pid). ``bounded`` (replay): cluster alerts are evaluated
     once, at the drain, so their event times do not depend on arrival interleaving.
     ``on_drained`` runs once, after the final rows are written, in the event loop.
     ``publish_send`` is what the detect step's publisher sends with (default: Faust's producer;
@@ -134,7 +155,8 @@ def register_linking(
                               edges_topic=topics.edges, partitions=observation_partitions, source_id=source_id)
     stage_a = FeatureStage(features, config, stats)
     stage_b = ClusterStage(config, pairs, accounts, alerted,
-                           expected_markers=drain_sources * observation_partitions, defer_alerts=bounded,
+                           drain_sources=[publisher.source_id], partitions=observation_partitions,
+                           defer_alerts=bounded,
                            stats=stats)
     linking = Linking(publisher, stats, topics, feature_stage=stage_a, cluster_stage=stage_b)
 

@@ -69,6 +69,13 @@ class Observations:
     def __len__(self) -> int:
         return len(self.feature_index)
 
+    def select(self, rows: np.ndarray) -> Observations:
+        """The observations of ``rows`` (a mask or indexes), with only the features and accounts they use."""
+        f_used, f_index = np.unique(self.feature_index[rows], return_inverse=True)
+        a_used, a_index = np.unique(self.account_index[rows], return_inverse=True)
+        return Observations([self.features[i] for i in f_used.tolist()], [self.accounts[i] for i in a_used.tolist()],
+                            f_index.astype(np.int64), a_index.astype(np.int64), self.ts_ms[rows], self.sample[rows])
+
     def partitions(self, n_partitions: int) -> np.ndarray:
         """The partition owning each of ``features`` (int64 [len(features)]), by ``feature_partition``."""
         return np.array([feature_partition(f, n_partitions) for f in self.features], np.int64)

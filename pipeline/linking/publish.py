@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import account_updates, pack_accounts, pack_end, pack_observations
 from pipeline.linking.observations import LinkColumns, TemplateCarry, extract_observations
+from pipeline.linking.sent_pairs import SentPairs
 
 # (topic, partition, value) -> an awaitable that resolves once the broker has the message.
 SendFn = Callable[[str, int, bytes], Awaitable[Awaitable[object]]]
@@ -47,7 +48,8 @@ class PreparedBatch:
 
 class LinkPublisher:
     def __init__(self, config: LinkingConfig, send: SendFn, *, observations_topic: str, edges_topic: str,
-                 partitions: int, source_id: str | None = None) -> None:
+                 partitions: int, source_id: str | None = None, sent: SentPairs | None = None) -> None:
+        """``sent``: skip (feature, account) pairs already sent (``sent_pairs``); default a fresh table."""
         self.config = config
         self._send = send
         self.observations_topic = observations_topic
@@ -55,6 +57,7 @@ class LinkPublisher:
         self.partitions = partitions
         self.source_id = source_id or default_source_id()
         self._carry = TemplateCarry.empty()
+        self.sent = sent if sent is not None else SentPairs()
         self._seq = 0
         self.sent_messages = 0
         self.sent_observations = 0
@@ -66,6 +69,8 @@ class LinkPublisher:
         """Observations and account updates of one batch, packed. CPU only; call in order."""
         started = time.perf_counter()
         obs, summary, self._carry = extract_observations(decoded, self.config.template, self._carry)
+        if len(obs):
+            obs = obs.select(self.sent.take_new(obs.features, obs.accounts, obs.feature_index, obs.account_index))
         self._seq += 1
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
@@ -86,9 +91,19 @@ class LinkPublisher:
         await asyncio.gather(*pending)
         self.sent_messages += len(pending)
         self.sent_observations += batch.n_observations
+        self.send_s += time.perf_counter() - started
         if drain:
-            marker = pack_end(self.source_id)
-            await asyncio.gather(*[await self._send(self.observations_topic, p, marker)
-                                   for p in range(self.partitions)])
-            self.sent_messages += self.partitions
+            await self.send_end_markers()
+
+    async def send_end_markers(self) -> None:
+        """This source's end marker to every observations partition, acknowledged.
+
+        Idempotent (stage B counts each (source, partition) once), so a bounded worker
+        re-sends them while it waits: stage B may run on another worker that consumed the
+        first ones and then left, handing stage B over with fresh in-memory markers.
+        """
+        started = time.perf_counter()
+        marker = pack_end(self.source_id)
+        await asyncio.gather(*[await self._send(self.observations_topic, p, marker) for p in range(self.partitions)])
+        self.sent_messages += self.partitions
         self.send_s += time.perf_counter() - started

@@ -8,14 +8,16 @@ has one partition): messages in, changed ``clusters`` rows and alerts out.
 Drain barrier (bounded input): every detect source sends an end marker to every
 observations partition after its last batch; stage A forwards each marker, tagged
 with the partition it came from, after that partition's edges. Stage B is drained
-when it holds ``sources × partitions`` distinct (source, partition) markers: by
-then every observation of every source has been turned into edges and every
-account update (sent by the detect step before its markers) has arrived. It then
-evaluates every cluster once more and reports ``drained``. This holds for any
-number of stage A workers (each forwards the markers of the partitions it owns;
-a marker re-read after a rebalance is a duplicate and counts once) and needs no
-coordination between them; with several detect workers the caller sets
-``sources`` to their number.
+when it holds a marker of every partition from each of its ``drain_sources`` (the
+worker's own detect source): by then every observation of that source has been
+turned into edges and every account update (sent by the detect step before its
+markers) has arrived. It then evaluates every cluster once more and reports
+``drained``. This holds for any number of stage A workers (each forwards the
+markers of the partitions it owns; a marker re-read after a rebalance is a
+duplicate and counts once). Markers of other sources never end this worker's
+drain: with several bounded workers in a group, stage B (one partition) runs on
+one of them; the others re-send their markers until it has moved to them (see
+``LinkPublisher.send_end_markers``), so none waits on markers another consumed.
 
 Cluster alerts: live, stage B alerts as soon as a re-evaluated cluster meets the
 policy. With ``defer_alerts`` (bounded input) it evaluates alerts once, at the
@@ -27,7 +29,7 @@ in both modes, and exactly (every difference) at the drain.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,13 +139,14 @@ class ClusterStage:
 
     def __init__(self, config: LinkingConfig, pairs: MutableMapping[str, dict[str, int]],
                  accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, int], *,
-                 expected_markers: int, defer_alerts: bool = False, stats: StageStats | None = None) -> None:
+                 drain_sources: Collection[str], partitions: int, defer_alerts: bool = False,
+                 stats: StageStats | None = None) -> None:
         """``defer_alerts`` (bounded input): evaluate cluster alerts once, at the drain, on all the evidence."""
         self.config = config
         self.defer_alerts = defer_alerts
         self.pairs = pairs
         self.accounts = accounts
-        self.expected_markers = expected_markers
+        self.expected_markers = frozenset((src, p) for src in drain_sources for p in range(partitions))
         self.stats = stats or StageStats()
         self.tracker = ClusterTracker(config, alerted)
         self.markers: set[tuple[str, int | None]] = set()
@@ -186,7 +189,7 @@ class ClusterStage:
             elif isinstance(msg, EndMarker):
                 self.markers.add((msg.src, msg.partition))
                 self.stats.markers = len(self.markers)
-        drained_now = not self.drained and len(self.markers) >= self.expected_markers
+        drained_now = not self.drained and self.expected_markers <= self.markers
         full = self._full or drained_now
         self._full = False
         out = self._evaluate(list(graph.neighbours) if full else touched, final=drained_now)

@@ -16,6 +16,7 @@ events were lost). Thread-safe: any number of threads may call ``send``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -121,15 +122,42 @@ class BatchingProducer:
         self._raise_errors()
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Flush, then release the Kafka producer (errors still raise, after closing)."""
+        """Flush, then release the Kafka producer; events still unacknowledged raise DeliveryError.
+
+        If Kafka does not acknowledge everything within ``timeout_s``, the rest is
+        aborted (not left to a background thread) and counted as lost.
+        """
         try:
             self.flush(timeout_s)
-        finally:
+        except KafkaTimeoutError as exc:
+            self._stop_linger()
+            self._force_close()
             with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            self._linger.join(timeout=5)
-            self._producer.close(timeout=timeout_s)
+                lost = self._lost + self._outstanding
+                self._lost, self._outstanding, self._first_error = 0, 0, None
+            raise DeliveryError(lost, exc) from exc
+        except BaseException:
+            self._stop_linger()
+            self._force_close()
+            raise
+        self._stop_linger()
+        self._producer.close(timeout=timeout_s)
+
+    def _stop_linger(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._linger.join(timeout=5)
+
+    def _force_close(self) -> None:
+        """Close without waiting: kafka-python's close() flushes first and, on a timeout, raises
+        before stopping its sender thread, so the sender is stopped (batches aborted) first."""
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(5)
+        with contextlib.suppress(KafkaTimeoutError):  # nothing left to wait for: every batch was aborted
+            self._producer.close(timeout=0)
 
     @property
     def buffered_events(self) -> int:

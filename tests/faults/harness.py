@@ -244,7 +244,10 @@ def wait_for(worker: WorkerProcess, check: Callable[[dict[str, Any]], bool], tim
 
 
 def finish(worker: WorkerProcess, timeout_s: float = 180) -> None:
-    code = worker.wait(timeout_s)
+    try:
+        code = worker.wait(timeout_s)
+    except TimeoutError as exc:  # CI keeps only what the assertion says: put the log's end in it
+        raise AssertionError(f"{exc}\n{worker.log_tail(80)}") from exc
     assert code == 0, f"worker exited with {code}:\n{worker.log_tail(60)}"
 
 

@@ -4,6 +4,7 @@ import asyncio
 
 import numpy as np
 
+from pipeline.linking.agents import Linking, LinkTopics
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import LinkingConfig
@@ -18,7 +19,7 @@ from pipeline.linking.messages import (
     pack_end,
 )
 from pipeline.linking.publish import LinkPublisher
-from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
+from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from tests.pipeline.linking.builders import Columns, FakeBroker, fleet_scenario, make_batch
 
 PARTITIONS = 4
@@ -27,7 +28,7 @@ PARTITIONS = 4
 class Harness:
     """Detect-side publisher → stage A per partition → stage B, through encoded messages."""
 
-    def __init__(self, config: LinkingConfig, *, sources: int = 1, defer_alerts: bool = False) -> None:
+    def __init__(self, config: LinkingConfig, *, defer_alerts: bool = False) -> None:
         self.defer_alerts = defer_alerts
         self.config = config
         self.broker = FakeBroker()
@@ -36,14 +37,14 @@ class Harness:
         self.accounts: dict[str, dict[str, float]] = {}
         self.alerted: dict[str, int] = {}
         self.stage_a = FeatureStage(self.features, config)
-        self.stage_b = self.new_stage_b(sources)
+        self.stage_b = self.new_stage_b()
         self.publisher = LinkPublisher(config, self.broker.send, observations_topic="obs", edges_topic="edges",
                                        partitions=PARTITIONS, source_id="detect-1")
         self.outputs: list[StageOutput] = []
 
-    def new_stage_b(self, sources: int = 1) -> ClusterStage:
+    def new_stage_b(self) -> ClusterStage:
         return ClusterStage(self.config, self.pairs, self.accounts, self.alerted,
-                            expected_markers=sources * PARTITIONS, defer_alerts=self.defer_alerts)
+                            drain_sources=["detect-1"], partitions=PARTITIONS, defer_alerts=self.defer_alerts)
 
     def publish(self, batch: Columns, scores: dict[str, float], *, drain: bool = False,
                 frame_minute: int | None = None) -> None:
@@ -126,11 +127,21 @@ def test_stage_b_drains_after_every_partitions_marker_once(config: LinkingConfig
     assert not h.pump().drained
 
 
-def test_drain_waits_for_every_source(config: LinkingConfig) -> None:
-    stage = ClusterStage(config, {}, {}, {}, expected_markers=2 * PARTITIONS)
+def test_drain_waits_for_every_partition_of_every_drain_source(config: LinkingConfig) -> None:
+    stage = ClusterStage(config, {}, {}, {}, drain_sources=["w1", "w2"], partitions=PARTITIONS)
     ends = [decode(pack_end(src, p)) for src in ("w1", "w2") for p in range(PARTITIONS)]
     assert not stage.handle(ends[:PARTITIONS] + ends[:2]).drained
     assert stage.handle(ends[PARTITIONS:]).drained
+
+
+def test_another_workers_markers_never_end_this_workers_drain(config: LinkingConfig) -> None:
+    # Two bounded workers in one group: stage B runs on one of them and sees both sources'
+    # markers. Those of the other source, however many, must not close this one's barrier early.
+    stage = ClusterStage(config, {}, {}, {}, drain_sources=["mine"], partitions=PARTITIONS)
+    theirs = [decode(pack_end("theirs", p)) for p in range(PARTITIONS)]
+    mine = [decode(pack_end("mine", p)) for p in range(PARTITIONS)]
+    assert not stage.handle(theirs + mine[:-1]).drained
+    assert stage.handle(mine[-1:]).drained
 
 
 def test_popular_features_do_not_link_everything(config: LinkingConfig) -> None:
@@ -201,3 +212,28 @@ def test_big_edge_and_account_messages_are_split_and_decode_to_the_same_rows() -
     assert [len(m) for m in msgs] == [10, 10, 3]  # type: ignore[arg-type]
     assert [a for m in msgs for a in m.account] == updates.account  # type: ignore[union-attr]
     assert pack_accounts(AccountUpdates("src", [], [], [], [], [], [], [])) == []
+
+
+def test_a_worker_taking_stage_b_over_drains_on_its_re_sent_markers(config: LinkingConfig) -> None:
+    # Worker A's stage B consumed this worker's markers, then A left: the stage B that moved here
+    # starts with no markers in memory. wait_drained re-sends them until it has drained.
+    h = run_fleet(config)
+    assert h.stage_b.drained
+    h.stage_b = h.new_stage_b()
+    assert not h.pump().drained
+    linking = Linking(h.publisher, StageStats(), LinkTopics("obs", "edges"), cluster_stage=h.stage_b)
+    sent_before = h.publisher.sent_messages
+
+    async def run() -> None:
+        async def stage_b_loop() -> None:
+            while not h.pump().drained:
+                await asyncio.sleep(0.01)
+            linking.drain_complete.set()
+
+        pumping = asyncio.ensure_future(stage_b_loop())
+        await asyncio.wait_for(linking.wait_drained(resend_every_s=0.05), timeout=60)
+        await pumping
+
+    asyncio.run(run())
+    assert h.stage_b.drained
+    assert h.publisher.sent_messages - sent_before >= PARTITIONS

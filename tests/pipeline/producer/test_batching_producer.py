@@ -110,3 +110,20 @@ def test_delivery_failures_are_surfaced_and_memory_stays_bounded() -> None:
     with pytest.raises(DeliveryError) as info:
         producer.close(timeout_s=5)
     assert info.value.lost_events > 0
+
+
+def test_close_aborts_what_kafka_did_not_acknowledge_and_counts_it_lost() -> None:
+    # A long delivery timeout: nothing fails on its own before close's short timeout, so close
+    # itself must abort the batches, count every unacknowledged event and stop the I/O thread.
+    with EmbeddedBroker() as b:
+        create_topics(b.bootstrap, ["events"], PARTITIONS)
+        producer = BatchingProducer(b.bootstrap, "events", max_events=10, linger_ms=5, max_buffered_events=40,
+                                    client_id="dw-close-test", request_timeout_ms=60_000,
+                                    delivery_timeout_ms=120_000, reconnect_backoff_max_ms=200)
+    for i in range(25):
+        producer.send({**MINIMAL, "event_id": f"e{i}"})
+    with pytest.raises(DeliveryError) as info:
+        producer.close(timeout_s=0.5)
+    assert info.value.lost_events == 25
+    assert producer.buffered_events == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("dw-close-test")]
