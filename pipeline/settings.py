@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     )
 
     # --- hot path -----------------------------------------------------------------
-    batch_max_events: int = Field(50_000, ge=1, le=10_000_000, description="events per processed batch, at most")
+    batch_max_events: int = Field(50_000, ge=1, le=10_000_000,
+                                  description="events per processed batch, at most (a batch container counts "
+                                              "its events and is never split)")
     batch_max_wait_s: float = Field(0.5, gt=0, le=60, description="longest wait to fill a batch")
     max_message_bytes: int = Field(
         65_536, ge=1024, le=10_000_000, description="larger input messages are dead-lettered as oversized"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import operator
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,8 +116,25 @@ def feature_partition(feature: str, n_partitions: int) -> int:
 def factorize(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct values (first-seen order) and each value's code (int64).
 
-    dict.fromkeys and map run in C: the only Python-level loop is over distinct values.
+    By Python's string hash (computed in C) and a NumPy sort, then checked value by
+    value: a 64-bit collision, should one ever merge two strings, takes the exact path.
     """
+    n = len(values)
+    if n == 0:
+        return [], np.zeros(0, np.int64)
+    hashes = np.fromiter(map(hash, values), np.int64, n)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[inverse.reshape(-1)]
+    distinct = [values[i] for i in first[order].tolist()]
+    if any(map(operator.ne, values, map(distinct.__getitem__, codes.tolist()))):
+        return _factorize_exact(values)
+    return distinct, codes
+
+
+def _factorize_exact(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     distinct = list(dict.fromkeys(values))
     index = {v: i for i, v in enumerate(distinct)}
     return distinct, np.fromiter(map(index.__getitem__, values), np.int64, count=len(values))

@@ -2,7 +2,8 @@
 
 A mode Service (the runtime Faust is built on) owned by the Faust app. It reads
 the events topic with aiokafka ``getmany`` (hundreds of thousands of messages a
-second), gathers up to ``batch_max_events`` or ``batch_max_wait_s``, and awaits
+second), gathers up to ``batch_max_events`` events (a batch container counts the
+events in its header; one is never split) or ``batch_max_wait_s``, and awaits
 ``deliver(batch)`` — the detect agent's channel, whose bounded size is the
 back-pressure: while the agent is busy, the source stops fetching. While it
 waits it pauses its partitions and keeps polling (which fetches nothing), so a
@@ -46,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from mode import Service
 
+from pipeline.decode.batch_format import MAGIC_FAMILY, events_in
 from pipeline.settings import Settings
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.sources.progress import ProgressWatch
@@ -84,6 +86,9 @@ class KafkaBatchSource(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self._in_flight: list[FetchedBatch] = []
         self._drain_requested = drain_at_start
+        # Events per message seen last: sizes getmany so a batch of containers stays near
+        # batch_max_events *events*. Unknown at first: the first fetch takes one message.
+        self._events_per_message = float(settings.batch_max_events)
         self._drain_targets: dict[TopicPartition, int] | None = None
         self.drained = asyncio.Event()
         self.commits = 0
@@ -219,19 +224,26 @@ class KafkaBatchSource(Service):
             epoch = self.epoch
             batch = FetchedBatch([], [], [], [], {}, time.time(), _ack=self._ack)
             deadline = time.monotonic() + s.batch_max_wait_s
-            while len(batch) < s.batch_max_events:
+            events = 0  # a batch container (DWB1) counts its events, a JSON message one
+            while events < s.batch_max_events:
                 wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
-                fetched = await consumer.getmany(timeout_ms=wait_ms,
-                                                 max_records=s.batch_max_events - len(batch))
+                room = max(1, int((s.batch_max_events - events) / self._events_per_message))
+                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
                 if self.epoch != epoch:
                     break  # a rebalance ran meanwhile: these may no longer be ours
+                n_messages = 0
                 for tp, messages in fetched.items():
                     for m in messages:
-                        batch.values.append(m.value if m.value is not None else b"")
+                        value = m.value if m.value is not None else b""
+                        events += events_in(value) if value.startswith(MAGIC_FAMILY) else 1
+                        batch.values.append(value)
                         batch.keys.append(m.key)
                         batch.partitions.append(tp.partition)
                         batch.offsets.append(m.offset)
                     batch.commit_offsets[tp.partition] = messages[-1].offset + 1
+                    n_messages += len(messages)
+                if n_messages:
+                    self._events_per_message = max(1.0, events / len(batch))
                 if time.monotonic() >= deadline or (not fetched and len(batch)):
                     break
             if self.epoch != epoch:

@@ -211,3 +211,15 @@ def test_the_decoders_batches_feed_extraction(config: LinkingConfig) -> None:
     features = {f for f, _ in as_dict(decoded, config)}  # type: ignore[arg-type]
     assert {"pay:pf_1", "ip24:203.0.113", "ip48:2001:db8:7", "asn:64500", ua_feature("curl/8.5.0"),
             "tpl:0:00ff"} <= features
+
+
+def test_factorize_gives_first_seen_order_and_survives_a_hash_collision(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.linking import observations
+
+    values = ["b", "a", "b", "c", "a", ""]
+    distinct, codes = observations.factorize(values)
+    assert distinct == ["b", "a", "c", ""] and codes.tolist() == [0, 1, 0, 2, 1, 3]
+    # Every string hashing alike: the check sees the merge and takes the exact path.
+    monkeypatch.setattr(observations, "hash", lambda _: 7, raising=False)
+    distinct, codes = observations.factorize(values)
+    assert distinct == ["b", "a", "c", ""] and codes.tolist() == [0, 1, 0, 2, 1, 3]
