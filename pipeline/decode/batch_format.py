@@ -19,7 +19,6 @@ MAGIC_FAMILY: Final = b"DWB"  # any "DWB?" prefix is a batch container; "1" is t
 MAX_EVENTS: Final = 1_000_000  # per container: bounds what a header can make the decoder allocate
 
 _HEADER = struct.Struct("<4sIHH")  # magic, n_events, n_columns, flags
-_UINT32 = struct.Struct("<I")
 _COLUMN = struct.Struct("<BBBBI")  # name_len, kind, type code, column flags, body_len
 _DICT_HEAD = struct.Struct("<II")  # n_entries, blob_len
 
@@ -100,10 +99,10 @@ def events_in(value: bytes) -> int:
 
     For batch sizing only (never validation): a corrupt header counts as 1 event.
     """
-    if len(value) < _HEADER.size or not value.startswith(MAGIC):
+    if len(value) < _HEADER.size:
         return 1
-    n = _UINT32.unpack_from(value, 4)[0]
-    return n if 0 < n <= MAX_EVENTS else 1
+    magic, n, _, _ = _HEADER.unpack_from(value, 0)
+    return n if magic == MAGIC and 0 < n <= MAX_EVENTS else 1
 
 
 # --- reading --------------------------------------------------------------------------
