@@ -5,13 +5,14 @@ reassigned, round robin over M bench accounts, so that exactly M distinct
 accounts are active (loadgen's own population is a few hundred accounts, and
 building 100k of them takes minutes), and with it the fields that identify an
 organisation to the linking stages (client IP network, payment card, network
-ASN and client user agent; see ``_as_bench_account``). Keys and partitions follow the contract
+ASN, client user agent and prompt templates; see ``_as_bench_account``). Keys and partitions follow the contract
 (key = account id, Kafka's murmur2 partitioner).
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,12 +72,24 @@ def containers_for(wire: Columns, part: np.ndarray, partitions: int, size: int) 
     return out
 
 
-class _Identity:
-    """Each bench account's ASN and user agent: those of the first event it was given."""
+# One bench account in this many sends the loadgen simhashes unchanged: a population
+# sharing prompt templates (a fleet, apps on one framework's system prompt), so the
+# bench's linking load includes shared templates, popular features and edges.
+SHARED_TEMPLATES_EVERY = 100
 
-    def __init__(self) -> None:
+
+class _Identity:
+    """Each bench account's ASN and user agent (those of the first event it was given) and simhash mask."""
+
+    def __init__(self, seed: int) -> None:
         self.asn: dict[int, int] = {}
         self.user_agent: dict[int, str] = {}
+        self.seed = seed
+
+    def simhash_mask(self, k: int) -> int:
+        if k % SHARED_TEMPLATES_EVERY == 0:
+            return 0
+        return int.from_bytes(hashlib.blake2b(f"{self.seed}:{k}".encode(), digest_size=8).digest(), "little")
 
 
 def _as_bench_account(event: dict[str, Any], k: int, names: list[str], identity: _Identity) -> None:
@@ -88,7 +101,12 @@ def _as_bench_account(event: dict[str, Any], k: int, names: list[str], identity:
     on every call, which no real traffic looks like (and the linking stages would see
     one giant cluster). So the address keeps its host part inside a /24 (IPv6: a /48)
     of the account's own, the card is the account's, and the ASN and user agent are
-    those of the account's first event.
+    those of the account's first event. Likewise prompt templates: loadgen's templates
+    belong to loadgen accounts, so every bench account would share templates with
+    every other; the simhash is xor-ed with a mask of the bench account's own, which
+    keeps near-duplicates within an account near-duplicates and makes those of
+    different accounts unrelated, except in the 1 of ``SHARED_TEMPLATES_EVERY``
+    accounts that share templates.
     """
     event["account_id"] = names[k]
     ip = event["client_ip"]
@@ -102,6 +120,10 @@ def _as_bench_account(event: dict[str, Any], k: int, names: list[str], identity:
         event["asn"] = identity.asn.setdefault(k, event["asn"])
     if "user_agent" in event:
         event["user_agent"] = identity.user_agent.setdefault(k, event["user_agent"])
+    simhash = event.get("prompt_simhash")
+    mask = identity.simhash_mask(k)
+    if simhash and mask:
+        event["prompt_simhash"] = f"{int(simhash, 16) ^ mask:016x}"
 
 
 def prepare(opts: BenchOptions, log: Callable[[str], None]) -> BenchData:
@@ -124,7 +146,7 @@ def _prepare(opts: BenchOptions, log: Callable[[str], None]) -> BenchData:
     keys: list[bytes] = []
     columns: dict[str, list[Any]] = {}
     done = 0
-    identity = _Identity()
+    identity = _Identity(opts.seed)
     for batch in generate_batches(config):
         batch = batch[: n - done]
         for i, event in enumerate(batch, done):

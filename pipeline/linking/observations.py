@@ -1,7 +1,9 @@
 """Link observations of one decoded batch: the distinct (feature, account) pairs it contains.
 
-Pure and vectorised: columns in, columns out; Python loops run only over
-*distinct* values (accounts, IPs, user agents, features), never over events.
+Pure and vectorised: columns in, columns out. Pairs are found on numbers
+(``feature_keys``: per event only C-level string hashing and an IPv4 split),
+and names are built only for the pairs asked for (``Pairs.named``): the
+publisher names just those it has not sent before.
 
 Features (kind, then a value; ``config.KINDS`` lists the kinds):
 
@@ -27,17 +29,26 @@ which stage A compares across accounts (Hamming distance) before linking.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import operator
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.linking.config import TemplateConfig
+from pipeline.linking.feature_keys import (
+    KIND_PAY,
+    KIND_SALT,
+    KIND_TPL,
+    KIND_UA,
+    KindKeys,
+    asn_keys,
+    feature_names,
+    feature_partition,
+    ip_keys,
+    string_keys,
+)
 
 _WINDOW = 4  # neighbours in (band, simhash) order compared for near-duplicates
 
@@ -70,13 +81,6 @@ class Observations:
     def __len__(self) -> int:
         return len(self.feature_index)
 
-    def select(self, rows: np.ndarray) -> Observations:
-        """The observations of ``rows`` (a mask or indexes), with only the features and accounts they use."""
-        f_used, f_index = np.unique(self.feature_index[rows], return_inverse=True)
-        a_used, a_index = np.unique(self.account_index[rows], return_inverse=True)
-        return Observations([self.features[i] for i in f_used.tolist()], [self.accounts[i] for i in a_used.tolist()],
-                            f_index.astype(np.int64), a_index.astype(np.int64), self.ts_ms[rows], self.sample[rows])
-
     def partitions(self, n_partitions: int) -> np.ndarray:
         """The partition owning each of ``features`` (int64 [len(features)]), by ``feature_partition``."""
         return np.array([feature_partition(f, n_partitions) for f in self.features], np.int64)
@@ -108,11 +112,6 @@ class TemplateCarry:
         return len(self.accounts)
 
 
-def feature_partition(feature: str, n_partitions: int) -> int:
-    """Partition that owns ``feature`` in every process: CRC-32 of its UTF-8 bytes, modulo the count."""
-    return zlib.crc32(feature.encode()) % n_partitions
-
-
 def factorize(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct values (first-seen order) and each value's code (int64).
 
@@ -138,53 +137,6 @@ def _factorize_exact(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     distinct = list(dict.fromkeys(values))
     index = {v: i for i, v in enumerate(distinct)}
     return distinct, np.fromiter(map(index.__getitem__, values), np.int64, count=len(values))
-
-
-def ip_prefix(ip: str) -> str | None:
-    """``ip24:a.b.c`` for IPv4, ``ip48:x:y:z`` for IPv6, None for an empty or unparsable address."""
-    if ":" in ip:
-        try:
-            top = int(ipaddress.IPv6Address(ip)) >> 80
-        except ValueError:
-            return None
-        return f"ip48:{top >> 32:x}:{(top >> 16) & 0xFFFF:x}:{top & 0xFFFF:x}"
-    head, dot, _ = ip.rpartition(".")
-    return f"ip24:{head}" if dot else None
-
-
-def _pay_feature(fingerprint: str) -> str:
-    return f"pay:{fingerprint}"
-
-
-def ua_feature(user_agent: str) -> str:
-    # Hashed: user agents can be long and carry client details we do not need to repeat.
-    return "ua:" + hashlib.blake2b(user_agent.encode(), digest_size=8).hexdigest()
-
-
-@dataclass
-class _Source:
-    """One way of deriving features: a code per event (-1: none) and the label of each code."""
-
-    codes: np.ndarray  # int64 [events]
-    labels: list[str]
-
-
-def _string_source(values: Sequence[str], label: Callable[[str], str | None]) -> _Source:
-    distinct, codes = factorize(values)
-    labels = [label(v) if v else None for v in distinct]
-    # Several values may map to one label (IPs in one /24): re-factorize the labels.
-    kept = [lab for lab in dict.fromkeys(labels) if lab is not None]
-    slot = {lab: i for i, lab in enumerate(kept)}
-    remap = np.array([slot[lab] if lab is not None else -1 for lab in labels] or [-1], np.int64)
-    return _Source(remap[codes] if len(codes) else codes, kept)
-
-
-def _asn_source(asn: np.ndarray) -> _Source:
-    values, codes = np.unique(asn.astype(np.int64), return_inverse=True)
-    labels = [f"asn:{v}" for v in values.tolist()]
-    codes = codes.astype(np.int64)
-    codes[asn == 0] = -1  # unknown ASN: no evidence
-    return _Source(codes, labels)
 
 
 def _templated(simhash: np.ndarray, account: np.ndarray, band: np.ndarray, max_hamming: int) -> np.ndarray:
@@ -233,10 +185,49 @@ def _template_observations(
     return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
-def extract_observations(
+@dataclass(frozen=True)
+class Pairs:
+    """Distinct (feature, account) pairs of a batch by number (``feature_keys``); ``named`` builds the names.
+
+    ``key`` identifies a pair within this process (``SentPairs`` keeps them); ``row`` is
+    an event carrying the feature (-1 for ``tpl``, named by its value).
+    """
+
+    key: np.ndarray  # uint64, never 0
+    feature: np.ndarray  # uint64 feature key: the kind's salt xor the value key
+    kind: np.ndarray  # int64
+    value: np.ndarray  # uint64
+    row: np.ndarray  # int64
+    account: np.ndarray  # int64 index into accounts
+    ts_ms: np.ndarray  # int64, event time of the pair's first event in the batch
+    sample: np.ndarray  # uint64, tpl: simhash of the first templated event; 0 for other kinds
+    accounts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def select(self, rows: np.ndarray) -> Pairs:
+        """The pairs of ``rows`` (a mask or indexes)."""
+        return Pairs(self.key[rows], self.feature[rows], self.kind[rows], self.value[rows], self.row[rows],
+                     self.account[rows], self.ts_ms[rows], self.sample[rows], self.accounts)
+
+    def named(self, raw: Mapping[str, Any], band_bits: int) -> Observations:
+        """These pairs as Observations: each distinct feature named once, from its first pair."""
+        _, first, feature_index = np.unique(self.feature, return_index=True, return_inverse=True)
+        names = feature_names(self.kind[first], self.value[first], self.row[first], raw, band_bits)
+        used, account_index = np.unique(self.account, return_inverse=True)
+        return Observations(names, [self.accounts[i] for i in used.tolist()],
+                            feature_index.reshape(-1).astype(np.int64), account_index.reshape(-1).astype(np.int64),
+                            self.ts_ms, self.sample)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: spreads feature keys before the xor
+
+
+def extract_pairs(
     batch: LinkColumns, template: TemplateConfig, carry: TemplateCarry | None = None
-) -> tuple[Observations, AccountSummary, TemplateCarry]:
-    """The batch's distinct link observations, its per-account summary and the carry for the next batch.
+) -> tuple[Pairs, AccountSummary, TemplateCarry]:
+    """The batch's distinct link pairs, its per-account summary and the carry for the next batch.
 
     Never raises on valid decoded input; an empty batch gives empty results (and the carry unchanged).
     """
@@ -246,53 +237,54 @@ def extract_observations(
     accounts, codes_all = factorize([*batch.account_ids, *carry.accounts.tolist()])
     acc = codes_all[: len(batch)]
     carry_codes = codes_all[len(batch):]
-
-    sources = [
-        _string_source(raw["payment_fingerprint"], _pay_feature),  # type: ignore[arg-type]
-        _string_source(raw["client_ip"], ip_prefix),  # type: ignore[arg-type]
-        _asn_source(np.asarray(raw["asn"])),
-        _string_source(raw["user_agent"], ua_feature),  # type: ignore[arg-type]
-    ]
-    # One global feature code space: each source's codes shifted past the previous sources'.
-    labels: list[str] = []
-    f_parts, a_parts, t_parts, s_parts = [], [], [], []
-    for src in sources:
-        valid = src.codes >= 0
-        f_parts.append(src.codes[valid] + len(labels))
-        a_parts.append(acc[valid])
-        t_parts.append(ts[valid])
-        s_parts.append(np.zeros(int(valid.sum()), np.uint64))
-        labels.extend(src.labels)
-
     simhash = np.asarray(raw["prompt_simhash"], np.uint64)
+
+    kinds = [
+        string_keys(KIND_PAY, raw["payment_fingerprint"]),
+        ip_keys(raw["client_ip"]),
+        asn_keys(np.asarray(raw["asn"])),
+        string_keys(KIND_UA, raw["user_agent"]),
+        _template_keys(simhash, acc, ts, carry, carry_codes, template),
+    ]
+    kind = np.concatenate([np.full(len(k.rows), k.kind, np.int64) for k in kinds])
+    value = np.concatenate([k.value for k in kinds])
+    row = np.concatenate([k.rows for k in kinds])
+    account = np.concatenate([acc[k.rows] for k in kinds[:-1]] + [kinds[-1].account])
+    event_ts = np.concatenate([ts[k.rows] for k in kinds[:-1]] + [kinds[-1].ts_ms])
+    sample = np.concatenate([np.zeros(len(row) - len(kinds[-1].rows), np.uint64), kinds[-1].sample])
+    row[len(row) - len(kinds[-1].rows):] = -1  # tpl pairs are named by value, not by an event
+
+    feature = value ^ KIND_SALT[kind]
+    account_hash = np.fromiter(map(hash, accounts), np.int64, len(accounts)).view(np.uint64)
+    key = ((feature * _MIX) ^ account_hash[account]) | np.uint64(1)
+    # Distinct pairs, keeping the earliest event (smallest sample on ties).
+    order = np.lexsort((sample, event_ts, key))
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
+    pairs = Pairs(key[first], feature[first], kind[first], value[first], row[first], account[first],
+                  event_ts[first], sample[first], accounts)
+    return pairs, _summary(accounts, acc, ts), _next_carry(batch, simhash, ts, carry, template)
+
+
+@dataclass(frozen=True)
+class _TemplateKeys(KindKeys):
+    account: np.ndarray  # int64: tpl pairs come from distinct (simhash, account), not from event rows
+    ts_ms: np.ndarray
+    sample: np.ndarray
+
+
+def _template_keys(simhash: np.ndarray, acc: np.ndarray, ts: np.ndarray, carry: TemplateCarry,
+                   carry_codes: np.ndarray, template: TemplateConfig) -> _TemplateKeys:
     band, value, t_acc, t_ts, t_sample = _template_observations(simhash, acc, ts, carry, carry_codes, template)
-    tpl_base = len(labels)
-    f_parts.append(tpl_base + (band << template.band_bits) + value)
-    a_parts.append(t_acc)
-    t_parts.append(t_ts)
-    s_parts.append(t_sample.astype(np.uint64))
-
-    feature = np.concatenate(f_parts)
-    account = np.concatenate(a_parts)
-    event_ts = np.concatenate(t_parts)
-    sample = np.concatenate(s_parts)
-    # Distinct (feature, account), keeping the earliest event (smallest sample on ties).
-    order = np.lexsort((sample, event_ts, account, feature))
-    feature, account, event_ts, sample = feature[order], account[order], event_ts[order], sample[order]
-    first = np.ones(len(feature), bool)
-    first[1:] = (feature[1:] != feature[:-1]) | (account[1:] != account[:-1])
-    feature, account, event_ts, sample = feature[first], account[first], event_ts[first], sample[first]
-
-    used, feature_index = np.unique(feature, return_inverse=True)
-    names = [labels[code] if code < tpl_base else _tpl_feature(code - tpl_base, template.band_bits)
-             for code in used.tolist()]
-    observations = Observations(names, accounts, feature_index.astype(np.int64), account, event_ts, sample)
-    return observations, _summary(accounts, acc, ts), _next_carry(batch, simhash, ts, carry, template)
+    keys = ((band << template.band_bits) + value).astype(np.uint64)
+    return _TemplateKeys(KIND_TPL, np.zeros(len(keys), np.int64), keys, t_acc, t_ts, t_sample.astype(np.uint64))
 
 
-def _tpl_feature(code: int, band_bits: int) -> str:
-    band, value = code >> band_bits, code & ((1 << band_bits) - 1)
-    return f"tpl:{band}:{value:0{(band_bits + 3) // 4}x}"
+def extract_observations(
+    batch: LinkColumns, template: TemplateConfig, carry: TemplateCarry | None = None
+) -> tuple[Observations, AccountSummary, TemplateCarry]:
+    """``extract_pairs`` with every pair named: the batch's distinct link observations."""
+    pairs, summary, carry = extract_pairs(batch, template, carry)
+    return pairs.named(batch.raw, template.band_bits), summary, carry
 
 
 def _summary(accounts: list[str], acc: np.ndarray, ts: np.ndarray) -> AccountSummary:

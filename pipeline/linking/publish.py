@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import account_updates, pack_accounts, pack_end, pack_observations
-from pipeline.linking.observations import LinkColumns, TemplateCarry, extract_observations
+from pipeline.linking.observations import LinkColumns, TemplateCarry, extract_pairs
 from pipeline.linking.sent_pairs import SentPairs
 
 # (topic, partition, value) -> an awaitable that resolves once the broker has the message.
@@ -68,9 +68,11 @@ class LinkPublisher:
                 frame_score: np.ndarray, max_scores: Mapping[str, float]) -> PreparedBatch:
         """Observations and account updates of one batch, packed. CPU only; call in order."""
         started = time.perf_counter()
-        obs, summary, self._carry = extract_observations(decoded, self.config.template, self._carry)
-        if len(obs):
-            obs = obs.select(self.sent.take_new(obs.features, obs.accounts, obs.feature_index, obs.account_index))
+        pairs, summary, self._carry = extract_pairs(decoded, self.config.template, self._carry)
+        if len(pairs):
+            pairs = pairs.select(self.sent.take_new(pairs.key))
+        # Names (strings) only for the pairs to send: after an account's first batches, few.
+        obs = pairs.named(decoded.raw, self.config.template.band_bits)
         self._seq += 1
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),

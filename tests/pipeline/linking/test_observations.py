@@ -8,14 +8,9 @@ import orjson
 import pytest
 
 from pipeline.linking.config import LinkingConfig
+from pipeline.linking.feature_keys import feature_partition, ip_prefix, ua_feature
 from pipeline.linking.messages import decode, pack_observations
-from pipeline.linking.observations import (
-    TemplateCarry,
-    extract_observations,
-    feature_partition,
-    ip_prefix,
-    ua_feature,
-)
+from pipeline.linking.observations import TemplateCarry, extract_observations, extract_pairs
 from tests.pipeline.linking.builders import Columns, make_batch
 
 Obs = dict[tuple[str, str], tuple[int, int]]  # (feature, account) -> (ts, sample)
@@ -223,3 +218,24 @@ def test_factorize_gives_first_seen_order_and_survives_a_hash_collision(monkeypa
     monkeypatch.setattr(observations, "hash", lambda _: 7, raising=False)
     distinct, codes = observations.factorize(values)
     assert distinct == ["b", "a", "c", ""] and codes.tolist() == [0, 1, 0, 2, 1, 3]
+
+
+def test_pairs_are_named_only_when_asked_and_a_subset_names_only_its_own_features(config: LinkingConfig) -> None:
+    batch = random_batch(np.random.default_rng(11), 120)
+    pairs, _, _ = extract_pairs(batch, config.template)
+    everything = as_dict(batch, config)
+    assert len(pairs) == len(everything) and len(set(pairs.key.tolist())) == len(pairs)
+    some = pairs.select(np.arange(len(pairs)) % 3 == 0)
+    obs = some.named(batch.raw, config.template.band_bits)
+    named = {(obs.features[f], obs.accounts[a]): (t, s) for f, a, t, s in zip(
+        obs.feature_index.tolist(), obs.account_index.tolist(), obs.ts_ms.tolist(), obs.sample.tolist(), strict=True)}
+    assert len(named) == len(some) and named.items() <= everything.items()
+    assert len(obs.features) == len({f for f, _ in named}) and len(obs.accounts) == len({a for _, a in named})
+
+
+def test_equal_values_of_two_kinds_are_two_features(config: LinkingConfig) -> None:
+    # A card fingerprint that is the text of the IPv4 group, an ASN and a band value of one number.
+    batch = make_batch(["a", "b"], ip=["10.1.2.3", "10.9.9.9"], pay=["10.1.2", "10.1.2"], asn=[5, 5],
+                       simhash=[5, 5], ts=[1, 2])
+    features = {f for f, _ in as_dict(batch, config)}
+    assert {"pay:10.1.2", "ip24:10.1.2", "ip24:10.9.9", "asn:5", "tpl:0:0005"} <= features
