@@ -198,7 +198,7 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
         "kafka_consume_raw_batched": {"containers": raw_b.messages, "seconds": round(raw_b.seconds, 3),
                                       "events_per_s": round(raw_b.messages * events_per_container / raw_b.seconds)},
         "decode_json": decode.details(),
-        "kernel_numba": {"events": kernel.events, "seconds": round(kernel.seconds, 3)},
+        "kernel_numba": kernel.details(),
         "kernel_reference": {"events": reference.events, "seconds": round(reference.seconds, 3)},
         "faust_naive": {"events": faust.events, "seconds": round(faust.seconds, 3),
                         "cores_used": round(faust.cpu_seconds / faust.seconds, 2),

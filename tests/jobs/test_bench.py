@@ -45,4 +45,6 @@ def test_bench_writes_the_contract(tmp_path: Path) -> None:
     assert (out / "results.png").stat().st_size > 0
     details = json.loads((out / "details.json").read_text())
     assert details["pipeline_batched"]["stage_seconds"]["decode"] > 0
+    runs = details["kernel_numba"]["runs_s"]
+    assert len(runs) == 3 and sorted(runs)[1] == details["kernel_numba"]["seconds"]
     assert "measurement" in done.stderr and "pipeline_batched" in done.stderr  # the table was printed
