@@ -36,7 +36,7 @@ class KindKeys:
     """The events of a batch that carry a feature of one kind, and each one's value key."""
 
     kind: int
-    rows: np.ndarray  # int64 event rows
+    rows: np.ndarray  # int64 event rows (-1: a pair not taken from one event, tpl)
     value: np.ndarray  # uint64 per row
 
 
@@ -68,7 +68,8 @@ def tpl_feature(value: int, band_bits: int) -> str:
     return f"tpl:{band}:{bits:0{(band_bits + 3) // 4}x}"
 
 
-def _hashes(values: Sequence[str]) -> np.ndarray:
+def string_hashes(values: Sequence[str]) -> np.ndarray:
+    """Python's hash of each string, as uint64 (stable within this process)."""
     return np.fromiter(map(hash, values), np.int64, len(values)).view(np.uint64)
 
 
@@ -79,7 +80,7 @@ def _non_empty(values: Sequence[str]) -> np.ndarray:
 def string_keys(kind: int, values: Sequence[str]) -> KindKeys:
     """A feature per non-empty string (card fingerprint, user agent), keyed by its hash."""
     rows = _non_empty(values)
-    return KindKeys(kind, rows, _hashes(values)[rows])
+    return KindKeys(kind, rows, string_hashes(values)[rows])
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -92,7 +93,7 @@ def ip_keys(ips: Sequence[str]) -> KindKeys:
     # IPv4's group is ip_prefix's text without "ip24:", so no string is built for it.
     groups = [ip.rpartition(".")[0] if ":" not in ip else _ip6_group(ip) for ip in ips]
     rows = _non_empty(groups)
-    return KindKeys(KIND_IP, rows, _hashes(groups)[rows])
+    return KindKeys(KIND_IP, rows, string_hashes(groups)[rows])
 
 
 def asn_keys(asn: np.ndarray) -> KindKeys:

@@ -47,6 +47,7 @@ from pipeline.linking.feature_keys import (
     feature_names,
     feature_partition,
     ip_keys,
+    string_hashes,
     string_keys,
 )
 
@@ -252,11 +253,9 @@ def extract_pairs(
     account = np.concatenate([acc[k.rows] for k in kinds[:-1]] + [kinds[-1].account])
     event_ts = np.concatenate([ts[k.rows] for k in kinds[:-1]] + [kinds[-1].ts_ms])
     sample = np.concatenate([np.zeros(len(row) - len(kinds[-1].rows), np.uint64), kinds[-1].sample])
-    row[len(row) - len(kinds[-1].rows):] = -1  # tpl pairs are named by value, not by an event
 
     feature = value ^ KIND_SALT[kind]
-    account_hash = np.fromiter(map(hash, accounts), np.int64, len(accounts)).view(np.uint64)
-    key = ((feature * _MIX) ^ account_hash[account]) | np.uint64(1)
+    key = ((feature * _MIX) ^ string_hashes(accounts)[account]) | np.uint64(1)
     # Distinct pairs, keeping the earliest event (smallest sample on ties).
     order = np.lexsort((sample, event_ts, key))
     first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
@@ -276,7 +275,8 @@ def _template_keys(simhash: np.ndarray, acc: np.ndarray, ts: np.ndarray, carry: 
                    carry_codes: np.ndarray, template: TemplateConfig) -> _TemplateKeys:
     band, value, t_acc, t_ts, t_sample = _template_observations(simhash, acc, ts, carry, carry_codes, template)
     keys = ((band << template.band_bits) + value).astype(np.uint64)
-    return _TemplateKeys(KIND_TPL, np.zeros(len(keys), np.int64), keys, t_acc, t_ts, t_sample.astype(np.uint64))
+    # No event row: tpl pairs are named by their value.
+    return _TemplateKeys(KIND_TPL, np.full(len(keys), -1, np.int64), keys, t_acc, t_ts, t_sample.astype(np.uint64))
 
 
 def extract_observations(
