@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean eval kafka-jars test-kafka
+.PHONY: demo test lint bench venv clean eval kafka-jars test-kafka system-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Debian packages the tests run for real: Prometheus and promtool (rules, a scrape of the worker),
+# Alertmanager (paging end to end) and Chromium (a look at the HTML report). Installed only when missing.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager chromium
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/distillwatch demo
@@ -29,7 +39,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -q
 
 # The Apache Kafka test tier (README "Testing against Apache Kafka"): the broker's jars are fetched once

@@ -11,12 +11,16 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "DW_"
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+
+
+# Fields whose values are never printed, logged or stored.
+SECRET_FIELDS = frozenset({"pagerduty_routing_key", "web_token"})
 
 
 class SettingsError(ValueError):
@@ -94,9 +98,31 @@ class Settings(BaseSettings):
         None, ge=0, le=100, description="override the scoring file's alert threshold"
     )
 
+    # --- retention (ClickHouse TTLs, applied at start; 0 keeps rows for ever) -------------
+    raw_ttl_days: int = Field(
+        30, ge=0, le=36_500, description="days to keep raw rows: api_calls, signatures_1m, key_signatures_1m"
+    )
+    rollup_ttl_days: int = Field(400, ge=0, le=36_500, description="days to keep the dashboards' rollup tables")
+
+    # --- on-call: rules, allow-list, notifiers, gateway actions ------------------------
+    alert_rules: Path | None = Field(
+        None, description="alert rules file (YAML); default pipeline/alerting/rules.v1.yaml"
+    )
+    allowlist: Path | None = Field(None, description="allow-list file (YAML): accounts, keys, payment fingerprints "
+                                   "or ASNs exempt from paging or with a raised threshold")
+    grafana_url: str = Field("", description="Grafana base URL, for dashboard links in alert annotations")
+    topic_actions: str = Field("api-actions", description="topic of recommended actions for the gateway")
+    alertmanager_url: str = Field("", description="Alertmanager base URL (alerts go to its /api/v2/alerts)")
+    pagerduty_routing_key: SecretStr = Field(SecretStr(""), description="PagerDuty Events v2 routing key (secret)")
+    pagerduty_url: str = Field("https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events v2 endpoint")
+    webhook_url: str = Field("", description="generic webhook receiving Alertmanager's webhook JSON")
+    notify_resend_s: float = Field(60.0, gt=0, le=3600, description="re-send firing alerts this often (seconds)")
+
     # --- worker web server ------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="bind address of the worker's web views")
     web_port: int = Field(6066, ge=1, le=65535, description="port of the worker's web views (/stats, /query)")
+    web_token: SecretStr = Field(SecretStr(""), description="when set, /query and /drain require "
+                                 "'Authorization: Bearer <token>' (secret)")
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -113,7 +139,14 @@ class Settings(BaseSettings):
             raise ValueError("expected chdb:///path, http://host:8123 or https://host:8443")
         return value
 
-    @field_validator("topic_events", "topic_dlq", "consumer_group")
+    @field_validator("grafana_url", "alertmanager_url", "pagerduty_url", "webhook_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("topic_events", "topic_dlq", "consumer_group", "topic_actions")
     @classmethod
     def _check_topic(cls, value: str) -> str:
         if not _TOPIC.match(value):
@@ -181,6 +214,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        secret = err["loc"] and err["loc"][0] in SECRET_FIELDS  # never echo a secret, even a bad one
+        shown = "" if isinstance(value, dict) or secret else f" (got {value!r})"
         lines.append(f"  {name}: {err['msg']}{shown}")
     return "\n".join(lines)
