@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.embedded_broker import EmbeddedBroker, free_port
-from jobs.loadgen.scenario import ScenarioConfig, generate, labels
+from jobs.loadgen.scenario import ScenarioConfig, generate, labels, write_labels
 from jobs.loadgen.sink import produce_kafka
 from jobs.replay_report import iso_utc
 from jobs.worker_process import WorkerProcess
@@ -30,6 +30,8 @@ from pipeline.sinks.clickhouse import close, connect, query_rows
 from pipeline.topics import ensure_topics
 
 TOP_N = 25
+# The generator's ground truth ({account_id: {archetype, is_attack, fleet_id}}), kept beside the data.
+LABELS_FILE = "labels.json"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def run_demo(opts: DemoOptions) -> int:
     config = ScenarioConfig(seed=opts.seed, start_ms=now_ms - span_ms, duration_s=span_ms / 1000,
                             rate_eps=opts.rate)
     truth = labels(config)
+    write_labels(config, opts.data_dir / LABELS_FILE)  # the ground truth, for queries and tests
     print(f"distillwatch demo: {config.expected_events:,} events from {len(truth)} accounts "
           f"({sum(lab.is_attack for lab in truth.values())} attacking), {span_ms / 60_000:.0f} minutes "
           f"of event time in ~{opts.duration_s:.0f}s", file=out)
@@ -176,4 +179,5 @@ where to look next (ClickHouse database '{settings.clickhouse_database}'):
   query   : .venv/bin/distillwatch sql --data-dir {settings.data_dir} \\
               "SELECT account_id, max(score) AS s FROM signatures_1m GROUP BY account_id ORDER BY s DESC LIMIT 10"
   live    : while a worker runs, GET http://127.0.0.1:{settings.web_port}/query?sql=SELECT… (read-only)
+  truth   : {settings.data_dir / LABELS_FILE} (the generator's labels per account)
   logs    : {settings.data_dir / 'worker.log'}""", file=out)

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     pagerduty_routing_key: SecretStr = Field(SecretStr(""), description="PagerDuty Events v2 routing key (secret)")
     pagerduty_url: str = Field("https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events v2 endpoint")
     webhook_url: str = Field("", description="generic webhook receiving Alertmanager's webhook JSON")
+    feedback_suppress_days: float = Field(
+        7.0, gt=0, le=365, description="a false-positive verdict stops paging for that account and rule this long"
+    )
     notify_resend_s: float = Field(60.0, gt=0, le=3600, description="re-send firing alerts this often (seconds)")
 
     # --- worker web server ------------------------------------------------------------

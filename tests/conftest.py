@@ -24,9 +24,11 @@ from jobs.apache_kafka import ApacheKafkaBroker, KafkaNotInstalled, check_instal
 from jobs.embedded_broker import EmbeddedBroker
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.clickhouse import close, connect
+from tests.support.demo_data import DemoData, DemoRun, export_tables, load_tables, run_demo
 
 TEST_BROKER = os.environ.get("DW_TEST_BROKER", "tansu").strip().lower() or "tansu"
 BROKERS = ("tansu", "apache")
+DEMO_DATABASE = "dw_demo"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,3 +88,25 @@ def ch_database(ch_client: Client) -> Iterator[str]:
     name = f"dw_test_{uuid.uuid4().hex[:12]}"
     yield name
     ch_client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One real ``distillwatch demo`` run for the session (subprocess, its own broker and chDB)."""
+    return run_demo(tmp_path_factory.mktemp("demo") / "data")
+
+
+@pytest.fixture(scope="session")
+def demo_db(demo_run: DemoRun, ch_client: Client, tmp_path_factory: pytest.TempPathFactory) -> DemoData:
+    """The demo run's tables in database ``dw_demo`` of the session's ClickHouse, rollups filled by their views.
+
+    Read-only for tests: every test that needs a demo run's data shares it.
+    """
+    if demo_run.returncode != 0:
+        pytest.fail(f"the demo run failed (status {demo_run.returncode}):\n{demo_run.stdout[-2000:]}"
+                    f"\n{demo_run.stderr[-2000:]}")
+    exported = tmp_path_factory.mktemp("demo-export")
+    export_tables(demo_run.data_dir, exported)
+    ch_client.command(f"DROP DATABASE IF EXISTS `{DEMO_DATABASE}` SYNC")
+    load_tables(ch_client, DEMO_DATABASE, exported)
+    return DemoData(ch_client, DEMO_DATABASE, demo_run)

@@ -1,0 +1,1 @@
+"""Helpers shared by test modules: fixtures' machinery, stand-in servers, real-data loaders."""
