@@ -47,7 +47,8 @@ class DemoOptions:
 def _progress_line(stats: dict[str, Any] | None, produced: int, started: float) -> str:
     elapsed = time.monotonic() - started
     if not stats:
-        return f"[{elapsed:5.1f}s] produced {produced:>9,} | worker starting…"
+        return (f"[{elapsed:5.1f}s] produced {produced:>9,} | worker starting (loading its kernels: "
+                "compiled on the first run only)…")
     wm = stats.get("watermark_ms") or 0
     when = time.strftime("%H:%M", time.gmtime(wm / 1000)) if wm > 0 else "--:--"
     return (f"[{elapsed:5.1f}s] produced {produced:>9,} | processed {stats['events_in']:>9,} "

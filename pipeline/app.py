@@ -21,7 +21,7 @@ its in-memory channel buffers (``flow_control.clear()``). A batch dropped there
 would never be acked, and the source, which waits for every delivered batch
 before giving partitions up, would wait forever. The queue below belongs to us.
 
-Web views (Faust's web server): ``GET /stats``, ``GET /health``,
+Web views (Faust's web server): ``GET /stats``, ``GET /health``, ``GET /metrics`` (Prometheus),
 ``GET /query?sql=SELECT…`` (read-only SQL, the way to query embedded ClickHouse
 while the worker holds it), ``POST /drain`` (read to the end, close every frame,
 commit and stop: bounded input).
@@ -42,12 +42,13 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from pipeline.agents.detect import DetectStep
-from pipeline.decode.fast_json import warm_up as warm_up_decoder
 from pipeline.detection import Detector
 from pipeline.linking.agents import LinkTopics, register_linking
 from pipeline.linking.config import load_linking_config
 from pipeline.linking.producer import LinkProducer
 from pipeline.linking.sink import ClickHouseClusterSink
+from pipeline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from pipeline.metrics import WorkerCollector, WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import connect, query_rows
 from pipeline.sinks.dead_letter import DeadLetterSink
@@ -58,6 +59,7 @@ from pipeline.state.manager import StateManager
 from pipeline.state.state_topic import StateTopic
 from pipeline.stats import PipelineStats
 from pipeline.topics import broker_is_tansu, ensure_topics, partition_count
+from pipeline.warm_up import warm_up_kernels
 
 log = logging.getLogger("distillwatch")
 
@@ -75,6 +77,7 @@ class Pipeline:
         self.exit_when_drained = exit_when_drained
         self.bounded = bounded
         self.stats = PipelineStats()
+        self.metrics = WorkerMetrics()
         self.link_topics = LinkTopics.for_group(settings.consumer_group)
         self.link_config = load_linking_config(settings.linking_config)
         ensure_topics(settings, extra=self.link_topics.partitions(settings.partitions))
@@ -91,9 +94,11 @@ class Pipeline:
         )
         self.app = self._build_app()
         self.step = DetectStep(settings, self.state, self.writer, self.dead_letters, self.stats,
-                               on_drained=self._on_drained, linking=self.linking.publisher)
+                               on_drained=self._on_drained, linking=self.linking.publisher, metrics=self.metrics)
         self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded,
                                        on_assigned=self.step.assign, before_revoke=self.step.begin_revoke)
+        self.metrics.watch(WorkerCollector(self.step, linking_config=self.link_config, source=self.source,
+                                           linking=self.linking))
 
     @property
     def detector(self) -> Detector:
@@ -161,6 +166,13 @@ class Pipeline:
                 stats["linking"] = pipeline.linking.as_dict()
                 return self.json(stats)
 
+        @app.page("/metrics")
+        class MetricsView(View):
+            # Open even when DW_WEB_TOKEN is set: Prometheus scrapes it, and it holds no account data.
+            async def get(self, request: Request) -> Response:
+                # In headers: aiohttp refuses a content_type argument that carries a charset.
+                return self.bytes(pipeline.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
         @app.page("/health")
         class HealthView(View):
             async def get(self, request: Request) -> Response:
@@ -218,8 +230,9 @@ class _Lifecycle(faust.Service):  # type: ignore[misc]
         self.pipeline = pipeline
 
     async def on_start(self) -> None:
-        # Load the decoder's compiled scanner now, so the first batch is not the slow one.
-        await asyncio.to_thread(warm_up_decoder)
+        # Load every compiled kernel now (compiled once on a fresh install), so the first batch is not the slow one.
+        log.info("loading Numba kernels (compiled and cached on the first run only)…")
+        log.info("kernels ready in %.1fs", await asyncio.to_thread(warm_up_kernels))
         await self.pipeline.dead_letters.start()
         await self.pipeline.link_producer.start()
         await self.pipeline.state_topic.start()
