@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaProducer
+
 from jobs.embedded_broker import EmbeddedBroker, free_port
+from jobs.loadgen.malformed import malformed_messages
 from jobs.loadgen.scenario import ScenarioConfig, generate, labels, write_labels
 from jobs.loadgen.sink import produce_kafka
 from jobs.replay_report import iso_utc
@@ -94,6 +97,17 @@ def run_demo(opts: DemoOptions) -> int:
     return 0
 
 
+def produce_raw(settings: Settings, values: list[bytes]) -> None:
+    """Send these message values as they are (keyless), and wait for the broker's acknowledgement."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                             max_request_size=4 * settings.max_message_bytes)
+    try:
+        for future in [producer.send(settings.topic_events, value=value) for value in values]:
+            future.get(timeout=120)  # generous: the demo's machine is busy with the worker
+    finally:
+        producer.close(timeout=60)
+
+
 def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: WorkerProcess,
                             opts: DemoOptions) -> None:
     produced = [0]
@@ -119,6 +133,10 @@ def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: 
             raise RuntimeError(f"worker exited early:\n{worker.log_tail()}")
     if failure:
         raise failure[0]
+    bad = malformed_messages(settings)
+    produce_raw(settings, [value for _, value in bad])
+    print(f"sent {len(bad)} malformed messages too (they go to the dead-letter topic, "
+          "table rejected_events)", file=opts.out)
     print(("\n" if interactive else "") + f"generator done: {produced[0]:,} events; draining the worker…",
           file=opts.out)
 
@@ -173,12 +191,17 @@ def _print_results(client: Any, truth: dict[str, Any], settings: Settings, out: 
     print(f"\n{int(totals['calls']):,} events in {int(totals['frames']):,} account-minute frames; "
           f"{len(flagged)} accounts alerted: {len(flagged & attackers)} attackers, "
           f"{len(flagged - attackers)} benign; {len(attackers - flagged)} attackers not alerted", file=out)
+    rejects = query_rows(client, "SELECT reason, count() AS n FROM rejected_events GROUP BY reason ORDER BY reason")
+    print(f"{sum(int(r['n']) for r in rejects)} messages dead-lettered: "
+          + (", ".join(f"{r['reason']} {int(r['n'])}" for r in rejects) or "none"), file=out)
     print(f"""
 where to look next (ClickHouse database '{settings.clickhouse_database}'):
   tables  : signatures_1m (per account-minute signals and score), alerts, clusters, api_calls (every
-            event, no prompt text), rejected_events (what went to the dead-letter topic)
+            event, no prompt text), rejected_events (what went to the dead-letter topic); dashboards'
+            rollups: traffic_1m, scores_1m, alerts_1m, account_scores_1h, account_entities_1h
   query   : .venv/bin/distillwatch sql --data-dir {settings.data_dir} \\
               "SELECT account_id, max(score) AS s FROM signatures_1m GROUP BY account_id ORDER BY s DESC LIMIT 10"
-  live    : while a worker runs, GET http://127.0.0.1:{settings.web_port}/query?sql=SELECT… (read-only)
+  live    : while a worker runs, GET http://127.0.0.1:{settings.web_port}/query?sql=SELECT… (read-only{
+              '; header Authorization: Bearer $DW_WEB_TOKEN' if settings.web_token.get_secret_value() else ''})
   truth   : {settings.data_dir / LABELS_FILE} (the generator's labels per account)
   logs    : {settings.data_dir / 'worker.log'}""", file=out)

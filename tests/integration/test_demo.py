@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 
+from jobs.loadgen.malformed import malformed_messages
+from pipeline.settings import load_settings
 from tests.support.demo_data import DemoData, DemoRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
@@ -26,6 +29,14 @@ def test_demo_finishes_and_attackers_rank_above_benign(demo_run: DemoRun) -> Non
     assert "truth: hydra_fleet" in clusters, demo_run.stdout  # the fleet is linked into a cluster
     assert (demo_run.data_dir / "worker.log").exists()
     assert set(demo_run.labels) >= {r[0] for r in rows}  # the ground truth is kept beside the data
+
+
+def test_demo_dead_letters_every_malformed_message(demo_db: DemoData) -> None:
+    rows = demo_db.client.query(f"SELECT reason, count() FROM `{demo_db.database}`.rejected_events GROUP BY reason")
+    got = dict(rows.result_rows)
+    expected = Counter(reason for reason, _ in malformed_messages(load_settings()))
+    assert got == dict(expected)
+    assert "6 messages dead-lettered" in demo_db.run.stdout
 
 
 def test_demo_data_loads_with_rollups(demo_db: DemoData) -> None:
