@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.bench.procs import PeakRss
 from jobs.embedded_broker import EmbeddedBroker, free_port
 from jobs.produce_file import produce_lines, read_lines
 from jobs.replay_report import build_report
@@ -63,7 +66,10 @@ def _replay_settings(opts: ReplayOptions, bootstrap: str, data_dir: Path) -> Set
 def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
     if not opts.events_path.is_file():
         raise ReplayError(f"no such events file: {opts.events_path}")
+    started = time.monotonic()
     with contextlib.ExitStack() as stack:
+        # This process and the worker, together; the broker is not the pipeline's (REPLAY_REPORT.md "run").
+        rss = stack.enter_context(PeakRss([os.getpid()]))
         bootstrap = opts.kafka or stack.enter_context(EmbeddedBroker()).bootstrap
         data_dir = opts.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dw-replay-")))
         settings = _replay_settings(opts, bootstrap, data_dir)
@@ -76,6 +82,7 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
         log(f"replay: {events_in:,} lines produced; running the worker to the end of input")
         drain_marker_path(settings).unlink(missing_ok=True)  # a kept data dir may hold an earlier run's
         worker = WorkerProcess(settings, bounded=True, log_path=data_dir / "worker.log")
+        rss.pids.append(worker.proc.pid)
         code = worker.wait(opts.timeout_s)
         if code != 0:
             raise ReplayError(f"worker exited with status {code}:\n{worker.log_tail()}")
@@ -85,11 +92,13 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
             report = build_report(client, settings.clickhouse_database, events_in)
         finally:
             close(settings.effective_clickhouse_dsn)
+    report["run"] = {"wall_s": round(time.monotonic() - started, 1), "peak_rss_bytes": rss.peak_bytes}
     opts.report_path.parent.mkdir(parents=True, exist_ok=True)
     opts.report_path.write_text(json.dumps(report, indent=2) + "\n")
     flagged = sum(a["flagged"] for a in report["accounts"])
     log(f"replay: {events_in:,} events, {report['events_rejected']:,} rejected, "
         f"{len(report['accounts']):,} accounts, {flagged} flagged, {len(report['alerts'])} alerts "
+        f"in {report['run']['wall_s']:.0f}s, peak RSS {report['run']['peak_rss_bytes'] / 2**20:,.0f} MiB "
         f"-> {opts.report_path}")
     return report
 

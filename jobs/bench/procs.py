@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 from collections.abc import Iterable
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -39,3 +40,48 @@ def rss_bytes() -> int:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM); 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PeakRss:
+    """The highest resident memory of some processes together, sampled by a thread while they run.
+
+    Each sample adds the processes' current RSS; a process's own high-water mark (VmHWM, kept by
+    the kernel, so no peak between two samples is missed) bounds it from below.
+    """
+
+    def __init__(self, pids: Iterable[int], interval_s: float = 0.1) -> None:
+        self.pids = list(pids)
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def sample(self) -> None:
+        together = sum(_status_kb(p, "VmRSS:") for p in self.pids)
+        single = max((_status_kb(p, "VmHWM:") for p in self.pids), default=0)
+        self.peak_bytes = max(self.peak_bytes, together * 1024, single * 1024)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> PeakRss:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

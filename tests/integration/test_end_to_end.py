@@ -93,7 +93,9 @@ def test_replay_end_to_end_loses_nothing(tmp_path: Path) -> None:
     assert report["events_in"] == len(events) + n_invalid
     assert report["events_rejected"] == n_invalid
     assert sorted(a["account_id"] for a in report["accounts"]) == sorted(ACCOUNTS)
-    assert set(report) == {"events_in", "events_rejected", "accounts", "alerts", "clusters"}
+    assert set(report) == {"events_in", "events_rejected", "accounts", "alerts", "clusters", "run"}
+    # The optional operator block: wall time, and the peak memory of this process and the worker together.
+    assert report["run"]["wall_s"] > 0 and report["run"]["peak_rss_bytes"] > 100 * 2**20
     assert json.loads((data_dir / "drained.json").read_text()) == {"drained": True, "linking_error": None}
     for c in report["clusters"]:
         assert set(c) == {"cluster_id", "account_ids", "score"} and 0 <= c["score"] <= 100

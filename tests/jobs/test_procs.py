@@ -1,0 +1,27 @@
+"""PeakRss: the highest resident memory of running processes, sampled."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from jobs.bench.procs import PeakRss
+
+# Holds 200 MB for a moment, then frees it and lingers: the peak must be seen, not the end state.
+_SPIKE = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); " \
+         "del b; time.sleep(1.5)"
+
+
+def test_peak_rss_sees_a_spike_that_is_gone_by_the_end() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _SPIKE])
+    with PeakRss([proc.pid], interval_s=0.05) as rss:
+        proc.wait(timeout=60)
+        time.sleep(0.1)
+    assert rss.peak_bytes >= 200 * 2**20
+
+
+def test_peak_rss_of_no_process_is_zero() -> None:
+    with PeakRss([]) as rss:
+        pass
+    assert rss.peak_bytes == 0
