@@ -1,0 +1,1 @@
+"""Grafana as code: the four dashboards, their provisioning files, and ``distillwatch grafana build|deploy``."""

@@ -1,0 +1,58 @@
+"""Dashboard identities and the links between them (one place for uids and URLs)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
+
+TAG = "distillwatch"
+
+
+@dataclass(frozen=True)
+class DashboardId:
+    uid: str
+    title: str
+
+    @property
+    def slug(self) -> str:
+        """Grafana's URL slug of the title ("Account drill-down" -> "account-drill-down")."""
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+    @property
+    def path(self) -> str:
+        return f"/d/{self.uid}/{self.slug}"
+
+
+OVERVIEW = DashboardId("dw-overview", "Extraction overview")
+ACCOUNT = DashboardId("dw-account", "Account drill-down")
+CAMPAIGNS = DashboardId("dw-campaigns", "Campaigns")
+PIPELINE = DashboardId("dw-pipeline", "Pipeline health")
+
+# Template variables the links fill; the dashboards declare them under these names.
+ACCOUNT_VAR = "account"
+CLUSTER_VAR = "cluster"
+
+# ${__url_time_range} carries the current from/to, so a drill-down keeps the time range.
+_KEEP_TIME = "${__url_time_range}"
+
+
+def account_url() -> str:
+    """Data-link URL of the clicked cell's account in the drill-down."""
+    return f"{ACCOUNT.path}?var-{ACCOUNT_VAR}=${{__value.raw}}&{_KEEP_TIME}"
+
+
+def cluster_url() -> str:
+    """Data-link URL of the clicked cell's cluster in the campaigns dashboard."""
+    return f"{CAMPAIGNS.path}?var-{CLUSTER_VAR}=${{__value.raw}}&{_KEEP_TIME}"
+
+
+def account_link() -> list[DynamicConfigValue]:
+    """Override properties that make a column of account ids link to the drill-down."""
+    return [DynamicConfigValue(id_val="links", value=[{"title": "Account drill-down", "url": account_url()}])]
+
+
+def cluster_link() -> list[DynamicConfigValue]:
+    """Override properties that make a column of cluster ids link to the campaign."""
+    return [DynamicConfigValue(id_val="links", value=[{"title": "Campaign", "url": cluster_url()}])]
