@@ -1,0 +1,46 @@
+"""``distillwatch report``: one self-contained HTML page for a team without Grafana, or for a ticket.
+
+``data`` reads ClickHouse (rollups where they exist), ``plots`` draws the figures,
+``render`` assembles the page with ``jobs.html_page``. ``build_report`` runs all three.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from clickhouse_connect.driver.client import Client
+
+from jobs.report.data import ReportData, Window, load
+from jobs.report.render import render
+from jobs.since import parse_since
+
+__all__ = ["ReportData", "Window", "build_report", "parse_time"]
+
+
+def build_report(client: Client, database: str, window: Window, *, generated: datetime | None = None) -> str:
+    """The HTML page for ``database`` over ``window``; raises ClickHouseError when a query fails."""
+    return render(load(client, database, window), generated=generated)
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """``--since``/``--until``: an ISO time (UTC unless it has an offset) or a duration before now (``24h``, ``7d``).
+
+    Returns a naive UTC datetime (how ClickHouse binds DateTime); raises ValueError naming the text.
+    """
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        seconds = _duration(text)
+        return (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) - timedelta(seconds=seconds)
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _duration(text: str) -> int:
+    try:
+        seconds = parse_since(text)
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise ValueError(f"expected an ISO time such as 2026-12-03T09:00 or a duration such as 24h or 7d, "
+                         f"got {text!r}")
+    return seconds

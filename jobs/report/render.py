@@ -1,0 +1,122 @@
+"""``ReportData`` → one self-contained HTML page (jobs.html_page): totals, plots, accounts, campaigns, alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from jobs.html_page import Html, figure_png, key_values, page, section, table, tags
+from jobs.report import plots
+from jobs.report.data import MAX_ALERTS, MAX_CAMPAIGNS, TOP_ACCOUNTS, ReportData
+
+SIGNALS_SHOWN = 4
+MEMBERS_SHOWN = 6
+FEATURES_SHOWN = 4
+SECTIONS = ("totals", "plots", "accounts", "campaigns", "alerts")
+
+
+def render(data: ReportData, *, generated: datetime | None = None) -> str:
+    """The report page for ``data``; ``generated`` (default now) is printed in the footer."""
+    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    span = (f"{_minute(data.first_minute)} to {_minute(data.last_minute)} (event time, UTC)"
+            if data.first_minute else "no traffic in the window")
+    parts = [
+        ("totals", "Pipeline totals", _totals(data)),
+        ("plots", "Over time", _plots(data)),
+        ("accounts", "Top accounts", _accounts(data)),
+        ("campaigns", "Campaigns", _campaigns(data)),
+        ("alerts", "Alerts timeline", _alerts(data)),
+    ]
+    return page(f"distillwatch report: {data.database}", [(a, t, section(t, body, anchor=a, note=n))
+                                                          for a, t, (body, n) in parts],
+                subtitle=span, footer=f"generated {when} by distillwatch report from ClickHouse database "
+                                      f"{data.database}; queries: docs/cookbook.md")
+
+
+def _minute(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _totals(data: ReportData) -> tuple[str, str]:
+    t = data.totals
+    rejected_share = t["rejected"] / (t["events"] + t["rejected"]) if t["events"] + t["rejected"] else 0.0
+    figures = key_values([
+        ("time span", f"{_minute(data.first_minute)} - {_minute(data.last_minute)}" if data.first_minute else "-"),
+        ("events (valid)", t["events"]),
+        ("rejected (dead-lettered)", f"{t['rejected']:,} ({rejected_share:.2%})"),
+        ("accounts", t["accounts"]),
+        ("account-minutes scored", t["account_minutes"]),
+        ("input tokens", t["input_tokens"]),
+        ("output tokens (completion)", t["output_tokens"]),
+        ("reasoning tokens", t["reasoning_tokens"]),
+        ("calls answered with an error", t["error_calls"]),
+        ("alerts", t["alerts"]),
+        ("accounts alerted", t["alerted_accounts"]),
+        ("active campaigns", t["campaigns"]),
+    ])
+    rejects = table(["reason", "field", "events", "example detail"],
+                    [(r["reason"], r["field"], int(r["events"]), r["example"]) for r in data.rejects],
+                    numeric=[2], wrap=[3], empty="no input rejected")
+    models = table(["model", "calls", "output tokens", "reasoning tokens", "accounts"],
+                   [(r["model"], int(r["calls"]), int(r["output_tokens"]), int(r["reasoning_tokens"]),
+                     int(r["accounts"])) for r in data.models], numeric=[1, 2, 3, 4], empty="no traffic")
+    body = Html(f"{figures}<h3>Rejected input by reason</h3>{rejects}<p class=\"note\">Rejected input has no "
+                "event time: with --since/--until it is selected by the time it was received.</p>"
+                f"<h3>Traffic by model</h3>{models}")
+    return body, "Everything in the window; times are event time (UTC)."
+
+
+def _plots(data: ReportData) -> tuple[str, str]:
+    step = data.bucket_minutes
+    if data.first_minute is None or data.last_minute is None:
+        return Html('<p class="empty">no traffic in the window: nothing to plot</p>'), ""
+    span = (step, data.first_minute, data.last_minute + timedelta(minutes=1))
+    figures = [
+        (plots.traffic(data.traffic, *span), "Calls and output tokens per minute over time",
+         f"traffic_1m, averaged over {step}-minute buckets"),
+        (plots.scores(data.scores, *span), "Score distribution over time",
+         "scores_1m: how many account-minutes scored in each band; a campaign shows as a dark upper band"),
+        (plots.alerts(data.alerts_series, *span), "Alerts over time by rule", "alerts_1m"),
+    ]
+    body = "".join(figure_png(png, alt=alt, caption=f"{alt} ({cap})") if png else
+                   f'<p class="empty">{alt}: no data in the window</p>' for png, alt, cap in figures)
+    return Html(body), ""
+
+
+def _accounts(data: ReportData) -> tuple[str, str]:
+    rows = [(r["account_id"], round(float(r["peak_score"]), 1), int(r["calls"]), int(r["output_tokens"]),
+             int(r["active_minutes"]), _minute(r["first_minute"]), int(r["alerts"]),
+             _minute(r["first_alert"]) if r["alerts"] else "", r["cluster_id"], tags(r["signals"][:SIGNALS_SHOWN]))
+            for r in data.top_accounts]
+    body = table(["account", "peak score", "calls", "output tokens", "active min", "first seen", "alerts",
+                  "first alert", "campaign", "signals at peak"], rows,
+                 numeric=[1, 2, 3, 4, 6], mono=[0, 8], wrap=[9], empty="no scored accounts in the window")
+    return body, (f"The {TOP_ACCOUNTS} highest peak scores in the window (account_scores_1h), with the signals of "
+                  "each account's highest-scoring minute. Output tokens = completion + reasoning. "
+                  "Dig further: distillwatch investigate ACCOUNT_ID.")
+
+
+def _campaigns(data: ReportData) -> tuple[str, str]:
+    rows = []
+    for c in data.campaigns:
+        members = list(c["account_ids"])
+        more = [f"+{len(members) - MEMBERS_SHOWN} more"] if len(members) > MEMBERS_SHOWN else []
+        rows.append((c["cluster_id"], int(c["size"]), round(float(c["score"]), 1), int(c["output_tokens"] or 0),
+                     int(c["output_before_alert"] or 0), _minute(c["first_seen"]), _minute(c["first_alert"]),
+                     tags([*members[:MEMBERS_SHOWN], *more]), tags(c["shared_features"][:FEATURES_SHOWN])))
+    body = table(["campaign", "size", "score", "output tokens", "before 1st alert", "first linked", "first alert",
+                  "members", "shared features"], rows, numeric=[1, 2, 3, 4], mono=[0], wrap=[7, 8],
+                 empty="no active campaign (cluster of linked accounts) in the window")
+    return body, (f"Active clusters of linked accounts (clusters FINAL, active = 1), strongest first, at most "
+                  f"{MAX_CAMPAIGNS}. Output tokens: the members' completion + reasoning tokens in the window, in "
+                  "total and up to the campaign's first alert (the minute that fired included): what left before "
+                  "anyone was paged.")
+
+
+def _alerts(data: ReportData) -> tuple[str, str]:
+    rows = [(r["fired_ts"], r["account_id"], r["rule"], r["severity"], round(float(r["score"]), 1),
+             tags(r["signals"][:SIGNALS_SHOWN])) for r in data.alerts]
+    body = table(["fired (event time)", "account", "rule", "severity", "score", "signals"], rows,
+                 numeric=[4], mono=[1], wrap=[5], empty="no alerts in the window")
+    shown = (f"the first {MAX_ALERTS} of {data.alerts_total:,}" if data.alerts_total > len(data.alerts)
+             else f"all {len(data.alerts):,}")
+    return body, f"Alerts in the window in the order they fired ({shown})."
