@@ -1,0 +1,1 @@
+"""``distillwatch investigate``: one account or one campaign, from the rollups (docs/forensics.md)."""

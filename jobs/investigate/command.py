@@ -1,0 +1,68 @@
+"""The ``investigate`` command's work once options are parsed: read, then print and write the outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from clickhouse_connect.driver.client import Client
+
+from jobs.investigate.collect import investigate
+from jobs.investigate.result import Investigation
+from jobs.since import parse_since
+from pipeline.linking.config import LinkingConfig
+
+
+@dataclass(frozen=True)
+class Outputs:
+    as_json: bool = False
+    html: Path | None = None
+    stix: Path | None = None
+    include_accounts: bool = False
+
+
+def parse_period(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``--since``: a duration back from now (30m, 24h, 7d), ``all``, or an ISO date/time (UTC if naive).
+
+    Raises ValueError naming the text when it is none of these.
+    """
+    if text is None:
+        return None
+    try:
+        seconds = parse_since(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"--since: expected a duration such as 24h or 7d, 'all', or an ISO date/time, "
+                             f"got {text!r}") from None
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return None if seconds is None else (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+
+
+def run(client: Client, database: str, target: str, since: datetime | None, outputs: Outputs,
+        linking: LinkingConfig | None = None) -> str:
+    """Investigate ``target`` and write the files asked for; returns what to print (text or JSON).
+
+    ``linking``: the worker's linking file (weights, caps), default the packaged one.
+    Raises InvestigateError for a target that is neither an account nor a cluster.
+    """
+    inv = investigate(client, database, target, since=since, linking=linking)
+    if outputs.stix:
+        from jobs.investigate.stix import build_bundle, bundle_json
+
+        outputs.stix.write_text(bundle_json(build_bundle(inv, include_accounts=outputs.include_accounts,
+                                                         linking=linking)))
+    if outputs.html:
+        from jobs.investigate.render_html import render as render_html
+
+        outputs.html.write_text(render_html(inv))
+    return json.dumps(inv.to_dict()) if outputs.as_json else _text(inv)
+
+
+def _text(inv: Investigation) -> str:
+    from jobs.investigate.render_text import render
+
+    return render(inv)

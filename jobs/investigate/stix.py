@@ -1,0 +1,140 @@
+"""A STIX 2.1 bundle of a campaign's indicators (``investigate --stix``), to share with other providers.
+
+One Campaign, one Identity (distillwatch, the producer), and per value the campaign used an
+Indicator (``indicates`` the campaign) with a Sighting carrying its first and last time
+seen and its call count:
+
+* IP networks ``[ipv4-addr:value = 'a.b.c.0/24']`` / ``[ipv6-addr:value = 'x:y:z::/48']``;
+* ASNs ``[autonomous-system:number = N]``;
+* user agents ``[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = '…']``;
+* payment fingerprints ``[x-distillwatch-payment:fingerprint = '…']`` and prompt-template
+  SimHashes ``[x-distillwatch-prompt-template:simhash = '16 hex']`` (custom object types:
+  STIX has none for either; the patterns validate).
+
+TLS/HTTP2 client fingerprints are optional in the event contract and not stored in the
+tables, so there are none to share yet. Account ids appear only with
+``include_accounts`` (the campaign otherwise carries the cluster id, or a hash of the
+single account); prompt text is never stored, so never shared. An account outside any
+cluster is exported as a campaign of one. Confidence = the kind's link weight × 100
+(pipeline/linking), capped at 100: a card fingerprint is strong evidence, a user agent weak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import stix2
+
+from jobs.investigate.result import Investigation
+from pipeline.linking.config import LinkingConfig, load_linking_config
+
+PRODUCER: Final = "distillwatch"
+# entity kind -> linking kind, for the confidence
+_LINK_KIND: Final = {"ip_net": "ip", "asn": "asn", "user_agent": "ua", "payment": "pay", "template": "tpl"}
+_WHAT: Final = {"ip_net": "IP network", "asn": "autonomous system", "user_agent": "user agent",
+                "payment": "payment card fingerprint", "template": "prompt-template SimHash"}
+
+
+@dataclass
+class _Seen:
+    first: datetime
+    last: datetime
+    calls: int
+
+    def add(self, first: datetime, last: datetime, calls: int) -> None:
+        self.first, self.last, self.calls = min(self.first, first), max(self.last, last), self.calls + calls
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def pattern(kind: str, value: str) -> str:
+    """The STIX pattern matching one entity value; raises ValueError for a kind that has none."""
+    if kind == "ip_net":
+        return f"[{'ipv6' if ':' in value else 'ipv4'}-addr:value = '{_quote(value)}']"
+    if kind == "asn":
+        return f"[autonomous-system:number = {int(value)}]"
+    if kind == "user_agent":
+        return f"[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = '{_quote(value)}']"
+    if kind == "payment":
+        return f"[x-distillwatch-payment:fingerprint = '{_quote(value)}']"
+    if kind == "template":
+        return f"[x-distillwatch-prompt-template:simhash = '{_quote(value)}']"
+    raise ValueError(f"no STIX pattern for entity kind {kind!r}")
+
+
+def _observed(inv: Investigation) -> dict[tuple[str, str], _Seen]:
+    """Every (kind, value) the campaign used, with first/last seen and calls over its members."""
+    seen: dict[tuple[str, str], _Seen] = {}
+
+    def note(kind: str, value: str, first: datetime, last: datetime, calls: int) -> None:
+        if (kind, value) in seen:
+            seen[(kind, value)].add(first, last, calls)
+        else:
+            seen[(kind, value)] = _Seen(first, last, calls)
+
+    for page in inv.pages:
+        for e in page.entities:
+            if e.kind in _LINK_KIND:
+                note(e.kind, e.value, e.first_seen, e.last_seen, e.calls)
+        if page.first_seen and page.last_seen:
+            for t in page.shared_templates:
+                note("template", t.simhash, page.first_seen, page.last_seen, t.calls)
+    return seen
+
+
+def _campaign_name(inv: Investigation, include_accounts: bool) -> str:
+    if inv.target_kind == "cluster":
+        return f"{PRODUCER} campaign {inv.target}"
+    if include_accounts:
+        return f"{PRODUCER} single-account campaign {inv.target}"
+    return f"{PRODUCER} single-account campaign {hashlib.sha256(inv.target.encode()).hexdigest()[:8]}"
+
+
+def build_bundle(inv: Investigation, *, include_accounts: bool = False,
+                 linking: LinkingConfig | None = None) -> stix2.Bundle:
+    """The bundle for ``inv`` (a cluster, or an account as a campaign of one)."""
+    config = linking or load_linking_config()
+    firsts = [p.first_seen for p in inv.pages if p.first_seen]
+    lasts = [p.last_seen for p in inv.pages if p.last_seen]
+    identity = stix2.Identity(name=PRODUCER, identity_class="system",
+                              description="model-extraction (distillation) detection on an LLM API")
+    h = inv.harvest
+    description = (f"Model-extraction (distillation) campaign over {len(inv.pages)} account(s): "
+                   f"{h.total:,} output tokens received ({h.completion_tokens:,} completion, "
+                   f"{h.reasoning_tokens:,} reasoning)"
+                   + (f", {h.before_alert:,} of them before the first alert at {h.first_alert.isoformat()}"
+                      if h.first_alert else "") + ".")
+    if include_accounts:
+        description += " Accounts: " + ", ".join(p.account_id for p in inv.pages) + "."
+    campaign = stix2.Campaign(
+        name=_campaign_name(inv, include_accounts), description=description, created_by_ref=identity,
+        objective="harvest model outputs (completions and reasoning) to train another model",
+        **({"first_seen": min(firsts), "last_seen": max(lasts)} if firsts and lasts else {}),
+    )
+    objects: list[object] = [identity, campaign]
+    for (kind, value), seen in sorted(_observed(inv).items(), key=lambda kv: (kv[0][0], -kv[1].calls, kv[0][1])):
+        indicator = stix2.Indicator(
+            name=f"{_WHAT[kind]} used by {campaign.name}", pattern=pattern(kind, value), pattern_type="stix",
+            valid_from=seen.first, indicator_types=["malicious-activity"], created_by_ref=identity,
+            confidence=min(100, round(config.weight(_LINK_KIND[kind]) * 100)),
+            description=f"{_WHAT[kind]} seen from {seen.first.isoformat()} to {seen.last.isoformat()} "
+                        f"in {seen.calls:,} calls of the campaign",
+        )
+        objects += [
+            indicator,
+            stix2.Relationship(indicator, "indicates", campaign, created_by_ref=identity),
+            stix2.Sighting(sighting_of_ref=indicator, first_seen=seen.first, last_seen=max(seen.last, seen.first),
+                           count=min(seen.calls, 999_999_999), created_by_ref=identity),
+        ]
+    return stix2.Bundle(objects=objects)
+
+
+def bundle_json(bundle: stix2.Bundle) -> str:
+    """The bundle as indented JSON (stix2's own ``pretty=True`` takes seconds per hundred objects)."""
+    return json.dumps(json.loads(bundle.serialize()), indent=2) + "\n"
