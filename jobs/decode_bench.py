@@ -1,10 +1,15 @@
-"""Decode throughput: the fast JSON path against the pydantic reference, on loadgen events.
+"""Decode throughput: the fast JSON path against the pydantic reference or msgspec, on loadgen events.
 
     python -m jobs.decode_bench [--events 200000] [--batch 50000] [--runs 5] [--rfc3339 0.0] [--pydantic]
+                                [--msgspec]
 
 Values are what a producer sends to Kafka (``orjson.dumps(event)``). Prints the
 median (and every run) in events/s, and how the fast path decided the messages.
-Timings on a shared machine vary: compare medians of several runs.
+Timings on a shared machine vary: the decoders run interleaved (A B A B …, one
+pass over the events each per round), so compare medians of several rounds.
+``--msgspec`` (needs msgspec, a bench-only dependency) adds the alternative of
+issue 16: the full path to the same ``DecodedBatch`` per message and as one JSON
+array, and msgspec's decode alone (with and without the contract's patterns).
 """
 
 from __future__ import annotations
@@ -25,22 +30,41 @@ from pipeline.decode.pydantic_path import decode_json_batch_pydantic
 Decode = Callable[..., object]
 
 
-def _runs(decode: Decode, values: list[bytes], batch: int, runs: int) -> list[float]:
+def _interleaved(decoders: dict[str, Decode], values: list[bytes], batch: int, runs: int) -> dict[str, list[float]]:
+    """Events/s of each decoder per round, the decoders taking turns within every round."""
     n = len(values)
     keys, parts, offsets = [b"k"] * n, [i % 4 for i in range(n)], list(range(n))
-    seconds = []
+    rates: dict[str, list[float]] = {name: [] for name in decoders}
     for _ in range(runs):
-        started = time.perf_counter()
-        for a in range(0, n, batch):
-            decode(values[a:a + batch], keys[a:a + batch], parts[a:a + batch], offsets[a:a + batch],
-                   max_message_bytes=65_536, max_ts_ms=2**62)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+        for name, decode in decoders.items():
+            started = time.perf_counter()
+            for a in range(0, n, batch):
+                decode(values[a:a + batch], keys[a:a + batch], parts[a:a + batch], offsets[a:a + batch],
+                       max_message_bytes=65_536, max_ts_ms=2**62)
+            rates[name].append(n / (time.perf_counter() - started))
+    return rates
 
 
-def _report(name: str, n: int, seconds: list[float]) -> None:
-    rates = sorted(n / s for s in seconds)
-    print(f"{name}: median {statistics.median(rates):,.0f} events/s  (runs: {', '.join(f'{r:,.0f}' for r in rates)})")
+def _report(name: str, rates: list[float]) -> None:
+    print(f"{name}: median {statistics.median(rates):,.0f} events/s  (rounds: {', '.join(f'{r:,.0f}' for r in rates)})")
+
+
+def _msgspec_decoders() -> dict[str, Decode]:
+    import msgspec
+
+    from jobs.bench.msgspec_decode import EventStruct, decode_json_batch_msgspec, event_struct
+
+    one = msgspec.json.Decoder(EventStruct).decode
+    plain = msgspec.json.Decoder(event_struct("NoPatterns", patterns=False)).decode
+
+    def full_whole(*a: object, **k: object) -> DecodedBatch:
+        return decode_json_batch_msgspec(*a, whole=True, **k)  # type: ignore[arg-type]
+
+    def decode_only(decode: Callable[[bytes], object]) -> Decode:
+        return lambda values, *_, **__: list(map(decode, values))
+
+    return {"msgspec full path": decode_json_batch_msgspec, "msgspec full path, whole batch": full_whole,
+            "msgspec decode only": decode_only(one), "msgspec decode only, no patterns": decode_only(plain)}
 
 
 def main() -> None:
@@ -50,6 +74,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rfc3339", type=float, default=0.0, help="share of events with an RFC 3339 ts string")
     parser.add_argument("--pydantic", action="store_true", help="also time the pydantic reference (slow)")
+    parser.add_argument("--msgspec", action="store_true", help="also time msgspec (issue 16's alternative)")
     args = parser.parse_args()
     config = ScenarioConfig(duration_s=max(60.0, args.events / 200.0), rfc3339_fraction=args.rfc3339)
     values = [orjson.dumps(e) for e in itertools.islice(generate(config), args.events)]
@@ -63,12 +88,16 @@ def main() -> None:
         counts.add(c)
         return batch
 
-    _report("fast path", n, _runs(fast, values, args.batch, args.runs))
-    total = counts.fast + counts.pending + counts.fallback
-    print(f"  decided by the scanner {counts.fast / total:.2%}, scanner + Python check {counts.pending / total:.2%}"
-          f", pydantic fallback {counts.fallback / total:.2%}")
+    decoders: dict[str, Decode] = {"fast path": fast}
+    if args.msgspec:
+        decoders.update(_msgspec_decoders())
     if args.pydantic:
-        _report("pydantic", n, _runs(decode_json_batch_pydantic, values, args.batch, min(args.runs, 3)))
+        decoders["pydantic"] = decode_json_batch_pydantic
+    for name, rates in _interleaved(decoders, values, args.batch, args.runs).items():
+        _report(name, rates)
+    total = counts.fast + counts.pending + counts.fallback
+    print(f"  fast path: decided by the scanner {counts.fast / total:.2%}, scanner + Python check "
+          f"{counts.pending / total:.2%}, pydantic fallback {counts.fallback / total:.2%}")
 
 
 if __name__ == "__main__":

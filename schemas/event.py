@@ -74,6 +74,9 @@ class ApiCallEvent(BaseModel):
     logit_bias_count: Annotated[int, Field(ge=0, le=UINT16_MAX)] = 0
     stream: bool = False
     payment_fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
+    # Accepted and checked; not stored yet (the api_calls table has no column for them).
+    tls_fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
+    http2_fingerprint: Annotated[str, StringConstraints(max_length=256)] | None = None
 
     @field_validator("ts", mode="before")
     @classmethod

@@ -21,14 +21,14 @@ FIELD_NAMES: tuple[str, ...] = (
     "country", "user_agent", "endpoint", "model", "status", "latency_ms", "prompt_tokens",
     "completion_tokens", "reasoning_tokens", "prompt_hash", "prompt_simhash", "prompt_text", "topic",
     "elicits_reasoning", "temperature", "top_p", "n", "max_tokens", "logprobs", "top_logprobs",
-    "logit_bias_count", "stream", "payment_fingerprint",
+    "logit_bias_count", "stream", "payment_fingerprint", "tls_fingerprint", "http2_fingerprint",
 )  # fmt: skip
 NF = len(FIELD_NAMES)
 (F_SCHEMA_VERSION, F_EVENT_ID, F_TS, F_ACCOUNT_ID, F_API_KEY_ID, F_CLIENT_IP, F_ASN, F_NETWORK_TYPE,
  F_COUNTRY, F_USER_AGENT, F_ENDPOINT, F_MODEL, F_STATUS, F_LATENCY_MS, F_PROMPT_TOKENS,
  F_COMPLETION_TOKENS, F_REASONING_TOKENS, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_PROMPT_TEXT, F_TOPIC,
  F_ELICITS_REASONING, F_TEMPERATURE, F_TOP_P, F_N, F_MAX_TOKENS, F_LOGPROBS, F_TOP_LOGPROBS,
- F_LOGIT_BIAS_COUNT, F_STREAM, F_PAYMENT_FINGERPRINT) = range(NF)  # fmt: skip
+ F_LOGIT_BIAS_COUNT, F_STREAM, F_PAYMENT_FINGERPRINT, F_TLS_FINGERPRINT, F_HTTP2_FINGERPRINT) = range(NF)  # fmt: skip
 
 # Field kinds: how a value is judged.
 K_VERSION, K_TS, K_STR, K_IP, K_INT, K_NET, K_COUNTRY, K_HEX, K_TEXT, K_BOOL, K_FLOAT = range(11)
@@ -73,6 +73,8 @@ _SPEC = (
     ("logit_bias_count",    K_INT,     False, False, 0,     U16,    0),
     ("stream",              K_BOOL,    False, False, 0,     0,      0),
     ("payment_fingerprint", K_STR,     False, True,  0,     128,    0),
+    ("tls_fingerprint",     K_STR,     False, True,  0,     128,    0),  # judged, not output (not stored)
+    ("http2_fingerprint",   K_STR,     False, True,  0,     256,    0),
 )  # fmt: skip
 assert tuple(s[0] for s in _SPEC) == FIELD_NAMES
 KIND = np.array([s[1] for s in _SPEC], np.int8)

@@ -25,9 +25,10 @@ String values are found as spans of ``buf`` (escaped ones are unescaped into
 in cache (``pipeline.kernels.intern``): the output is a distinct id per row and
 column plus one arena of the distinct values.
 
-Numba caches compiled code per source file and does not follow imports: after
-editing json_lex, json_judge, intern, event_spec or raw_memory, touch this file
-(or clear ``pipeline/kernels/__pycache__``), or the cached scanner keeps the old code.
+Numba caches compiled code per source file, keyed on that file's content, and does
+not follow imports: after editing json_lex, json_judge, intern, event_spec or
+raw_memory, delete their ``json_*``/``intern`` entries in ``pipeline/kernels/__pycache__``
+(touching a file is not enough), or the cached scanner keeps the old constants.
 """
 
 from __future__ import annotations

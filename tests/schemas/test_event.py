@@ -58,6 +58,11 @@ def test_ts_forms(ts: object, ms: int) -> None:
     assert parse({**MINIMAL, "ts": ts}).ts == ms
 
 
+def test_client_fingerprints_are_accepted_up_to_their_bounds() -> None:
+    e = parse({**MINIMAL, "tls_fingerprint": "t13d1516h2_8daaf6152771_b186095e22b6", "http2_fingerprint": "h" * 256})
+    assert e.tls_fingerprint == "t13d1516h2_8daaf6152771_b186095e22b6" and len(e.http2_fingerprint or "") == 256
+
+
 def test_unknown_fields_are_ignored() -> None:
     assert parse({**MINIMAL, "future_field": {"x": [1, 2]}}).event_id == "01JM4Z8Q9X"
 
@@ -99,6 +104,8 @@ def test_ipv6_is_accepted_and_normalised() -> None:
     ({"top_logprobs": 21}, "top_logprobs"),
     ({"logit_bias_count": -1}, "logit_bias_count"),
     ({"payment_fingerprint": "f" * 129}, "payment_fingerprint"),
+    ({"tls_fingerprint": "f" * 129}, "tls_fingerprint"),
+    ({"http2_fingerprint": "h" * 257}, "http2_fingerprint"),
 ])
 def test_rejections_name_the_field(change: dict[str, Any], field: str) -> None:
     errors = reject({**MINIMAL, **change})

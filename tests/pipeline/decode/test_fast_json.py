@@ -222,6 +222,12 @@ CONTRACT_CASES: list[tuple[dict[str, Any], str | None, bool]] = [
     ({"logit_bias_count": -1}, "logit_bias_count", True),
     ({"stream": None}, "stream", True),
     ({"payment_fingerprint": "f" * 129}, "payment_fingerprint", True),
+    ({"tls_fingerprint": "t13d1516h2_8daaf6152771_b186095e22b6", "http2_fingerprint": "1:65536|15663105|0|m,a,s,p"},
+     None, True),
+    ({"tls_fingerprint": "f" * 128, "http2_fingerprint": "h" * 256}, None, True),
+    ({"tls_fingerprint": "f" * 129}, "tls_fingerprint", True),
+    ({"tls_fingerprint": 5}, "tls_fingerprint", True),
+    ({"http2_fingerprint": "h" * 257}, "http2_fingerprint", True),
     ({"unknown": {"nested": [1, {"a": None}], "s": "\\\"é"}}, None, True),
 ]
 
