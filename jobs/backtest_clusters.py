@@ -1,0 +1,117 @@
+"""Cluster rules in ``distillwatch backtest``: the stored cluster versions through ``ClusterAlerting``.
+
+Every ``clusters`` row still stored (active versions, in event-time order of ``updated_ts``) is
+one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
+and ``size`` from the row; ``member_mean_score`` / ``member_max_score`` from the members' highest
+frame scores in ``signatures_1m`` among frames ended by ``updated_ts``, ``calls`` their calls in
+those frames. Two differences from live, both stated in docs/alerting.md: a member fires at
+the version's ``updated_ts`` (live: the earliest time the link evidence qualified, which can be
+earlier; here a member qualifies from the first version of an unbroken run of qualifying
+versions of its cluster), and versions ClickHouse already merged away (ReplacingMergeTree keeps the newest per
+cluster) are not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts, predicate
+from pipeline.alerting.engine import AlertBatch, AlertSetup
+from pipeline.alerting.rules import CompiledRule
+from pipeline.sinks.clickhouse import query_rows
+from schemas.tables import CLUSTERS, SIGNATURES_1M
+
+
+@dataclass(frozen=True)
+class _History:
+    """One member's frames: end times (ms), running max score, running calls."""
+
+    ends_ms: np.ndarray
+    max_score: np.ndarray
+    calls: np.ndarray
+
+    def at(self, ts_ms: int) -> tuple[float, float]:
+        i = int(np.searchsorted(self.ends_ms, ts_ms, side="right"))
+        return (float(self.max_score[i - 1]), float(self.calls[i - 1])) if i else (0.0, 0.0)
+
+
+def cluster_versions(client: Client, database: str, since_ms: int | None) -> list[dict[str, Any]]:
+    """Stored active cluster rows, oldest evidence first, each (cluster_id, version) once."""
+    where = "active = 1" + ("" if since_ms is None else
+                            " AND updated_ts >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')")
+    rows = query_rows(client, f"SELECT DISTINCT cluster_id, version, account_ids, size, score, factor_names, "
+                              f"factor_points, shared_features, toUnixTimestamp64Milli(updated_ts) AS updated_ms "
+                              f"FROM {CLUSTERS.qualified(database)} WHERE {where} "
+                              f"ORDER BY updated_ms, version, cluster_id",
+                      {} if since_ms is None else {"since": since_ms})
+    return rows
+
+
+def member_histories(client: Client, database: str, members: list[str]) -> dict[str, _History]:
+    if not members:
+        return {}
+    rows = client.query(f"SELECT account_id, toUnixTimestamp(window_start) AS ws, score, calls "
+                        f"FROM {SIGNATURES_1M.qualified(database)} FINAL WHERE account_id IN {{m:Array(String)}} "
+                        f"ORDER BY account_id, window_start", parameters={"m": members}).result_columns
+    if not rows or not len(rows[0]):
+        return {}
+    accounts = np.asarray(rows[0], dtype=object)
+    ends = (np.asarray(rows[1], np.int64) + 60) * 1000
+    score = np.asarray(rows[2], np.float64)
+    calls = np.asarray(rows[3], np.float64)
+    starts = np.flatnonzero(np.r_[True, accounts[1:] != accounts[:-1]])
+    out = {}
+    for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(accounts)], strict=True):
+        out[str(accounts[lo])] = _History(ends[lo:hi], np.maximum.accumulate(score[lo:hi]),
+                                          np.cumsum(calls[lo:hi]))
+    return out
+
+
+def facts_of(versions: list[dict[str, Any]], histories: dict[str, _History]) -> Iterator[ClusterFacts]:
+    for v in versions:
+        members = tuple(v["account_ids"])
+        at = int(v["updated_ms"])
+        seen = [histories[m].at(at) if m in histories else (0.0, 0.0) for m in members]
+        scores = [s for s, _ in seen]
+        values = {"score": float(v["score"]), "size": float(v["size"]),
+                  "member_mean_score": sum(scores) / max(len(scores), 1), "member_max_score": max(scores, default=0.0),
+                  "calls": sum(c for _, c in seen)}
+        yield ClusterFacts(v["cluster_id"], members, values, at, list(v["factor_names"]),
+                           [float(p) for p in v["factor_points"]], dict(zip(members, scores, strict=True)))
+
+
+def _qualified_since(since: dict[tuple[str, str], int],
+                     members: tuple[str, ...]) -> Callable[[CompiledRule], dict[str, int]]:
+    return lambda cr: {m: since[(cr.name, m)] for m in members if (cr.name, m) in since}
+
+
+def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
+                      since_ms: int | None) -> list[AlertBatch]:
+    """Every setup's cluster rules over the stored versions; one AlertBatch per setup."""
+    versions = cluster_versions(client, database, since_ms)
+    members = sorted({m for v in versions for m in v["account_ids"]})
+    histories = member_histories(client, database, members)
+    facts = list(facts_of(versions, histories))
+    out = []
+    for setup in setups:
+        batch = AlertBatch()
+        alerting = ClusterAlerting(setup)
+        holds = {cr.name: predicate(cr) for cr in alerting.rules}
+        alerted: dict[str, object] = {}
+        since: dict[tuple[str, str], int] = {}  # (rule, member) -> first version time of a qualifying run
+        for f in facts:
+            for name, check in holds.items():
+                ok = check(f.values)
+                for m in f.members:
+                    if ok:
+                        since.setdefault((name, m), f.updated_ts)
+                    else:
+                        since.pop((name, m), None)
+            alerting.evaluate(f, _qualified_since(since, f.members), alerted, batch)
+        out.append(batch)
+    return out

@@ -1,0 +1,196 @@
+"""Cluster rules (subject ``cluster``): evaluated by linking stage B on each re-evaluated cluster version.
+
+A cluster rule's condition reads ``score``, ``size``, ``member_mean_score``, ``member_max_score``
+and ``calls`` (``rules.CLUSTER_NAMES``). When it holds, every member gets its own alert (one
+``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
+them by (alertname, cluster_id) into one page per campaign, and the actions topic gets one
+message for the cluster with its members (``actions.py``).
+
+Lifecycle per (rule, member), state in stage B's ``alerted`` table (member → {rule: state}):
+a member fires at its qualifying time (``linking.alert_time``: the earliest event time its cluster,
+rebuilt from the evidence then, met the condition) plus ``for``, once the cluster's evidence
+reaches that time; it stays firing while its cluster keeps qualifying, under the cluster id it
+fired with, and resolves when an evaluation of its cluster no longer qualifies ``resolve_after`` after
+the last one that did. When the member's cluster has another id than its alert (its cluster merged
+into another one), the alert resolves at that evaluation's event time and the member fires again
+under the surviving id if that cluster qualifies: a campaign's firing alerts carry one cluster_id.
+Allow-list entries apply by account_id only (stage B does not see keys, cards or ASNs); an entry
+raising the threshold lets a member page only once its own max score reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from pipeline.alerting.engine import (
+    FALSE_POSITIVE_PREFIX,
+    AlertBatch,
+    AlertSetup,
+    alert_annotations,
+    alert_labels,
+    firing_record,
+    firing_transition,
+    pages,
+    resolved_transition,
+    suppression_reason,
+)
+from pipeline.alerting.lifecycle import MINUTE_MS, NONE, SubjectState
+from pipeline.alerting.rules import CLUSTER, CompiledRule, load_rules
+
+Predicate = Callable[[Mapping[str, float]], bool]
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """One cluster version, as its rules see it."""
+
+    cluster_id: str
+    members: tuple[str, ...]
+    values: Mapping[str, float]  # rules.CLUSTER_NAMES
+    updated_ts: int  # ms, event time of its latest evidence
+    signals: list[str]  # score factors, then shared features
+    points: list[float]  # their points (factors) and kind weights (features)
+    member_max: Mapping[str, float]  # member -> its max extraction score
+
+
+@cache
+def default_setup() -> AlertSetup:
+    """The packaged rules (for stage B built without a setup: tests, tools)."""
+    return AlertSetup(load_rules())
+
+
+def default_predicate() -> Predicate:
+    """The packaged default cluster rule's condition (``cluster_extraction``)."""
+    return predicate(default_setup().rules.for_subject(CLUSTER)[0])
+
+
+def predicate(rule: CompiledRule) -> Predicate:
+    """``rule``'s condition on one set of cluster values."""
+    def holds(values: Mapping[str, float]) -> bool:
+        return bool(rule.condition({k: np.array([float(v)]) for k, v in values.items()}, 1)[0])
+    return holds
+
+
+class ClusterAlerting:
+    def __init__(self, setup: AlertSetup | None = None) -> None:
+        self.setup = setup or default_setup()
+        self.rules = self.setup.rules.for_subject(CLUSTER)
+
+    def evaluate(self, facts: ClusterFacts, since: Callable[[CompiledRule], Mapping[str, int]],
+                 alerted: MutableMapping[str, object], out: AlertBatch) -> None:
+        """Apply every cluster rule to one cluster version; ``since(rule)`` gives the members'
+        qualifying times (called only when the rule holds). Changed member states are written
+        back into ``alerted`` (a Faust table logs each assignment)."""
+        for cr in self.rules:
+            holds = predicate(cr)(facts.values)
+            times = since(cr) if holds else {}
+            severity = cr.severities({k: np.array([float(v)]) for k, v in facts.values.items()},
+                                     np.array([0]))[0] if holds else ""
+            for member in facts.members:
+                self._member(cr, facts, member, holds, times, severity, alerted, out)
+
+    def _member(self, cr: CompiledRule, facts: ClusterFacts, member: str, holds: bool, times: Mapping[str, int],
+                severity: str, alerted: MutableMapping[str, object], out: AlertBatch) -> None:
+        rule = cr.rule
+        entry = _entry(alerted.get(member), cr.name)
+        st = SubjectState.from_json(entry[cr.name]) if cr.name in entry else SubjectState()
+        now_min = facts.updated_ts // MINUTE_MS
+        if st.firing != NONE and st.alert is not None and st.alert["l"].get("cluster_id") != facts.cluster_id:
+            # The member's campaign is now another cluster (its cluster merged into this one): the alert
+            # under the old id resolves here, and the member fires again under this id if it qualifies,
+            # so Alertmanager moves it into the surviving campaign's group.
+            merged_ms = max(facts.updated_ts, int(st.alert["s"]))
+            if pages(st.alert):
+                out.transitions.append(resolved_transition(st.alert, merged_ms))
+            if holds:
+                fired_ms = max(times.get(member, facts.updated_ts) + rule.for_minutes * MINUTE_MS, merged_ms)
+                self._start(cr, facts, member, fired_ms, severity, SubjectState(), entry, alerted, out)
+            else:
+                _store(cr.name, member, SubjectState(), entry, alerted)
+            return
+        if st.firing != NONE:
+            if holds:
+                if now_min <= st.last_true:
+                    return
+                st.last_true = now_min
+            elif now_min >= st.last_true + 1 + rule.resolve_minutes:
+                if st.alert is not None and pages(st.alert):
+                    out.transitions.append(resolved_transition(
+                        st.alert, (st.last_true + 1 + rule.resolve_minutes) * MINUTE_MS))
+                st = SubjectState()
+            else:
+                return
+        elif holds:
+            self._start(cr, facts, member, times.get(member, facts.updated_ts) + rule.for_minutes * MINUTE_MS,
+                        severity, st, entry, alerted, out)
+            return
+        else:
+            return
+        _store(cr.name, member, st, entry, alerted)
+
+    def _start(self, cr: CompiledRule, facts: ClusterFacts, member: str, fired_ms: int, severity: str,
+               st: SubjectState, entry: dict[str, Any], alerted: MutableMapping[str, object], out: AlertBatch) -> None:
+        """Fire ``member`` at ``fired_ms`` once the evidence reaches it (else it stays pending in ``st``)."""
+        if facts.updated_ts >= fired_ms:
+            record = self._fire(cr, facts, member, fired_ms, severity, out)
+            minute = fired_ms // MINUTE_MS
+            st = SubjectState(int(NONE), max(facts.updated_ts // MINUTE_MS, minute), minute, record)
+        # else pending: the condition has not held for `for` yet
+        _store(cr.name, member, st, entry, alerted)
+
+    def _fire(self, cr: CompiledRule, facts: ClusterFacts, member: str, fired_ms: int, severity: str,
+              out: AlertBatch) -> dict[str, object]:
+        rule = cr.rule
+        score = float(facts.values["score"])
+        labels = alert_labels(rule, severity, account_id=member, cluster_id=facts.cluster_id, model="")
+        annotations = alert_annotations(rule, labels, score=score, signals=facts.signals,
+                                        grafana_url=self.setup.grafana_url, members=facts.members)
+        suppressed = self._suppressed_by(cr.name, member, fired_ms, facts.member_max.get(member, 0.0))
+        out.alerts.add(alert_id=f"{rule.name}:{facts.cluster_id}:{member}:{fired_ms}", fired_ms=fired_ms,
+                       account_id=member, rule=rule.name, severity=severity, score=score,
+                       signals=list(facts.signals), points=list(facts.points),
+                       window_start_s=fired_ms // MINUTE_MS * 60, cluster_id=facts.cluster_id, mode=rule.mode,
+                       action=rule.action, suppressed_by=suppressed)
+        signals = dict(zip(facts.signals, facts.points, strict=True))
+        record = firing_record(labels, annotations, fired_ms, score, signals, suppressed)
+        if suppressed:
+            out.suppressed[(rule.name, suppression_reason(suppressed))] += 1
+        elif pages(record):
+            out.transitions.append(firing_transition(record))
+        return record
+
+    def _suppressed_by(self, rule: str, member: str, at_ms: int, member_max: float) -> str:
+        decision = self.setup.allowlist.decide(rule, member, (), at_ms)
+        if decision is not None and (decision.exempt or member_max < (decision.entry.raise_to or 0.0)):
+            return decision.entry.suppressed_by
+        feedback = self.setup.context.feedback
+        found = feedback.lookup(rule, member, at_ms) if feedback is not None else None
+        return FALSE_POSITIVE_PREFIX + found[0] if found else ""
+
+
+def _store(rule: str, member: str, st: SubjectState, entry: dict[str, Any],
+           alerted: MutableMapping[str, object]) -> None:
+    """Write a member's state back (one assignment: a Faust table logs it); nothing when it stays idle."""
+    if st.idle:
+        if rule not in entry:
+            return
+        del entry[rule]
+    else:
+        entry[rule] = st.to_json()
+    alerted[member] = entry
+
+
+def _entry(value: object, rule: str) -> dict[str, Any]:
+    """A member's ``alerted`` value as {rule: state}; an int (older releases: the last firing time in
+    ms of the one cluster rule) becomes a firing state without a record, so nothing re-fires."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, int | float):
+        minute = int(value) // MINUTE_MS
+        return {rule: SubjectState(int(NONE), minute, minute, None).to_json()}
+    return {}

@@ -1,0 +1,184 @@
+"""``distillwatch backtest``: the rules in force flag exactly the accounts a real run alerted; a changed
+rules file shows the difference; analyst feedback is marked; the command's JSON and errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from clickhouse_connect.driver.client import Client
+
+from jobs.backtest import BacktestOptions, BacktestResult, render, run_backtest, to_json
+from jobs.bench.backtest import generate_sql
+from jobs.cli import main
+from pipeline.alerting.feedback import new_feedback, record
+from pipeline.alerting.rules import ACCOUNT, CLUSTER, DEFAULT_RULES, load_rules
+from pipeline.scoring import load_scoring_config
+from pipeline.settings import Settings
+from pipeline.sinks.clickhouse import query_rows
+from schemas.migrate import apply_migrations
+from schemas.tables import SIGNATURES_1M
+from tests.support.demo_data import DemoData
+
+pytestmark = pytest.mark.clickhouse
+
+SCORE_RULE = "extraction_score_high"
+
+
+def rules_file(tmp_path: Path, threshold: float) -> Path:
+    """The packaged rules with another score threshold."""
+    data = yaml.safe_load(DEFAULT_RULES.read_text())
+    rule = next(r for r in data["rules"] if r["name"] == SCORE_RULE)
+    rule["params"]["threshold"] = threshold
+    path = tmp_path / f"rules-{threshold:g}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def fired(result: BacktestResult, subject: str) -> set[tuple[str, str]]:
+    names = {r.name for r in result.rules.for_subject(subject)}
+    return {(f.rule, f.account_id) for f in result.accounts if f.rule in names}
+
+
+def alerted(client: Client, database: str, rules: set[str]) -> set[tuple[str, str]]:
+    rows = query_rows(client, f"SELECT DISTINCT rule, account_id FROM `{database}`.alerts "
+                              "WHERE rule IN {rules:Array(String)}", {"rules": sorted(rules)})
+    return {(r["rule"], r["account_id"]) for r in rows}
+
+
+# --- against a real demo run ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_rules_in_force_flag_exactly_the_accounts_that_alerted_live(demo_db: DemoData) -> None:
+    rules = load_rules()
+    result = run_backtest(demo_db.client, demo_db.database, BacktestOptions(rules=rules, baseline=rules))
+    account_rules = {r.name for r in rules.for_subject(ACCOUNT)}
+    live = alerted(demo_db.client, demo_db.database, account_rules)
+    assert live, "the demo run alerted nobody: nothing to compare"
+    assert fired(result, ACCOUNT) == live
+    # The cluster rule: its members, through the stored cluster versions.
+    cluster_rules = {r.name for r in rules.for_subject(CLUSTER)}
+    assert fired(result, CLUSTER) == alerted(demo_db.client, demo_db.database, cluster_rules)
+    # First fires are the live first firings.
+    (first,) = query_rows(demo_db.client, f"SELECT account_id, toUnixTimestamp64Milli(min(fired_ts)) AS ms "
+                                          f"FROM `{demo_db.database}`.alerts WHERE rule = '{SCORE_RULE}' "
+                                          f"GROUP BY account_id ORDER BY account_id LIMIT 1")
+    assert result.firings[(SCORE_RULE, first["account_id"])].first_fire_ms == int(first["ms"])
+    attackers = set(demo_db.attackers())
+    assert {a for _, a in fired(result, ACCOUNT)} & attackers  # the demo's attackers are among them
+    assert not result.newly_firing(SCORE_RULE) and not result.no_longer_firing(SCORE_RULE)
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_a_lower_threshold_shows_newly_firing_accounts(demo_db: DemoData, tmp_path: Path) -> None:
+    candidate, in_force = load_rules(rules_file(tmp_path, 50)), load_rules()
+    result = run_backtest(demo_db.client, demo_db.database, BacktestOptions(rules=candidate, baseline=in_force))
+    sql = f"SELECT account_id, max(score) AS m FROM `{demo_db.database}`.signatures_1m GROUP BY account_id"
+    scores = {r["account_id"]: float(r["m"]) for r in query_rows(demo_db.client, sql)}
+    expected_new = sorted(a for a, m in scores.items() if 50 <= m < 70)
+    assert expected_new, "no account scored between 50 and 70 in the demo run"
+    assert result.newly_firing(SCORE_RULE) == expected_new
+    assert result.no_longer_firing(SCORE_RULE) == []
+    text = render(result, since="all")
+    assert f"newly firing ({len(expected_new)})" in text and "(new)" in text
+
+    raised = run_backtest(demo_db.client, demo_db.database,
+                          BacktestOptions(rules=load_rules(rules_file(tmp_path, 95)), baseline=in_force))
+    assert raised.no_longer_firing(SCORE_RULE) == sorted(a for a, m in scores.items() if 70 <= m < 95)
+    assert raised.newly_firing(SCORE_RULE) == []
+
+
+# --- generated history with analyst feedback -------------------------------------------------------
+
+
+@pytest.fixture
+def generated_db(ch_client: Client, ch_database: str) -> str:
+    apply_migrations(ch_client, ch_database)
+    signals = list(load_scoring_config().signals)
+    ch_client.command(generate_sql(SIGNATURES_1M.qualified(ch_database), 30_000, 600, signals))
+    return ch_database
+
+
+def _score_rule_accounts(client: Client, database: str, threshold: float) -> set[str]:
+    rows = query_rows(client, f"SELECT DISTINCT account_id FROM `{database}`.signatures_1m FINAL "
+                              f"WHERE score >= {threshold}")
+    return {r["account_id"] for r in rows}
+
+
+def test_generated_history_fires_the_accounts_above_threshold_and_marks_feedback(
+        ch_client: Client, generated_db: str) -> None:
+    expected = _score_rule_accounts(ch_client, generated_db, 70)
+    fp_account, confirmed_account = sorted(expected)[:2]
+    record(ch_client, generated_db, new_feedback(fp_account, "false_positive", "partner eval key", "alice",
+                                                rule=SCORE_RULE))
+    record(ch_client, generated_db, new_feedback(confirmed_account, "confirmed", "fleet", "bob"))
+    rules = load_rules()
+    result = run_backtest(ch_client, generated_db, BacktestOptions(rules=rules, baseline=rules, chunk_rows=7000))
+    assert {a for r, a in result.firings if r == SCORE_RULE} == expected
+    assert result.account_minutes == 30_000 and result.accounts_seen == 600
+    out = to_json(result, since="all")
+    by_account = {a["account_id"]: a for a in out["accounts"]}
+    assert set(by_account) == expected
+    assert by_account[fp_account]["feedback"] == "false_positive"
+    assert by_account[fp_account]["suppressed_by"].startswith("false_positive:")  # would not page live
+    assert by_account[confirmed_account]["feedback"] == "confirmed"
+    assert by_account[confirmed_account]["suppressed_by"] == ""
+    assert "known false positive" in render(result, since="all")
+
+
+def test_a_signal_condition_reads_each_rows_signal_points(ch_client: Client, generated_db: str,
+                                                          tmp_path: Path) -> None:
+    data = yaml.safe_load(DEFAULT_RULES.read_text())
+    data["rules"].append({"name": "probing", "subject": "account", "condition": "signal.distribution_probing >= 6",
+                          "severity": "info", "mode": "monitor", "action": "review",
+                          "annotations": {"summary": "probing on {account_id}"}})
+    path = tmp_path / "with-signal.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run_backtest(ch_client, generated_db, BacktestOptions(rules=load_rules(path), baseline=load_rules()))
+    rows = query_rows(ch_client, f"SELECT DISTINCT account_id FROM `{generated_db}`.signatures_1m FINAL "
+                                 "WHERE signal_points[indexOf(signal_names, 'distribution_probing')] >= 6")
+    expected = {r["account_id"] for r in rows}
+    assert expected and {a for r, a in result.firings if r == "probing"} == expected
+    assert result.newly_firing("probing") == sorted(expected)
+    assert {f.mode for f in result.accounts if f.rule == "probing"} == {"monitor"}
+
+
+@pytest.fixture
+def command_env(ch_settings: Settings, ch_client: Client, generated_db: str,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("DW_CLICKHOUSE_DSN", ch_settings.effective_clickhouse_dsn)
+    monkeypatch.setenv("DW_CLICKHOUSE_DATABASE", generated_db)
+    yield generated_db
+    ch_client.database = ch_settings.clickhouse_database  # connect() pointed the shared client at this test's db
+
+
+def test_command_json_lists_every_firing_account_and_the_diff(ch_client: Client, command_env: str,
+                                                              tmp_path: Path) -> None:
+    done = CliRunner().invoke(main, ["backtest", "--since", "all", "--json", "--rules", str(rules_file(tmp_path, 60))],
+                              catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    out: dict[str, Any] = json.loads(done.stdout)
+    at_60 = _score_rule_accounts(ch_client, command_env, 60)
+    at_70 = _score_rule_accounts(ch_client, command_env, 70)
+    assert {a["account_id"] for a in out["accounts"] if a["rule"] == SCORE_RULE} == at_60
+    (score_rule,) = [r for r in out["rules"] if r["rule"] == SCORE_RULE]
+    assert score_rule["newly_firing"] == sorted(at_60 - at_70) and score_rule["no_longer_firing"] == []
+    assert {a["account_id"] for a in out["accounts"] if a["new"]} == at_60 - at_70
+    assert "backtest: 30,000 account-minutes" in done.stderr  # progress and timing on stderr
+
+
+def test_command_refuses_a_bad_rules_file_naming_the_field(command_env: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEFAULT_RULES.read_text().replace("condition: score >= threshold", "condition: scor >= 1", 1))
+    done = CliRunner().invoke(main, ["backtest", "--rules", str(bad)])
+    assert done.exit_code == 1 and "rules[0].condition" in done.output and "scor" in done.output
+    done = CliRunner().invoke(main, ["backtest", "--since", "soon"])
+    assert done.exit_code == 2 and "'soon'" in done.output
