@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from jobs.bench.options import BenchOptions
 from jobs.eval import defaults as eval_defaults
 from pipeline.settings import Settings, SettingsError, load_settings
+from pipeline.sinks.formats import FORMATS
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -21,7 +22,32 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that live in modules of their own, imported only when run (or asked for their help): each
+# pulls in heavy packages (numba, matplotlib, grafana-foundation-sdk), and `distillwatch sql` should not
+# pay for them.
+LAZY_COMMANDS = {
+    "alerts": "jobs.alerts:alerts",
+    "backtest": "jobs.backtest:backtest",
+    "grafana": "jobs.grafana.commands:grafana",
+    "report": "jobs.report.command:report",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """distillwatch: catch model-extraction (distillation) attacks in live LLM API traffic.
 
@@ -152,29 +178,58 @@ def eval_command(out_dir: Path, events: int | None, rate: float | None, duration
 @click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
 def migrate(clickhouse: str | None, data_dir: Path | None) -> None:
-    """Apply ClickHouse schema migrations (the worker also does this at start)."""
+    """Apply ClickHouse schema migrations and the retention settings (the worker also does this at start)."""
     from pipeline.sinks.clickhouse import connect
 
     settings = _settings(clickhouse_dsn=clickhouse, data_dir=data_dir)
-    connect(settings)
-    click.echo(f"schema up to date in {settings.clickhouse_database}", err=True)
+    connect(settings, apply_retention=True)
+    click.echo(f"schema up to date in {settings.clickhouse_database}; TTLs: raw {settings.raw_ttl_days} days, "
+               f"rollups {settings.rollup_ttl_days} days (0: kept for ever)", err=True)
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option("--file", "query_file", type=click.File("r", encoding="utf-8"), metavar="PATH",
+              help="read the query from PATH ('-': standard input) instead of QUERY")
 @click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
-def sql(query: str, clickhouse: str | None, data_dir: Path | None) -> None:
-    """Run a query against distillwatch's ClickHouse and print rows as JSON lines.
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="table (default on a terminal), json lines (default otherwise) or csv")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="bind {NAME:Type} in the query (repeatable, each name once); values never become SQL text")
+def sql(query: str | None, query_file: TextIO | None, clickhouse: str | None, data_dir: Path | None,
+        fmt: str | None, params: tuple[str, ...]) -> None:
+    """Run a query against distillwatch's ClickHouse and print its rows.
 
+    The query is QUERY, or read from --file PATH, or from standard input when QUERY is '-'
+    (a saved query: `distillwatch sql --file query.sql` or `distillwatch sql - < query.sql`).
     With embedded chDB this works while no worker holds the data directory; while
-    one runs, use its web view: curl 'http://127.0.0.1:6066/query?sql=…'.
+    one runs, use its web view: curl 'http://127.0.0.1:6066/query?sql=…&format=table'
+    (read-only; with DW_WEB_TOKEN set add -H "Authorization: Bearer $DW_WEB_TOKEN").
     """
-    from pipeline.sinks.clickhouse import connect, query_rows
+    from pipeline.sinks.clickhouse import ClickHouseError, classify, connect
+    from pipeline.sinks.formats import parse_params, render, run_query
 
+    if (query is None) == (query_file is None):
+        raise click.UsageError("give the query once: as QUERY, as --file PATH, or '-' to read standard input")
+    if query_file is not None:
+        text = query_file.read()
+    else:
+        text = click.get_text_stream("stdin").read() if query == "-" else query or ""
+    if not text.strip():
+        raise click.UsageError("the query is empty")
+    try:
+        bound = parse_params(params)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from None
     settings = _settings(clickhouse_dsn=clickhouse, data_dir=data_dir)
-    for row in query_rows(connect(settings), query):
-        click.echo(json.dumps(row, default=str))
+    try:
+        result = run_query(connect(settings), text, bound)
+    except ClickHouseError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the user's SQL: say what ClickHouse said
+        raise click.ClickException(str(classify(exc))) from None
+    click.echo(render(result, fmt or ("table" if sys.stdout.isatty() else "json")), nl=False)
 
 
 @main.command()
@@ -193,8 +248,13 @@ def sql(query: str, clickhouse: str | None, data_dir: Path | None) -> None:
               help="paced production per latency run")
 @click.option("--memory-accounts", default=",".join(map(str, BenchOptions.memory_accounts)), show_default=True,
               help="account counts of the two memory measurements (reported as 100k and 1m)")
+@click.option("--backtest-account-minutes", default=BenchOptions.backtest_account_minutes, show_default=True,
+              type=click.IntRange(min=1), help="stored signatures_1m rows the backtest measurement reads")
+@click.option("--investigate-events", default=BenchOptions.investigate_events, show_default=True,
+              type=click.IntRange(min=1), help="calls of the one account the investigate measurement reads")
 def bench(events: int, accounts: int, out: Path, partitions: int, budget: float, faust_budget: float,
-          pipeline_budget: float, latency_seconds: float, memory_accounts: str) -> None:
+          pipeline_budget: float, latency_seconds: float, memory_accounts: str, backtest_account_minutes: int,
+          investigate_events: int) -> None:
     """Measure throughput, latency and memory beside the baselines; write OUT/results.json."""
     from jobs.bench.runner import run_bench
 
@@ -203,7 +263,8 @@ def bench(events: int, accounts: int, out: Path, partitions: int, budget: float,
         raise click.BadParameter("--events, --accounts and two --memory-accounts counts must be positive")
     opts = BenchOptions(events=events, accounts=accounts, out_dir=out, partitions=partitions, budget_s=budget,
                         faust_budget_s=faust_budget, pipeline_budget_s=pipeline_budget, latency_s=latency_seconds,
-                        memory_accounts=counts)  # type: ignore[arg-type]
+                        memory_accounts=counts,  # type: ignore[arg-type]
+                        backtest_account_minutes=backtest_account_minutes, investigate_events=investigate_events)
     run_bench(opts, log=lambda m: click.echo(m, err=True))
 
 
@@ -259,6 +320,46 @@ def reset_offsets_command(to_datetime: str | None, to_offset: int | None, to_ear
     click.echo("dry run: nothing changed" if dry_run else
                f"committed for group {settings.consumer_group}.events; state topic {settings.state_topic} updated",
                err=True)
+
+
+@main.command()
+@click.argument("target", metavar="ACCOUNT_ID|CLUSTER_ID")
+@click.option("--since", help="from: a duration back from now (24h, 7d), 'all' (default) or an ISO date/time")
+@click.option("--clickhouse", help="ClickHouse DSN (DW_CLICKHOUSE_DSN)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="local state (DW_DATA_DIR)")
+@click.option("--json", "as_json", is_flag=True, help="print the same data as one JSON object")
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="also write a self-contained HTML page here")
+@click.option("--stix", "stix_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="also write a STIX 2.1 bundle of the campaign's indicators here")
+@click.option("--include-accounts", is_flag=True, help="name the accounts in the STIX bundle")
+@click.option("--text", "with_text", is_flag=True, help="print the text page also when --html/--stix/--json is given")
+def investigate(target: str, since: str | None, clickhouse: str | None, data_dir: Path | None, as_json: bool,
+                html_path: Path | None, stix_path: Path | None, include_accounts: bool, with_text: bool) -> None:
+    """Everything about an account or a campaign: activity, scores, alerts, links, harvested output."""
+    from jobs.ch_options import data_source, open_clickhouse
+    from jobs.investigate.collect import InvestigateError
+    from jobs.investigate.command import Outputs, parse_period, run
+    from pipeline.alerting.rules import RulesError
+    from pipeline.linking.config import LinkingConfigError, load_linking_config
+    from pipeline.sinks.clickhouse import ClickHouseError
+
+    try:
+        start = parse_period(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    client, settings = open_clickhouse(clickhouse, data_dir)
+    try:
+        text, wrote = run(client, settings.clickhouse_database, target, start,
+                          Outputs(as_json, html_path, stix_path, include_accounts, with_text),
+                          load_linking_config(settings.linking_config), rules_path=settings.alert_rules,
+                          where=data_source(settings))
+    except (InvestigateError, LinkingConfigError, RulesError, ClickHouseError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in wrote:
+        click.echo(f"wrote {path}", err=True)
+    if text:
+        click.echo(text)
 
 
 if __name__ == "__main__":

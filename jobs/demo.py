@@ -154,7 +154,7 @@ FROM clusters FINAL WHERE active = 1 ORDER BY score DESC, cluster_id LIMIT {limi
 TOP_CLUSTERS = 5
 ALERT_SQL = """
 SELECT account_id, count() AS alerts, min(fired_ts) AS first_fired
-FROM alerts FINAL GROUP BY account_id
+FROM alerts FINAL WHERE mode = 'page' AND suppressed_by = '' GROUP BY account_id
 """
 
 
@@ -201,6 +201,8 @@ where to look next (ClickHouse database '{settings.clickhouse_database}'):
             rollups: traffic_1m, scores_1m, alerts_1m, account_scores_1h, account_entities_1h
   query   : .venv/bin/distillwatch sql --data-dir {settings.data_dir} \\
               "SELECT account_id, max(score) AS s FROM signatures_1m GROUP BY account_id ORDER BY s DESC LIMIT 10"
+  report  : .venv/bin/distillwatch report --data-dir {settings.data_dir} --out report.html (one HTML page)
+  dig     : .venv/bin/distillwatch investigate ACCOUNT_ID|CLUSTER_ID --data-dir {settings.data_dir}
   live    : while a worker runs, GET http://127.0.0.1:{settings.web_port}/query?sql=SELECT… (read-only{
               '; header Authorization: Bearer $DW_WEB_TOKEN' if settings.web_token.get_secret_value() else ''})
   truth   : {settings.data_dir / LABELS_FILE} (the generator's labels per account)

@@ -36,7 +36,10 @@ nav a { color: var(--fg); margin-right: 14px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 6px 0 12px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
 td.wrap { white-space: normal; min-width: 12em; }
+td.wrap { overflow-wrap: anywhere; word-break: break-word; max-width: 48em; }
 td.wrap .tag { white-space: normal; overflow-wrap: anywhere; }
+@media print { .scroll { overflow: visible; } table { width: 100%; table-layout: auto; }
+  th, td { white-space: normal; overflow-wrap: anywhere; } main { max-width: none; padding: 0; } }
 th { background: var(--head); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; }

@@ -32,6 +32,7 @@ ORDER BY max_score DESC, account_id
 ALERTS_SQL = """
 SELECT account_id, rule, severity, fired_ts, score
 FROM alerts FINAL
+WHERE mode = 'page' AND suppressed_by = ''  -- what paged someone; monitor rules and suppressions only count
 ORDER BY fired_ts, account_id, rule
 """
 

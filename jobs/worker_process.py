@@ -15,7 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from pipeline.settings import ENV_PREFIX, Settings
+from pipeline.web.auth import auth_headers
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -24,6 +27,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if value is None:
             continue  # unset: the child uses the default, as this process did
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # str() would hand the child '**********'
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
@@ -58,7 +63,8 @@ class WorkerProcess:
             return None
 
     def request_drain(self) -> None:
-        req = urllib.request.Request(f"{self.base_url}/drain", data=b"", method="POST")
+        req = urllib.request.Request(f"{self.base_url}/drain", data=b"", method="POST",
+                                     headers=auth_headers(self.settings.web_token))
         with urllib.request.urlopen(req, timeout=5):
             pass
 

@@ -24,7 +24,8 @@ before giving partitions up, would wait forever. The queue below belongs to us.
 Web views (Faust's web server): ``GET /stats``, ``GET /health``, ``GET /metrics`` (Prometheus),
 ``GET /query?sql=SELECT…`` (read-only SQL, the way to query embedded ClickHouse
 while the worker holds it), ``POST /drain`` (read to the end, close every frame,
-commit and stop: bounded input).
+commit and stop: bounded input). With DW_WEB_TOKEN set, /query and /drain need
+``Authorization: Bearer <token>`` (pipeline/web/auth.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from pipeline.agents.detect import DetectStep
+from pipeline.alerting.actions import ActionPublisher
+from pipeline.alerting.delivery import build_alert_delivery
+from pipeline.alerting.engine import AlertSetup
+from pipeline.alerting.feedback import FeedbackSuppressions
 from pipeline.detection import Detector
 from pipeline.linking.agents import LinkTopics, register_linking
 from pipeline.linking.config import load_linking_config
@@ -49,8 +54,9 @@ from pipeline.linking.producer import LinkProducer
 from pipeline.linking.sink import ClickHouseClusterSink
 from pipeline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pipeline.metrics import WorkerCollector, WorkerMetrics
+from pipeline.scoring import load_scoring_config
 from pipeline.settings import Settings
-from pipeline.sinks.clickhouse import connect, query_rows
+from pipeline.sinks.clickhouse import connect, connect_read_only
 from pipeline.sinks.dead_letter import DeadLetterSink
 from pipeline.sinks.faults import make_writer
 from pipeline.sources.fetched_batch import FetchedBatch
@@ -60,13 +66,16 @@ from pipeline.state.state_topic import StateTopic
 from pipeline.stats import PipelineStats
 from pipeline.topics import broker_is_tansu, ensure_topics, partition_count
 from pipeline.warm_up import warm_up_kernels
+from pipeline.web.auth import check_bearer
+from pipeline.web.query import answer_query
+from pipeline.web.reply import Reply
 
 log = logging.getLogger("distillwatch")
 
+# The worker reloads analysts' false-positive verdicts (alert_feedback) this often.
+FEEDBACK_REFRESH_S = 30.0
 # Written into DW_DATA_DIR by a bounded worker that drained (replay checks it).
 DRAIN_MARKER = "drained.json"
-
-_READ_ONLY_PREFIXES = ("select", "with", "show", "describe", "desc", "explain", "exists")
 
 
 class Pipeline:
@@ -80,21 +89,29 @@ class Pipeline:
         self.metrics = WorkerMetrics()
         self.link_topics = LinkTopics.for_group(settings.consumer_group)
         self.link_config = load_linking_config(settings.linking_config)
+        # Alert rules and allow-list, validated now (a bad file stops the start, naming the field).
+        self.alerting = AlertSetup.from_settings(settings, load_scoring_config(settings.scoring_config))
         ensure_topics(settings, extra=self.link_topics.partitions(settings.partitions))
         self.tansu = broker_is_tansu(settings)
         self.n_partitions = partition_count(settings, settings.topic_events)
-        self.client = connect(settings)
+        self.client = connect(settings, apply_retention=True)  # the worker owns the tables' TTLs
+        self.read_client = connect_read_only(settings)  # /query's: a readonly=1 session of its own
         self.writer = make_writer(self.client, settings.clickhouse_database)
+        # Alert transitions → alert_notifications rows → the notifiers (a task of its own, see _Lifecycle).
+        self.outbox, self.delivery = build_alert_delivery(settings, self.writer, self.client, self.metrics)
+        self.load_feedback()
         self.dead_letters = DeadLetterSink(settings.bootstrap_servers, settings.topic_dlq)
         self.state_topic = StateTopic(settings.bootstrap_servers, settings.state_topic)
         self.state = StateManager(
-            make_detector=lambda: Detector(settings, self.n_partitions), topic=self.state_topic,
+            make_detector=lambda: Detector(settings, self.n_partitions, alerting=self.alerting),
+            topic=self.state_topic,
             events_topic=settings.topic_events, bootstrap_servers=settings.bootstrap_servers,
             dedup_window=settings.dedup_window, decode=lambda *batch: self.step.decode(*batch),
         )
         self.app = self._build_app()
         self.step = DetectStep(settings, self.state, self.writer, self.dead_letters, self.stats,
-                               on_drained=self._on_drained, linking=self.linking.publisher, metrics=self.metrics)
+                               on_drained=self._on_drained, linking=self.linking.publisher, metrics=self.metrics,
+                               outbox=self.outbox, actions=self.actions)
         self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded,
                                        on_assigned=self.step.assign, before_revoke=self.step.begin_revoke)
         self.metrics.watch(WorkerCollector(self.step, linking_config=self.link_config, source=self.source,
@@ -103,6 +120,15 @@ class Pipeline:
     @property
     def detector(self) -> Detector:
         return self.state.detector
+
+    def load_feedback(self) -> None:
+        """Reload analysts' false positives for the rules engine (keeps the last set when ClickHouse fails)."""
+        try:
+            found = FeedbackSuppressions.load(self.client, self.settings.clickhouse_database)
+        except Exception as exc:  # ClickHouse away or the table not there yet
+            log.warning("could not reload alert feedback: %s", exc)
+            return
+        self.alerting.context.feedback = found
 
     def _on_drained(self) -> None:
         if self.exit_when_drained:
@@ -139,11 +165,15 @@ class Pipeline:
         # Bounded: at most two fetched batches wait; a busy detect loop stops the source.
         self.batches: asyncio.Queue[FetchedBatch] = asyncio.Queue(maxsize=2)
         self.link_producer = LinkProducer(s.bootstrap_servers)
+        self.actions = ActionPublisher(s.bootstrap_servers, s.topic_actions)
         self.linking = register_linking(
-            app, self.link_config, ClickHouseClusterSink(self.writer),
+            app, self.link_config, ClickHouseClusterSink(self.writer, outbox=self.outbox),
             observation_partitions=partition_count(s, self.link_topics.observations), topics=self.link_topics,
             bounded=self.bounded, publish_send=self.link_producer.send,
+            alerting=self.alerting, actions=self.actions,
         )
+        if self.linking.cluster_stage is not None:  # account alerts carry the cluster stage B knows
+            self.alerting.context.cluster_of = self.linking.cluster_stage.cluster_ids.get
         app.service(_Lifecycle(self))
         pipeline = self
 
@@ -151,6 +181,11 @@ class Pipeline:
         async def checkpoint_when_idle() -> None:
             # Batches written but not committed because none followed within the interval.
             await pipeline.step.flush_if_due()
+
+        @app.timer(interval=FEEDBACK_REFRESH_S)
+        async def reload_feedback() -> None:
+            # Analysts' false positives silence the rules engine within this interval.
+            await asyncio.to_thread(pipeline.load_feedback)
 
         @app.page("/stats")
         class StatsView(View):
@@ -184,22 +219,23 @@ class Pipeline:
                                   "linking_error": None if linking_error is None else repr(linking_error)},
                                  status=200 if ok else 503)
 
+        def send(view: View, reply: Reply) -> Response:
+            return view.bytes(reply.body, content_type=reply.content_type, status=reply.status,
+                              headers=reply.headers)
+
         @app.page("/query")
         class QueryView(View):
             async def get(self, request: Request) -> Response:
-                sql = request.query.get("sql", "").strip()
-                if not sql.lower().startswith(_READ_ONLY_PREFIXES):
-                    return self.json({"error": "only read-only statements (SELECT, WITH, SHOW, …)"},
-                                     status=400)
-                try:
-                    rows = await asyncio.to_thread(query_rows, pipeline.client, sql)
-                except Exception as exc:  # the user's SQL: report, never crash the worker
-                    return self.json({"error": str(exc)}, status=400)
-                return self.json({"rows": rows}, default=str)
+                if (denied := check_bearer(request.headers.get("Authorization"), s.web_token)) is not None:
+                    return send(self, denied)
+                # Read-only by ClickHouse's own settings, not by prefix: pipeline/sinks/read_only.py.
+                return send(self, await asyncio.to_thread(answer_query, pipeline.read_client, request.query))
 
         @app.page("/drain")
         class DrainView(View):
             async def post(self, request: Request) -> Response:
+                if (denied := check_bearer(request.headers.get("Authorization"), s.web_token)) is not None:
+                    return send(self, denied)
                 pipeline.source.request_drain()
                 return self.json({"draining": True})
 
@@ -235,12 +271,16 @@ class _Lifecycle(faust.Service):  # type: ignore[misc]
         log.info("kernels ready in %.1fs", await asyncio.to_thread(warm_up_kernels))
         await self.pipeline.dead_letters.start()
         await self.pipeline.link_producer.start()
+        await self.pipeline.actions.start()
         await self.pipeline.state_topic.start()
+        await self.pipeline.delivery.start()
         await self.add_runtime_dependency(self.pipeline.source)
 
     async def on_stop(self) -> None:
+        await self.pipeline.delivery.stop()
         await self.pipeline.dead_letters.stop()
         await self.pipeline.link_producer.stop()
+        await self.pipeline.actions.stop()
         await self.pipeline.state_topic.stop()
 
     @Service.task

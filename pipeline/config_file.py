@@ -1,23 +1,35 @@
-"""Versioned JSON config files (scoring, linking) read into pydantic models, failing at start
-with a message that names the file and every bad field."""
+"""Versioned config files (scoring and linking JSON, alert rules and allow-list YAML) read into
+pydantic models, failing at start with a message that names the file and every bad field."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def load_model_file(model: type[M], path: Path, error: type[ValueError]) -> M:
-    """``model`` validated from the JSON file at ``path``; raises ``error`` naming the file and fields."""
+    """``model`` validated from the file at ``path`` (YAML if it ends in .yaml/.yml, else JSON);
+    raises ``error`` naming the file and fields (``rules[2].for: ...``)."""
     try:
-        return model.model_validate(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        return model.model_validate(data)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise error(f"{path}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{field_path(e['loc']) or 'file'}: {e['msg']}" for e in exc.errors())
         raise error(f"{path}: {problems}") from None
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a reader writes it: ``rules[2].for``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

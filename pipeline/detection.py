@@ -1,17 +1,21 @@
 """Detector: decoded events in, signature rows and alerts out. No I/O, no Faust.
 
 One instance per worker process holds the account registry, the frame state and
-the alert rule state. ``process`` is called with each decoded batch in order;
+the alert rules' lifecycle state (``pipeline/alerting/engine.py``, checkpointed per account).
+``process`` is called with each decoded batch in order;
 ``force_close`` ends bounded input (the watermark jumps to +infinity).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.alerting.account_rules import AlertRows, ScoreThresholdRule
+from pipeline.alerting.alert_rows import AlertRows
+from pipeline.alerting.engine import AlertSetup, AlertState, BatchFacts, evaluate_accounts
+from pipeline.alerting.transitions import AlertTransition
 from pipeline.decode.derived import derived_kernel_columns
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.kernels import layout as L
@@ -39,6 +43,10 @@ class DetectionOutput:
     late_events: int
     scores: Scores
     key_signatures: dict[str, object]  # key_signatures_1m columns
+    # Firing and resolved page alerts, for the outbox and the actions topic (monitor mode and
+    # suppressed firings are rows in ``alerts`` only).
+    transitions: list[AlertTransition] = field(default_factory=list)
+    suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, reason) -> firings
 
     @property
     def signature_rows(self) -> int:
@@ -60,7 +68,9 @@ def _frame_temp_std(frames: ClosedFrames) -> np.ndarray:
 
 
 class Detector:
-    def __init__(self, settings: Settings, n_partitions: int, config: ScoringConfig | None = None) -> None:
+    def __init__(self, settings: Settings, n_partitions: int, config: ScoringConfig | None = None,
+                 alerting: AlertSetup | None = None) -> None:
+        """``alerting``: rules, allow-list and live context loaded once per process (default: from settings)."""
         self.config = config or load_scoring_config(settings.scoring_config)
         self.accounts = AccountRegistry()
         self.frames = FrameStore(
@@ -68,10 +78,8 @@ class Detector:
             allowed_lateness_ms=settings.allowed_lateness_ms,
             max_accounts=settings.max_accounts,
         )
-        policy = self.config.alert
-        threshold = settings.alert_score_threshold if settings.alert_score_threshold is not None else policy.threshold
-        self.rule = ScoreThresholdRule(threshold=threshold, critical_at=policy.critical_at,
-                                       renotify_minutes=policy.renotify_minutes)
+        self.alerting = alerting or AlertSetup.from_settings(settings, self.config)
+        self.alert_state = AlertState()
         self.max_score: dict[str, float] = {}
         # The same kernels per API key (slot = key): its account, for the rows.
         self.track_keys = settings.track_api_keys
@@ -89,12 +97,12 @@ class Detector:
         columns["slot"] = self.accounts.slots_for(batch.account_ids)
         closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
         if not self.track_keys:
-            return self._outputs(closed, late, self._key_rows(ClosedFrames.concat([])))
+            return self._outputs(batch, closed, late, self._key_rows(ClosedFrames.concat([])))
         key_ids: list[str] = batch.raw["api_key_id"]  # type: ignore[assignment]
         columns["slot"] = self.keys.slots_for(key_ids)
         self._remember_key_accounts(columns["slot"], batch.account_ids)
         key_closed, _ = self._fold(self.key_frames, columns, len(self.keys), force_close)
-        return self._outputs(closed, late, self._key_rows(key_closed))
+        return self._outputs(batch, closed, late, self._key_rows(key_closed))
 
     @staticmethod
     def _fold(store: FrameStore, columns: dict[str, np.ndarray], n_slots: int,
@@ -134,7 +142,8 @@ class Detector:
             "signal_points": np.round(scores.contributions, 2).tolist(),
         }
 
-    def _outputs(self, closed: ClosedFrames, late: int, key_rows: dict[str, object]) -> DetectionOutput:
+    def _outputs(self, batch: DecodedBatch, closed: ClosedFrames, late: int,
+                 key_rows: dict[str, object]) -> DetectionOutput:
         frames = closed.take(np.lexsort((closed.minute, closed.slot)))  # per account in minute order
         scores = score_frames(frames, self.config)
         accounts = self.accounts.names_of(frames.slot)
@@ -155,9 +164,21 @@ class Detector:
         sig["score"] = scores.score
         sig["top_signals"] = scores.top_signals
         sig["signal_names"] = [scores.names] * len(frames)
-        sig["signal_points"] = np.round(scores.contributions, 2).tolist()
-        alerts = self.rule.evaluate(accounts, frames.minute, scores)
-        return DetectionOutput(sig, alerts, late, scores, key_rows)
+        points = np.round(scores.contributions, 2).astype(np.float32)  # as stored: backtests read the same
+        sig["signal_points"] = points.tolist()
+        watermark = self.frames.watermark_ms()
+        found = evaluate_accounts(self.alerting, {**sig, "signal_points": points}, self.alert_state,
+                                  now_ms=watermark if watermark > 0 else None,
+                                  batch=BatchFacts(batch.account_ids, batch.raw))
+        self._mark_alert_changes()
+        return DetectionOutput(sig, found.alerts, late, scores, key_rows, found.transitions, found.suppressed)
+
+    def _mark_alert_changes(self) -> None:
+        # An alert state can change without a closed frame (resolved by the watermark, lifted by a
+        # false positive): flag those accounts so the next checkpoint carries it.
+        slots = [s for a in self.alert_state.take_changed() if (s := self.accounts.slot_of(a)) is not None]
+        if slots:
+            self.frames.mark_dirty(np.array(slots, np.int64))
 
     # --- keyed state, for checkpoints (pipeline/state/snapshot.py) ---------------------
     def state_stores(self) -> dict[str, tuple[AccountRegistry, FrameStore]]:
@@ -177,8 +198,9 @@ class Detector:
             return {"account": self.key_account[slot]}
         account = self.accounts.names[slot]
         extras: dict[str, object] = {}
-        if account in self.rule.last_fired_minute:
-            extras["last_fired_minute"] = self.rule.last_fired_minute[account]
+        alerts = self.alert_state.account_json(account)
+        if alerts is not None:
+            extras["alerts"] = alerts
         if account in self.max_score:
             extras["max_score"] = self.max_score[account]
         return extras
@@ -195,7 +217,8 @@ class Detector:
                 raise ValueError(f"API key slot {slot} registered out of order ({len(self.key_account)} known)")
             return
         name = self.accounts.names[slot]
-        if "last_fired_minute" in extras:
-            self.rule.last_fired_minute[name] = int(extras["last_fired_minute"])  # type: ignore[call-overload]
+        if "alerts" in extras:
+            self.alert_state.load_account(name, extras["alerts"])  # type: ignore[arg-type]
+            self.alert_state.changed.discard(name)  # loaded as checkpointed: nothing new to write
         if "max_score" in extras:
             self.max_score[name] = float(extras["max_score"])  # type: ignore[arg-type]

@@ -89,13 +89,13 @@ class Settings(BaseSettings):
 
     # --- detection --------------------------------------------------------------
     scoring_config: Path | None = Field(
-        None, description="scoring signals/weights/thresholds file; default pipeline/scoring/scoring.v1.json"
+        None, description="scoring signals and weights file; default pipeline/scoring/scoring.v1.json"
     )
     linking_config: Path | None = Field(
         None, description="cross-account linking weights/thresholds file; default pipeline/linking/linking.v1.json"
     )
     alert_score_threshold: float | None = Field(
-        None, ge=0, le=100, description="override the scoring file's alert threshold"
+        None, ge=0, le=100, description="override params.threshold of the alert rule extraction_score_high"
     )
 
     # --- retention (ClickHouse TTLs, applied at start; 0 keeps rows for ever) -------------

@@ -47,7 +47,8 @@ def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> li
     partition p holds the state of input partition p); raises StateTopicMismatch
     when an existing state topic has fewer.
     """
-    wanted = {settings.topic_events: settings.partitions, settings.topic_dlq: settings.partitions}
+    wanted = {settings.topic_events: settings.partitions, settings.topic_dlq: settings.partitions,
+              settings.topic_actions: settings.partitions}  # recommended actions for the gateway
     wanted.update(extra or {})
     admin = admin_client(settings.kafka_bootstrap)
     try:

@@ -33,6 +33,10 @@ class TableSpec:
     partition_by: str | None = None
     # (name, type, default expression) for columns the server fills on insert.
     server_defaults: tuple[tuple[str, str, str], ...] = ()
+    # Raw tables: rows expire DW_RAW_TTL_DAYS after this column (pipeline/sinks/retention.py). It is
+    # the server-filled write time, not event time: ClickHouse drops already-expired rows at insert,
+    # so an event-time TTL would silently discard a replay of traffic older than the retention.
+    ttl_column: str | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -102,6 +106,7 @@ API_CALLS = TableSpec(
     server_defaults=(("ingested_at", _TS, "now64(3)"),),
     partition_by="toYYYYMM(ts)",
     order_by=("account_id", "ts", "event_id"),
+    ttl_column="ingested_at",
 )
 
 SIGNATURES_1M = TableSpec(
@@ -147,6 +152,7 @@ SIGNATURES_1M = TableSpec(
     server_defaults=(("emitted_at", _TS, "now64(3)"),),
     partition_by="toYYYYMM(window_start)",
     order_by=("account_id", "window_start"),
+    ttl_column="emitted_at",
 )
 
 ALERTS = TableSpec(
@@ -161,6 +167,13 @@ ALERTS = TableSpec(
         ("signals", f"Array({_LC})"),
         ("signal_points", "Array(Float32)"),
         ("window_start", _MINUTE),
+        # Added by m0004_alert_rules (pipeline/alerting): the account's cluster when it fired ('' none),
+        # page | monitor, the recommended action, and what silenced it ('' = it paged; allowlist:<id>,
+        # false_positive:<feedback id>).
+        ("cluster_id", "String"),
+        ("mode", _LC),
+        ("action", _LC),
+        ("suppressed_by", "String"),
     ),
     server_defaults=(("emitted_at", _TS, "now64(3)"),),
     order_by=("account_id", "rule", "fired_ts"),
@@ -204,6 +217,7 @@ KEY_SIGNATURES_1M = TableSpec(
     server_defaults=(("emitted_at", _TS, "now64(3)"),),
     partition_by="toYYYYMM(window_start)",
     order_by=("account_id", "api_key_id", "window_start"),
+    ttl_column="emitted_at",
 )
 
 # One row per version of a cross-account cluster (pipeline/linking). ReplacingMergeTree on
@@ -224,15 +238,69 @@ CLUSTERS = TableSpec(
         ("updated_ts", _TS),  # latest event time of its evidence or its members' scores
         ("active", "UInt8"),
         ("version", "UInt64"),  # wall-clock microseconds of the write: the newest row wins
+        # Added by m0007_cluster_merges: on a retirement row, the cluster now holding the retired
+        # cluster's smallest member (it merged into that one); '' on active rows and withdrawn links.
+        ("merged_into", "String"),
     ),
     engine="ReplacingMergeTree(version)",
     server_defaults=(("emitted_at", _TS, "now64(3)"),),
     order_by=("cluster_id",),
 )
 
+# Analyst verdicts on alerts (pipeline/alerting/feedback.py), one row per verdict. rule '' covers
+# every rule; suppress_until is set for false positives only (epoch 0 otherwise).
+# Created by migration m0005_alert_feedback.
+ALERT_FEEDBACK = TableSpec(
+    name="alert_feedback",
+    columns=(
+        ("feedback_id", "String"),
+        ("recorded_at", _TS),
+        ("account_id", "String"),
+        ("rule", _LC),
+        ("verdict", _LC),  # ack | resolved | false_positive | confirmed
+        ("reason", "String"),
+        ("analyst", "String"),
+        ("suppress_until", _TS),
+    ),
+    order_by=("account_id", "recorded_at", "feedback_id"),
+)
+
+# The alert outbox (pipeline/alerting/outbox.py): one row per (alert transition, notifier) with its
+# delivery state. ReplacingMergeTree by version: `FINAL` gives each notification's latest state.
+# A row is added pending with version 0, so a re-added transition never overrides a later state.
+# Created by migration m0006_alert_notifications.
+ALERT_NOTIFICATIONS = TableSpec(
+    name="alert_notifications",
+    columns=(
+        ("notification_id", "String"),  # hash of (alert_key, alert_state, starts_at, notifier)
+        ("notifier", _LC),  # alertmanager | pagerduty | webhook
+        ("alert_key", "String"),  # AlertTransition.alert_key: the alert's identity (its labels)
+        ("rule", _LC),
+        ("alert_state", _LC),  # firing | resolved
+        ("account_id", "String"),
+        ("cluster_id", "String"),
+        ("labels", "Map(String, String)"),
+        ("annotations", "Map(String, String)"),
+        ("starts_at", _TS),
+        ("ends_at", _TS),  # epoch 0 while firing
+        ("score", "Float32"),
+        ("signals", f"Array({_LC})"),
+        ("signal_points", "Array(Float32)"),
+        ("delivery", _LC),  # pending | delivered | failed (refused for good by the receiver)
+        ("attempts", "UInt32"),
+        ("last_error", "String"),  # never holds a secret
+        ("next_attempt_at", _TS),
+        ("created_at", _TS),
+        ("updated_at", _TS),
+        ("version", "UInt64"),  # 0 when added, then wall-clock microseconds of each update
+    ),
+    engine="ReplacingMergeTree(version)",
+    order_by=("notification_id",),
+)
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (API_CALLS, SIGNATURES_1M, KEY_SIGNATURES_1M, ALERTS, REJECTED_EVENTS, CLUSTERS)
+    t.name: t for t in (API_CALLS, SIGNATURES_1M, KEY_SIGNATURES_1M, ALERTS, REJECTED_EVENTS, CLUSTERS,
+                        ALERT_FEEDBACK, ALERT_NOTIFICATIONS)
 }
 
 
@@ -247,3 +315,216 @@ def table_spec(name: str) -> TableSpec:
 def insert_columns(name: str) -> tuple[str, ...]:
     """Ordered names of the columns the pipeline inserts into ``name`` (raises ValueError if unknown)."""
     return table_spec(name).column_names
+
+
+# --- rollups (README "Output tables", docs/operations.md "Retention"), migration m0003 ---------
+# Dashboards over hours and days read these instead of scanning the raw tables. Each is an
+# AggregatingMergeTree filled by the materialized view `<name>_mv` from one base table; it is not
+# in TABLES because the pipeline never inserts into it. Read sums with sum(col), min/max with
+# min/max(col), distinct accounts with uniqMerge(accounts), always with GROUP BY over the key.
+
+_SUM = "SimpleAggregateFunction(sum, UInt64)"
+_UNIQ = "AggregateFunction(uniq, String)"
+_MAX_SCORE = "SimpleAggregateFunction(max, Float32)"
+
+
+@dataclass(frozen=True)
+class RollupColumn:
+    """A rollup column: its ClickHouse type and the view's expression over the source rows."""
+
+    name: str
+    type: str
+    expr: str  # key columns: a row expression; others: an aggregate (a -State for AggregateFunction)
+
+
+@dataclass(frozen=True)
+class RollupSpec:
+    """An aggregated table and the materialized view ``<name>_mv`` that fills it from ``source``."""
+
+    name: str
+    source: str  # a TABLES name
+    keys: tuple[RollupColumn, ...]  # ORDER BY, in this order; the view groups by them
+    values: tuple[RollupColumn, ...]
+    time_column: str  # a key column: PARTITION BY month of it, TTL (DW_ROLLUP_TTL_DAYS) from it
+    array_join: str | None = None  # "ARRAY JOIN <expr> AS <alias>" applied to source rows
+    # (name, ORDER BY columns): projections that serve lookups by another key prefix.
+    projections: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def columns(self) -> tuple[RollupColumn, ...]:
+        return self.keys + self.values
+
+    @property
+    def view_name(self) -> str:
+        return f"{self.name}_mv"
+
+    @property
+    def ttl_column(self) -> str:
+        return self.time_column
+
+    def qualified(self, database: str) -> str:
+        return f"`{database}`.`{self.name}`"
+
+    def create_sql(self, database: str) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` for the rollup table (idempotent)."""
+        lines = [f"    `{c.name}` {c.type}" for c in self.columns]
+        lines += [f"    PROJECTION {name} (SELECT * ORDER BY ({', '.join(order)}))" for name, order in self.projections]
+        settings = [f"non_replicated_deduplication_window = {DEDUP_WINDOW}"]
+        if self.projections:
+            # Merges of an AggregatingMergeTree combine rows, so a projection must be rebuilt
+            # for the merged part; the default, 'throw', refuses to create it (SUPPORT_IS_DISABLED).
+            settings.append("deduplicate_merge_projection_mode = 'rebuild'")
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.qualified(database)}\n(\n" + ",\n".join(lines) + "\n)\n"
+            "ENGINE = AggregatingMergeTree\n"
+            f"PARTITION BY toYYYYMM({self.time_column})\n"
+            f"ORDER BY ({', '.join(c.name for c in self.keys)})\n"
+            f"SETTINGS {', '.join(settings)}"
+        )
+
+    def view_sql(self, database: str) -> str:
+        """``CREATE MATERIALIZED VIEW IF NOT EXISTS <name>_mv TO <name>``: aggregates each inserted block."""
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{database}`.`{self.view_name}` TO {self.qualified(database)}\n"
+            f"AS {self._select(database)}"
+        )
+
+    def backfill_sql(self, database: str) -> str:
+        """Aggregate the rows already in ``source`` into the table, only while it is empty (re-runnable)."""
+        return f"INSERT INTO {self.qualified(database)}\n{self._select(database, only_if_empty=True)}"
+
+    def _select(self, database: str, *, only_if_empty: bool = False) -> str:
+        select = ",\n    ".join(f"{c.expr} AS `{c.name}`" for c in self.columns)
+        sql = f"SELECT\n    {select}\nFROM `{database}`.`{self.source}`\n"
+        if self.array_join:
+            sql += f"{self.array_join}\n"
+        if only_if_empty:
+            sql += f"WHERE (SELECT count() FROM {self.qualified(database)}) = 0\n"
+        return sql + f"GROUP BY {', '.join(f'`{c.name}`' for c in self.keys)}"
+
+    def drop_view_sql(self, database: str) -> str:
+        return f"DROP VIEW IF EXISTS `{database}`.`{self.view_name}` SYNC"
+
+    def drop_sql(self, database: str) -> str:
+        return f"DROP TABLE IF EXISTS {self.qualified(database)} SYNC"
+
+
+def _sums(*names: str) -> tuple[RollupColumn, ...]:
+    return tuple(RollupColumn(name, _SUM, f"sum(toUInt64(`{name}`))") for name in names)
+
+
+_ACCOUNTS = RollupColumn("accounts", _UNIQ, "uniqState(account_id)")
+_MAX_OF_SCORE = RollupColumn("max_score", _MAX_SCORE, "max(score)")
+_CALLS = RollupColumn("calls", _SUM, "toUInt64(count())")
+
+TRAFFIC_1M = RollupSpec(
+    name="traffic_1m",
+    source="api_calls",
+    keys=(
+        RollupColumn("minute", _MINUTE, "toDateTime(toStartOfMinute(ts), 'UTC')"),
+        RollupColumn("model", _LC, "model"),
+        RollupColumn("endpoint", _LC, "endpoint"),
+        RollupColumn("network_type", _LC, "network_type"),
+        RollupColumn("country", _LC, "country"),
+    ),
+    values=(
+        _CALLS,
+        *_sums("prompt_tokens", "completion_tokens", "reasoning_tokens"),
+        RollupColumn("error_calls", _SUM, "toUInt64(countIf(status >= 400))"),
+        _ACCOUNTS,
+    ),
+    time_column="minute",
+)
+
+SCORES_1M = RollupSpec(
+    name="scores_1m",
+    source="signatures_1m",
+    keys=(
+        RollupColumn("minute", _MINUTE, "window_start"),
+        # 0, 10, ..., 90: the heatmap's rows; a score of 100 belongs to the top band.
+        RollupColumn("score_band", "UInt8", "toUInt8(least(intDiv(toUInt32(greatest(score, 0)), 10) * 10, 90))"),
+    ),
+    values=(
+        RollupColumn("frames", _SUM, "toUInt64(count())"),
+        *_sums("calls", "completion_tokens", "reasoning_tokens"),
+        _ACCOUNTS,
+        _MAX_OF_SCORE,
+    ),
+    time_column="minute",
+)
+
+ALERTS_1M = RollupSpec(
+    name="alerts_1m",
+    source="alerts",
+    keys=(
+        RollupColumn("minute", _MINUTE, "toDateTime(toStartOfMinute(fired_ts), 'UTC')"),
+        RollupColumn("rule", _LC, "rule"),
+        RollupColumn("severity", _LC, "severity"),
+    ),
+    values=(RollupColumn("alerts", _SUM, "toUInt64(count())"), _ACCOUNTS, _MAX_OF_SCORE),
+    time_column="minute",
+)
+
+ACCOUNT_SCORES_1H = RollupSpec(
+    name="account_scores_1h",
+    source="signatures_1m",
+    keys=(
+        RollupColumn("hour", _MINUTE, "toStartOfHour(window_start)"),
+        RollupColumn("account_id", "String", "account_id"),
+    ),
+    values=(
+        _MAX_OF_SCORE,
+        *_sums("calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "reasoning_calls"),
+        RollupColumn("active_minutes", _SUM, "toUInt64(count())"),
+        RollupColumn("first_minute", f"SimpleAggregateFunction(min, {_MINUTE})", "min(window_start)"),
+        RollupColumn("last_minute", f"SimpleAggregateFunction(max, {_MINUTE})", "max(window_start)"),
+    ),
+    time_column="hour",
+)
+
+# What account_entities_1h records per call: kind -> the value's expression over an api_calls row.
+# An empty value (asn 0, simhash 0, no payment fingerprint, an empty field) is no entity and skipped.
+ENTITY_KINDS: dict[str, str] = {
+    "api_key": "api_key_id",
+    # IPv4: its /24 as a.b.c.0/24; IPv6: its /48 as x:y:z::/48; anything else: skipped.
+    "ip_net": (
+        "multiIf(isIPv4String(client_ip), "
+        "concat(IPv4NumToString(bitAnd(IPv4StringToNumOrDefault(client_ip), 4294967040)), '/24'), "
+        "isIPv6String(client_ip), "
+        "concat(IPv6NumToString(tupleElement(IPv6CIDRToRange(toIPv6OrDefault(client_ip), 48), 1)), '/48'), '')"
+    ),
+    "asn": "if(asn = 0, '', toString(asn))",
+    "country": "toString(country)",
+    "network_type": "toString(network_type)",
+    "user_agent": "user_agent",
+    "model": "toString(model)",
+    "endpoint": "toString(endpoint)",
+    "template": "if(prompt_simhash = 0, '', leftPad(lower(hex(prompt_simhash)), 16, '0'))",
+    "payment": "payment_fingerprint",
+}
+_ENTITIES = "[" + ", ".join(f"('{kind}', {expr})" for kind, expr in ENTITY_KINDS.items()) + "]"
+
+ACCOUNT_ENTITIES_1H = RollupSpec(
+    name="account_entities_1h",
+    source="api_calls",
+    keys=(
+        RollupColumn("account_id", "String", "account_id"),
+        RollupColumn("kind", _LC, "entity.1"),
+        RollupColumn("value", "String", "entity.2"),
+        RollupColumn("hour", _MINUTE, "toDateTime(toStartOfHour(ts), 'UTC')"),
+    ),
+    values=(
+        _CALLS,
+        *_sums("prompt_tokens", "completion_tokens", "reasoning_tokens"),
+        RollupColumn("first_seen", f"SimpleAggregateFunction(min, {_TS})", "min(ts)"),
+        RollupColumn("last_seen", f"SimpleAggregateFunction(max, {_TS})", "max(ts)"),
+    ),
+    time_column="hour",
+    array_join=f"ARRAY JOIN arrayFilter(e -> e.2 != '', {_ENTITIES}) AS entity",
+    # "Which accounts share this value": WHERE kind = … AND value = … reads a key range.
+    projections=(("by_value", ("kind", "value", "account_id")),),
+)
+
+ROLLUPS: dict[str, RollupSpec] = {
+    r.name: r for r in (TRAFFIC_1M, SCORES_1M, ALERTS_1M, ACCOUNT_SCORES_1H, ACCOUNT_ENTITIES_1H)
+}

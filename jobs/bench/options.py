@@ -23,4 +23,6 @@ class BenchOptions:
     pipeline_budget_s: float = 45.0  # a worker run stops after this long if it has not drained
     latency_s: float = 8.0  # paced production per latency run
     memory_accounts: tuple[int, int] = (100_000, 1_000_000)
+    backtest_account_minutes: int = 1_000_000  # stored signatures_1m rows the backtest measurement reads
+    investigate_events: int = 1_000_000  # api_calls of the one account `investigate` reads
     worker_timeout_s: float = 900.0

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from jobs.bench.paced import PacedSource, run_paced
-from jobs.bench.procs import cpu_seconds
+from jobs.bench.procs import PeakRss, cpu_seconds
 from jobs.bench.worker_entry import TIMINGS_ENV
 from jobs.embedded_broker import free_port
 from jobs.worker_process import settings_env
 from pipeline.settings import ENV_PREFIX, load_settings
+from pipeline.web.auth import auth_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_SQL = """
@@ -130,7 +131,8 @@ class BenchWorker:
         raise BenchError(f"worker: no {what} within {timeout_s:.0f}s:\n{self.log_tail()}")
 
     def request_drain(self) -> None:
-        req = urllib.request.Request(f"{self.base_url}/drain", data=b"", method="POST")
+        req = urllib.request.Request(f"{self.base_url}/drain", data=b"", method="POST",
+                                     headers=auth_headers(self.settings.web_token))
         with urllib.request.urlopen(req, timeout=10):
             pass
 
@@ -194,6 +196,7 @@ class Throughput:
     batches: int
     drained: bool  # False: stopped after the budget, rate from the batches handled by then
     first_batch: dict[str, float]  # its events and seconds: one-time costs (loading compiled code, ...)
+    peak_rss_bytes: int  # the worker's highest resident memory during the run
     notes: tuple[str, ...] = ()  # what the bench changed in the worker, and crashes while it stopped
 
     @property
@@ -219,6 +222,7 @@ def run_throughput(bootstrap: str, broker_pid: int, topic: str, partitions: int,
     stopped: str | None = None
     broker0 = cpu_seconds(broker_pid)
     deadline = time.monotonic() + timeout_s
+    rss = PeakRss([worker.proc.pid]).__enter__()
     try:
         while worker.proc.poll() is None:
             t = _timings(worker)
@@ -233,6 +237,7 @@ def run_throughput(bootstrap: str, broker_pid: int, topic: str, partitions: int,
             time.sleep(0.2)
         code = worker.proc.returncode
     finally:
+        rss.__exit__()
         worker.kill()
         worker.wait(10, drained=True)
     broker_cpu = cpu_seconds(broker_pid) - broker0
@@ -249,7 +254,7 @@ def run_throughput(bootstrap: str, broker_pid: int, topic: str, partitions: int,
     notes += (stopped,) if stopped else ()
     return Throughput(t["events_done"], end - t["first_start"], t["cpu_at_last"] - t["cpu_at_first"], broker_cpu,
                       {k: round(v, 3) for k, v in t["seconds"].items()}, t["batches"], drained, t["first_batch"],
-                      notes)
+                      rss.peak_bytes, notes)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,17 @@ def rate(events: int, seconds: float, cpu_seconds: float | None = None, **extra:
     return out
 
 
+def backtest_entry(account_minutes: int, seconds: float) -> dict[str, float]:
+    """The ``backtest`` entry: a whole ``distillwatch backtest`` over ``account_minutes`` stored rows."""
+    return {"account_minutes": account_minutes, "seconds": _number(seconds),
+            "account_minutes_per_s": _number(account_minutes / seconds)}
+
+
+def investigate_entry(events: int, seconds: float) -> dict[str, float]:
+    """The ``investigate`` entry: ``distillwatch investigate`` of one account with ``events`` stored calls."""
+    return {"events": events, "seconds": _number(seconds)}
+
+
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
@@ -44,6 +55,14 @@ def table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     mem = results["memory"]
     lines.append("")
+    if "backtest" in results["results"]:
+        b = results["results"]["backtest"]
+        lines.append(f"backtest: {b['account_minutes']:,} account-minutes in {b['seconds']:.2f} s "
+                     f"({b['account_minutes_per_s']:,.0f}/s, ClickHouse read included)")
+    if "investigate" in results["results"]:
+        inv = results["results"]["investigate"]
+        lines.append(f"investigate: one account with {inv['events']:,} events in {inv['seconds']:.2f} s "
+                     "(rollups and key ranges, ClickHouse read included)")
     lines.append(f"memory per active account: {mem['bytes_per_account_100k']:,.0f} B at 100k accounts, "
                  f"{mem['bytes_per_account_1m']:,.0f} B at 1M")
     lines.append(f"{results['events']:,} events over {results['accounts']:,} accounts, "

@@ -3,9 +3,10 @@
 Order: generate the traffic, start an embedded Tansu broker, produce it once as
 JSON messages and once as batch containers, then measure (each on the same
 messages): raw consume, JSON decode, kernels, the naive Faust agent, the worker
-end to end on each topic, latency at half of each measured rate, and memory per
-account (child processes). Slow baselines run for a time budget and report
-their rate. Temporary state lives in a fresh directory that is removed at the end.
+end to end on each topic, latency at half of each measured rate, memory per
+account (child processes), and ``distillwatch backtest`` over stored account-minutes
+(a child). Slow baselines run for a time budget and report their rate. Temporary
+state lives in a fresh directory that is removed at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from jobs.bench import backtest as backtest_bench
+from jobs.bench import investigate as investigate_bench
 from jobs.bench import kafka_io, offline
 from jobs.bench.data import BenchData, json_messages, prepare
 from jobs.bench.faust_run import measure_faust_naive
@@ -27,7 +30,7 @@ from jobs.bench.options import BenchOptions
 from jobs.bench.paced import BatchedSource, JsonSource
 from jobs.bench.pipeline_run import Latency, Throughput, run_latency, run_throughput
 from jobs.bench.procs import load_average
-from jobs.bench.report import plot, rate, table, write_json
+from jobs.bench.report import backtest_entry, investigate_entry, plot, rate, table, write_json
 from jobs.embedded_broker import EmbeddedBroker
 from pipeline.settings import load_settings
 
@@ -168,6 +171,14 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
     memory = [run_child(n, opts.partitions, opts.worker_timeout_s) for n in opts.memory_accounts]
     clock.step("memory", t)
 
+    t = time.monotonic()
+    backtest = backtest_bench.run_child(opts.backtest_account_minutes, opts.worker_timeout_s)
+    clock.step("backtest", t)
+
+    t = time.monotonic()
+    investigation = investigate_bench.run_child(opts.investigate_events, opts.worker_timeout_s)
+    clock.step("investigate", t)
+
     results: dict[str, Any] = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "broker": "tansu"},
@@ -180,9 +191,12 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
             "kernel_reference": rate(reference.events, reference.seconds),
             "faust_naive": rate(faust.events, faust.seconds, faust.cpu_seconds),
             "pipeline_json": rate(pj.events, pj.seconds, pj.worker_cpu_s + pj.broker_cpu_s,
-                                  latency_p50_s=lj.p50_s, latency_p99_s=lj.p99_s),
+                                  latency_p50_s=lj.p50_s, latency_p99_s=lj.p99_s, peak_rss_bytes=pj.peak_rss_bytes),
             "pipeline_batched": rate(pb.events, pb.seconds, pb.worker_cpu_s + pb.broker_cpu_s,
-                                     latency_p50_s=lb.p50_s, latency_p99_s=lb.p99_s),
+                                     latency_p50_s=lb.p50_s, latency_p99_s=lb.p99_s,
+                                     peak_rss_bytes=pb.peak_rss_bytes),
+            "backtest": backtest_entry(backtest["account_minutes"], backtest["seconds"]),
+            "investigate": investigate_entry(investigation["events"], investigation["seconds"]),
         },
         "memory": {f"bytes_per_account_{label}": round((m["rss_after"] - m["rss_before"]) / m["accounts"])
                    for label, m in zip(("100k", "1m"), memory, strict=True)},
@@ -206,6 +220,8 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
         "pipeline_json": _throughput_details(pj) | {"latency_run": _latency_details(lj)},
         "pipeline_batched": _throughput_details(pb) | {"latency_run": _latency_details(lb)},
         "memory": {str(m["accounts"]): m for m in memory},
+        "backtest": backtest,
+        "investigate": investigation,
     }
     out = opts.out_dir
     write_json(out / "results.json", results)

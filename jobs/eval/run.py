@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 import orjson
 
 from jobs.eval import defaults
+from jobs.eval.feedback import feedback_counts
 from jobs.eval.metrics import evaluate
 from jobs.eval.replay_child import replay_command, run_replay_child
 from jobs.eval.scenario import (
@@ -103,24 +105,31 @@ def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stde
     log(f"generate: done in {duration(generate_s)}: {stats.events:,} events, {stats.out_of_order:,} out of order "
         f"({stats.beyond_lateness:,} beyond the {settings.allowed_lateness_s}s allowed lateness) -> {events_path}")
 
-    state_dir = out_dir / "replay-state" if opts.keep_state else None
-    if state_dir is not None and state_dir.exists():
+    # A scratch state dir unless kept: the analyst feedback is read from it after the replay.
+    state_dir = out_dir / "replay-state" if opts.keep_state else Path(tempfile.mkdtemp(prefix="dw-eval-replay-"))
+    if opts.keep_state and state_dir.exists():
         shutil.rmtree(state_dir)  # a replay into old tables would report old results too
     log("replay: " + " ".join(replay_command(events_path, report_path, state_dir)))
     t1 = time.monotonic()
-    run_replay_child(events_path, report_path, data_dir=state_dir, log=log)
-    replay_s = time.monotonic() - t1
+    try:
+        run_replay_child(events_path, report_path, data_dir=state_dir, log=log)
+        replay_s = time.monotonic() - t1
+        feedback = feedback_counts(state_dir)
+    finally:
+        if not opts.keep_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
     log(f"replay: done in {duration(replay_s)}")
 
     t2 = time.monotonic()
     report = orjson.loads(report_path.read_bytes())
     metrics = evaluate(read_labels(labels_path), report, stats.first_event_ms)
     result = _result(opts, config, settings.allowed_lateness_s, settings.alert_score_threshold, stats, metrics)
+    result["analyst_feedback"] = feedback
     result["timings_s"] = {"generate": round(generate_s, 2), "replay": round(replay_s, 2),
                            "metrics": round(time.monotonic() - t2, 2),
                            "total": round(time.monotonic() - log.started, 2)}
     result["files"] = {"events": str(events_path), "labels": str(labels_path), "report": str(report_path),
-                       "eval": str(eval_path), "replay_state": str(state_dir) if state_dir else None}
+                       "eval": str(eval_path), "replay_state": str(state_dir) if opts.keep_state else None}
     eval_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result), file=out, flush=True)
     print(f"written: {eval_path}", file=out, flush=True)

@@ -73,6 +73,10 @@ def render(result: dict[str, Any]) -> str:
                  f"coverage {_num(clusters['mean_fleet_coverage'], 2)}, cluster purity "
                  f"{_num(clusters['cluster_purity'], 2)}, {clusters['clusters_reported']} clusters reported, "
                  f"{clusters['benign_accounts_in_clusters']} benign accounts in clusters")
+    feedback = result.get("analyst_feedback")  # absent in eval.json files written before it existed
+    if feedback is not None:
+        lines.append(f"analyst feedback: {feedback['alerted_accounts_false_positive']} alerted accounts marked false "
+                     f"positive, {feedback['alerted_accounts_confirmed']} confirmed attacks")
     lines += _accounts("undetected attackers", result["undetected_attackers"])
     lines += _accounts("false positives", result["false_positive_accounts"])
     lines += ["", "targets"]

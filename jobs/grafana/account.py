@@ -24,7 +24,14 @@ from jobs.grafana.panels import (
     ch_timeseries,
     finish,
 )
-from jobs.grafana.sql_parts import HOURS_IN_RANGE, cluster_members_sql, sql_string_var
+from jobs.grafana.sql_parts import (
+    HOURS_IN_RANGE,
+    OUTPUT_TOKENS_SUM,
+    campaign_min_score,
+    cluster_members_sql,
+    is_campaign,
+    sql_string_var,
+)
 
 ACCOUNT_SQL = sql_string_var(ACCOUNT_VAR)
 THIS_ACCOUNT = f"account_id = {ACCOUNT_SQL}"
@@ -49,7 +56,7 @@ def entities_sql(kinds: tuple[str, ...]) -> str:
         SELECT e.kind AS kind, e.value AS value, e.calls AS calls, e.output_tokens AS output_tokens,
                greatest(o.accounts, 1) - 1 AS other_accounts, e.first_seen AS first_seen, e.last_seen AS last_seen
         FROM (
-            SELECT kind, value, sum(calls) AS calls, sum(completion_tokens) AS output_tokens,
+            SELECT kind, value, sum(calls) AS calls, {OUTPUT_TOKENS_SUM} AS output_tokens,
                    min(first_seen) AS first_seen, max(last_seen) AS last_seen
             FROM account_entities_1h
             WHERE {mine}
@@ -69,9 +76,9 @@ def entities_sql(kinds: tuple[str, ...]) -> str:
 
 
 def _entity_table(title: str, description: str, kinds: tuple[str, ...]) -> table.Panel:
-    return ch_table(title, f"{description} From account_entities_1h; other_accounts counts the accounts that share "
-                    "the value in the range.", entities_sql(kinds), w=12, h=8,
-                    units={"output_tokens": COUNT})
+    return ch_table(title, f"{description} From account_entities_1h; output_tokens are completion + reasoning "
+                    "tokens; other_accounts counts the accounts that share the value in the range.",
+                    entities_sql(kinds), w=12, h=8, units={"output_tokens": COUNT})
 
 
 def _account_variable() -> dashboard.QueryVariable:
@@ -94,8 +101,9 @@ def build() -> Dashboard:
     d.with_panel(ch_stat("Calls", "Calls of the account in the range (account_scores_1h).",
                          f"SELECT sum(calls) AS calls FROM account_scores_1h WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}",
                          COUNT))
-    d.with_panel(ch_stat("Output tokens", "Completion tokens the account received in the range (account_scores_1h).",
-                         f"SELECT sum(completion_tokens) AS output_tokens FROM account_scores_1h "
+    d.with_panel(ch_stat("Output tokens", "Completion and reasoning tokens the account received in the range "
+                         "(account_scores_1h).",
+                         f"SELECT {OUTPUT_TOKENS_SUM} AS output_tokens FROM account_scores_1h "
                          f"WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}", COUNT))
     d.with_panel(ch_stat("Reasoning share", "Share of the account's calls that elicited reasoning "
                          "(account_scores_1h).",
@@ -104,9 +112,12 @@ def build() -> Dashboard:
     d.with_panel(ch_stat("Alerts", "Alerts fired for the account in the range (alerts).",
                          f"SELECT count() AS alerts FROM alerts WHERE {THIS_ACCOUNT} AND $__timeFilter(fired_ts)",
                          COUNT))
-    d.with_panel(ch_stat("Campaigns", "Current clusters the account belongs to (clusters FINAL, active = 1).",
+    d.with_panel(ch_stat("Campaigns", "Current clusters holding the account whose score reaches the "
+                         f"cluster_extraction rule's threshold ({campaign_min_score():g}); a cluster below it "
+                         "(linked accounts below the campaign threshold) shows in Cluster membership only "
+                         "(clusters FINAL, active = 1).",
                          f"SELECT count() AS campaigns FROM clusters FINAL "
-                         f"WHERE active = 1 AND has(account_ids, {ACCOUNT_SQL})", COUNT))
+                         f"WHERE active = 1 AND has(account_ids, {ACCOUNT_SQL}) AND {is_campaign()}", COUNT))
 
     contributions = ch_timeseries(
         "Score and signal contributions",
@@ -135,11 +146,12 @@ def build() -> Dashboard:
     ])
     d.with_panel(contributions)
 
-    d.with_panel(ch_timeseries("Calls, tokens and reasoning share", "Calls/s and output tokens/s of the account, "
-                               "and the share of its calls eliciting reasoning (signatures_1m).", f"""
+    d.with_panel(ch_timeseries("Calls, tokens and reasoning share", "Calls/s and output tokens/s (completion + "
+                               "reasoning) of the account, and the share of its calls eliciting reasoning "
+                               "(signatures_1m).", f"""
         SELECT $__timeInterval(window_start) AS time,
                sum(calls) / $__interval_s AS `calls/s`,
-               sum(completion_tokens) / $__interval_s AS `output tokens/s`,
+               {OUTPUT_TOKENS_SUM} / $__interval_s AS `output tokens/s`,
                sum(reasoning_calls) / greatest(sum(calls), 1) AS `reasoning share`
         FROM {FRAMES}
         GROUP BY time
@@ -173,8 +185,9 @@ def build() -> Dashboard:
         LIMIT 200
     """, w=12, h=8, units={"alert_score": SCORE}))
     d.with_panel(ch_table("Cluster membership", "The other members of every current cluster holding this account, "
-                          "with their scores in the range (clusters FINAL, account_scores_1h). Click a member or a "
-                          "cluster to follow it.",
+                          "with their scores and output tokens (completion + reasoning) in the range (clusters "
+                          "FINAL, account_scores_1h); cluster_status says whether the cluster is a campaign or "
+                          "linked accounts below the campaign threshold. Click a member or a cluster to follow it.",
                           cluster_members_sql(f"has(account_ids, {ACCOUNT_SQL})", exclude_account=ACCOUNT_SQL),
                           w=12, h=8, accounts=["account_id"], clusters=["cluster_id"],
                           units={"max_score": SCORE, "output_tokens": COUNT}))

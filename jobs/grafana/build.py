@@ -89,7 +89,7 @@ def write(root: Path = INFRA) -> list[Path]:
     return changed
 
 
-def stale(root: Path = INFRA) -> list[Path]:
-    """Generated files under ``root`` that are missing or differ from a fresh build."""
-    return [root / rel for rel, text in sorted(rendered().items())
+def stale(root: Path = INFRA, files: dict[Path, str] | None = None) -> list[Path]:
+    """Generated files under ``root`` that are missing or differ from ``files`` (default: a fresh build)."""
+    return [root / rel for rel, text in sorted((rendered() if files is None else files).items())
             if not (root / rel).exists() or (root / rel).read_text() != text]

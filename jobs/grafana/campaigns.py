@@ -1,7 +1,8 @@
 """Dashboard 3, "Campaigns" (variable ``cluster``): clusters of linked accounts and what they harvested.
 
 Reads the current clusters (``clusters FINAL … WHERE active = 1``), their version
-history (the clusters table without FINAL), account_scores_1h and signatures_1m.
+history (the clusters table without FINAL, and ``merged_into`` for the clusters merged
+into one), account_scores_1h and signatures_1m.
 """
 
 from __future__ import annotations
@@ -21,18 +22,30 @@ from jobs.grafana.panels import (
     ch_timeseries,
     finish,
 )
-from jobs.grafana.sql_parts import HOURS_IN_RANGE, cluster_members_sql, sql_string_var
+from jobs.grafana.sql_parts import (
+    BELOW_CAMPAIGN,
+    HOURS_IN_RANGE,
+    OUTPUT_TOKENS,
+    OUTPUT_TOKENS_SUM,
+    campaign_min_score,
+    cluster_members_sql,
+    cluster_status,
+    is_campaign,
+    sql_string_var,
+)
 
 CLUSTER_SQL = sql_string_var(CLUSTER_VAR)
 THIS_CLUSTER = f"cluster_id = {CLUSTER_SQL}"
 MEMBERS = f"(SELECT arrayJoin(account_ids) FROM clusters FINAL WHERE {THIS_CLUSTER})"
+# Clusters retired by merging into the selected one (migration m0007 added merged_into).
+MERGED_INTO_THIS = f"(SELECT cluster_id FROM clusters WHERE merged_into = {CLUSTER_SQL})"
 
 CLUSTER_CHOICES_SQL = """
     SELECT cluster_id FROM clusters FINAL WHERE active = 1 ORDER BY score DESC, cluster_id
 """
 
-ACTIVE_CLUSTERS_SQL = """
-    SELECT cluster_id, size, round(score, 1) AS cluster_score,
+ACTIVE_CLUSTERS_SQL = f"""
+    SELECT cluster_id, {cluster_status()} AS cluster_status, size, round(score, 1) AS cluster_score,
            arrayStringConcat(arrayMap((name, points) -> concat(name, ' ', toString(round(points, 1))),
                                       factor_names, factor_points), ', ') AS factors,
            arrayStringConcat(arraySlice(shared_features, 1, 6), ', ') AS shared_features,
@@ -44,20 +57,22 @@ ACTIVE_CLUSTERS_SQL = """
     LIMIT 100
 """
 
+# Completion and reasoning stacked: each bar's length is the campaign's output tokens.
 HARVEST_PER_CAMPAIGN_SQL = f"""
-    SELECT c.cluster_id AS cluster_id, sum(a.output_tokens) AS output_tokens,
-           sum(a.reasoning_tokens) AS reasoning_tokens
+    SELECT c.cluster_id AS cluster_id, sum(a.completion) AS completion_tokens, sum(a.reasoning) AS reasoning_tokens
     FROM (
-        SELECT cluster_id, member FROM clusters FINAL ARRAY JOIN account_ids AS member WHERE active = 1
+        SELECT cluster_id, member FROM clusters FINAL ARRAY JOIN account_ids AS member
+        WHERE active = 1 AND {is_campaign()}
     ) AS c
     INNER JOIN (
-        SELECT account_id, sum(completion_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens
+        -- aliases differ from the columns: ClickHouse would resolve reasoning_tokens to an alias of that name
+        SELECT account_id, sum(completion_tokens) AS completion, sum(reasoning_tokens) AS reasoning
         FROM account_scores_1h
         WHERE {HOURS_IN_RANGE}
         GROUP BY account_id
     ) AS a ON a.account_id = c.member
     GROUP BY cluster_id
-    ORDER BY output_tokens DESC, cluster_id
+    ORDER BY {OUTPUT_TOKENS} DESC, cluster_id
     LIMIT 20
 """
 
@@ -65,7 +80,8 @@ HARVEST_PER_CAMPAIGN_SQL = f"""
 def _cluster_variable() -> dashboard.QueryVariable:
     query = ClickHouseQueryBuilder(CLUSTER_CHOICES_SQL).build()
     return (dashboard.QueryVariable(CLUSTER_VAR).label("Campaign")
-            .description("Current clusters, highest score first.")
+            .description("Current clusters, highest score first: campaigns and linked accounts below the "
+                         "campaign threshold.")
             .datasource(query.datasource).query(query.to_json())
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.DISABLED)
             .allow_custom_value(True).multi(False).include_all(False))
@@ -76,21 +92,32 @@ def build() -> Dashboard:
                                   "templates (docs/linking.md). Pick one with the Campaign variable or a click.")
     d.with_variable(_cluster_variable())
 
-    d.with_panel(ch_table("Active clusters", "Every current cluster (clusters FINAL, active = 1): size, score and "
-                          "its factors, shared features, the first members. Click a cluster to select it.",
+    d.with_panel(ch_table("Active clusters", "Every current cluster (clusters FINAL, active = 1): cluster_status "
+                          f"('campaign' at or above the cluster_extraction rule's score threshold, "
+                          f"{campaign_min_score():g}, else '{BELOW_CAMPAIGN}'), size, score and its factors, shared "
+                          "features, the first members. Click a cluster to select it.",
                           ACTIVE_CLUSTERS_SQL, w=24, h=8, clusters=["cluster_id"], units={"cluster_score": SCORE}))
 
-    d.with_panel(ch_table("Members and their scores", "Members of the selected campaign with their highest score, "
-                          "calls and output tokens in the range (clusters FINAL, account_scores_1h). Click an "
-                          "account to drill down.", cluster_members_sql(THIS_CLUSTER), w=12, h=9,
+    d.with_panel(ch_table("Members and their scores", "Members of the selected cluster with their highest score, "
+                          "calls and output tokens (completion + reasoning) in the range, and the cluster's status "
+                          "(clusters FINAL, account_scores_1h). Click an account to drill down.",
+                          cluster_members_sql(THIS_CLUSTER), w=12, h=9,
                           accounts=["account_id"], clusters=["cluster_id"],
                           units={"max_score": SCORE, "output_tokens": COUNT}))
-    d.with_panel(ch_timeseries("Cluster score history", "The selected campaign's score and size at each update "
-                               "(points; the clusters table's versions, which merges may thin out) beside its "
-                               "members' highest and mean score per interval (signatures_1m).", [f"""
-        SELECT updated_ts AS time, score AS `cluster score`, size AS `members`
+    d.with_panel(ch_timeseries("Cluster score history", "The selected cluster's score and size at each stored "
+                               "version (points; the clusters table read without FINAL, so every version still "
+                               "on disk shows), beside its members' highest and mean score per interval "
+                               "(signatures_1m). clusters is a ReplacingMergeTree: when ClickHouse merges its "
+                               "parts it keeps only the newest version of a cluster, so merged-away versions are "
+                               "gone and an older cluster may show a single point. Clusters that merged into "
+                               "it (their retirement rows name it in merged_into) show as their own points, at "
+                               "their last score.", [f"""
+        SELECT updated_ts AS time,
+               if({THIS_CLUSTER}, score, NULL) AS `cluster score`,
+               if({THIS_CLUSTER}, size, NULL) AS `members`,
+               if({THIS_CLUSTER}, NULL, score) AS `score of a cluster merged into it`
         FROM clusters
-        WHERE {THIS_CLUSTER} AND $__timeFilter(updated_ts)
+        WHERE ({THIS_CLUSTER} OR cluster_id IN {MERGED_INTO_THIS}) AND $__timeFilter(updated_ts)
         ORDER BY time
     """, f"""
         SELECT $__timeInterval(window_start) AS time, max(score) AS `highest member score`,
@@ -101,13 +128,17 @@ def build() -> Dashboard:
         ORDER BY time
     """], SCORE, w=12, h=9, units={"members": COUNT}))
 
-    d.with_panel(ch_barchart("Output tokens harvested per campaign", "Completion and reasoning tokens received by "
-                             "the members of each current cluster in the range, largest first (account_scores_1h).",
-                             HARVEST_PER_CAMPAIGN_SQL, COUNT, x_field="cluster_id", w=12, h=9))
-    d.with_panel(ch_timeseries("Harvest rate of the selected campaign", "Output and reasoning tokens per second "
-                               "received by the selected campaign's members (signatures_1m).", f"""
+    d.with_panel(ch_barchart("Output tokens harvested per campaign", "Output tokens received by the members of "
+                             "each current campaign in the range, completion and reasoning stacked (the bar is "
+                             "their sum), largest first (clusters FINAL, account_scores_1h). Linked accounts below "
+                             "the campaign threshold are left out.",
+                             HARVEST_PER_CAMPAIGN_SQL, COUNT, x_field="cluster_id", w=12, h=9, stacked=True))
+    d.with_panel(ch_timeseries("Harvest rate of the selected campaign", "Output tokens per second (completion + "
+                               "reasoning) received by the selected cluster's members, and the completion and "
+                               "reasoning tokens apart (signatures_1m).", f"""
         SELECT $__timeInterval(window_start) AS time,
-               sum(completion_tokens) / $__interval_s AS `output tokens/s`,
+               {OUTPUT_TOKENS_SUM} / $__interval_s AS `output tokens/s`,
+               sum(completion_tokens) / $__interval_s AS `completion tokens/s`,
                sum(reasoning_tokens) / $__interval_s AS `reasoning tokens/s`
         FROM signatures_1m
         WHERE account_id IN {MEMBERS} AND $__timeFilter(window_start)

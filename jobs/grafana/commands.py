@@ -22,15 +22,18 @@ def grafana() -> None:
 @click.option("--check", is_flag=True, help="write nothing; exit 1 when a generated file is missing or stale")
 def build_command(out: Path, check: bool) -> None:
     """Render the four dashboards and the provisioning files (deterministic; the output is checked in)."""
-    from jobs.grafana.build import stale, write
+    from jobs.grafana.build import rendered, stale, write
 
     if check:
-        outdated = stale(out)
+        files = rendered()
+        outdated = stale(out, files)
         for path in outdated:
             click.echo(f"stale: {path}", err=True)
         if outdated:
             click.echo("run `distillwatch grafana build`", err=True)
-        sys.exit(1 if outdated else 0)
+            sys.exit(1)
+        click.echo(f"dashboards are up to date ({len(files)} files)")
+        return
     changed = write(out)
     for path in changed:
         click.echo(f"wrote {path}", err=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
@@ -31,6 +31,11 @@ class Datasource:
     json_data: Mapping[str, Any]
     secure_json_data: Mapping[str, str]
     url: str = ""
+    # Values ``deploy`` uses for these variables when they are unset or empty (Grafana itself has no
+    # defaults in provisioning files: there an unset variable is an empty string).
+    env_defaults: Mapping[str, str] = field(default_factory=dict)
+    # jsonData keys the plugin's settings page saves as booleans.
+    bool_keys: tuple[str, ...] = ()
 
     @property
     def env_names(self) -> set[str]:
@@ -57,8 +62,9 @@ class Datasource:
         Raises ValueError naming every variable that is unset: a datasource with an
         empty host would be created and fail only when a panel queries it.
         """
-        env = os.environ if environ is None else environ
-        missing = sorted(name for name in self.env_names if not env.get(name))
+        given = os.environ if environ is None else environ
+        env = {**self.env_defaults, **{k: v for k, v in given.items() if v}}
+        missing = sorted(name for name in self.env_names if name not in env)
         if missing:
             raise ValueError(f"datasource {self.name!r} needs environment variable(s) {', '.join(missing)}")
         model = _expand(self.provisioning(), env)
@@ -69,10 +75,17 @@ class Datasource:
             if not str(port).isdigit():
                 raise ValueError(f"datasource {self.name!r}: port {port!r} is not a number")
             model["jsonData"]["port"] = int(port)
+        for key in self.bool_keys:
+            text = str(model["jsonData"][key])
+            if text.lower() not in _BOOLS:
+                raise ValueError(f"datasource {self.name!r}: {key} {text!r} is not true or false")
+            model["jsonData"][key] = _BOOLS[text.lower()]
         return model
 
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+# What the plugin's strconv.ParseBool accepts, lower-cased.
+_BOOLS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -101,8 +114,14 @@ CLICKHOUSE = Datasource(
         "protocol": "${CLICKHOUSE_PROTOCOL}",
         "defaultDatabase": "${CLICKHOUSE_DATABASE}",
         "username": "${CLICKHOUSE_USER}",
+        # TLS to ClickHouse (native 9440, HTTPS 8443) and, for the http protocol, a path prefix in
+        # front of ClickHouse (a proxy such as https://host/clickhouse): the plugin 4.x's settings.
+        "secure": "${CLICKHOUSE_SECURE}",
+        "path": "${CLICKHOUSE_PATH}",
     },
     secure_json_data={"password": "${CLICKHOUSE_PASSWORD}"},
+    env_defaults={"CLICKHOUSE_SECURE": "false", "CLICKHOUSE_PATH": ""},
+    bool_keys=("secure",),
 )
 
 PROMETHEUS = Datasource(

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
+from pipeline.dashboards import (  # noqa: F401 - re-exported for the dashboard modules
+    ACCOUNT,
+    ACCOUNT_VAR,
+    CAMPAIGNS,
+    CLUSTER_VAR,
+    OVERVIEW,
+    PIPELINE,
+    DashboardId,
+)
+
 TAG = "distillwatch"
-
-
-@dataclass(frozen=True)
-class DashboardId:
-    uid: str
-    title: str
-
-    @property
-    def slug(self) -> str:
-        """Grafana's URL slug of the title ("Account drill-down" -> "account-drill-down")."""
-        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
-
-    @property
-    def path(self) -> str:
-        return f"/d/{self.uid}/{self.slug}"
-
-
-OVERVIEW = DashboardId("dw-overview", "Extraction overview")
-ACCOUNT = DashboardId("dw-account", "Account drill-down")
-CAMPAIGNS = DashboardId("dw-campaigns", "Campaigns")
-PIPELINE = DashboardId("dw-pipeline", "Pipeline health")
-
-# Template variables the links fill; the dashboards declare them under these names.
-ACCOUNT_VAR = "account"
-CLUSTER_VAR = "cluster"
 
 # ${__url_time_range} carries the current from/to, so a drill-down keeps the time range.
 _KEEP_TIME = "${__url_time_range}"

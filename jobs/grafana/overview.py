@@ -22,27 +22,34 @@ from jobs.grafana.panels import (
     ch_timeseries,
     finish,
 )
-from jobs.grafana.sql_parts import HOURS_IN_RANGE, RANGE_SECONDS
+from jobs.grafana.sql_parts import (
+    HOURS_IN_RANGE,
+    OUTPUT_TOKENS_SUM,
+    RANGE_SECONDS,
+    campaign_min_score,
+    is_campaign,
+)
 
 # scores_1m.score_band: the lower bound of each 10-point band (90 holds 90-100).
 SCORE_BANDS = tuple(range(0, 100, 10))
 TOP_ACCOUNTS = 25
 
 TOP_ACCOUNTS_SQL = f"""
-    SELECT s.account_id AS account_id, s.top_score AS max_score, t.top_signals AS top_signals,
-           s.call_count AS calls, s.output_tokens AS output_tokens, s.reasoning_share AS reasoning_share,
-           s.last_seen AS last_active
-    FROM (
+    WITH top AS (
         -- aliases differ from the columns: ClickHouse would resolve sum(calls) below to the alias
         SELECT account_id, max(max_score) AS top_score, sum(calls) AS call_count,
-               sum(completion_tokens) AS output_tokens,
+               {OUTPUT_TOKENS_SUM} AS output_tokens,
                sum(reasoning_calls) / greatest(sum(calls), 1) AS reasoning_share, max(last_minute) AS last_seen
         FROM account_scores_1h
         WHERE {HOURS_IN_RANGE}
         GROUP BY account_id
         ORDER BY top_score DESC, account_id
         LIMIT {TOP_ACCOUNTS}
-    ) AS s
+    )
+    SELECT s.account_id AS account_id, s.top_score AS max_score, t.top_signals AS top_signals,
+           s.call_count AS calls, s.output_tokens AS output_tokens, s.reasoning_share AS reasoning_share,
+           s.last_seen AS last_active
+    FROM top AS s
     LEFT JOIN (
         -- the three signals that contributed the most points over the range
         SELECT account_id,
@@ -52,7 +59,8 @@ TOP_ACCOUNTS_SQL = f"""
             SELECT account_id, signal, sum(point) AS points
             FROM signatures_1m
             ARRAY JOIN signal_names AS signal, signal_points AS point
-            WHERE $__timeFilter(window_start) AND point > 0
+            -- only the top accounts: signatures_1m is ordered by account, so this reads their key ranges
+            WHERE account_id IN (SELECT account_id FROM top) AND $__timeFilter(window_start) AND point > 0
             GROUP BY account_id, signal
         )
         GROUP BY account_id
@@ -60,12 +68,12 @@ TOP_ACCOUNTS_SQL = f"""
     ORDER BY max_score DESC, account_id
 """
 
-ACTIVE_CAMPAIGNS_SQL = """
+ACTIVE_CAMPAIGNS_SQL = f"""
     SELECT cluster_id, size, round(score, 1) AS cluster_score,
            arrayStringConcat(arraySlice(shared_features, 1, 4), ', ') AS shared,
            first_seen_ts AS first_seen, updated_ts AS updated
     FROM clusters FINAL
-    WHERE active = 1 AND updated_ts >= $__fromTime
+    WHERE active = 1 AND updated_ts >= $__fromTime AND {is_campaign()}
     ORDER BY cluster_score DESC, cluster_id
     LIMIT 20
 """
@@ -81,8 +89,9 @@ def build() -> Dashboard:
     d.with_panel(ch_stat("Calls/s", "Mean API calls per second over the range (traffic_1m).", f"""
         SELECT sum(calls) / {RANGE_SECONDS} AS calls_per_s FROM traffic_1m WHERE $__timeFilter(minute)
     """, RATE))
-    d.with_panel(ch_stat("Output tokens/s", "Mean completion tokens per second over the range (traffic_1m).", f"""
-        SELECT sum(completion_tokens) / {RANGE_SECONDS} AS output_tokens_per_s
+    d.with_panel(ch_stat("Output tokens/s", "Mean output tokens (completion + reasoning) per second over the "
+                         "range (traffic_1m).", f"""
+        SELECT {OUTPUT_TOKENS_SUM} / {RANGE_SECONDS} AS output_tokens_per_s
         FROM traffic_1m WHERE $__timeFilter(minute)
     """, PER_SECOND))
     d.with_panel(ch_stat("Active accounts", "Distinct accounts that called the API in the range (traffic_1m).", """
@@ -94,16 +103,21 @@ def build() -> Dashboard:
     d.with_panel(ch_stat("Accounts alerted", "Distinct accounts with an alert in the range (alerts_1m).", """
         SELECT uniqMerge(accounts) AS accounts_alerted FROM alerts_1m WHERE $__timeFilter(minute)
     """, COUNT))
-    d.with_panel(ch_stat("Active campaigns", "Current clusters of linked accounts updated in the range "
-                         "(clusters FINAL, active = 1).", """
-        SELECT count() AS campaigns FROM clusters FINAL WHERE active = 1 AND updated_ts >= $__fromTime
+    d.with_panel(ch_stat("Active campaigns", "Current clusters of linked accounts updated in the range whose "
+                         f"score reaches the cluster_extraction rule's threshold ({campaign_min_score():g}); "
+                         "linked accounts below the campaign threshold are not counted (clusters FINAL, "
+                         "active = 1).", f"""
+        SELECT count() AS campaigns FROM clusters FINAL
+        WHERE active = 1 AND updated_ts >= $__fromTime AND {is_campaign()}
     """, COUNT))
 
     d.with_panel(ch_timeseries("Calls/s and output tokens/s", "All traffic per second (traffic_1m): calls, "
-                               "completion tokens and the reasoning tokens among them.", """
+                               "output tokens (completion + reasoning), and the completion and reasoning "
+                               "tokens apart.", f"""
         SELECT $__timeInterval(minute) AS time,
                sum(calls) / $__interval_s AS `calls/s`,
-               sum(completion_tokens) / $__interval_s AS `output tokens/s`,
+               {OUTPUT_TOKENS_SUM} / $__interval_s AS `output tokens/s`,
+               sum(completion_tokens) / $__interval_s AS `completion tokens/s`,
                sum(reasoning_tokens) / $__interval_s AS `reasoning tokens/s`
         FROM traffic_1m
         WHERE $__timeFilter(minute)
@@ -122,11 +136,14 @@ def build() -> Dashboard:
 
     d.with_panel(ch_table("Top accounts by score", f"The {TOP_ACCOUNTS} accounts with the highest score in the range "
                           "(account_scores_1h), their strongest signals by points (signatures_1m), calls, output "
-                          "tokens and reasoning share. Click an account to drill down.", TOP_ACCOUNTS_SQL,
-                          w=14, h=10, accounts=["account_id"],
+                          "tokens (completion + reasoning) and reasoning share. Click an account to drill down.",
+                          TOP_ACCOUNTS_SQL, w=14, h=10, accounts=["account_id"],
                           units={"max_score": SCORE, "reasoning_share": SHARE, "output_tokens": COUNT}))
-    d.with_panel(ch_table("Active campaigns", "Current clusters of linked accounts (clusters FINAL, active = 1): "
-                          "size, cluster score and the features they share. Click a cluster to open it.",
+    d.with_panel(ch_table("Active campaigns", "Current clusters updated in the range whose score reaches the "
+                          f"cluster_extraction rule's threshold ({campaign_min_score():g}) (clusters FINAL, "
+                          "active = 1): size, cluster score and the features they share. Linked accounts below "
+                          "the campaign threshold are listed on the Campaigns dashboard. Click a cluster to "
+                          "open it.",
                           ACTIVE_CAMPAIGNS_SQL, w=10, h=10, clusters=["cluster_id"]))
 
     d.with_panel(ch_heatmap("Score distribution", "Account-minutes per 10-point score band over time "

@@ -115,12 +115,13 @@ def ch_heatmap(title: str, description: str, sql: str, *, w: int = 12, h: int = 
 
 
 def ch_barchart(title: str, description: str, sql: str, unit: str, *, x_field: str, w: int = 12,
-                h: int = 8) -> barchart.Panel:
-    """Bar chart of a table query: one bar group per ``x_field`` value."""
+                h: int = 8, stacked: bool = False) -> barchart.Panel:
+    """Bar chart of a table query: one bar group per ``x_field`` value (one stacked bar when ``stacked``)."""
     panel = _sized(barchart.Panel(), title, description, w, h)
     return (panel.datasource(CLICKHOUSE.ref).unit(unit).with_target(ClickHouseQueryBuilder(sql).table())
             .x_field(x_field).orientation(common.VizOrientation.HORIZONTAL)
-            .show_value(common.VisibilityMode.AUTO).stacking(common.StackingMode.NONE))
+            .show_value(common.VisibilityMode.AUTO)
+            .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE))
 
 
 def base_dashboard(ident: DashboardId, description: str, *, refresh: str = "1m",

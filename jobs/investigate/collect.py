@@ -12,11 +12,13 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
 from jobs.investigate import queries as q
+from jobs.investigate.campaign_rule import campaign_threshold
 from jobs.investigate.links import LINK_KINDS, member_links
 from jobs.investigate.result import (
     AccountPage,
@@ -53,9 +55,12 @@ class InvestigateError(ValueError):
 
 
 def investigate(client: Client, database: str, target: str, *, since: datetime | None = None,
-                linking: LinkingConfig | None = None, now: datetime | None = None) -> Investigation:
+                linking: LinkingConfig | None = None, now: datetime | None = None,
+                rules_path: Path | None = None, where: str = "") -> Investigation:
     """Everything about ``target`` (an account id, or a cluster id ``c-xxxxxxxx``) from ``since`` on.
 
+    ``rules_path``: the alert rules file (default the packaged one): its cluster rule's score threshold
+    tells a campaign from merely linked accounts. ``where``: the data dir or DSN, named in errors.
     Raises InvestigateError when ``target`` is neither, ClickHouseUnavailable/Rejected
     (pipeline.sinks.clickhouse) when a query fails.
     """
@@ -65,13 +70,13 @@ def investigate(client: Client, database: str, target: str, *, since: datetime |
     cluster_id = target if CLUSTER_ID.match(target) and reader.count(q.CLUSTER_EXISTS, cluster=target) else None
     if cluster_id is None and not reader.count(q.ACCOUNT_EXISTS, account=target):
         raise InvestigateError(f"{target!r} is neither an account nor a cluster in database {database!r}"
-                               f" (cluster ids look like c-1a2b3c4d)")
+                               f"{' of ' + where if where else ''} (cluster ids look like c-1a2b3c4d)")
     if cluster_id is None:
         found = reader.rows(q.CLUSTER_OF_ACCOUNT, account=target)
         member_of = found[0]["cluster_id"] if found else None
     else:
         member_of = cluster_id
-    cluster = _cluster(reader, member_of, config) if member_of else None
+    cluster = _cluster(reader, member_of, config, campaign_threshold(rules_path)) if member_of else None
     accounts = cluster.members if cluster_id and cluster else [target]
     releases = _releases(reader)
     new_models = _new_models(releases, start)
@@ -129,7 +134,8 @@ def _ts(value: datetime) -> str:
 # --- cluster -------------------------------------------------------------------------------
 
 
-def _cluster(reader: _Reader, cluster_id: str, config: LinkingConfig) -> ClusterInfo | None:
+def _cluster(reader: _Reader, cluster_id: str, config: LinkingConfig,
+             threshold: float | None) -> ClusterInfo | None:
     found = reader.rows(q.CLUSTER_BY_ID, cluster=cluster_id)
     if not found:
         return None
@@ -143,6 +149,7 @@ def _cluster(reader: _Reader, cluster_id: str, config: LinkingConfig) -> Cluster
         factors={n: float(p) for n, p in zip(row["factor_names"], row["factor_points"], strict=True)},
         first_seen=_utc(row["first_seen_ts"]), updated=_utc(row["updated_ts"]), history=history,
         links=_links(reader, members, config), link_threshold=config.link_threshold,
+        campaign_threshold=threshold,
     )
 
 
@@ -177,9 +184,9 @@ def _shared_values(values: dict[str, dict[str, set[str]]], kind: str) -> set[str
     return shared
 
 
-def _templates(reader: _Reader, accounts: list[str], start: datetime) -> dict[str, dict[str, int]]:
-    """Per account its busiest prompt SimHashes (16 hex) -> calls."""
-    return {a: {r["value"]: int(r["calls"]) for r in rows if r["kind"] == q.TEMPLATE}
+def _templates(reader: _Reader, accounts: list[str], start: datetime) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per account its busiest prompt SimHashes (16 hex) -> their rollup row (calls, first/last seen)."""
+    return {a: {r["value"]: r for r in rows if r["kind"] == q.TEMPLATE}
             for a, rows in reader.entities(accounts, start).items()}
 
 
@@ -203,7 +210,7 @@ def _pages(reader: _Reader, accounts: list[str], start: datetime, config: Linkin
     for r in reader.rows(q.ALERTS, accounts=accounts, since=since):
         alerts[r["account_id"]].append(Alert(r["alert_id"], _utc(r["fired_ts"]), _utc(r["minute"]), r["rule"],
                                              r["severity"], float(r["score"]), list(r["signals"]),
-                                             [float(p) for p in r["signal_points"]]))
+                                             [float(p) for p in r["signal_points"]], r["mode"], r["suppressed_by"]))
     first_alerts = {r["account_id"]: _utc(r["first_alert"]) for r in reader.rows(q.FIRST_ALERTS, accounts=accounts)}
     entities: dict[str, list[Entity]] = defaultdict(list)
     for account, rows in reader.entities(accounts, start).items():
@@ -291,15 +298,16 @@ def _shared_templates(reader: _Reader, accounts: list[str], start: datetime,
     out: dict[str, list[SharedTemplate]] = {}
     for account, templates in mine.items():
         rows = []
-        for value, calls in templates.items():
+        for value, row in templates.items():
             h = int(value, 16)
             near = [(bin(h ^ o).count("1"), a, c) for o, a, c in by_prefix[value[:4]] if a != account]
             near = [n for n in near if n[0] <= config.template.max_hamming]
             if not near:
                 continue
             others = sorted({a for _, a, _ in near})
-            rows.append(SharedTemplate(value, calls, others[:MAX_LISTED], len(others), sum(c for _, _, c in near),
-                                       min(d for d, _, _ in near)))
+            rows.append(SharedTemplate(value, int(row["calls"]), others[:MAX_LISTED], len(others),
+                                       sum(c for _, _, c in near), min(d for d, _, _ in near),
+                                       _utc(row["first_seen"]), _utc(row["last_seen"])))
         rows.sort(key=lambda s: (-s.other_account_count, -s.calls, s.simhash))
         out[account] = rows[:SHARED_TEMPLATES]
     return out

@@ -21,6 +21,12 @@ class Outputs:
     html: Path | None = None
     stix: Path | None = None
     include_accounts: bool = False
+    text: bool = False  # print the text page even when a file or JSON was asked for
+
+    @property
+    def print_text(self) -> bool:
+        """The text page goes to stdout when nothing else was asked for, or with --text."""
+        return self.text or not (self.as_json or self.html or self.stix)
 
 
 def parse_period(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -43,23 +49,32 @@ def parse_period(text: str | None, now: datetime | None = None) -> datetime | No
 
 
 def run(client: Client, database: str, target: str, since: datetime | None, outputs: Outputs,
-        linking: LinkingConfig | None = None) -> str:
-    """Investigate ``target`` and write the files asked for; returns what to print (text or JSON).
+        linking: LinkingConfig | None = None, *, rules_path: Path | None = None,
+        where: str = "") -> tuple[str, list[Path]]:
+    """Investigate ``target`` and write the files asked for; returns what to print on stdout ('' for
+    nothing: JSON with --json, the text page when no file was asked for or with --text) and the files written.
 
-    ``linking``: the worker's linking file (weights, caps), default the packaged one.
+    ``linking``: the worker's linking file (weights, caps), default the packaged one; ``rules_path``:
+    the alert rules (campaign threshold); ``where``: the data dir or DSN, for errors.
     Raises InvestigateError for a target that is neither an account nor a cluster.
     """
-    inv = investigate(client, database, target, since=since, linking=linking)
+    inv = investigate(client, database, target, since=since, linking=linking, rules_path=rules_path, where=where)
+    wrote: list[Path] = []
     if outputs.stix:
         from jobs.investigate.stix import build_bundle, bundle_json
 
         outputs.stix.write_text(bundle_json(build_bundle(inv, include_accounts=outputs.include_accounts,
                                                          linking=linking)))
+        wrote.append(outputs.stix)
     if outputs.html:
         from jobs.investigate.render_html import render as render_html
 
         outputs.html.write_text(render_html(inv))
-    return json.dumps(inv.to_dict()) if outputs.as_json else _text(inv)
+        wrote.append(outputs.html)
+    printed = [json.dumps(inv.to_dict())] if outputs.as_json else []
+    if outputs.print_text:
+        printed.append(_text(inv))
+    return "\n".join(printed), wrote
 
 
 def _text(inv: Investigation) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import matplotlib
@@ -25,8 +25,8 @@ def account_activity(page: AccountPage) -> bytes:
     fig, ax = plt.subplots(figsize=_SIZE)
     if page.hours:
         tokens = ax.twinx()
-        width = 1 / 24 * 0.9
-        hours = _num([b.start for b in page.hours])
+        width = 1 / 24 * 0.9  # days (matplotlib date units): each bar covers its hour, from the hour's start
+        hours = _num([b.start.replace(minute=0, second=0, microsecond=0) for b in page.hours])
         tokens.bar(hours, [b.completion_tokens for b in page.hours], width=width,
                    align="edge", color="#9ecae1", label="completion tokens / hour")
         tokens.bar(hours, [b.reasoning_tokens for b in page.hours], width=width,
@@ -35,15 +35,19 @@ def account_activity(page: AccountPage) -> bytes:
         tokens.set_ylabel("output tokens per hour")
         ax.set_zorder(tokens.get_zorder() + 1)
         ax.patch.set_visible(False)
-        tokens.legend(loc="upper right", fontsize=8)
+        tokens.legend(loc="upper right", bbox_to_anchor=(1, -0.16), fontsize=8, ncol=2, frameon=False)
     if page.scores:
         ax.plot(_num([s.start for s in page.scores]), [s.max_score for s in page.scores], color="#1d2329", lw=1.4,
                 marker="." if len(page.scores) < 60 else None, label="max score")
     for i, alert in enumerate(page.alerts):
-        ax.axvline(float(mdates.date2num(alert.minute)), color=_ALERT, lw=1, ls="--", label="alert" if i == 0 else None)
-    ax.set_ylim(0, 100)
+        ax.axvline(float(mdates.date2num(alert.fired_ts)), color=_ALERT, lw=1, ls="--",
+                   label="alert (fired at)" if i == 0 else None)
+    span = _data_span(page)
+    if span:
+        ax.set_xlim(*span)  # the data's range: no empty hour drawn past the last call
+    ax.set_ylim(0, 105)  # a score of 100 stays above the top border
     ax.set_ylabel("extraction score")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.16), fontsize=8, ncol=2, frameon=False)  # below: no overlap
     _time_axis(ax)
     ax.set_title(f"{page.account_id}: score, alerts and output received", fontsize=10)
     return figure_to_png(fig)
@@ -53,8 +57,11 @@ def cluster_history(cluster: ClusterInfo) -> bytes:
     """The cluster's score over its stored versions (event time of their evidence)."""
     fig, ax = plt.subplots(figsize=(10.5, 2.6))
     points = sorted(cluster.history, key=lambda h: (h.updated_ts, h.version))
-    ax.step(_num([h.updated_ts for h in points]), [h.score for h in points], where="post", color="#1d2329", marker="o")
-    ax.set_ylim(0, 100)
+    xs = _num([h.updated_ts for h in points])
+    ax.step(xs, [h.score for h in points], where="post", color="#1d2329", marker="o")
+    if len(points) == 1 or xs[0] == xs[-1]:  # one stored version: an hour around it, not years of empty axis
+        ax.set_xlim(xs[0] - 1 / 48, xs[0] + 1 / 48)
+    ax.set_ylim(0, 105)
     ax.set_ylabel("cluster score")
     _time_axis(ax)
     ax.set_title(f"{cluster.cluster_id}: score per stored version", fontsize=10)
@@ -76,6 +83,18 @@ def member_harvest(inv: Investigation) -> bytes:
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title("harvested output per member", fontsize=10)
     return figure_to_png(fig)
+
+
+def _data_span(page: AccountPage) -> tuple[float, float] | None:
+    """From the first call (or score bucket, alert) to the last: an hour's bar is cut at both ends of the data."""
+    starts = [t for t in (page.first_seen,) if t] + [s.start for s in page.scores[:1]] + [a.minute for a in page.alerts]
+    ends = [t for t in (page.last_seen,) if t] + [a.fired_ts for a in page.alerts]
+    if page.scores:
+        ends.append(page.scores[-1].start + timedelta(seconds=page.score_bucket_s))
+    if not starts or not ends:
+        return None
+    lo, hi = float(mdates.date2num(min(starts))), float(mdates.date2num(max(ends)))
+    return (lo, hi) if hi > lo else None
 
 
 def _num(times: list[datetime]) -> np.ndarray:

@@ -112,17 +112,20 @@ ORDER BY account_id, bucket
 """
 
 ALERTS = """
-SELECT account_id, alert_id, fired_ts, toStartOfMinute(fired_ts) AS minute, rule, severity, score,
-       signals, signal_points
+SELECT account_id, alert_id, fired_ts, window_start AS minute, rule, severity, score,
+       signals, signal_points, mode, suppressed_by
 FROM $db.alerts FINAL
 WHERE account_id IN {accounts:Array(String)} AND fired_ts >= {since:DateTime64(3, 'UTC')}
 ORDER BY account_id, fired_ts, rule
 """
 
-# The first alert ever (not only in the period): "before its first alert" means before anyone was paged.
+# An alert that paged someone: a monitor-mode or suppressed (allow-list, false positive) alert paged nobody.
+PAGED: Final = "mode = 'page' AND suppressed_by = ''"
+
+# The first page ever (not only in the period): "before its first alert" means before anyone was paged.
 FIRST_ALERTS = """
 SELECT account_id, min(fired_ts) AS first_alert
-FROM $db.alerts WHERE account_id IN {accounts:Array(String)}
+FROM $db.alerts FINAL WHERE account_id IN {accounts:Array(String)} AND """ + PAGED + """
 GROUP BY account_id
 """
 

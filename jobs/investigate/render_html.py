@@ -6,7 +6,7 @@ from datetime import datetime
 
 from jobs.html_page import Html, esc, figure_png, key_values, page, section, table, tags
 from jobs.investigate import plots
-from jobs.investigate.render_text import KIND_TITLES, link_evidence
+from jobs.investigate.render_text import ALERT_COLUMNS, KIND_TITLES, cluster_title, link_evidence
 from jobs.investigate.result import AccountPage, ClusterInfo, Harvest, Investigation
 
 _TIME = "%Y-%m-%d %H:%M:%S"
@@ -20,10 +20,12 @@ def _t(value: datetime | None) -> str:
 def render(inv: Investigation) -> str:
     sections: list[tuple[str, str, str]] = [("summary", "Summary", _summary(inv))]
     if inv.cluster:
-        sections.append(("campaign", f"Campaign {inv.cluster.cluster_id}", _cluster(inv, inv.cluster)))
+        sections.append(("campaign", cluster_title(inv.cluster), _cluster(inv, inv.cluster)))
     for i, p in enumerate(inv.pages):
         sections.append((f"account-{i}", p.account_id, _account(p, f"account-{i}")))
-    what = "campaign" if inv.target_kind == "cluster" else "account"
+    what = "account"
+    if inv.target_kind == "cluster":
+        what = "campaign" if inv.cluster and inv.cluster.is_campaign else "linked accounts"
     subtitle = (f"{what} {inv.target} · database {inv.database} · "
                 f"{'since ' + _t(inv.since) if inv.since else 'all data'} · generated {_t(inv.generated_at)} UTC")
     return page(f"Investigation: {inv.target}", sections, subtitle=subtitle,
@@ -33,7 +35,8 @@ def render(inv: Investigation) -> str:
 def _harvest_pairs(h: Harvest) -> list[tuple[str, object]]:
     share = f"{h.before_alert / h.total:.0%}" if h.total and h.first_alert else ""
     return [("output received (tokens)", h.total), ("completion tokens", h.completion_tokens),
-            ("reasoning tokens", h.reasoning_tokens), ("first alert", _t(h.first_alert) or "none"),
+            ("reasoning tokens", h.reasoning_tokens),
+            ("first alert (first page, not suppressed)", _t(h.first_alert) or "none"),
             ("received before the first alert", h.before_alert if h.first_alert else "all of it (no alert)"),
             ("share before the first alert", share)]
 
@@ -49,7 +52,8 @@ def _summary(inv: Investigation) -> Html:
     if inv.new_models:
         pairs.append(("newly released models", ", ".join(f"{m} ({_t(t)})" for m, t in inv.new_models.items())))
     note = ("Harvested output is an estimate: the completion and reasoning tokens the account(s) received; "
-            "before the first alert = before anyone was paged (for a campaign, its first member's alert).")
+            "before the first alert = calls before the first page that was not suppressed (monitor-mode and "
+            "suppressed alerts paged nobody; for a campaign, its first member's page).")
     return section("Summary", key_values(pairs), anchor="summary", note=note)
 
 
@@ -74,7 +78,7 @@ def _cluster(inv: Investigation, c: ClusterInfo) -> Html:
     link_rows = [(link.a, link.b, link.strength, link.linked,
                   tags(link_evidence(link))) for link in c.links]
     parts.append(table(("account", "account", "points", "linked", "shared features"), link_rows, numeric=(2,),
-                       mono=(0, 1)))
+                       mono=(0, 1), wrap=(4,)))
     parts.append(Html("<h3>Score history</h3>"))
     if c.history:
         parts.append(figure_png(plots.cluster_history(c), alt="cluster score history",
@@ -82,7 +86,7 @@ def _cluster(inv: Investigation, c: ClusterInfo) -> Html:
     parts.append(table(("version", "evidence up to", "score", "members", "active"),
                        [(h.version, _t(h.updated_ts), h.score, h.size, h.active) for h in c.history],
                        numeric=(2, 3)))
-    return section(f"Campaign {c.cluster_id}", Html("".join(parts)), anchor="campaign")
+    return section(cluster_title(c), Html("".join(parts)), anchor="campaign")
 
 
 def _account(p: AccountPage, anchor: str) -> Html:
@@ -97,10 +101,12 @@ def _account(p: AccountPage, anchor: str) -> Html:
     parts.append(table(("day", "calls", "input tokens", "output tokens", "reasoning tokens"),
                        [(d.start.date(), d.calls, d.prompt_tokens, d.completion_tokens, d.reasoning_tokens)
                         for d in p.days], numeric=(1, 2, 3, 4)))
-    parts.append(Html("<h3>Alerts</h3>"))
-    parts.append(table(("minute", "rule", "severity", "score", "signals"),
-                       [(_t(a.minute), a.rule, a.severity, a.score, tags(a.signals)) for a in p.alerts],
-                       numeric=(3,)))
+    parts.append(Html("<h3>Alerts</h3><p class=\"note\">Fired at = the end of the scored minute. Only a page "
+                      "that was not suppressed counts as the first alert.</p>"))
+    parts.append(table(ALERT_COLUMNS,
+                       [(_t(a.fired_ts), _t(a.minute), a.rule, a.severity, a.score, a.mode, a.suppressed_by,
+                         tags(a.signals)) for a in p.alerts],
+                       numeric=(4,), wrap=(7,)))
     scored = [s for s in p.scores if s.max_score > 0]
     shown = sorted(sorted(scored, key=lambda s: -s.max_score)[:MAX_SCORE_ROWS], key=lambda s: s.start)
     cut = f" (the {MAX_SCORE_ROWS} highest of {len(scored)}; all in --json)" if len(scored) > MAX_SCORE_ROWS else ""
@@ -111,7 +117,7 @@ def _account(p: AccountPage, anchor: str) -> Html:
     for kind, title in KIND_TITLES.items():
         rows = [(e.value, e.calls, _t(e.first_seen), _t(e.last_seen)) for e in p.entities if e.kind == kind]
         parts.append(Html(f"<h3>{esc(title[0].upper() + title[1:])}</h3>"))
-        parts.append(table(("value", "calls", "first seen", "last seen"), rows, numeric=(1,), mono=(0,)))
+        parts.append(table(("value", "calls", "first seen", "last seen"), rows, numeric=(1,), mono=(0,), wrap=(0,)))
     parts.append(Html("<h3>Prompt templates shared with other accounts</h3>"))
     parts.append(table(("simhash", "calls", "other accounts", "their calls", "bits apart", "some of them"),
                        [(s.simhash, s.calls, s.other_account_count, s.other_calls, s.min_distance,

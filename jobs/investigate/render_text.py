@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from jobs.investigate.campaign_rule import LINKED_BELOW
 from jobs.investigate.result import AccountPage, ClusterInfo, Harvest, Investigation, Link
 from pipeline.sinks.formats import render_table
 
 MAX_ROWS: Final = 30
+ALERT_COLUMNS: Final = ("fired at", "scored minute", "rule", "severity", "score", "mode", "suppressed by", "signals")
 KIND_TITLES: Final = {"api_key": "API keys", "ip_net": "IP networks", "asn": "ASNs", "network_type": "network types",
                       "country": "countries", "user_agent": "user agents", "payment": "payment fingerprints"}
 
@@ -22,7 +24,8 @@ def render(inv: Investigation) -> str:
     if inv.cluster:
         out.append(_cluster(inv.cluster))
     if inv.target_kind == "cluster":
-        out.append(_section("Harvested output, whole campaign (estimate)", _harvest(inv.harvest)))
+        whole = "whole campaign" if inv.cluster and inv.cluster.is_campaign else "all linked accounts"
+        out.append(_section(f"Harvested output, {whole} (estimate)", _harvest(inv.harvest)))
     if inv.new_models:
         released = ", ".join(f"{m} (first call {_t(t)})" for m, t in inv.new_models.items())
         out.append(f"Newly released models in the period: {released}\n")
@@ -54,7 +57,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "
 
 def _header(inv: Investigation) -> str:
     since = f" since {_t(inv.since)}" if inv.since else ""
-    what = f"campaign {inv.target}" if inv.target_kind == "cluster" else f"account {inv.target}"
+    kind = "campaign" if inv.cluster and inv.cluster.is_campaign else "linked accounts"
+    what = f"{kind} {inv.target}" if inv.target_kind == "cluster" else f"account {inv.target}"
     return f"distillwatch investigate: {what} (database {inv.database}{since}; generated {_t(inv.generated_at)} UTC)\n"
 
 
@@ -75,7 +79,15 @@ def _cluster(c: ClusterInfo) -> str:
     lines.append(_table(("updated (event time)", "score", "members", "active"),
                         [(_t(h.updated_ts), round(h.score, 1), h.size, "yes" if h.active else "no")
                          for h in c.history]))
-    return _section(f"Campaign {c.cluster_id}", "\n".join(lines))
+    return _section(cluster_title(c), "\n".join(lines))
+
+
+def cluster_title(c: ClusterInfo) -> str:
+    """'Campaign c-…' when the cluster rule would alert on its score, else linked accounts."""
+    if c.is_campaign:
+        return f"Campaign {c.cluster_id}"
+    bar = f", campaign at score {c.campaign_threshold:g}" if c.campaign_threshold is not None else ""
+    return f"{LINKED_BELOW[0].upper()}{LINKED_BELOW[1:]} {c.cluster_id} (score {c.score:.1f}{bar})"
 
 
 def link_evidence(link: Link) -> list[str]:
@@ -88,10 +100,10 @@ def link_evidence(link: Link) -> list[str]:
 
 def _harvest(h: Harvest) -> str:
     if h.first_alert is None:
-        before = "no alert yet: everything was received before any alert"
+        before = "no alert yet (no page): everything was received before any alert"
     else:
         share = h.before_alert / h.total if h.total else 0.0
-        before = (f"before the first alert ({_t(h.first_alert)}): {_n(h.before_alert)} tokens "
+        before = (f"before the first alert ({_t(h.first_alert)}, the first page): {_n(h.before_alert)} tokens "
                   f"({_n(h.completion_before_alert)} completion + {_n(h.reasoning_before_alert)} reasoning), "
                   f"{share:.0%} of the total")
     return (f"  received: {_n(h.total)} tokens ({_n(h.completion_tokens)} completion + "
@@ -109,9 +121,11 @@ def _page(p: AccountPage) -> str:
     parts.append(f"highest scores (per {p.score_bucket_s // 60} min; every bucket in --json/--html):\n" + _table(
         ("from", "max score", "top signals"), [(_t(s.start), round(s.max_score, 1), ", ".join(s.top_signals))
                                               for s in sorted(peak, key=lambda s: s.start)]))
-    parts.append("alerts:\n" + _table(
-        ("minute", "rule", "severity", "score", "signals"),
-        [(_t(a.minute), a.rule, a.severity, round(a.score, 1), ", ".join(a.signals[:6])) for a in p.alerts]))
+    parts.append("alerts (fired at = end of the scored minute; only a page not suppressed counts as the first "
+                 "alert):\n" + _table(
+        ALERT_COLUMNS,
+        [(_t(a.fired_ts), _t(a.minute), a.rule, a.severity, round(a.score, 1), a.mode, a.suppressed_by or "-",
+          ", ".join(a.signals[:6])) for a in p.alerts]))
     parts.append("harvested output (estimate):\n" + _harvest(p.harvest))
     for kind, title in KIND_TITLES.items():
         rows = [(e.value, e.calls, _t(e.first_seen), _t(e.last_seen)) for e in p.entities if e.kind == kind]

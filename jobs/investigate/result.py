@@ -36,6 +36,12 @@ class ScorePoint:
 
 @dataclass(frozen=True)
 class Alert:
+    """One alert: ``minute`` is the scored minute, ``fired_ts`` its end (when the rule fired).
+
+    ``mode`` page | monitor; ``suppressed_by`` '' when it paged, else what silenced it.
+    Only a page that was not suppressed counts as the first alert (``Harvest.first_alert``).
+    """
+
     alert_id: str
     fired_ts: datetime
     minute: datetime
@@ -44,6 +50,12 @@ class Alert:
     score: float
     signals: list[str]
     signal_points: list[float]
+    mode: str = "page"
+    suppressed_by: str = ""
+
+    @property
+    def paged(self) -> bool:
+        return self.mode == "page" and not self.suppressed_by
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class SharedTemplate:
     other_account_count: int
     other_calls: int
     min_distance: int  # Hamming bits to the nearest other account's SimHash
+    first_seen: datetime | None = None  # this SimHash's own first/last call by the account
+    last_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,12 @@ class ClusterInfo:
     history: list[ClusterVersion]
     links: list[Link]
     link_threshold: float
+    campaign_threshold: float | None = None  # score at which the cluster rule pages (None: no such rule)
+
+    @property
+    def is_campaign(self) -> bool:
+        """The cluster rule would alert on this score; below it the members are only linked accounts."""
+        return self.campaign_threshold is not None and self.score >= self.campaign_threshold
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ TLS/HTTP2 client fingerprints are optional in the event contract and not stored 
 tables, so there are none to share yet. Account ids appear only with
 ``include_accounts`` (the campaign otherwise carries the cluster id, or a hash of the
 single account); prompt text is never stored, so never shared. An account outside any
-cluster is exported as a campaign of one. Confidence = the kind's link weight × 100
+cluster is exported as a campaign of one. Prompt templates are exported only when another member sent
+a near-duplicate (a campaign of one: sent at least SOLO_TEMPLATE_CALLS times); at most PER_KIND
+indicators per kind, busiest first. Every first/last seen is the value's own. Confidence = the kind's link weight × 100
 (pipeline/linking), capped at 100: a card fingerprint is strong evidence, a user agent weak.
 """
 
@@ -29,10 +31,14 @@ from typing import Final
 
 import stix2
 
-from jobs.investigate.result import Investigation
+from jobs.investigate.result import Investigation, SharedTemplate
 from pipeline.linking.config import LinkingConfig, load_linking_config
 
 PRODUCER: Final = "distillwatch"
+PER_KIND: Final = 25  # indicators per kind, busiest first: a bundle an analyst can review
+# A campaign of one has no fellow member to share a template with: its own template counts as evidence
+# when it is the account's habit (20 calls), not a prompt it sent once or twice.
+SOLO_TEMPLATE_CALLS: Final = 20
 # entity kind -> linking kind, for the confidence
 _LINK_KIND: Final = {"ip_net": "ip", "asn": "asn", "user_agent": "ua", "payment": "pay", "template": "tpl"}
 _WHAT: Final = {"ip_net": "IP network", "asn": "autonomous system", "user_agent": "user agent",
@@ -68,9 +74,20 @@ def pattern(kind: str, value: str) -> str:
     raise ValueError(f"no STIX pattern for entity kind {kind!r}")
 
 
+def _campaign_template(template: SharedTemplate, members: set[str]) -> bool:
+    """A SimHash is evidence of the campaign when another member sent a near-duplicate of it, or, for a
+    campaign of one, when the account sent it at least SOLO_TEMPLATE_CALLS times (templates other accounts
+    also sent once or twice are what every user of a common prompt shares)."""
+    if len(members) > 1:
+        return bool(members & set(template.other_accounts))
+    return template.calls >= SOLO_TEMPLATE_CALLS
+
+
 def _observed(inv: Investigation) -> dict[tuple[str, str], _Seen]:
-    """Every (kind, value) the campaign used, with first/last seen and calls over its members."""
+    """Every (kind, value) the campaign used, with its own first/last seen and calls over the members;
+    at most PER_KIND per kind, busiest first."""
     seen: dict[tuple[str, str], _Seen] = {}
+    members = {p.account_id for p in inv.pages}
 
     def note(kind: str, value: str, first: datetime, last: datetime, calls: int) -> None:
         if (kind, value) in seen:
@@ -82,10 +99,13 @@ def _observed(inv: Investigation) -> dict[tuple[str, str], _Seen]:
         for e in page.entities:
             if e.kind in _LINK_KIND:
                 note(e.kind, e.value, e.first_seen, e.last_seen, e.calls)
-        if page.first_seen and page.last_seen:
-            for t in page.shared_templates:
-                note("template", t.simhash, page.first_seen, page.last_seen, t.calls)
-    return seen
+        for t in page.shared_templates:
+            if t.first_seen and t.last_seen and _campaign_template(t, members):
+                note("template", t.simhash, t.first_seen, t.last_seen, t.calls)
+    by_kind: dict[str, list[tuple[tuple[str, str], _Seen]]] = {}
+    for key, s in sorted(seen.items(), key=lambda kv: (-kv[1].calls, kv[0])):
+        by_kind.setdefault(key[0], []).append((key, s))
+    return {key: s for rows in by_kind.values() for key, s in rows[:PER_KIND]}
 
 
 def _campaign_name(inv: Investigation, include_accounts: bool) -> str:

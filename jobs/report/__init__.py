@@ -17,9 +17,13 @@ from jobs.since import parse_since
 __all__ = ["ReportData", "Window", "build_report", "parse_time"]
 
 
-def build_report(client: Client, database: str, window: Window, *, generated: datetime | None = None) -> str:
-    """The HTML page for ``database`` over ``window``; raises ClickHouseError when a query fails."""
-    return render(load(client, database, window), generated=generated)
+def build_report(client: Client, database: str, window: Window, *, generated: datetime | None = None,
+                 campaign_threshold: float | None = None) -> str:
+    """The HTML page for ``database`` over ``window``; raises ClickHouseError when a query fails.
+
+    ``campaign_threshold``: see ``load`` (None: every cluster is listed as linked accounts).
+    """
+    return render(load(client, database, window, campaign_threshold=campaign_threshold), generated=generated)
 
 
 def parse_time(text: str, *, now: datetime | None = None) -> datetime:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from jobs.ch_options import clickhouse_options, open_clickhouse
+from jobs.ch_options import clickhouse_options, data_source, open_clickhouse
 
 
 def _time_option(_ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -35,15 +35,26 @@ def report(clickhouse: str | None, data_dir: Path | None, out: Path, since: date
     For a team without Grafana, or to attach to a ticket: styles and figures are inside
     the file, which links to nothing. Reads the rollup tables (see docs/cookbook.md).
     """
-    from jobs.report import Window, build_report
+    from jobs.investigate.campaign_rule import campaign_threshold
+    from jobs.report.data import Window, load
+    from jobs.report.render import render
+    from pipeline.alerting.rules import RulesError
     from pipeline.sinks.clickhouse import ClickHouseError
 
     if since and until and since >= until:
         raise click.BadParameter(f"--since ({since}) must be before --until ({until})", param_hint="--since")
     client, settings = open_clickhouse(clickhouse, data_dir)
+    window = Window(since, until)
     try:
-        page = build_report(client, settings.clickhouse_database, Window(since, until))
+        data = load(client, settings.clickhouse_database, window,
+                    campaign_threshold=campaign_threshold(settings.alert_rules))
+        if data.empty:  # a wrong --data-dir or database, or a window outside the data: say so, write nothing
+            period = (f" from {since or 'the start'} until {until or 'the end'}" if since or until else "")
+            raise click.ClickException(f"no data in {data_source(settings)} (database "
+                                       f"{settings.clickhouse_database}){period}: no api_calls or signatures; "
+                                       "check --data-dir/--clickhouse and --since/--until")
+        page = render(data)
         out.write_text(page, encoding="utf-8")
-    except (ClickHouseError, OSError) as exc:
+    except (ClickHouseError, RulesError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out} ({len(page) / 1024:,.0f} KiB)", err=True)

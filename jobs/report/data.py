@@ -15,6 +15,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from jobs.investigate.queries import PAGED
 from pipeline.sinks.clickhouse import query_rows
 
 TOP_ACCOUNTS = 25
@@ -54,6 +55,15 @@ class ReportData:
     campaigns: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     alerts_total: int
+    campaign_threshold: float | None = None  # cluster score at which the cluster rule pages
+
+    @property
+    def empty(self) -> bool:
+        """No call and no scored minute in the window: nothing to report."""
+        return not self.totals["events"] and not self.totals["account_minutes"]
+
+    def is_campaign(self, cluster: dict[str, Any]) -> bool:
+        return self.campaign_threshold is not None and float(cluster["score"]) >= self.campaign_threshold
 
 
 def bucket_minutes(first: datetime | None, last: datetime | None) -> int:
@@ -64,8 +74,12 @@ def bucket_minutes(first: datetime | None, last: datetime | None) -> int:
     return next((m for m in BUCKET_MINUTES if span / m <= MAX_BUCKETS), BUCKET_MINUTES[-1])
 
 
-def load(client: Client, database: str, window: Window) -> ReportData:
-    """Everything the page shows, for ``window``; raises ClickHouseError from the queries."""
+def load(client: Client, database: str, window: Window, *, campaign_threshold: float | None = None) -> ReportData:
+    """Everything the page shows, for ``window``; raises ClickHouseError from the queries.
+
+    ``campaign_threshold``: the cluster rule's score threshold (jobs.investigate.campaign_rule); clusters
+    below it are listed as linked accounts, not campaigns.
+    """
     db = f"`{database}`"
     p = window.params()
     span = query_rows(client, f"""
@@ -101,7 +115,10 @@ def load(client: Client, database: str, window: Window) -> ReportData:
         "error_calls": int(span["error_calls"]),
         "alerts": int(alert_totals["alerts"]),
         "alerted_accounts": int(alert_totals["alerted_accounts"]),
-        "campaigns": len(campaigns),
+        "campaigns": sum(1 for c in campaigns if campaign_threshold is not None
+                         and float(c["score"]) >= campaign_threshold),
+        "linked_groups": sum(1 for c in campaigns if campaign_threshold is None
+                             or float(c["score"]) < campaign_threshold),
     }
     return ReportData(
         database=database, window=window, first_minute=first, last_minute=last, bucket_minutes=step,
@@ -122,11 +139,12 @@ def load(client: Client, database: str, window: Window) -> ReportData:
             FROM {db}.alerts_1m WHERE {where} GROUP BY bucket, rule ORDER BY bucket, rule""", ps),
         top_accounts=_top_accounts(client, db, p),
         alerts=query_rows(client, f"""
-            SELECT fired_ts, account_id, rule, severity, score, signals
+            SELECT fired_ts, window_start, account_id, rule, severity, score, mode, suppressed_by, signals
             FROM {db}.alerts FINAL
             WHERE fired_ts >= {{since:DateTime}} AND fired_ts < {{until:DateTime}}
             ORDER BY fired_ts, account_id, rule LIMIT {MAX_ALERTS}""", p),
         alerts_total=int(alert_totals["alerts"]),
+        campaign_threshold=campaign_threshold,
     )
 
 
@@ -153,7 +171,8 @@ def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, 
             GROUP BY account_id
         ) AS s ON s.account_id = t.account_id
         LEFT JOIN (
-            SELECT account_id, count() AS alerts, min(fired_ts) AS first_alert
+            SELECT account_id, count() AS alerts, minIf(fired_ts, {PAGED}) AS first_alert,
+                   countIf({PAGED}) AS pages
             FROM {db}.alerts FINAL
             WHERE account_id IN (SELECT account_id FROM top)
               AND fired_ts >= {{since:DateTime}} AND fired_ts < {{until:DateTime}}
@@ -167,8 +186,10 @@ def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, 
 
 
 def _campaigns(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, Any]]:
-    # Output the members received in the window, in total and up to the campaign's first alert (the
-    # minute that fired included): read from signatures_1m for the members' key ranges only.
+    # Output the members received in the window (signatures_1m, the members' key ranges), and before the
+    # campaign's first page: calls with ts < that page's fired_ts, as investigate counts them (whole hours
+    # from account_entities_1h, the page's own hour from api_calls key ranges). Monitor-mode and
+    # suppressed alerts paged nobody and do not count.
     return query_rows(client, f"""
         WITH current AS (
             SELECT cluster_id, size, score, shared_features, account_ids, first_seen_ts, updated_ts
@@ -180,25 +201,43 @@ def _campaigns(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, Any
             SELECT m.cluster_id AS cluster_id, min(a.fired_ts) AS first_alert
             FROM {db}.alerts AS a FINAL
             INNER JOIN members AS m ON m.account_id = a.account_id
-            WHERE a.account_id IN (SELECT account_id FROM members)
+            WHERE a.account_id IN (SELECT account_id FROM members) AND a.mode = 'page' AND a.suppressed_by = ''
+            GROUP BY cluster_id
+        ),
+        whole_hours AS (
+            SELECT m.cluster_id AS cluster_id, sum(e.completion_tokens + e.reasoning_tokens) AS tokens
+            FROM {db}.account_entities_1h AS e
+            INNER JOIN members AS m ON m.account_id = e.account_id
+            INNER JOIN first_alerts AS f ON f.cluster_id = m.cluster_id
+            WHERE e.account_id IN (SELECT account_id FROM members) AND e.kind = 'endpoint'
+              AND e.hour >= toStartOfHour({{since:DateTime}}) AND e.hour < toStartOfHour(f.first_alert)
+            GROUP BY cluster_id
+        ),
+        alert_hour AS (
+            SELECT m.cluster_id AS cluster_id, sum(c.completion_tokens + c.reasoning_tokens) AS tokens
+            FROM {db}.api_calls AS c
+            INNER JOIN members AS m ON m.account_id = c.account_id
+            INNER JOIN first_alerts AS f ON f.cluster_id = m.cluster_id
+            WHERE c.account_id IN (SELECT account_id FROM members)
+              AND c.ts >= greatest(toStartOfHour(f.first_alert), {{since:DateTime}}) AND c.ts < f.first_alert
             GROUP BY cluster_id
         )
         SELECT c.cluster_id AS cluster_id, c.size AS size, c.score AS score, c.shared_features AS shared_features,
                c.account_ids AS account_ids, c.first_seen_ts AS first_seen, c.updated_ts AS updated,
-               h.calls AS calls, h.output_tokens AS output_tokens, h.before_alert AS output_before_alert,
+               h.calls AS calls, h.output_tokens AS output_tokens,
+               if(f.cluster_id = '', h.output_tokens, wh.tokens + ah.tokens) AS output_before_alert,
                if(f.cluster_id = '', NULL, f.first_alert) AS first_alert
         FROM current AS c
         LEFT JOIN (
             SELECT m.cluster_id AS cluster_id, sum(s.calls) AS calls,
-                   sum(s.completion_tokens + s.reasoning_tokens) AS output_tokens,
-                   sumIf(s.completion_tokens + s.reasoning_tokens,
-                         f.cluster_id = '' OR s.window_start + INTERVAL 1 MINUTE <= f.first_alert) AS before_alert
+                   sum(s.completion_tokens + s.reasoning_tokens) AS output_tokens
             FROM {db}.signatures_1m AS s FINAL
             INNER JOIN members AS m ON m.account_id = s.account_id
-            LEFT JOIN first_alerts AS f ON f.cluster_id = m.cluster_id
             WHERE s.account_id IN (SELECT account_id FROM members)
               AND s.window_start >= {{since:DateTime}} AND s.window_start < {{until:DateTime}}
             GROUP BY cluster_id
         ) AS h ON h.cluster_id = c.cluster_id
         LEFT JOIN first_alerts AS f ON f.cluster_id = c.cluster_id
+        LEFT JOIN whole_hours AS wh ON wh.cluster_id = c.cluster_id
+        LEFT JOIN alert_hour AS ah ON ah.cluster_id = c.cluster_id
         ORDER BY score DESC, cluster_id LIMIT {MAX_CAMPAIGNS}""", p)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from jobs.html_page import Html, figure_png, key_values, page, section, table, tags
+from jobs.html_page import Html, esc, figure_png, key_values, page, section, table, tags
+from jobs.investigate.campaign_rule import LINKED_BELOW
 from jobs.report import plots
 from jobs.report.data import MAX_ALERTS, MAX_CAMPAIGNS, TOP_ACCOUNTS, ReportData
 
@@ -51,7 +53,8 @@ def _totals(data: ReportData) -> tuple[str, str]:
         ("calls answered with an error", t["error_calls"]),
         ("alerts", t["alerts"]),
         ("accounts alerted", t["alerted_accounts"]),
-        ("active campaigns", t["campaigns"]),
+        ("active campaigns (cluster rule would alert)", t["campaigns"]),
+        ("linked accounts below the campaign threshold (groups)", t["linked_groups"]),
     ])
     rejects = table(["reason", "field", "events", "example detail"],
                     [(r["reason"], r["field"], int(r["events"]), r["example"]) for r in data.rejects],
@@ -69,7 +72,7 @@ def _plots(data: ReportData) -> tuple[str, str]:
     step = data.bucket_minutes
     if data.first_minute is None or data.last_minute is None:
         return Html('<p class="empty">no traffic in the window: nothing to plot</p>'), ""
-    span = (step, data.first_minute, data.last_minute + timedelta(minutes=1))
+    span = (step, *plot_range(data))
     figures = [
         (plots.traffic(data.traffic, *span), "Calls and output tokens per minute over time",
          f"traffic_1m, averaged over {step}-minute buckets"),
@@ -80,6 +83,17 @@ def _plots(data: ReportData) -> tuple[str, str]:
     body = "".join(figure_png(png, alt=alt, caption=f"{alt} ({cap})") if png else
                    f'<p class="empty">{alt}: no data in the window</p>' for png, alt, cap in figures)
     return Html(body), ""
+
+
+def plot_range(data: ReportData) -> tuple[datetime, datetime]:
+    """[start, end) of every plot: from the first traffic minute to after the last traffic minute or the last
+    alert bucket, whichever is later (an alert fires at the end of its scored minute, so the last one can sit
+    one minute past the traffic)."""
+    if data.first_minute is None or data.last_minute is None:
+        raise ValueError("no traffic in the window: nothing to plot")
+    end = max([data.last_minute + timedelta(minutes=1),
+               *(r["bucket"] + timedelta(minutes=data.bucket_minutes) for r in data.alerts_series)])
+    return data.first_minute, end
 
 
 def _accounts(data: ReportData) -> tuple[str, str]:
@@ -96,27 +110,39 @@ def _accounts(data: ReportData) -> tuple[str, str]:
 
 
 def _campaigns(data: ReportData) -> tuple[str, str]:
+    campaigns = [c for c in data.campaigns if data.is_campaign(c)]
+    below = [c for c in data.campaigns if not data.is_campaign(c)]
+    at = f"{data.campaign_threshold:g}" if data.campaign_threshold is not None else "(no paging cluster rule)"
+    body = Html(_cluster_table(campaigns, "no active campaign (cluster score at or above the cluster rule's "
+                                          "threshold) in the window")
+                + f"<h3>{esc(LINKED_BELOW[0].upper() + LINKED_BELOW[1:])}</h3>"
+                + _cluster_table(below, "none", name="group"))
+    return body, (f"Active clusters of linked accounts (clusters FINAL, active = 1), strongest first, at most "
+                  f"{MAX_CAMPAIGNS}. A cluster is a campaign when its score reaches the cluster rule's threshold "
+                  f"({at}, from the alert rules file): the rule would page. Output tokens: the members' completion "
+                  "+ reasoning tokens in the window, in total and before the campaign's first page (calls before "
+                  "its fired time; monitor-mode and suppressed alerts paged nobody).")
+
+
+def _cluster_table(clusters: list[dict[str, Any]], empty: str, *, name: str = "campaign") -> str:
     rows = []
-    for c in data.campaigns:
+    for c in clusters:
         members = list(c["account_ids"])
         more = [f"+{len(members) - MEMBERS_SHOWN} more"] if len(members) > MEMBERS_SHOWN else []
         rows.append((c["cluster_id"], int(c["size"]), round(float(c["score"]), 1), int(c["output_tokens"] or 0),
                      int(c["output_before_alert"] or 0), _minute(c["first_seen"]), _minute(c["first_alert"]),
                      tags([*members[:MEMBERS_SHOWN], *more]), tags(c["shared_features"][:FEATURES_SHOWN])))
-    body = table(["campaign", "size", "score", "output tokens", "before 1st alert", "first linked", "first alert",
-                  "members", "shared features"], rows, numeric=[1, 2, 3, 4], mono=[0], wrap=[7, 8],
-                 empty="no active campaign (cluster of linked accounts) in the window")
-    return body, (f"Active clusters of linked accounts (clusters FINAL, active = 1), strongest first, at most "
-                  f"{MAX_CAMPAIGNS}. Output tokens: the members' completion + reasoning tokens in the window, in "
-                  "total and up to the campaign's first alert (the minute that fired included): what left before "
-                  "anyone was paged.")
+    return table([name, "size", "score", "output tokens", "before 1st page", "first linked", "first page",
+                  "members", "shared features"], rows, numeric=[1, 2, 3, 4], mono=[0], wrap=[7, 8], empty=empty)
 
 
 def _alerts(data: ReportData) -> tuple[str, str]:
-    rows = [(r["fired_ts"], r["account_id"], r["rule"], r["severity"], round(float(r["score"]), 1),
-             tags(r["signals"][:SIGNALS_SHOWN])) for r in data.alerts]
-    body = table(["fired (event time)", "account", "rule", "severity", "score", "signals"], rows,
-                 numeric=[4], mono=[1], wrap=[5], empty="no alerts in the window")
+    rows = [(r["fired_ts"], r["window_start"], r["account_id"], r["rule"], r["severity"], round(float(r["score"]), 1),
+             r["mode"], r["suppressed_by"], tags(r["signals"][:SIGNALS_SHOWN])) for r in data.alerts]
+    body = table(["fired at (event time)", "scored minute", "account", "rule", "severity", "score", "mode",
+                  "suppressed by", "signals"], rows,
+                 numeric=[5], mono=[2], wrap=[8], empty="no alerts in the window")
     shown = (f"the first {MAX_ALERTS} of {data.alerts_total:,}" if data.alerts_total > len(data.alerts)
              else f"all {len(data.alerts):,}")
-    return body, f"Alerts in the window in the order they fired ({shown})."
+    return body, (f"Alerts in the window in the order they fired ({shown}); an alert fires at the end of its "
+                  "scored minute. Only pages that were not suppressed reached anyone.")

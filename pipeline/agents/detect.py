@@ -5,7 +5,11 @@ Commit order, followed for every batch (``handle``, ``_checkpoint_and_ack``):
   2. ClickHouse inserts acknowledged (retried with back-off while ClickHouse is
      unavailable: the agent holds the batch, the bounded channel fills, and the
      source pauses its partitions — back-pressure, nothing dropped), then the
-     batch's linking messages acknowledged by Kafka (``pipeline/linking/publish.py``;
+     batch's alert transitions stored as pending notifications (``Outbox.add``;
+     the delivery task sends them, nothing here waits for a receiver), then the
+     batch's recommended actions acknowledged by Kafka (``DW_TOPIC_ACTIONS``,
+     ``pipeline/alerting/actions.py``; a re-read batch publishes them again with the
+     same idempotency keys), then the batch's linking messages acknowledged by Kafka (``pipeline/linking/publish.py``;
      on the drain batch followed by the linking end markers);
   3. the state checkpoint acknowledged by Kafka: every entity changed since the
      last checkpoint, then one marker per partition with the next input offset
@@ -38,12 +42,16 @@ from dataclasses import dataclass
 import numpy as np
 from aiokafka.errors import KafkaError
 
+from pipeline.alerting.actions import ActionPublisher, action_messages
+from pipeline.alerting.outbox import Outbox
+from pipeline.alerting.transitions import AlertTransition
 from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.isolate import decode_isolating
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.rejects import Rejected
 from pipeline.detection import DetectionOutput, Detector
 from pipeline.linking.publish import LinkPublisher
+from pipeline.metrics import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
@@ -75,8 +83,14 @@ class DetectStep:
         stats: PipelineStats,
         on_drained: Callable[[], None],
         linking: LinkPublisher | None = None,
+        metrics: WorkerMetrics | None = None,
+        outbox: Outbox | None = None,
+        actions: ActionPublisher | None = None,
     ) -> None:
         self.settings = settings
+        self.outbox = outbox
+        self.actions = actions
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.linking = linking
         self.state = state
         self.writer = writer
@@ -91,6 +105,16 @@ class DetectStep:
     @property
     def detector(self) -> Detector:
         return self.state.detector
+
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds since the last successful checkpoint (since start before the first)."""
+        return time.monotonic() - self._last_checkpoint
+
+    @property
+    def pending_batches(self) -> int:
+        """Batches written but not yet checkpointed and committed."""
+        return len(self._unacked)
 
     def decode(self, values: Sequence[bytes], keys: Sequence[bytes | None], partitions: Sequence[int],
                offsets: Sequence[int]) -> DecodedBatch:
@@ -122,6 +146,10 @@ class DetectStep:
                                     rejects + found.duplicates)
             insert_s = await self._write_with_retry(recorded, found.output,
                                                     batch_token(batch.partitions, batch.offsets))
+            if self.outbox is not None and found.output.transitions:
+                await self._add_to_outbox(self.outbox, found.output.transitions)
+            if self.actions is not None and found.output.transitions:
+                await self._publish_actions(self.actions, found.output.transitions)
             if self.linking is not None:
                 await self._publish_links(self.linking, found, drain=batch.drain)
             self._unacked.append(batch)
@@ -132,6 +160,17 @@ class DetectStep:
             self.stats.drained = True
             log.info("drained: every frame closed, written, checkpointed and committed")
             self.on_drained()
+
+    async def _add_to_outbox(self, outbox: Outbox, transitions: list[AlertTransition]) -> None:
+        # Rows only (pending notifications): the delivery task sends them, this never waits for a receiver.
+        async def add() -> None:
+            await asyncio.to_thread(outbox.add, transitions)
+
+        await self._retry("alert outbox", add, ClickHouseUnavailable)
+
+    async def _publish_actions(self, publisher: ActionPublisher, transitions: list[AlertTransition]) -> None:
+        messages = action_messages(transitions, self.detector.alerting.rules)
+        await self._retry("actions topic", lambda: publisher.publish(messages), KafkaError)
 
     async def _publish_links(self, publisher: LinkPublisher, found: Detected, *, drain: bool) -> None:
         sig = found.output.signatures
@@ -166,6 +205,7 @@ class DetectStep:
             return await self.state.assign(assigned, committed)
 
     async def _checkpoint_and_ack(self) -> None:
+        started = time.perf_counter()
         offsets: dict[int, int] = {}
         for b in self._unacked:
             offsets.update(b.commit_offsets)  # later batches hold later offsets
@@ -174,8 +214,10 @@ class DetectStep:
         for b in self._unacked:
             await b.ack()
         self.stats.batches_committed += len(self._unacked)
+        self.stats.last_commit_at = time.time()
         self._unacked = []
         self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
 
     # --- retries ---------------------------------------------------------------------------
     async def _retry(self, what: str, attempt_once: Callable[[], Awaitable[None]],
@@ -228,11 +270,18 @@ class DetectStep:
         st.late_events += output.late_events
         st.signature_rows += output.signature_rows
         st.alerts += len(output.alerts)
+        st.alerts_by_rule.update(zip(output.alerts.rule, output.alerts.severity, strict=True))
+        st.alerts_suppressed.update(output.suppressed)
         st.accounts = len(self.detector.accounts)
         st.watermark_ms = max(st.watermark_ms, self.detector.frames.watermark_ms())
         st.last_batch_events = len(batch)
-        st.last_batch_seconds = round(time.perf_counter() - started, 4)
+        elapsed = time.perf_counter() - started
+        st.last_batch_seconds = round(elapsed, 4)
         st.last_insert_seconds = round(insert_s, 4)
+        m = self.metrics
+        m.batch_duration.observe(elapsed)
+        m.batch_size.observe(len(decoded) + len(decoded.rejects) + len(found.duplicates))
+        m.insert_duration.observe(insert_s)
 
 
 def _duplicate_rejects(batch: FetchedBatch, decoded: DecodedBatch, dup: np.ndarray) -> list[Rejected]:

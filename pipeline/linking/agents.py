@@ -34,6 +34,9 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
+from pipeline.alerting.actions import ActionMessage, ActionPublisher, action_messages
+from pipeline.alerting.engine import AlertSetup
+from pipeline.linking.backlog import STAGE_CLUSTERS, STAGE_FEATURES, stage_backlog
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import EndMarker, Message, MessageError, ObservationBatch, decode, pack_edges, pack_end
 from pipeline.linking.publish import LinkPublisher, SendFn
@@ -47,6 +50,8 @@ TAKE_MESSAGES = 256
 TAKE_WITHIN_S = 0.5
 # A bounded worker waiting for the linking drain re-sends its end markers this often.
 MARKER_RESEND_S = 5.0
+# How often the stages' input backlog is measured (``backlog.stage_backlog``).
+BACKLOG_CHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Linking:
     feature_stage: FeatureStage | None = None
     cluster_stage: ClusterStage | None = None
     error: BaseException | None = None  # an agent crashed: linking stopped, drain_complete released
+    # Stage -> messages waiting in its input partitions held here (``backlog``), sampled every BACKLOG_CHECK_S.
+    backlog: dict[str, int] = field(default_factory=dict)
 
     def fail(self, exc: BaseException) -> None:
         """Record a crash and release ``drain_complete``: a bounded worker must not wait for ever."""
@@ -106,7 +113,8 @@ class Linking:
         return {**self.stats.as_dict(), "observations_sent": p.sent_observations,
                 "observations_already_sent": p.sent.skipped, "messages_sent": p.sent_messages,
                 "publish_prepare_s": round(p.prepare_s, 3), "publish_send_s": round(p.send_s, 3),
-                "drained": self.drain_complete.is_set(), "error": None if self.error is None else repr(self.error)}
+                "drained": self.drain_complete.is_set(), "error": None if self.error is None else repr(self.error),
+                "backlog": dict(self.backlog)}
 
 
 def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -125,6 +133,8 @@ def register_linking(
     source_id: str | None = None,
     on_drained: Callable[[], None] | None = None,
     publish_send: SendFn | None = None,
+    alerting: AlertSetup | None = None,
+    actions: ActionPublisher | None = None,
 ) -> Linking:
     """Declare the topics, tables and both agents on ``app``; return the handle for the detect step.
 
@@ -134,6 +144,8 @@ def register_linking(
     ``on_drained`` runs once, after the final rows are written, in the event loop.
     ``publish_send`` is what the detect step's publisher sends with (default: Faust's producer;
     the worker gives it its own, ``producer.LinkProducer``).
+    ``alerting``: the rules (cluster rules), allow-list and feedback; ``actions``: where stage B
+    publishes the recommended actions of its cluster alerts, after writing their rows.
     """
     topics = topics or LinkTopics()
     observations = _raw_topic(app, topics.observations, observation_partitions)
@@ -157,7 +169,7 @@ def register_linking(
     stage_b = ClusterStage(config, pairs, accounts, alerted,
                            drain_sources=[publisher.source_id], partitions=observation_partitions,
                            defer_alerts=bounded,
-                           stats=stats)
+                           stats=stats, alerting=alerting)
     linking = Linking(publisher, stats, topics, feature_stage=stage_a, cluster_stage=stage_b)
 
     for table in (pairs, accounts, alerted):
@@ -208,7 +220,9 @@ def register_linking(
             out = stage_b.handle([m for m in map(parse, values) if m is not None])
             stats.stage_b_s += time.perf_counter() - started
             started = time.perf_counter()
-            await write_with_retry(sink, out.rows, out.alerts)
+            await write_with_retry(sink, out.rows, out.alerts, out.transitions)  # transitions: to the outbox
+            if actions is not None and out.transitions:
+                await _publish_actions(actions, action_messages(out.transitions, stage_b.tracker.alerting.setup.rules))
             stats.stage_b_write_s += time.perf_counter() - started
             if out.drained:
                 linking.drain_complete.set()
@@ -218,7 +232,28 @@ def register_linking(
 
     app.agent(observations, name="link-features")(link_features)
     app.agent(edges, name="link-clusters")(link_clusters)
+
+    async def measure_backlog() -> None:
+        stage_topics = {STAGE_FEATURES: topics.observations, STAGE_CLUSTERS: topics.edges}
+        linking.backlog = await stage_backlog(app.consumer, stage_topics)
+
+    app.timer(interval=BACKLOG_CHECK_S, name="link-backlog")(measure_backlog)
     return linking
+
+
+async def _publish_actions(publisher: ActionPublisher, messages: list[ActionMessage]) -> None:
+    """Publish, retrying with back-off while Kafka refuses (stage B holds its input meanwhile)."""
+    attempt = 0
+    while True:
+        try:
+            await publisher.publish(messages)
+            return
+        except KafkaError as exc:
+            pause = min(0.5 * 2 ** attempt, 10.0)
+            log.warning("publishing %d cluster actions failed (%s); retry %d in %.1fs", len(messages), exc,
+                        attempt + 1, pause)
+            attempt += 1
+            await asyncio.sleep(pause)
 
 
 def _reset_after(stage: ClusterStage) -> Callable[[], Awaitable[None]]:

@@ -1,8 +1,9 @@
 """When did a cluster qualify? Event times for cluster alerts that depend on the data, not on arrival order.
 
 A member's alert time is the earliest event time ``t`` at which the member's
-cluster, rebuilt from what had happened by ``t``, already met the alert policy
-(score, size and mean member score): links count from their crossing time
+cluster, rebuilt from what had happened by ``t``, already met a cluster rule's
+condition (``pipeline/alerting/cluster_alerts.py``; default ``cluster_extraction``
+of the rules file) on its score, size, member scores and calls: links count from their crossing time
 (``clusters.crossing_ts``), a member's max score from the frames that had
 closed by ``t`` (its *staircase*), calls at their current total (the volume
 factor is log-scaled and capped). Given the same evidence, any arrival order
@@ -19,6 +20,7 @@ import bisect
 import math
 from collections.abc import Mapping
 
+from pipeline.alerting.cluster_alerts import Predicate, default_predicate
 from pipeline.linking.clusters import LinkGraph, crossing_ts, score_from_means
 from pipeline.linking.config import LinkingConfig
 
@@ -77,9 +79,12 @@ class _Sets:
         return ra
 
 
-def qualified_since(members: set[str], graph: LinkGraph,
-                    accounts: Mapping[str, Mapping[str, object]]) -> dict[str, int]:
-    """Member -> earliest event time its cluster met the alert policy (members that never did: absent)."""
+def qualified_since(members: set[str], graph: LinkGraph, accounts: Mapping[str, Mapping[str, object]],
+                    qualifies: Predicate | None = None) -> dict[str, int]:
+    """Member -> earliest event time its cluster met ``qualifies`` (a cluster rule's condition on
+    ``score``, ``size``, ``member_mean_score``, ``member_max_score``, ``calls``; default the packaged
+    ``cluster_extraction``); members that never did are absent."""
+    holds = qualifies or default_predicate()
     config: LinkingConfig = graph.config
     policy = config.cluster
     link_full = policy.factors["link_strength"].full_at
@@ -113,12 +118,14 @@ def qualified_since(members: set[str], graph: LinkGraph,
             i += 1
         for root in {sets.find(x) for x in touched}:
             group = sets.members[root]
-            if len(group) < policy.min_alert_size or group <= since.keys():
+            if len(group) < 2 or group <= since.keys():
                 continue
             mean = sets.score_sum[root] / len(group)
             links = max(sets.links[root], 1)
             total = score_from_means(len(group), mean, sets.ramp_sum[root] / links, sets.calls[root], policy).score
-            if total >= policy.alert_threshold and mean >= policy.min_member_score:
+            values = {"score": total, "size": len(group), "member_mean_score": mean,
+                      "member_max_score": max(score[m] for m in group), "calls": sets.calls[root]}
+            if holds(values):
                 for m in group:
                     since.setdefault(m, ts)
     return since

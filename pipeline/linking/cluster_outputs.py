@@ -7,16 +7,16 @@ only what changed since the last rows it produced:
   or listed features changed;
 * a retirement row (``active`` = 0, last known content) for a cluster id that no
   longer names a cluster: its smallest member merged into a cluster with a smaller
-  one, or its links were retracted. ``clusters`` is a ReplacingMergeTree on
+  one (``merged_into`` names that cluster), or its links were retracted (``merged_into``
+  ''). ``clusters`` is a ReplacingMergeTree on
   ``cluster_id`` by ``version``, so ``FINAL … WHERE active`` gives the current set;
-* one ``alerts`` row per member (rule ``cluster_extraction``) when the cluster's
-  score reaches ``alert_threshold``, it has at least ``min_alert_size`` members and
-  their mean max extraction score reaches ``min_member_score``,
-  at most once per member per ``renotify_minutes`` of event time (``alerted`` holds
-  each member's last firing, a Faust table in the worker). ``fired_ts`` is the
-  member's qualifying time (``alert_time.qualified_since``): the earliest event
-  time at which its cluster, as far as the evidence then showed, met the policy.
-  ``signals`` lists the score factors, then the shared features;
+* per cluster rule of the rules file (default ``cluster_extraction``), one ``alerts``
+  row and one alert transition per member when the cluster meets the rule's condition,
+  once per firing (``pipeline/alerting/cluster_alerts.py``: lifecycle, labels,
+  suppression; ``alerted``, a Faust table in the worker, holds each member's state).
+  ``fired_ts`` is the member's qualifying time (``alert_time.qualified_since``): the
+  earliest event time at which its cluster, as far as the evidence then showed, met
+  the condition. ``signals`` lists the score factors, then the shared features;
   ``signal_points`` their points (factors) and kind weights (features).
 
 ``version`` is the wall clock in microseconds, not event time: rows written after
@@ -31,12 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.alerting.account_rules import AlertRows
+from pipeline.alerting.alert_rows import AlertRows
+from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts
+from pipeline.alerting.engine import AlertBatch, AlertSetup
+from pipeline.alerting.rules import CompiledRule
 from pipeline.linking.clusters import Cluster
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.membership import kind_of
 
-RULE_CLUSTER = "cluster_extraction"
+RULE_CLUSTER = "cluster_extraction"  # the packaged default cluster rule
 
 
 @dataclass
@@ -54,11 +57,12 @@ class ClusterRows:
     updated_ts: list[int] = field(default_factory=list)  # ms
     active: list[int] = field(default_factory=list)
     version: list[int] = field(default_factory=list)
+    merged_into: list[str] = field(default_factory=list)  # retirement rows: the cluster now holding it
 
     def __len__(self) -> int:
         return len(self.cluster_id)
 
-    def add(self, cluster: Cluster, *, active: bool, version: int) -> None:
+    def add(self, cluster: Cluster, *, active: bool, version: int, merged_into: str = "") -> None:
         self.cluster_id.append(cluster.cluster_id)
         self.account_ids.append(list(cluster.members))
         self.size.append(len(cluster.members))
@@ -70,6 +74,7 @@ class ClusterRows:
         self.updated_ts.append(cluster.updated_ts)
         self.active.append(int(active))
         self.version.append(version)
+        self.merged_into.append(merged_into)
 
     def columns(self) -> dict[str, object]:
         """Insert columns for ClickHouseWriter.write('clusters', ...)."""
@@ -85,32 +90,22 @@ class ClusterRows:
             "updated_ts": np.array(self.updated_ts, np.int64),
             "active": np.array(self.active, np.uint8),
             "version": np.array(self.version, np.uint64),
+            "merged_into": self.merged_into,
         }
-
-
-@dataclass
-class _AlertBuffer:
-    ids: list[str] = field(default_factory=list)
-    fired: list[int] = field(default_factory=list)
-    accounts: list[str] = field(default_factory=list)
-    severity: list[str] = field(default_factory=list)
-    score: list[float] = field(default_factory=list)
-    signals: list[list[str]] = field(default_factory=list)
-    points: list[list[float]] = field(default_factory=list)
-
-    def rows(self) -> AlertRows:
-        fired = np.array(self.fired, np.int64)
-        return AlertRows(self.ids, fired, self.accounts, [RULE_CLUSTER] * len(self.ids), self.severity,
-                         np.array(self.score, np.float32), self.signals, self.points, fired // 60_000 * 60)
 
 
 class ClusterTracker:
     """Remembers the rows it produced, to emit only changes (in memory; rebuilt by a full ``emit``)."""
 
-    def __init__(self, config: LinkingConfig, alerted: MutableMapping[str, int],
-                 clock_us: Callable[[], int] = lambda: time.time_ns() // 1000) -> None:
+    def __init__(self, config: LinkingConfig, alerted: MutableMapping[str, object],
+                 clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+                 alerting: AlertSetup | None = None,
+                 accounts: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        """``accounts``: stage B's account state (members' max scores, for raised allow-list thresholds)."""
         self.config = config
         self.alerted = alerted
+        self.accounts = accounts if accounts is not None else {}
+        self.alerting = ClusterAlerting(alerting)
         self.clock_us = clock_us
         self._written: dict[str, Cluster] = {}  # cluster id -> last active row
 
@@ -123,57 +118,49 @@ class ClusterTracker:
                 and (not exact or (a.first_seen_ts, a.updated_ts) == (b.first_seen_ts, b.updated_ts)))
 
     def emit(self, clusters: list[Cluster], current_id: Callable[[str], str | None],
-             since: Callable[[Cluster], Mapping[str, int]], *, alerts: bool = True,
-             exact: bool = False) -> tuple[ClusterRows, AlertRows]:
+             since: Callable[[Cluster, CompiledRule], Mapping[str, int]], *, alerts: bool = True,
+             exact: bool = False, out: AlertBatch | None = None) -> tuple[ClusterRows, AlertRows]:
         """Rows for the re-evaluated ``clusters``.
 
-        ``current_id(account)`` names the cluster holding an account now; ``since(cluster)``
-        gives its members' qualifying times (called only for clusters that meet the alert
-        policy). ``alerts=False`` writes cluster rows only; ``exact`` writes any change.
+        ``current_id(account)`` names the cluster holding an account now; ``since(cluster, rule)``
+        gives its members' qualifying times under a cluster rule (called only for clusters that
+        meet its condition). ``alerts=False`` writes cluster rows only; ``exact`` writes any
+        change. Alert rows are returned; with ``out`` they, the transitions and the suppression
+        counts are also added to it.
         """
         rows = ClusterRows()
         version = self.clock_us()
-        fired = _AlertBuffer()
+        fired = AlertBatch()
         live = {c.cluster_id for c in clusters}
         for cluster in sorted(clusters, key=lambda c: c.cluster_id):
             old = self._written.get(cluster.cluster_id)
             if old is None or not self._same(old, cluster, exact=exact):
                 rows.add(cluster, active=True, version=version)
                 self._written[cluster.cluster_id] = cluster
-            if alerts and self.qualifies(cluster):
-                self._alert(cluster, since(cluster), fired)
-        # Ids whose smallest member now sits in another cluster (or none) are retired.
+            if alerts:
+                self.alerting.evaluate(self._facts(cluster), lambda rule, c=cluster: since(c, rule),  # type: ignore[misc]
+                                       self.alerted, fired)
+        # Ids whose smallest member now sits in another cluster (or none) are retired; the row says which
+        # cluster holds that member now ("" when none), so a retired campaign id can be followed.
         for cid, old in list(self._written.items()):
-            if cid not in live and current_id(old.members[0]) != cid:
-                rows.add(old, active=False, version=version)
+            holder = current_id(old.members[0])
+            if cid not in live and holder != cid:
+                rows.add(old, active=False, version=version, merged_into=holder or "")
                 del self._written[cid]
-        return rows, fired.rows()
+        if out is not None:
+            out.extend(fired)
+        return rows, fired.alerts
 
     def forget(self) -> None:
         """Drop the memory of written rows (after a rebalance): the next ``emit`` rewrites every cluster."""
         self._written.clear()
 
-    def qualifies(self, cluster: Cluster) -> bool:
-        policy = self.config.cluster
-        return (cluster.score.score >= policy.alert_threshold and len(cluster.members) >= policy.min_alert_size
-                and cluster.score.mean_member_score >= policy.min_member_score)
-
-    def _alert(self, cluster: Cluster, since: Mapping[str, int], out: _AlertBuffer) -> None:
-        policy = self.config.cluster
-        score = cluster.score.score
-        signals = [*cluster.score.factors, *cluster.shared_features]
-        points = [*cluster.score.factors.values(),
-                  *(self.config.weight(kind_of(f)) for f in cluster.shared_features)]
-        for member in cluster.members:
-            fired_ms = since.get(member, cluster.updated_ts)
-            last = self.alerted.get(member)
-            if last is not None and fired_ms - last < policy.renotify_minutes * 60_000:
-                continue
-            self.alerted[member] = fired_ms
-            out.ids.append(f"{RULE_CLUSTER}:{cluster.cluster_id}:{member}:{fired_ms}")
-            out.fired.append(fired_ms)
-            out.accounts.append(member)
-            out.severity.append("critical" if score >= policy.critical_at else "warning")
-            out.score.append(score)
-            out.signals.append(signals)
-            out.points.append(points)
+    def _facts(self, cluster: Cluster) -> ClusterFacts:
+        score = cluster.score
+        values = {"score": score.score, "size": len(cluster.members), "member_mean_score": score.mean_member_score,
+                  "member_max_score": score.max_member_score, "calls": score.calls}
+        signals = [*score.factors, *cluster.shared_features]
+        points = [*score.factors.values(), *(self.config.weight(kind_of(f)) for f in cluster.shared_features)]
+        member_max = {m: float(self.accounts.get(m, {}).get("max") or 0.0) for m in cluster.members}  # type: ignore[arg-type]
+        return ClusterFacts(cluster.cluster_id, cluster.members, values, cluster.updated_ts, signals, points,
+                            member_max)

@@ -9,15 +9,18 @@ Rules:
   (plus a /24) does not.
 * Clusters are the connected components of linked pairs (size >= 2). The id is
   ``c-`` + 8 hex of a BLAKE2b hash of the smallest member account id, so it is
-  stable while that member stays.
+  stable while that member stays; when two clusters merge, the side holding the
+  smallest member keeps its id and the other id retires (its ``clusters`` row names
+  the survivor in ``merged_into``, ``cluster_outputs.ClusterTracker``).
 * The cluster score (0–100) is the sum of four factors, each ``weight × ramp``:
   ``size`` (log2 of the member count up to ``full_at``), ``member_scores`` (mean of
   the members' max extraction scores up to ``full_at``), ``link_strength`` (mean
   linked-pair strength up to ``full_at``) and ``volume`` (log10 of the members'
   calls up to ``full_at``).
-  A cluster alerts (``cluster_outputs``) only when, besides the score, its members'
-  mean max score reaches ``min_member_score``: many accounts on one card and one
-  office network are a company, not an attack, unless they behave like extraction.
+  Whether a cluster alerts is a cluster rule's business (pipeline/alerting/rules.v1.yaml,
+  ``cluster_extraction``): besides the score, its members' mean max score must reach a
+  floor, since many accounts on one card and one office network are a company, not an
+  attack, unless they behave like extraction.
 
 ``LinkGraph`` keeps the evidence in any ``MutableMapping`` (a dict in tests,
 stage B's Faust table in the worker) and derives its indexes from it, so it can
@@ -199,6 +202,8 @@ class ClusterScore:
     score: float  # 0..100
     factors: dict[str, float]  # factor name -> points
     mean_member_score: float  # the members' mean max extraction score (the alert gate)
+    max_member_score: float = 0.0  # the highest of the members' max extraction scores
+    calls: float = 0.0  # the members' calls
 
 
 def _ramp(value: float, full_at: float) -> float:
@@ -208,10 +213,12 @@ def _ramp(value: float, full_at: float) -> float:
 def score_cluster(size: int, member_max_scores: Sequence[float], link_strengths: Sequence[float], calls: float,
                   config: ClusterConfig) -> ClusterScore:
     link_full = config.factors["link_strength"].full_at
-    return score_from_means(
+    score = score_from_means(
         size, sum(member_max_scores) / max(len(member_max_scores), 1),
         sum(_ramp(s, link_full) for s in link_strengths) / max(len(link_strengths), 1), calls, config,
     )
+    return ClusterScore(score.score, score.factors, score.mean_member_score, max(member_max_scores, default=0.0),
+                        calls)
 
 
 def score_from_means(size: int, mean_member: float, mean_link_ramp: float, calls: float,

@@ -1,9 +1,10 @@
-"""The linking configuration: feature kinds, weights, caps and cluster thresholds — a versioned JSON file.
+"""The linking configuration: feature kinds, weights, caps and the cluster score — a versioned JSON file.
 
 A pair of accounts is *linked* when the weights of the feature kinds they share
 (each kind counted once, popular features excluded) sum to ``link_threshold``
 or more. Linked pairs form clusters; a cluster's score is the sum of four factor
-points (their weights sum to 100). A bad file fails at start with a message
+points (their weights sum to 100); when a cluster alerts is a cluster rule's condition
+(pipeline/alerting/rules.v1.yaml). A bad file fails at start with a message
 naming the field (``LinkingConfigError``), never later in a stage.
 """
 
@@ -54,13 +55,6 @@ class Factor(BaseModel):
 
 class ClusterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    alert_threshold: float = Field(ge=0, le=100)
-    critical_at: float = Field(ge=0, le=100)
-    min_alert_size: int = Field(ge=2)
-    min_member_score: float = Field(
-        ge=0, le=100, description="alert only when the members' mean max extraction score reaches this"
-    )
-    renotify_minutes: int = Field(ge=1)
     max_listed_features: int = Field(ge=1, le=100)
     factors: dict[str, Factor]
 
@@ -73,12 +67,6 @@ class ClusterConfig(BaseModel):
         if abs(total - 100.0) > 1e-6:
             raise ValueError(f"factor weights must sum to 100 (got {total:g})")
         return factors
-
-    @model_validator(mode="after")
-    def _critical_above_threshold(self) -> ClusterConfig:
-        if self.critical_at < self.alert_threshold:
-            raise ValueError("critical_at must be >= alert_threshold")
-        return self
 
 
 class LinkingConfig(BaseModel):

@@ -29,11 +29,16 @@ in both modes, and exactly (every difference) at the drain.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.alerting.account_rules import AlertRows
+from pipeline.alerting.alert_rows import AlertRows
+from pipeline.alerting.cluster_alerts import predicate
+from pipeline.alerting.engine import AlertBatch, AlertSetup
+from pipeline.alerting.rules import CompiledRule
+from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.alert_time import add_step, qualified_since
 from pipeline.linking.cluster_outputs import ClusterRows, ClusterTracker
 from pipeline.linking.clusters import Cluster, LinkGraph, cluster_id, describe_cluster
@@ -58,6 +63,9 @@ class StageStats:
     clusters: int = 0
     cluster_rows: int = 0
     cluster_alerts: int = 0
+    cluster_alerts_by_severity: Counter[str] = field(default_factory=Counter)
+    # "<rule>:<reason>" -> member firings recorded but not paged (reason allowlist | false_positive)
+    cluster_alerts_suppressed: Counter[str] = field(default_factory=Counter)
     bad_messages: int = 0
     markers: int = 0
     # Seconds spent, to see which stage limits the throughput.
@@ -66,7 +74,7 @@ class StageStats:
     stage_b_s: float = 0.0  # stage B rules and cluster evaluation (event loop)
     stage_b_write_s: float = 0.0  # ClickHouse writes of cluster rows and alerts
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, object]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
@@ -111,6 +119,9 @@ class StageOutput:
     rows: ClusterRows = field(default_factory=ClusterRows)
     alerts: AlertRows | None = None
     drained: bool = False  # this call completed the drain barrier
+    # Firing and resolved page alerts of cluster rules, for the outbox and the actions topic.
+    transitions: list[AlertTransition] = field(default_factory=list)
+    suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, reason) -> firings
 
 
 def apply_account_updates(accounts: MutableMapping[str, AccountState], updates: AccountUpdates) -> set[str]:
@@ -138,17 +149,21 @@ class ClusterStage:
     """Stage B over three mappings: pair evidence, account state, last cluster alert per account."""
 
     def __init__(self, config: LinkingConfig, pairs: MutableMapping[str, dict[str, int]],
-                 accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, int], *,
+                 accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, object], *,
                  drain_sources: Collection[str], partitions: int, defer_alerts: bool = False,
-                 stats: StageStats | None = None) -> None:
-        """``defer_alerts`` (bounded input): evaluate cluster alerts once, at the drain, on all the evidence."""
+                 stats: StageStats | None = None, alerting: AlertSetup | None = None) -> None:
+        """``defer_alerts`` (bounded input): evaluate cluster alerts once, at the drain, on all the evidence.
+        ``alerting``: the rules (cluster rules), allow-list and feedback (default: the packaged rules)."""
         self.config = config
         self.defer_alerts = defer_alerts
         self.pairs = pairs
         self.accounts = accounts
         self.expected_markers = frozenset((src, p) for src in drain_sources for p in range(partitions))
         self.stats = stats or StageStats()
-        self.tracker = ClusterTracker(config, alerted)
+        self.tracker = ClusterTracker(config, alerted, alerting=alerting, accounts=accounts)
+        # Account -> id of its cluster as of the last evaluation: a plain dict the detect step's
+        # alerts read for their cluster_id label (from a worker thread: reads only, no traversal).
+        self.cluster_ids: dict[str, str] = {}
         self.markers: set[tuple[str, int | None]] = set()
         self.drained = False
         self._graph: LinkGraph | None = None
@@ -197,8 +212,8 @@ class ClusterStage:
             self.drained = out.drained = True
         return out
 
-    def _since(self, cluster: Cluster) -> Mapping[str, int]:
-        return qualified_since(set(cluster.members), self.graph, self.accounts)
+    def _since(self, cluster: Cluster, rule: CompiledRule) -> Mapping[str, int]:
+        return qualified_since(set(cluster.members), self.graph, self.accounts, predicate(rule))
 
     def _evaluate(self, accounts: list[str] | set[str], *, final: bool) -> StageOutput:
         graph = self.graph
@@ -211,11 +226,18 @@ class ClusterStage:
             seen |= members
             if len(members) > 1:
                 clusters.append(describe_cluster(members, graph, self.accounts))  # type: ignore[arg-type]
+            else:
+                self.cluster_ids.pop(account, None)
+        for cluster in clusters:
+            self.cluster_ids.update(dict.fromkeys(cluster.members, cluster.cluster_id))
+        found = AlertBatch()
         rows, alerts = self.tracker.emit(clusters, self.current_id, self._since,
-                                         alerts=final or not self.defer_alerts, exact=final)
+                                         alerts=final or not self.defer_alerts, exact=final, out=found)
         st = self.stats
         st.linked_pairs = len(graph.linked)
         st.clusters = len(graph.sets.roots())
         st.cluster_rows += len(rows)
         st.cluster_alerts += len(alerts)
-        return StageOutput(rows, alerts)
+        st.cluster_alerts_by_severity.update(alerts.severity)
+        st.cluster_alerts_suppressed.update({f"{rule}:{reason}": n for (rule, reason), n in found.suppressed.items()})
+        return StageOutput(rows, alerts, transitions=found.transitions, suppressed=found.suppressed)

@@ -1,4 +1,4 @@
-"""The scoring configuration: signals, weights, thresholds — a versioned JSON file, not code.
+"""The scoring configuration: signals and weights — a versioned JSON file, not code.
 
 Each signal's strength is the product of ramps over named features (a ramp maps a
 feature linearly from ``low`` → 0 to ``high`` → 1, clipped; ``low > high`` reverses
@@ -47,19 +47,12 @@ class Signal(BaseModel):
         return ramps
 
 
-class AlertPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    threshold: float = Field(ge=0, le=100)
-    critical_at: float = Field(ge=0, le=100)
-    renotify_minutes: int = Field(ge=1)
-
-
 class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: int = Field(ge=1)
     volume_gate: Ramp  # on calls_1h: a quiet account's signals count for less
     signals: dict[str, Signal] = Field(min_length=1)
-    alert: AlertPolicy
+    # Alert thresholds live in the alert rules (pipeline/alerting/rules.v1.yaml), not here.
     top_signals: int = Field(3, ge=1, le=20)
     min_contribution: float = Field(5.0, ge=0)
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from pipeline.alerting.account_rules import AlertRows
+from pipeline.alerting.alert_rows import AlertRows
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.detection import DetectionOutput
 from pipeline.sinks.clickhouse import ClickHouseWriter
@@ -41,17 +41,7 @@ def content_token(prefix: str, keys: list[str], numbers: np.ndarray) -> str:
 
 
 def alert_columns(alerts: AlertRows) -> dict[str, object]:
-    return {
-        "alert_id": alerts.alert_id,
-        "fired_ts": alerts.fired_ts_ms,
-        "account_id": alerts.account_id,
-        "rule": alerts.rule,
-        "severity": alerts.severity,
-        "score": alerts.score,
-        "signals": alerts.signals,
-        "signal_points": alerts.signal_points,
-        "window_start": alerts.window_start_s,
-    }
+    return alerts.columns()
 
 
 def reject_columns(decoded: DecodedBatch, received_ms: int) -> dict[str, object]:

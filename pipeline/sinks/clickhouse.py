@@ -30,6 +30,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
 from pipeline.settings import Settings
+from pipeline.sinks.retention import apply_ttls
 from schemas.migrate import apply_migrations
 from schemas.tables import TableSpec, table_spec
 
@@ -67,6 +68,12 @@ _WRITE_ERRORS = (
     struct.error,
 )
 _SECRET_PARAMS = frozenset({"password", "access_token"})
+# The rollups' materialized views deduplicate a retried block by themselves only with this
+# setting: with 0 a retry the base table drops as a duplicate is aggregated again (measured on
+# ClickHouse 26.9: a batch sent three times counted three times in traffic_1m); with 1 it
+# counts once, and still reaches a view that missed it. 26.x defaults to 1; older servers or a
+# user profile may not, so every insert sends it (tests/schemas/test_rollups.py).
+_INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 class ClickHouseError(Exception):
@@ -111,19 +118,45 @@ def _is_transient(exc: BaseException) -> bool:
 # --- clients -----------------------------------------------------------------------
 
 _clients: dict[str, Client] = {}
+_read_only_clients: dict[str, Client] = {}
 _clients_lock = threading.Lock()
+# Session settings of the client that runs untrusted SQL (the worker's /query). readonly=1
+# comes last: from then on ClickHouse refuses to change any setting of that session, these
+# limits included, and refuses writes, DDL and the table functions that read outside
+# ClickHouse (file, url, s3, remote, executable, ...). See pipeline/sinks/read_only.py.
+# Rows past QUERY_ROW_LIMIT are cut ("break", not "throw": an error in the middle of a
+# result leaves chDB's next answer on that handle garbled).
+QUERY_ROW_LIMIT = 100_000
+READ_ONLY_SETTINGS: dict[str, Any] = {
+    "max_execution_time": 60,
+    # Embedded chDB runs inside the worker: one heavy query must not take the worker's memory.
+    "max_memory_usage": 1 << 30,
+    # Refused at once when ClickHouse's estimate (after the primary key) is over, else as soon
+    # as the reading passes it: a scan too big for the worker fails fast instead of taking 60 s.
+    "max_rows_to_read": 1_000_000_000,
+    "max_bytes_to_read": 32 << 30,
+    "read_overflow_mode": "throw",
+    "max_result_rows": QUERY_ROW_LIMIT + 1,  # one more: tells a cut result from an exact fit
+    "result_overflow_mode": "break",
+    "readonly": 1,
+}
 _formats_set = False
 
 
-def connect(settings: Settings) -> Client:
+def connect(settings: Settings, *, apply_retention: bool = False) -> Client:
     """Client for ``settings.effective_clickhouse_dsn`` with the schema migrated to the latest version.
 
     One client per DSN per process is cached and returned on later calls (chDB
     allows a single data directory per process and per directory a single
     process). For an embedded ``chdb:///path`` DSN the directory is created.
     Migrations for ``settings.clickhouse_database`` run on every call (a no-op
-    when up to date). Raises ClickHouseUnavailable, with the password masked,
-    when the server or directory cannot be opened, ClickHouseRejected if a
+    when up to date). With ``apply_retention`` (the worker and ``distillwatch
+    migrate``: the owners of the data) the tables' TTLs are then brought to
+    ``raw_ttl_days`` and ``rollup_ttl_days``, an ALTER only where one differs;
+    other commands leave them, so an analyst's ``report`` run with the default
+    settings never shortens the retention a worker set. Raises
+    ClickHouseUnavailable, with the password masked, when the server or
+    directory cannot be opened, ClickHouseRejected if a
     migration statement fails, and schemas.migrations.MigrationError if the
     database was migrated by newer code.
     """
@@ -136,11 +169,31 @@ def connect(settings: Settings) -> Client:
             _clients[dsn] = client
     try:
         apply_migrations(client, settings.clickhouse_database)
+        if apply_retention:
+            apply_ttls(client, settings.clickhouse_database,
+                       raw_days=settings.raw_ttl_days, rollup_days=settings.rollup_ttl_days)
     except _WRITE_ERRORS as exc:
         error = classify(exc)
         error.dsn = mask_dsn(dsn)
         raise error from exc
     # Unqualified table names in ad-hoc queries and reports mean this database.
+    client.database = settings.clickhouse_database
+    return client
+
+
+def connect_read_only(settings: Settings) -> Client:
+    """A separate client whose ClickHouse session is read-only (READ_ONLY_SETTINGS), for untrusted SQL.
+
+    Cached per DSN. It does not migrate: call ``connect`` first. For chDB it is a second
+    handle on the directory ``connect`` opened (allowed in one process); its settings never
+    touch the writer's session. Raises ClickHouseUnavailable like ``connect``.
+    """
+    dsn = settings.effective_clickhouse_dsn
+    with _clients_lock:
+        client = _read_only_clients.get(dsn)
+        if client is None:
+            client = _open(dsn, READ_ONLY_SETTINGS)
+            _read_only_clients[dsn] = client
     client.database = settings.clickhouse_database
     return client
 
@@ -152,9 +205,10 @@ def close(dsn: str | None = None) -> None:
     directory, so this process may then open a different one.
     """
     with _clients_lock:
-        doomed = list(_clients) if dsn is None else [dsn] if dsn in _clients else []
-        for key in doomed:
-            _clients.pop(key).close()
+        for cache in (_read_only_clients, _clients):  # a chDB directory is released with its last handle
+            doomed = list(cache) if dsn is None else [dsn] if dsn in cache else []
+            for key in doomed:
+                cache.pop(key).close()
 
 
 def mask_dsn(dsn: str) -> str:
@@ -173,16 +227,18 @@ def mask_dsn(dsn: str) -> str:
     return masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
-def _open(dsn: str) -> Client:
+def _open(dsn: str, session_settings: Mapping[str, Any] | None = None) -> Client:
     masked = mask_dsn(dsn)
     path = _chdb_path(dsn)
+    # In order: chDB applies them one SET at a time, HTTP sends them with every request.
+    extra = dict(session_settings) if session_settings else None
     try:
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(dsn=dsn)
+            return clickhouse_connect.get_client(dsn=dsn, settings=extra)
         # The cached client is shared by threads; HTTP sessions would make concurrent
         # queries fail ("concurrent queries within the same session").
-        return clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+        return clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False, settings=extra)
     except _WRITE_ERRORS as exc:
         detail = _hide_password(f"{type(exc).__name__}: {exc}", dsn)
         raise ClickHouseUnavailable(
@@ -257,9 +313,13 @@ class ClickHouseWriter:
 
     @property
     def stats(self) -> dict[str, WriterStats]:
-        """Per-table counters, copied (safe to read while other threads write)."""
-        with self._lock:
-            return {table: replace(s) for table, s in self._stats.items()}
+        """Per-table counters, copied (safe to read while other threads write).
+
+        Never waits for the lock: it is held for a whole insert (seconds while ClickHouse is
+        slow or away) and /metrics reads this on the event loop. dict() copies atomically
+        under the GIL; a copy may miss the insert finishing at that moment.
+        """
+        return {table: replace(s) for table, s in dict(self._stats).items()}
 
     def write(
         self, table: str, columns: Mapping[str, np.ndarray | Sequence[Any]], dedup_token: str | None = None
@@ -272,7 +332,9 @@ class ClickHouseWriter:
         same batch again with the same ``dedup_token`` stores nothing new (the
         return value and stats still count it: ClickHouse does not report the
         skip). Without a token, a block identical to a recent one is skipped too
-        (the tables' deduplication window hashes the data).
+        (the tables' deduplication window hashes the data). The rollups filled
+        from the table by materialized views are deduplicated the same way, so a
+        retry never counts a batch twice in them either.
         Raises ValueError (unknown table, wrong column names, unequal lengths,
         not one-dimensional) before anything is sent, ClickHouseUnavailable
         when the write may succeed if retried, ClickHouseRejected otherwise.
@@ -307,7 +369,8 @@ class ClickHouseWriter:
             self._contexts[spec.name] = context
         context.data = data
         # Set on every call: a token left from the previous batch would make this one a "duplicate".
-        context.settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        context.settings = {**_INSERT_SETTINGS, "insert_deduplication_token": dedup_token} if dedup_token \
+            else dict(_INSERT_SETTINGS)
         try:
             self._client.insert(context=context)
         finally:

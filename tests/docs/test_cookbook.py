@@ -1,29 +1,37 @@
 """Every ```sql block of docs/cookbook.md runs against a real demo run's tables and returns rows.
 
 Parameters are filled the way an analyst would fill them with ``distillwatch sql
---param``, as strings: from the block's own ``-- params: name=value, …`` line first, then
-from values taken from the run (an account that alerted and belongs to a campaign, that
-campaign, the run's time range). A placeholder neither gives fails the test, naming it.
+--param``, as strings: from the block's own ``-- params: name=value, …`` comment first (on
+its first line: a block never starts with ``--``), then from values taken from the run (an
+account that alerted and belongs to a campaign, that campaign, the run's time range). A
+placeholder neither gives fails the test, naming it. The ``distillwatch sql`` command line
+the cookbook shows is run through the real click command for one block per parameter set.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
-from pipeline.sinks.formats import run_query
+from jobs.cli import main
+from pipeline.settings import Settings
+from pipeline.sinks import clickhouse, formats
+from pipeline.sinks.formats import QueryResult, run_query
 from tests.support.demo_data import DemoData
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "docs" / "cookbook.md"
 _BLOCK = re.compile(r"^```sql\n(.*?)^```", re.S | re.M)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
-_PARAMS_LINE = re.compile(r"^\s*--\s*params:(.*)$", re.M)
+_PARAMS_LINE = re.compile(r"--\s*params:(.*)$", re.M)  # a comment line or the end of one
+_SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 _HEADING = re.compile(r"^#{2,4} +(.+?)\s*$", re.M)
 _TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -100,7 +108,34 @@ def data_params(client: Client, database: str) -> dict[str, str]:
     }
 
 
-BLOCKS = cookbook_blocks(COOKBOOK.read_text())
+def cookbook_command(text: str) -> list[str]:
+    """The ``distillwatch sql`` command of the cookbook's ```sh block, split as a shell would, from ``sql`` on."""
+    for match in _SH_BLOCK.finditer(text):
+        words = shlex.split(match.group(1).replace("\\\n", " "))
+        if words[:2] == ["distillwatch", "sql"]:
+            return words[1:]
+    raise AssertionError("docs/cookbook.md shows no `distillwatch sql` command in a ```sh block")
+
+
+def with_params(command: list[str], params: dict[str, str]) -> list[str]:
+    """``command`` with its ``--param`` pairs replaced by ``params``, where the first pair stood."""
+    out: list[str] = []
+    words = iter(command)
+    for word in words:
+        if word != "--param":
+            out.append(word)
+            continue
+        next(words)
+        if "--param" not in out:
+            out += [item for name, value in params.items() for item in ("--param", f"{name}={value}")]
+    return out
+
+
+COOKBOOK_TEXT = COOKBOOK.read_text()
+BLOCKS = cookbook_blocks(COOKBOOK_TEXT)
+COMMAND = cookbook_command(COOKBOOK_TEXT)
+# The first block of every distinct set of placeholders.
+PER_PARAM_SET = sorted({frozenset(b.placeholders): b for b in reversed(BLOCKS)}.values(), key=lambda b: b.line)
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +185,94 @@ def test_block_returns_rows_on_a_demo_run(block: Block, cookbook_db: tuple[Clien
         pytest.fail(str(exc))
     result = run_query(client, block.sql, params)
     assert result.rows, f"{block.where}: no rows with {params}"
+
+
+def test_no_block_starts_with_a_dash() -> None:
+    """``distillwatch sql "$(cat query.sql)"`` with a leading ``--`` is read by click as an option."""
+    for block in BLOCKS:
+        assert not block.sql.lstrip().startswith("-"), f"{block.where}: starts with {block.sql.split()[0]!r}"
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, dict[str, str]]]:
+    """The (SQL, parameters) each ``distillwatch sql`` run in this test asked for; nothing is opened."""
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    def run(client: object, sql: str, parameters: dict[str, str] | None = None) -> QueryResult:
+        calls.append((sql, dict(parameters or {})))
+        return QueryResult(("n",), [(1,)])
+
+    monkeypatch.setattr(formats, "run_query", run)
+    monkeypatch.setattr(clickhouse, "connect", lambda settings: object())
+    monkeypatch.chdir(tmp_path)  # query.sql and the command's --data-dir land here
+    return calls
+
+
+# How the cookbook tells the user to pass a saved query: its command line (``--file query.sql``),
+# and the two forms its text names instead (the query as the argument, standard input).
+_FORMS = {"--file query.sql": "as shown", '"$(cat query.sql)"': "argument", "- < query.sql": "stdin"}
+
+
+@pytest.mark.parametrize("form", sorted(set(_FORMS.values())))
+@pytest.mark.parametrize("block", PER_PARAM_SET, ids=[f"L{b.line}-{b.heading[:40]}" for b in PER_PARAM_SET])
+def test_the_cookbook_command_line_reaches_the_query(
+        block: Block, form: str, captured: list[tuple[str, dict[str, str]]]) -> None:
+    for spelled in _FORMS:
+        assert spelled in COOKBOOK_TEXT, f"docs/cookbook.md no longer shows {spelled}"
+    assert COMMAND[-2:] == ["--file", "query.sql"], COMMAND
+    example = dict(w.split("=", 1) for w in COMMAND[COMMAND.index("--param") + 1::2] if "=" in w)
+    params = fill(block, {**example, "cluster": "cl-0001", "banned": example["account"],
+                          "release": example["since"]})
+    Path("query.sql").write_text(block.sql)
+    args = with_params(COMMAND, params)
+    stdin = None
+    if form == "argument":  # "$(cat query.sql)": the shell drops the trailing newlines
+        args[-2:] = [block.sql.rstrip("\n")]
+    elif form == "stdin":
+        args[-2:], stdin = ["-"], block.sql
+    result = CliRunner().invoke(main, args, input=stdin)
+    assert result.exit_code == 0, f"{block.where}, {form}: {result.output}"
+    expected_sql = block.sql.rstrip("\n") if form == "argument" else block.sql
+    assert captured == [(expected_sql, params)]
+    assert result.output.splitlines()[-1] == "(1 row)"  # the command's --format table
+
+
+def test_a_file_starting_with_a_comment_runs(captured: list[tuple[str, dict[str, str]]]) -> None:
+    Path("q.sql").write_text("-- saved by an analyst\nSELECT {n:UInt8}\n")
+    result = CliRunner().invoke(main, ["sql", "--file", "q.sql", "--param", "n=1"])
+    assert result.exit_code == 0, result.output
+    assert captured == [("-- saved by an analyst\nSELECT {n:UInt8}\n", {"n": "1"})]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["sql", "--param", "account=a-1", "--param", "account=a-2", "SELECT {account:String}"],
+     "parameter 'account' given twice ('a-1' and 'a-2')"),
+    (["sql"], "give the query once"),
+    (["sql", "--file", "q.sql", "SELECT 1"], "give the query once"),
+    (["sql", "  "], "the query is empty"),
+])
+def test_command_misuse_is_refused_with_a_clear_error(
+        args: list[str], message: str, captured: list[tuple[str, dict[str, str]]]) -> None:
+    Path("q.sql").write_text("SELECT 1\n")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert captured == []
+
+
+@pytest.mark.clickhouse
+@pytest.mark.slow
+@pytest.mark.parametrize("block", PER_PARAM_SET, ids=[f"L{b.line}-{b.heading[:40]}" for b in PER_PARAM_SET])
+def test_one_block_per_parameter_set_returns_rows_through_the_command(
+        block: Block, cookbook_db: tuple[Client, dict[str, str]], ch_settings: Settings,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real command on the demo run's tables, the query read with --file as the cookbook shows."""
+    client, data = cookbook_db
+    params = fill(block, data)
+    monkeypatch.chdir(tmp_path)
+    Path("query.sql").write_text(block.sql)
+    env = {"DW_CLICKHOUSE_DSN": ch_settings.effective_clickhouse_dsn, "DW_DATA_DIR": str(ch_settings.data_dir),
+           "DW_CLICKHOUSE_DATABASE": client.database}
+    args = with_params(["sql", "--format", "json", "--param", "", "--file", "query.sql"], params)
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, f"{block.where}: {result.output}"
+    assert result.output.strip(), f"{block.where}: no rows with {params}"

@@ -18,8 +18,10 @@ CONTRACT = {
     "kernel_numba": ("events_per_s",),
     "kernel_reference": ("events_per_s",),
     "faust_naive": ("events_per_s",),
-    "pipeline_json": ("events_per_s", "latency_p50_s", "latency_p99_s"),
-    "pipeline_batched": ("events_per_s", "latency_p50_s", "latency_p99_s"),
+    "pipeline_json": ("events_per_s", "latency_p50_s", "latency_p99_s", "peak_rss_bytes"),
+    "pipeline_batched": ("events_per_s", "latency_p50_s", "latency_p99_s", "peak_rss_bytes"),
+    "backtest": ("account_minutes", "seconds", "account_minutes_per_s"),
+    "investigate": ("events", "seconds"),
 }
 
 
@@ -27,7 +29,8 @@ def test_bench_writes_the_contract(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     done = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "bench", "--events", "20000", "--accounts", "2000", "--out", str(out),
-         "--budget", "1", "--faust-budget", "2", "--latency-seconds", "2", "--memory-accounts", "2000,20000"],
+         "--budget", "1", "--faust-budget", "2", "--latency-seconds", "2", "--memory-accounts", "2000,20000",
+         "--backtest-account-minutes", "20000", "--investigate-events", "20000"],
         capture_output=True, text=True, timeout=900, cwd=ROOT, check=False,
     )
     assert done.returncode == 0, done.stderr[-5000:]
@@ -40,6 +43,8 @@ def test_bench_writes_the_contract(tmp_path: Path) -> None:
     for name, keys in CONTRACT.items():
         for key in keys:
             assert results["results"][name][key] > 0, (name, key)
+    for name in ("pipeline_json", "pipeline_batched"):  # a worker with Faust, Numba and chDB loaded
+        assert results["results"][name]["peak_rss_bytes"] > 100 * 2**20, results["results"][name]
     assert set(results["memory"]) == {"bytes_per_account_100k", "bytes_per_account_1m"}
     assert all(v > 0 for v in results["memory"].values())
     assert (out / "results.png").stat().st_size > 0
@@ -48,3 +53,5 @@ def test_bench_writes_the_contract(tmp_path: Path) -> None:
     runs = details["kernel_numba"]["runs_s"]
     assert len(runs) == 3 and sorted(runs)[1] == details["kernel_numba"]["seconds"]
     assert "measurement" in done.stderr and "pipeline_batched" in done.stderr  # the table was printed
+    assert results["results"]["backtest"]["account_minutes"] == details["backtest"]["stored_rows"] == 20000
+    assert results["results"]["investigate"]["events"] == details["investigate"]["calls_reported"] == 20000

@@ -9,10 +9,15 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from jobs.cli import main
 from jobs.grafana import build
 from jobs.grafana.datasources import CLICKHOUSE, DATASOURCES, PROMETHEUS
 from jobs.grafana.links import ACCOUNT, ACCOUNT_VAR, CAMPAIGNS, CLUSTER_VAR, OVERVIEW, PIPELINE
+from jobs.grafana.sql_parts import BELOW_CAMPAIGN, OUTPUT_TOKENS, campaign_min_score, is_campaign
+from pipeline.alerting.rules import Rule, RulesError, load_rules, lower_bound
+from pipeline.linking.cluster_outputs import RULE_CLUSTER
 from schemas.tables import ROLLUPS
 from tests.jobs.grafana.dashboard_json import panels, queries, referenced_variables, variable_names
 
@@ -119,7 +124,7 @@ def test_datasources_are_referenced_by_the_provisioned_uids(built: dict[str, dic
     assert pipeline_types == {PROMETHEUS.type}
     clickhouse = next(d for d in provisioned if d["uid"] == CLICKHOUSE.uid)
     # Connection details come from the environment (Grafana expands ${VAR} when it reads the file).
-    for key in ("host", "port", "protocol", "defaultDatabase"):
+    for key in ("host", "port", "protocol", "defaultDatabase", "secure", "path"):
         assert re.fullmatch(r"\$\{[A-Z_]+\}", str(clickhouse["jsonData"][key])), key
     provider = yaml.safe_load(build.render_providers())["providers"][0]
     assert provider["type"] == "file" and provider["folder"] == build.FOLDER
@@ -152,3 +157,60 @@ def test_checked_in_json_is_what_grafana_imports() -> None:
         assert path.stem == model["uid"]
         assert model["schemaVersion"] >= 39 and model["tags"] == ["distillwatch"]
         assert "id" not in model  # Grafana assigns ids; a fixed one would clash across instances
+
+
+def test_build_check_says_when_everything_is_up_to_date(tmp_path: Path) -> None:
+    build.write(tmp_path)
+    fresh = CliRunner().invoke(main, ["grafana", "build", "--check", "--out", str(tmp_path)])
+    assert fresh.exit_code == 0 and fresh.stdout == f"dashboards are up to date ({len(build.rendered())} files)\n"
+    (tmp_path / "dashboards" / f"{OVERVIEW.uid}.json").unlink()
+    missing = CliRunner().invoke(main, ["grafana", "build", "--check", "--out", str(tmp_path)])
+    assert missing.exit_code == 1 and "up to date" not in missing.output and "stale:" in missing.stderr
+
+
+# An alias naming output tokens (output_tokens, `output tokens/s`, output_tokens_per_s).
+_OUTPUT_ALIAS = re.compile(r"\bAS\s+`?output[ _]tokens", re.IGNORECASE)
+# A sum of one token column alone, and the alias it gets.
+_ONE_COLUMN_SUM = re.compile(r"sum\((?:\w+\.)?(completion|reasoning)_tokens\)[^,]*?\bAS\s+`?([\w /]+)`?")
+
+
+def test_output_tokens_are_completion_plus_reasoning_everywhere(built: dict[str, dict[str, Any]]) -> None:
+    outputs = 0
+    for dashboard in built.values():
+        for query in queries(dashboard):
+            if query.plugin != CLICKHOUSE.type:
+                continue
+            where = f"{query.dashboard} {query.where}"
+            if _OUTPUT_ALIAS.search(query.text):
+                outputs += 1
+                assert OUTPUT_TOKENS in query.text, f"{where}: output tokens not computed as {OUTPUT_TOKENS}"
+            # A panel showing the parts apart names them: completion is not "output".
+            for column, alias in _ONE_COLUMN_SUM.findall(query.text):
+                assert column in alias, f"{where}: sum({column}_tokens) labelled {alias!r}"
+    assert outputs >= 8  # the overview, account and campaign panels that show output tokens
+
+
+def test_campaigns_are_clusters_at_the_cluster_rules_threshold(built: dict[str, dict[str, Any]]) -> None:
+    assert campaign_min_score() == lower_bound(load_rules()[RULE_CLUSTER].rule, "score") == 60
+    counted = {(q.dashboard, q.where.split("'")[1]) for d in built.values() for q in queries(d)
+               if is_campaign() in q.text}
+    assert {(OVERVIEW.uid, "Active campaigns"), (ACCOUNT.uid, "Campaigns"),
+            (CAMPAIGNS.uid, "Output tokens harvested per campaign")} <= counted
+    # Where clusters below the threshold are listed, they are labelled as such.
+    labelled = {(q.dashboard, q.where.split("'")[1]) for d in built.values() for q in queries(d)
+                if BELOW_CAMPAIGN in q.text}
+    assert labelled == {(CAMPAIGNS.uid, "Active clusters"), (CAMPAIGNS.uid, "Members and their scores"),
+                        (ACCOUNT.uid, "Cluster membership")}
+
+
+def _rule(condition: str, **params: float) -> Rule:
+    return Rule.model_validate({"name": "r", "subject": "cluster", "condition": condition, "params": params,
+                                "severity": "warning", "action": "review", "annotations": {"summary": "s"}})
+
+
+def test_lower_bound_reads_numbers_params_and_either_side() -> None:
+    assert lower_bound(_rule("score >= 60 and size >= 3"), "size") == 3
+    assert lower_bound(_rule("score >= floor and calls > 10", floor=55), "score") == 55
+    assert lower_bound(_rule("50 <= score and score >= 65"), "score") == 65  # both must hold
+    with pytest.raises(RulesError, match="no top-level 'score >= N' term"):
+        lower_bound(_rule("score >= 60 or size >= 10"), "score")  # an or: no bound that always holds

@@ -58,8 +58,10 @@ def test_first_deploy_creates_datasources_folder_and_dashboards(grafana: Grafana
     assert [b["uid"] for b in bodies[:2]] == [CLICKHOUSE.uid, PROMETHEUS.uid]
     clickhouse = bodies[0]
     assert clickhouse["type"] == "grafana-clickhouse-datasource"
+    # CLICKHOUSE_SECURE and CLICKHOUSE_PATH unset: plain TCP, no path prefix.
     assert clickhouse["jsonData"] == {"host": "clickhouse.internal", "port": 8123, "protocol": "http",
-                                      "defaultDatabase": "distillwatch", "username": "grafana_ro"}
+                                      "defaultDatabase": "distillwatch", "username": "grafana_ro",
+                                      "secure": False, "path": ""}
     assert clickhouse["secureJsonData"] == {"password": PASSWORD}
     assert bodies[1]["url"] == "http://prometheus:9090"
     assert bodies[2] == {"title": build.FOLDER, "uid": build.FOLDER}
@@ -145,3 +147,15 @@ def test_a_grafana_under_a_sub_path_is_reached_there(grafana: GrafanaStandIn) ->
     assert grafana.state.requests[0].path.startswith("/grafana/api/")
     assert result.exit_code == 0  # 404 on every GET: everything would be new
     assert set(plan_lines(result).values()) == {"new"}
+
+
+def test_tls_and_path_prefix_come_from_the_environment(grafana: GrafanaStandIn) -> None:
+    env = ENV | {"CLICKHOUSE_SECURE": "true", "CLICKHOUSE_PATH": "/clickhouse", "CLICKHOUSE_PORT": "8443"}
+    result = run_deploy(grafana.url, env=env)
+    assert result.exit_code == 0, result.output
+    stored = grafana.state.datasources[CLICKHOUSE.uid]["jsonData"]
+    assert stored["secure"] is True and stored["path"] == "/clickhouse" and stored["port"] == 8443
+    # The same environment again: nothing to change.
+    assert set(plan_lines(run_deploy(grafana.url, "--dry-run", env=env)).values()) == {"unchanged"}
+    bad = run_deploy(grafana.url, env=ENV | {"CLICKHOUSE_SECURE": "yes"})
+    assert bad.exit_code != 0 and "secure 'yes' is not true or false" in bad.output

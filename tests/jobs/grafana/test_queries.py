@@ -15,6 +15,8 @@ import pytest
 from jobs.grafana import build
 from jobs.grafana.datasources import CLICKHOUSE
 from jobs.grafana.links import ACCOUNT_VAR, CLUSTER_VAR
+from jobs.grafana.overview import TOP_ACCOUNTS_SQL
+from jobs.grafana.sql_parts import campaign_min_score
 from tests.jobs.grafana.dashboard_json import Query, expand, queries
 from tests.support.demo_data import DemoData
 
@@ -87,3 +89,40 @@ def test_rollup_panels_agree_with_the_base_tables(demo: DemoData, time_range: tu
                          f"BETWEEN toDateTime({int(start.timestamp())}) AND toDateTime({int(end.timestamp())})")
     assert raw > 0
     assert rate == pytest.approx(raw / (end - start).total_seconds())
+
+
+def _overview_stat(demo: DemoData, time_range: tuple[datetime, datetime], title: str) -> Any:
+    start, end = time_range
+    overview = build.to_dict(build.dashboards()[0])
+    query = next(q for q in queries(overview) if f"'{title}'" in q.where)
+    (value,), = _run(demo, expand(query.text, start, end, INTERVAL_S, {}))
+    return value
+
+
+def test_output_tokens_are_completion_plus_reasoning(demo: DemoData, time_range: tuple[datetime, datetime]) -> None:
+    start, end = time_range
+    rate = _overview_stat(demo, time_range, "Output tokens/s")
+    (completion, reasoning), = _run(demo, f"SELECT sum(completion_tokens), sum(reasoning_tokens) FROM api_calls "
+                                          f"WHERE toStartOfMinute(ts) BETWEEN toDateTime({int(start.timestamp())}) "
+                                          f"AND toDateTime({int(end.timestamp())})")
+    assert completion > 0 and reasoning > 0  # the demo's reasoning traffic makes the difference visible
+    assert rate == pytest.approx((completion + reasoning) / (end - start).total_seconds())
+
+
+def test_active_campaigns_count_only_clusters_at_the_rules_threshold(
+        demo: DemoData, time_range: tuple[datetime, datetime]) -> None:
+    start, _ = time_range
+    counted = _overview_stat(demo, time_range, "Active campaigns")
+    scores = [r[0] for r in _run(demo, f"SELECT score FROM clusters FINAL WHERE active = 1 "
+                                       f"AND updated_ts >= toDateTime({int(start.timestamp())})")]
+    assert counted == sum(score >= campaign_min_score() for score in scores) >= 1
+
+
+def test_top_signals_read_only_the_top_accounts_and_lose_nothing(
+        demo: DemoData, time_range: tuple[datetime, datetime]) -> None:
+    start, end = time_range
+    restriction = "account_id IN (SELECT account_id FROM top) AND "
+    assert restriction in TOP_ACCOUNTS_SQL
+    restricted = _run(demo, expand(TOP_ACCOUNTS_SQL, start, end, INTERVAL_S, {}))
+    everyone = _run(demo, expand(TOP_ACCOUNTS_SQL.replace(restriction, ""), start, end, INTERVAL_S, {}))
+    assert restricted == everyone and any(row[2] for row in restricted)

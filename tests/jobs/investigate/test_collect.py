@@ -22,10 +22,11 @@ def test_attacking_account_shows_its_alert_minute_and_harvest_before_it(
         demo_db: DemoData, attacker: str, account_inv: Investigation) -> None:
     (page,) = account_inv.pages
     assert account_inv.target_kind == "account" and page.account_id == attacker
-    first_fired = _one(demo_db, "SELECT min(fired_ts) FROM $db.alerts WHERE account_id = {a:String}", a=attacker)[0]
+    first_fired, scored = _one(demo_db, "SELECT min(fired_ts), argMin(window_start, fired_ts) FROM $db.alerts "
+                                        "WHERE account_id = {a:String}", a=attacker)
     first_fired = first_fired.replace(tzinfo=UTC)
     assert page.alerts and page.alerts[0].fired_ts == first_fired
-    assert page.alerts[0].minute == first_fired.replace(second=0, microsecond=0)
+    assert page.alerts[0].minute == scored.replace(tzinfo=UTC) < first_fired  # the scored minute, before it fired
     # The harvest, checked against every api_calls row of the account.
     total, before = _one(
         demo_db, "SELECT sum(completion_tokens + reasoning_tokens), "

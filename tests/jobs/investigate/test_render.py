@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
+from jobs.ch_options import open_clickhouse
 from jobs.cli import main
 from jobs.investigate import render_html, render_text
+from jobs.investigate.campaign_rule import campaign_threshold
 from jobs.investigate.result import Investigation
 from pipeline.settings import Settings
 from tests.support.demo_data import DemoData
@@ -57,11 +61,37 @@ def test_cli_prints_text_json_and_writes_html(demo_db: DemoData, ch_settings: Se
     assert f"== Account {attacker} ==" in done.output
     done = runner.invoke(main, ["investigate", hydra_cluster, "--json", "--html", str(tmp_path / "c.html")], env=env)
     assert done.exit_code == 0, done.output
-    data = json.loads(done.output)
+    assert f"wrote {tmp_path / 'c.html'}" in done.stderr
+    data = json.loads(done.stdout)
     assert data["target_kind"] == "cluster" and data["cluster"]["cluster_id"] == hydra_cluster
     assert Investigation.from_dict(data).cluster is not None
     assert (tmp_path / "c.html").read_text().startswith("<!DOCTYPE html>")
+    # a file asked for: "wrote FILE" on stderr, no text page on stdout unless --text
+    done = runner.invoke(main, ["investigate", attacker, "--stix", str(tmp_path / "a.json")], env=env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "" and f"wrote {tmp_path / 'a.json'}" in done.stderr
+    done = runner.invoke(main, ["investigate", attacker, "--stix", str(tmp_path / "a.json"), "--text"], env=env)
+    assert f"== Account {attacker} ==" in done.stdout
     done = runner.invoke(main, ["investigate", "no-such-account"], env=env)
     assert done.exit_code == 1 and "'no-such-account' is neither an account nor a cluster" in done.output
+    assert ch_settings.effective_clickhouse_dsn.removeprefix("chdb://") in done.output  # names where it looked
     done = runner.invoke(main, ["investigate", attacker, "--since", "yesterday-ish"], env=env)
     assert done.exit_code == 2 and "--since" in done.output
+
+
+def test_cluster_below_the_cluster_rules_threshold_is_not_called_a_campaign(cluster_inv: Investigation) -> None:
+    assert cluster_inv.cluster is not None and cluster_inv.cluster.campaign_threshold == campaign_threshold()
+    assert cluster_inv.cluster.is_campaign  # the hydra fleet scores above the packaged rule's 60
+    assert f"== Campaign {cluster_inv.target} ==" in render_text.render(cluster_inv)
+    weak = dataclasses.replace(cluster_inv, cluster=dataclasses.replace(
+        cluster_inv.cluster, campaign_threshold=cluster_inv.cluster.score + 1))
+    text = render_text.render(weak)
+    assert "== Campaign" not in text and f"Linked accounts (below the campaign threshold) {weak.target}" in text
+    assert "Linked accounts (below the campaign threshold)" in render_html.render(weak)
+
+
+def test_missing_data_dir_is_named_and_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(click.ClickException, match=re.escape(str(missing / "clickhouse"))):
+        open_clickhouse(None, missing)
+    assert not missing.exists()

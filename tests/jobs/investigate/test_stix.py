@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 
 import pytest
 from stix2validator import ValidationOptions, validate_string
 
 from jobs.investigate.result import Investigation
-from jobs.investigate.stix import build_bundle, bundle_json, pattern
+from jobs.investigate.stix import PER_KIND, SOLO_TEMPLATE_CALLS, build_bundle, bundle_json, pattern
+from tests.support.demo_data import DemoData
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -55,3 +58,49 @@ def test_patterns_quote_values() -> None:
     assert pattern("ip_net", "2001:db8:1::/48") == "[ipv6-addr:value = '2001:db8:1::/48']"
     with pytest.raises(ValueError, match="country"):
         pattern("country", "US")
+
+
+def test_indicators_carry_each_values_own_first_and_last_seen(demo_db: DemoData, cluster_inv: Investigation) -> None:
+    members = [p.account_id for p in cluster_inv.pages]
+    rows = demo_db.client.query(
+        f"SELECT kind, value, min(first_seen), max(last_seen) FROM `{demo_db.database}`.account_entities_1h "
+        "WHERE account_id IN {members:Array(String)} GROUP BY kind, value",
+        parameters={"members": members}).result_rows
+    own = {(k, v): (f.replace(tzinfo=None), last.replace(tzinfo=None)) for k, v, f, last in rows}
+    objects = json.loads(bundle_json(build_bundle(cluster_inv)))["objects"]
+    sightings = {o["sighting_of_ref"]: o for o in objects if o["type"] == "sighting"}
+    by_kind: dict[str, int] = {}
+    for ind in (o for o in objects if o["type"] == "indicator"):
+        kind, value = _entity(ind["pattern"])
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        first, last = own[(kind, value)]
+        seen = sightings[ind["id"]]
+        assert _time(seen["first_seen"]) == first and _time(seen["last_seen"]) == last, (kind, value)
+        assert _time(ind["valid_from"]) == first
+    assert by_kind and max(by_kind.values()) <= PER_KIND
+    # every template indicator is a template another member sent a near-duplicate of
+    shared = {t.simhash for p in cluster_inv.pages for t in p.shared_templates if set(t.other_accounts) & set(members)}
+    templates = {_entity(o["pattern"])[1] for o in objects if o["type"] == "indicator" and "prompt-template" in
+                 o["pattern"]}
+    assert templates and templates <= shared
+
+
+def test_single_account_templates_need_repeated_use(account_inv: Investigation) -> None:
+    objects = json.loads(bundle_json(build_bundle(account_inv)))["objects"]
+    calls = {t.simhash: t.calls for p in account_inv.pages for t in p.shared_templates}
+    for ind in (o for o in objects if o["type"] == "indicator" and "prompt-template" in o["pattern"]):
+        assert calls[_entity(ind["pattern"])[1]] >= SOLO_TEMPLATE_CALLS
+
+
+_KINDS = {"ipv4-addr": "ip_net", "ipv6-addr": "ip_net", "autonomous-system": "asn", "network-traffic": "user_agent",
+          "x-distillwatch-payment": "payment", "x-distillwatch-prompt-template": "template"}
+
+
+def _entity(stix_pattern: str) -> tuple[str, str]:
+    found = re.match(r"^\[([a-z0-9-]+):.* = '?(.*?)'?\]$", stix_pattern)
+    assert found, stix_pattern
+    return _KINDS[found.group(1)], found.group(2).replace("\\'", "'").replace("\\\\", "\\")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from jobs.cli import main
+from jobs.investigate.campaign_rule import campaign_threshold
 from jobs.report import Window, build_report, parse_time
 from jobs.report.data import MAX_BUCKETS, ReportData, bucket_minutes, load
-from jobs.report.render import SECTIONS, render
+from jobs.report.render import SECTIONS, plot_range, render
 from pipeline.settings import Settings
 from tests.support.demo_data import DemoData
 
@@ -41,7 +42,7 @@ def _data(**changes: object) -> ReportData:
         bucket_minutes=1,
         totals={"events": 30, "rejected": 1, "accounts": 1, "account_minutes": 3, "input_tokens": 10,
                 "output_tokens": 20, "reasoning_tokens": 5, "error_calls": 0, "alerts": 1, "alerted_accounts": 1,
-                "campaigns": 1},
+                "campaigns": 1, "linked_groups": 0},
         rejects=[{"reason": "invalid_json", "field": "", "events": 1, "example": HOSTILE}],
         models=[{"model": "m", "calls": 30, "output_tokens": 20, "reasoning_tokens": 5, "accounts": 1}],
         traffic=[{"bucket": minute + timedelta(minutes=i), "calls": 10, "output_tokens": 7, "reasoning_tokens": 2,
@@ -54,9 +55,10 @@ def _data(**changes: object) -> ReportData:
         campaigns=[{"cluster_id": HOSTILE, "size": 1, "score": 70.0, "shared_features": [HOSTILE],
                     "account_ids": [HOSTILE], "first_seen": minute, "updated": minute, "output_tokens": 25,
                     "output_before_alert": 10, "first_alert": minute, "calls": 30}],
-        alerts=[{"fired_ts": minute, "account_id": HOSTILE, "rule": "extraction_score_high", "severity": "warning",
-                 "score": 80.0, "signals": [HOSTILE]}],
-        alerts_total=1,
+        alerts=[{"fired_ts": minute, "window_start": minute - timedelta(minutes=1), "account_id": HOSTILE,
+                 "rule": "extraction_score_high", "severity": "warning", "score": 80.0, "mode": "page",
+                 "suppressed_by": HOSTILE, "signals": [HOSTILE]}],
+        alerts_total=1, campaign_threshold=60.0,
     )
     return ReportData(**{**base.__dict__, **changes})
 
@@ -128,14 +130,15 @@ class TestOnDemoRun:
 
     def test_totals_from_rollups_match_the_base_tables(self, demo_db: DemoData) -> None:
         db, client = demo_db.database, demo_db.client
-        data = load(client, db, Window())
+        data = load(client, db, Window(), campaign_threshold=campaign_threshold())
         events, accounts = client.query(f"SELECT count(), uniqExact(account_id) FROM `{db}`.api_calls FINAL").first_row
         alerts = client.query(f"SELECT count() FROM `{db}`.alerts FINAL").first_row[0]
         rejected = client.query(f"SELECT count() FROM `{db}`.rejected_events").first_row[0]
         assert data.totals["events"] == events and data.totals["alerts"] == alerts > 0
         assert data.totals["rejected"] == rejected
         assert abs(data.totals["accounts"] - accounts) <= max(2, accounts // 50)  # uniq is approximate
-        assert data.totals["campaigns"] == len(data.campaigns) > 0
+        assert data.totals["campaigns"] == sum(data.is_campaign(c) for c in data.campaigns) > 0
+        assert data.totals["campaigns"] + data.totals["linked_groups"] == len(data.campaigns)
         alerted = [c for c in data.campaigns if c["first_alert"] is not None]
         assert alerted and all(0 < c["output_before_alert"] < c["output_tokens"] for c in alerted)
         assert all(c["output_before_alert"] == c["output_tokens"] for c in data.campaigns if c["first_alert"] is None)
@@ -175,6 +178,26 @@ class TestOnDemoRun:
         html = out.read_text()
         assert len(_images(html)) == 3 and demo_db.database in html
 
+    def test_command_refuses_a_database_without_data(self, demo_db: DemoData, ch_settings: Settings,
+                                                     ch_database: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DW_CLICKHOUSE_DATABASE", ch_database)  # fresh: migrated by the command, empty
+        before = demo_db.client.database
+        out = tmp_path / "report.html"
+        try:
+            result = CliRunner().invoke(main, ["report", "--clickhouse", ch_settings.effective_clickhouse_dsn,
+                                               "--out", str(out)])
+        finally:
+            demo_db.client.database = before
+        assert result.exit_code == 1 and "no data in" in result.output and ch_database in result.output
+        assert not out.exists()
+
+    def test_alerts_plot_counts_every_alert(self, demo_db: DemoData) -> None:
+        data = load(demo_db.client, demo_db.database, Window())
+        start, end = plot_range(data)
+        plotted = sum(int(r["alerts"]) for r in data.alerts_series if start <= r["bucket"] < end)
+        assert plotted == data.totals["alerts"] > 0
+
     def test_chromium_renders_it(self, html: str, tmp_path: Path) -> None:
         chromium = shutil.which("chromium")
         if chromium is None:
@@ -195,3 +218,21 @@ class TestOnDemoRun:
             colours = img.convert("RGB").getcolors(maxcolors=1 << 16)
         # None: more than 65,536 colours. A blank or text-only page has a handful; the plots bring hundreds.
         assert colours is None or len(colours) > 200
+
+
+def test_alerts_plot_range_holds_the_last_alert() -> None:
+    # The last alert fires at the end of the last traffic minute: its bucket starts where traffic ends.
+    data = _data(bucket_minutes=1, alerts_series=[{"bucket": datetime(2026, 12, 3, 10, 38), "rule": "r",
+                                                   "alerts": 1}],
+                 first_minute=datetime(2026, 12, 3, 10, 17), last_minute=datetime(2026, 12, 3, 10, 37))
+    start, end = plot_range(data)
+    assert start == datetime(2026, 12, 3, 10, 17) and end == datetime(2026, 12, 3, 10, 39)
+
+
+def test_clusters_below_the_cluster_rule_are_linked_accounts_not_campaigns() -> None:
+    clusters = [{"cluster_id": f"c-{i:08x}", "size": 2, "score": score, "account_ids": ["a", "b"],
+                 "shared_features": [], "first_seen": None, "first_alert": None, "output_tokens": 1,
+                 "output_before_alert": 1} for i, score in ((1, 94.0), (2, 30.0))]
+    html = render(_data(campaigns=clusters, campaign_threshold=60.0))
+    campaigns, linked = html.split("Linked accounts (below the campaign threshold)", 1)
+    assert "c-00000001" in campaigns and "c-00000002" not in campaigns and "c-00000002" in linked

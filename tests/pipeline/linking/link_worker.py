@@ -15,15 +15,21 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import faust
 import numpy as np
 import orjson
 
-from pipeline.alerting.account_rules import AlertRows
+from pipeline.alerting.alert_rows import AlertRows
+from pipeline.alerting.engine import AlertSetup
+from pipeline.alerting.rules import load_rules
+from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.agents import LinkTopics, register_linking
 from pipeline.linking.cluster_outputs import ClusterRows
 from pipeline.linking.config import load_linking_config
+from tests.pipeline.alerting.support import rules_doc, write_yaml
 from tests.pipeline.linking.builders import make_batch
 
 APP_ID = "dw-link-test"
@@ -37,9 +43,10 @@ class JsonlSink:
         self.path = path
         self.phase = phase
 
-    def write(self, rows: ClusterRows, alerts: AlertRows | None) -> None:
+    def write(self, rows: ClusterRows, alerts: AlertRows | None, transitions: Sequence[AlertTransition] = ()) -> None:
         record = {"phase": self.phase, "rows": rows.__dict__,
-                  "alerts": [] if alerts is None else list(alerts.account_id)}
+                  "alerts": [] if alerts is None else list(alerts.account_id),
+                  "pages": [t.labels["account_id"] for t in transitions]}
         with open(self.path, "ab") as f:
             f.write(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
@@ -59,8 +66,14 @@ def main(bootstrap: str, phase: str, out: str, data_dir: str) -> None:
         # recovery stops short of a final multi-record batch; one record per batch avoids it.
         producer_max_batch_size=1,
     )
+    # One batch per phase, minutes of event time apart: the cluster rule fires at the qualifying time.
+    rules = rules_doc()
+    rules["rules"][1]["for"] = "0m"
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    alerting = AlertSetup(load_rules(write_yaml(Path(data_dir) / "rules.yaml", rules)))
     linking = register_linking(app, load_linking_config(), JsonlSink(out, phase),
-                               observation_partitions=PARTITIONS, topics=TOPICS, source_id=f"detect-{phase}")
+                               observation_partitions=PARTITIONS, topics=TOPICS, source_id=f"detect-{phase}",
+                               alerting=alerting)
 
     @app.task
     async def drive() -> None:

@@ -55,4 +55,6 @@ def test_tables_recover_after_restart_and_drain_completes(tmp_path: Path) -> Non
               for phase in ("first", "second")}
     assert alerts["first"] == sorted(["early-x", *(f"fleet-{i}" for i in range(5))])
     assert alerts["second"] == [f"fleet-{i}" for i in range(5, 10)]  # no re-alert: the alert table recovered
+    pages = {phase: sorted(a for w in writes if w["phase"] == phase for a in w["pages"]) for phase in alerts}
+    assert pages == alerts  # every member paged once, none again after the restart
     print(f"phase run times: first {first_s:.1f}s, second (with recovery and drain) {second_s:.1f}s")

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from pipeline.alerting.engine import AlertSetup
+from pipeline.alerting.rules import load_rules
 from pipeline.linking.cluster_outputs import RULE_CLUSTER, ClusterTracker
 from pipeline.linking.clusters import (
     LinkGraph,
@@ -16,6 +19,7 @@ from pipeline.linking.clusters import (
     score_cluster,
 )
 from pipeline.linking.config import LinkingConfig
+from tests.pipeline.alerting.support import rules_doc, write_yaml
 
 
 def test_union_find_merges_sets() -> None:
@@ -79,7 +83,7 @@ def test_score_grows_with_size_member_scores_and_links(config: LinkingConfig) ->
     assert full.score == 100.0 and full.mean_member_score == 100.0
 
 
-def no_times(cluster: object) -> dict[str, int]:
+def no_times(cluster: object, rule: object) -> dict[str, int]:
     return {}  # qualifying times unknown: alerts fall back to the cluster's updated_ts
 
 
@@ -102,10 +106,13 @@ def test_describe_cluster_explains_its_score(config: LinkingConfig) -> None:
     assert cluster.score.mean_member_score == 50.0
 
 
-def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: LinkingConfig) -> None:
+def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: LinkingConfig, tmp_path: Path) -> None:
     alerted: dict[str, int] = {}
     clock = iter(range(1, 100))
-    tracker = ClusterTracker(config, alerted, clock_us=lambda: next(clock))
+    rules = rules_doc()
+    rules["rules"][1]["for"] = "0m"  # fire at the qualifying time (here: the cluster's updated_ts)
+    tracker = ClusterTracker(config, alerted, clock_us=lambda: next(clock),
+                             alerting=AlertSetup(load_rules(write_yaml(tmp_path / "rules.yaml", rules))))
     accounts = {m: {"calls": 5000, "max": 60.0, "ts": 9_000} for m in ("b", "c", "d", "a")}
     graph = _cluster_graph(config, ["b", "c", "d"])
 
@@ -127,7 +134,10 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
     abcd = describe_cluster({"a", "b", "c", "d"}, graph, accounts)
     rows, alerts = tracker.emit([abcd], current, no_times)
     assert dict(zip(rows.cluster_id, rows.active, strict=True)) == {abcd.cluster_id: 1, bcd.cluster_id: 0}
-    assert alerts.account_id == ["a"]  # the others fired within renotify_minutes
+    assert dict(zip(rows.cluster_id, rows.merged_into, strict=True)) == {abcd.cluster_id: "",
+                                                                          bcd.cluster_id: abcd.cluster_id}
+    # b, c, d's alerts under the retired id resolved (transitions) and fired again under the new id.
+    assert alerts.account_id == ["a", "b", "c", "d"] and set(alerts.cluster_id) == {abcd.cluster_id}
 
 
 def test_quiet_members_or_a_pair_do_not_alert(config: LinkingConfig) -> None:

@@ -37,7 +37,8 @@ def _write(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     (lambda d: d["kinds"]["ua"].update(cap=1), r"kinds\.ua\.cap"),
     (lambda d: d["template"].update(bands=3), r"template: .*bands × band_bits must be 64"),
     (lambda d: d["cluster"]["factors"]["size"].update(weight=50), r"cluster\.factors: .*sum to 100"),
-    (lambda d: d["cluster"].update(critical_at=10), r"cluster: .*critical_at"),
+    (lambda d: d["cluster"].update(max_listed_features=0), r"cluster\.max_listed_features"),
+    (lambda d: d["cluster"].update(alert_threshold=60), r"cluster\.alert_threshold: Extra inputs"),
     (lambda d: d.pop("link_threshold"), r"link_threshold: Field required"),
     (lambda d: d.update(extra=1), r"extra: Extra inputs"),
 ])

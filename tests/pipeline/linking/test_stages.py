@@ -106,8 +106,16 @@ def test_hydra_fleet_becomes_one_alerting_cluster_and_hard_negatives_stay_apart(
     assert set(clusters) == {cluster_id(fleet), cluster_id(["sib-a", "sib-b"])}
     members, score = clusters[cluster_id(fleet)]
     assert members == fleet
-    assert score >= config.cluster.alert_threshold  # quiet members (35 each), flagged as a whole
+    assert score > 0  # quiet members (35 each), flagged as a whole by the cluster rule
     assert sorted(h.alerts()) == [(m, RULE_CLUSTER) for m in fleet]
+    # One campaign: every member's alert and page carries the fleet's cluster id.
+    assert {c for o in h.outputs if o.alerts is not None for c in o.alerts.cluster_id} == {cluster_id(fleet)}
+    pages = [t for o in h.outputs for t in o.transitions]
+    assert sorted(t.labels["account_id"] for t in pages) == list(fleet)
+    assert {(t.state, t.labels["cluster_id"], t.labels["alertname"]) for t in pages} == \
+        {("firing", cluster_id(fleet), RULE_CLUSTER)}
+    # What the detect step's account alerts read for their cluster_id label.
+    assert {h.stage_b.cluster_ids[m] for m in fleet} == {cluster_id(fleet)}
     alert = next(o.alerts for o in h.outputs if o.alerts is not None and len(o.alerts))
     assert any(s.startswith("pay:") for s in alert.signals[0]) and any(s.startswith("tpl:") for s in alert.signals[0])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.alerting.rules import SCORE_RULE, load_rules
 from pipeline.kernels import layout as L
 from pipeline.scoring import load_scoring_config, score_frames
 from pipeline.scoring.config import ScoringConfigError
@@ -43,7 +44,7 @@ def closed_frames(cols: dict[str, np.ndarray]) -> ClosedFrames:
 
 def test_default_config_loads_and_names_known_features() -> None:
     config = load_scoring_config()
-    assert config.version == 1 and config.alert.threshold == 70
+    assert config.version == 1
     assert all(f in FEATURES for s in config.signals.values() for f in s.ramps)
 
 
@@ -51,7 +52,8 @@ def test_default_config_loads_and_names_known_features() -> None:
     (lambda c: c["signals"]["ip_fanout"]["ramps"].update({"no_such_feature": {"low": 0, "high": 1}}),
      "no_such_feature"),
     (lambda c: c["signals"]["ip_fanout"].update({"weight": 500}), "signals.ip_fanout.weight"),
-    (lambda c: c["alert"].pop("threshold"), "alert.threshold"),
+    (lambda c: c.pop("volume_gate"), "volume_gate"),
+    (lambda c: c.update(alert={"threshold": 70}), "alert: Extra inputs"),  # thresholds moved to the alert rules
     (lambda c: c["signals"]["ip_fanout"]["ramps"]["ips_per_minute"].update({"high": 3}), "low and high"),
 ])
 def test_bad_config_fails_naming_the_field(tmp_path: Path, mutate, fragment: str) -> None:
@@ -118,7 +120,7 @@ def test_score_is_capped_weighted_sum_with_named_top_signals() -> None:
     scores = score_frames(miner, config)
     assert np.allclose(scores.score, np.minimum(scores.contributions.sum(axis=1), 100.0), atol=1e-3)
     last = -1
-    assert scores.score[last] >= config.alert.threshold
+    assert scores.score[last] >= load_rules()[SCORE_RULE].rule.params["threshold"]
     assert scores.top_signals[last][0] == "distribution_probing"
     quiet = closed_frames(events(3, 20_000, flags=L.FLAG_DEEP_LOGPROBS))
     assert score_frames(quiet, config).score.max() < 10  # the volume gate: three calls say little

@@ -129,6 +129,10 @@ def alerts_batch() -> Columns:
         "signals": [["logprobs"], ["logprobs", "reasoning_ratio", "distinct_prompts"]],
         "signal_points": [[81.0], [50.0, 40.0, 7.25]],
         "window_start": np.array([MINUTE0_S, MINUTE0_S], np.int64),
+        "cluster_id": ["", "c-1a2b3c4d"],
+        "mode": ["page", "monitor"],
+        "action": ["review", "takedown"],
+        "suppressed_by": ["allowlist:partner-eval", ""],
     }
 
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from datetime import datetime
 
+import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
+from multidict import MultiDict
 
-from pipeline.sinks.formats import QueryResult, params_from_query, parse_params, render, run_query
+from pipeline.sinks.formats import (
+    QueryResult,
+    params_from_query,
+    parse_params,
+    render,
+    run_query,
+    shortest_float32,
+)
 from pipeline.sinks.read_only import ReadOnlyAnswer
 from pipeline.web.query import format_answer
 
@@ -75,3 +85,50 @@ def test_params_are_bound_by_clickhouse_and_cannot_inject(ch_client: Client) -> 
     result = run_query(ch_client, "SELECT {a:Array(String)} AS a, {t:DateTime64(3, 'UTC')} AS t",
                        {"a": ["x'y"], "t": "2026-01-02 03:04:05.678"})
     assert result.columns == ("a", "t") and result.rows[0][0] == ["x'y"]
+
+
+FLOATS = ("SELECT toFloat32(94.1283) AS f32, round(toFloat32(61.29), 1) AS r, toNullable(toFloat32(0.2)) AS n, "
+          "[toFloat32(0.1)] AS arr, (toFloat32(0.1), 0.1) AS tup, map('k', toFloat32(0.3)) AS m, "
+          "0.1 + 0.2 AS f64, toFloat32(NULL) AS null32, toFloat32(1e20) AS big")
+
+
+@pytest.mark.clickhouse
+def test_float32_prints_as_its_shortest_decimal_and_float64_as_repr(ch_client: Client) -> None:
+    result = run_query(ch_client, FLOATS)
+    assert result.rows == [(94.1283, 61.3, 0.2, [0.1], (0.1, 0.1), {"k": 0.3}, 0.30000000000000004, None, 1e20)]
+    as_json = json.loads(render(result, "json"))
+    assert as_json["f32"] == 94.1283 and as_json["tup"] == [0.1, 0.1]
+    assert '"f32": 94.1283, "r": 61.3,' in render(result, "json")
+    csv_row = list(csv.reader(io.StringIO(render(result, "csv"))))[1]
+    assert csv_row[:3] == ["94.1283", "61.3", "0.2"] and csv_row[3] == "[0.1]"
+    assert csv_row[6] == "0.30000000000000004" and csv_row[7] == "NULL" and csv_row[8] == "1e+20"
+    table = render(result, "table").splitlines()
+    assert table[2].split()[:3] == ["94.1283", "61.3", "0.2"]
+
+
+@pytest.mark.clickhouse
+def test_float32_stays_the_same_float32(ch_client: Client) -> None:
+    """The shortened value reads back as exactly the Float32 ClickHouse holds."""
+    sql = "SELECT toFloat32(number * 0.37 + 1 / (number + 3)) AS v FROM numbers(2000)"
+    shortened = [row[0] for row in run_query(ch_client, sql).rows]
+    widened = [row[0] for row in ch_client.query(sql).result_rows]
+    assert all(np.float32(s) == np.float32(w) and len(repr(s)) <= len(repr(w))
+               for s, w in zip(shortened, widened, strict=True))
+    nan = shortest_float32(float("nan"))
+    assert shortest_float32(None) is None and nan is not None and math.isnan(nan)
+
+
+@pytest.mark.clickhouse
+def test_params_never_reach_the_text_without_a_placeholder(ch_client: Client) -> None:
+    """Without a {name:Type} placeholder the driver would format ``%`` itself: parameters are left out."""
+    sql = "SELECT count() AS n FROM numbers(20) WHERE toString(number) LIKE '%1%'"
+    assert run_query(ch_client, sql, {"x": "1"}).rows == [(11,)]
+    assert run_query(ch_client, "SELECT '%(x)s' AS v", {"x": "injected"}).rows == [("%(x)s",)]
+
+
+def test_a_parameter_given_twice_is_refused_not_overwritten() -> None:
+    with pytest.raises(ValueError, match=r"parameter 'account' given twice \('a-1' and 'a-2'\)"):
+        parse_params(["account=a-1", "since=x", "account=a-2"])
+    # /query's URL parameters arrive as a multidict: ?param_account=a-1&param_account=a-2
+    with pytest.raises(ValueError, match="given twice"):
+        params_from_query(MultiDict([("sql", "S"), ("param_account", "a-1"), ("param_account", "a-2")]))
