@@ -21,7 +21,7 @@ import click
 from clickhouse_connect.driver.client import Client
 
 from jobs.ch_options import clickhouse_options, open_clickhouse
-from jobs.since import parse_since
+from jobs.since import check_since_option, parse_since
 from pipeline.alerting.feedback import (
     ALL_RULES,
     FALSE_POSITIVE,
@@ -141,7 +141,8 @@ def alerts() -> None:
 
 
 @alerts.command("list")
-@click.option("--since", "since", default="24h", show_default=True, help="window of fired time: 30m, 24h, 7d or all")
+@click.option("--since", "since", default="24h", show_default=True, callback=check_since_option,
+              help="window of fired time: 30m, 24h, 7d or all")
 @click.option("--rule", help="only this rule")
 @click.option("--account", help="only this account")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -149,10 +150,7 @@ def alerts() -> None:
 def list_command(since: str, rule: str | None, account: str | None, fmt: str, clickhouse: str | None,
                  data_dir: Path | None) -> None:
     """Alerts per account and rule, newest first, with the verdict that covers them."""
-    try:
-        since_s = parse_since(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
+    since_s = parse_since(since)  # checked by the option's callback
     client, settings = open_clickhouse(clickhouse, data_dir)
     try:
         groups = list_alerts(client, settings.clickhouse_database, since_s=since_s, rule=rule, account=account)

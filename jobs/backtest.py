@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from jobs.backtest_clusters import evaluate_clusters
 from jobs.ch_options import clickhouse_options, open_clickhouse
-from jobs.since import parse_since
+from jobs.since import check_since_option, parse_since
 from pipeline.alerting.allowlist import AllowList, AllowListError, load_allowlist
 from pipeline.alerting.condition import SIGNAL_PREFIX
 from pipeline.alerting.engine import AlertBatch, AlertContext, AlertSetup, AlertState, evaluate_accounts
@@ -335,17 +335,15 @@ def options_from_settings(settings: Settings, rules_path: Path | None, since_s: 
 @click.command("backtest")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="candidate rules file (default: the rules in force, DW_ALERT_RULES or the packaged one)")
-@click.option("--since", default="7d", show_default=True, help="history to replay: 30m, 24h, 7d or all")
+@click.option("--since", default="7d", show_default=True, callback=check_since_option,
+              help="history to replay: 30m, 24h, 7d or all")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (its 'accounts' list every firing)")
 @clickhouse_options
 def backtest(rules_path: Path | None, since: str, as_json: bool, clickhouse: str | None,
              data_dir: Path | None) -> None:
     """Evaluate a rules file over the stored signatures_1m history, without Kafka, and compare it with
     the rules in force."""
-    try:
-        since_s = parse_since(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
+    since_s = parse_since(since)  # checked by the option's callback
     client, settings = open_clickhouse(clickhouse, data_dir)
     try:
         opts = options_from_settings(settings, rules_path, since_s)

@@ -1,20 +1,21 @@
 """Cluster rules in ``distillwatch backtest``: the stored cluster versions through ``ClusterAlerting``.
 
-Every ``clusters`` row still stored (active versions, in event-time order of ``updated_ts``) is
+Every version in ``cluster_history`` (active versions, in event-time order of ``updated_ts``) is
 one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
 and ``size`` from the row; ``member_mean_score`` / ``member_max_score`` from the members' highest
 frame scores in ``signatures_1m`` among frames ended by ``updated_ts``, ``calls`` their calls in
 those frames. Two differences from live, both stated in docs/alerting.md: a member fires at
 the version's ``updated_ts`` (live: the earliest time the link evidence qualified, which can be
 earlier; here a member qualifies from the first version of an unbroken run of qualifying
-versions of its cluster), and versions ClickHouse already merged away (ReplacingMergeTree keeps the newest per
-cluster) are not seen.
+versions of its cluster), and versions written before migration m0008 created the history, and already merged
+away in ``clusters``, are not seen. After the last stored version, time moves on to the end of the members' scored
+history, so a rule's ``for`` elapses as it does live.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts, pred
 from pipeline.alerting.engine import AlertBatch, AlertSetup
 from pipeline.alerting.rules import CompiledRule
 from pipeline.sinks.clickhouse import query_rows
-from schemas.tables import CLUSTERS, SIGNATURES_1M
+from schemas.tables import CLUSTER_HISTORY, SIGNATURES_1M
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def cluster_versions(client: Client, database: str, since_ms: int | None) -> lis
                             " AND updated_ts >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')")
     rows = query_rows(client, f"SELECT DISTINCT cluster_id, version, account_ids, size, score, factor_names, "
                               f"factor_points, shared_features, toUnixTimestamp64Milli(updated_ts) AS updated_ms "
-                              f"FROM {CLUSTERS.qualified(database)} WHERE {where} "
+                              f"FROM {CLUSTER_HISTORY.qualified(database)} WHERE {where} "
                               f"ORDER BY updated_ms, version, cluster_id",
                       {} if since_ms is None else {"since": since_ms})
     return rows
@@ -97,6 +98,8 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
     members = sorted({m for v in versions for m in v["account_ids"]})
     histories = member_histories(client, database, members)
     facts = list(facts_of(versions, histories))
+    # The end of the stored history: the last scored minute's end among the clusters' members.
+    end_ms = max((int(h.ends_ms[-1]) for h in histories.values() if len(h.ends_ms)), default=0)
     out = []
     for setup in setups:
         batch = AlertBatch()
@@ -113,5 +116,17 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
                     else:
                         since.pop((name, m), None)
             alerting.evaluate(f, _qualified_since(since, f.members), alerted, batch)
+        # Live, stage B re-evaluates a cluster as event time moves on, so one that still qualifies fires
+        # once it has held for the rule's `for`; here time moves on to the end of the stored history.
+        for f in _latest_per_cluster(facts):
+            if end_ms > f.updated_ts:
+                alerting.evaluate(replace(f, updated_ts=end_ms), _qualified_since(since, f.members), alerted, batch)
         out.append(batch)
     return out
+
+
+def _latest_per_cluster(facts: list[ClusterFacts]) -> list[ClusterFacts]:
+    latest: dict[str, ClusterFacts] = {}
+    for f in facts:  # in event-time order: the last one per id wins
+        latest[f.cluster_id] = f
+    return list(latest.values())

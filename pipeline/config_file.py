@@ -33,3 +33,8 @@ def field_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def repeated(values: list[str]) -> list[str]:
+    """The values that occur more than once, sorted: names and ids in a config file must be unique."""
+    return sorted({v for v in values if values.count(v) > 1})

@@ -528,3 +528,16 @@ ACCOUNT_ENTITIES_1H = RollupSpec(
 ROLLUPS: dict[str, RollupSpec] = {
     r.name: r for r in (TRAFFIC_1M, SCORES_1M, ALERTS_1M, ACCOUNT_SCORES_1H, ACCOUNT_ENTITIES_1H)
 }
+
+
+# Every version of every cluster, as written: `clusters` (ReplacingMergeTree) keeps only the newest per id once
+# ClickHouse merges, but score histories and the backtest of rules with a `for` need them all. Filled from
+# `clusters` by the view `cluster_history_mv` (migration m0008); same columns, so `SELECT *` feeds it.
+CLUSTER_HISTORY = TableSpec(
+    name="cluster_history",
+    columns=CLUSTERS.columns,
+    engine="MergeTree",
+    server_defaults=CLUSTERS.server_defaults,
+    partition_by="toYYYYMM(updated_ts)",
+    order_by=("cluster_id", "version"),
+)

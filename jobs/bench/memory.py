@@ -121,7 +121,7 @@ def _breakdown(detector: object, rss_added: int) -> dict[str, int]:
         "api_key_registry": sys.getsizeof(d.keys._slots) + sys.getsizeof(d.keys.names)
         + sys.getsizeof(d.key_account),  # key strings are the account strings here
         "max_score_dict": sys.getsizeof(d.max_score),
-        "alert_rule_state": sum(sys.getsizeof(v) for v in vars(d.rule).values()),
+        "alert_rule_state": _deep_size(d.alert_state.subjects) + _deep_size(d.alert_state.links),
     }
     parts["unattributed"] = rss_added - sum(parts.values())
     return parts

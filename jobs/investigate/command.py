@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
 from jobs.investigate.collect import investigate
 from jobs.investigate.result import Investigation
-from jobs.since import parse_since
+from jobs.since import parse_moment
 from pipeline.linking.config import LinkingConfig
 
 
@@ -37,15 +37,9 @@ def parse_period(text: str | None, now: datetime | None = None) -> datetime | No
     if text is None:
         return None
     try:
-        seconds = parse_since(text)
-    except ValueError:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise ValueError(f"--since: expected a duration such as 24h or 7d, 'all', or an ISO date/time, "
-                             f"got {text!r}") from None
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return None if seconds is None else (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        return parse_moment(text, now=now)
+    except ValueError as exc:
+        raise ValueError(f"--since: {exc}") from None
 
 
 def run(client: Client, database: str, target: str, since: datetime | None, outputs: Outputs,

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
 from jobs.report.data import ReportData, Window, load
 from jobs.report.render import render
-from jobs.since import parse_since
+from jobs.since import parse_moment
 
 __all__ = ["ReportData", "Window", "build_report", "parse_time"]
 
@@ -31,20 +31,8 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
 
     Returns a naive UTC datetime (how ClickHouse binds DateTime); raises ValueError naming the text.
     """
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        seconds = _duration(text)
-        return (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) - timedelta(seconds=seconds)
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
-
-
-def _duration(text: str) -> int:
-    try:
-        seconds = parse_since(text)
-    except ValueError:
-        seconds = None
-    if seconds is None:
+    when = parse_moment(text, now=now)
+    if when is None:
         raise ValueError(f"expected an ISO time such as 2026-12-03T09:00 or a duration such as 24h or 7d, "
                          f"got {text!r}")
-    return seconds
+    return when.replace(tzinfo=None)

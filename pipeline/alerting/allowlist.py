@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config_file import load_model_file
+from pipeline.config_file import load_model_file, repeated
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,8 @@ class AllowListFile(BaseModel):
     @field_validator("entries")
     @classmethod
     def _unique_ids(cls, entries: list[Entry]) -> list[Entry]:
-        ids = [e.id for e in entries]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"entry ids must be unique; repeated: {repeated}")
+        if twice := repeated([e.id for e in entries]):
+            raise ValueError(f"entry ids must be unique; repeated: {twice}")
         return entries
 
 

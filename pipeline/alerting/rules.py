@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.alerting.condition import SIGNAL_PREFIX, Condition, ConditionError, compile_condition
-from pipeline.config_file import load_model_file
+from pipeline.config_file import load_model_file, repeated
 from pipeline.scoring import ScoringConfig, load_scoring_config
 from schemas.tables import SIGNATURES_1M
 
@@ -163,10 +163,8 @@ class RulesFile(BaseModel):
     @field_validator("rules")
     @classmethod
     def _unique(cls, rules: list[Rule]) -> list[Rule]:
-        names = [r.name for r in rules]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"rule names must be unique; repeated: {repeated}")
+        if twice := repeated([r.name for r in rules]):
+            raise ValueError(f"rule names must be unique; repeated: {twice}")
         return rules
 
 

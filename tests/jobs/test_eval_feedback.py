@@ -55,6 +55,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.clickhouse
 def test_feedback_counts_reads_a_runs_clickhouse(tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
+    done = cli("migrate", "--data-dir", str(data_dir))  # a run's ClickHouse exists before feedback is read
+    assert done.returncode == 0, done.stderr
     assert feedback_counts(data_dir) == {"alerted_accounts_false_positive": 0, "alerted_accounts_confirmed": 0}
     done = cli("sql", "INSERT INTO alerts (alert_id, fired_ts, account_id, rule, severity, score) VALUES "
                       "('a1', now64(3), 'org-1', 'extraction_score_high', 'warning', 80), "

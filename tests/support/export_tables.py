@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from pipeline.settings import load_settings
 from pipeline.sinks.clickhouse import close, connect
-from schemas.tables import TABLES
+from schemas.tables import CLUSTER_HISTORY, TABLES
 
 
 def main(data_dir: Path, out_dir: Path) -> None:
@@ -20,7 +20,8 @@ def main(data_dir: Path, out_dir: Path) -> None:
     client = connect(settings)
     db = settings.clickhouse_database
     try:
-        for name in TABLES:
+        # cluster_history too: its view fills it, but `clusters` itself no longer holds merged-away versions.
+        for name in (*TABLES, CLUSTER_HISTORY.name):
             if client.command(f"EXISTS TABLE `{db}`.`{name}`") != 1:
                 continue
             pq.write_table(client.query_arrow(f"SELECT * FROM `{db}`.`{name}`"), out_dir / f"{name}.parquet")
