@@ -138,7 +138,8 @@ class ApacheKafkaBroker:
             if not (self.data_dir / "kafka-logs" / "meta.properties").exists():
                 formatted = subprocess.run(
                     [java, *JVM_OPTS, logging_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                     "--cluster-id", _cluster_id(), "--config", str(config)],
+                     f"--cluster-id={_cluster_id()}",  # one token: an id may start with "-"
+                     "--config", str(config)],
                     stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
                 if formatted.returncode != 0:
                     raise BrokerStartError(f"formatting the Kafka data directory failed ({formatted.returncode}); "
