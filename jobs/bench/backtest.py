@@ -21,7 +21,6 @@ score by per-account weights.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from jobs.bench.procs import run_json_child
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES_PER_ACCOUNT = 50  # 1M account-minutes = 20,000 accounts
@@ -130,11 +131,7 @@ def measure(rows: int, accounts: int) -> dict[str, Any]:
 def run_child(rows: int, timeout_s: float) -> dict[str, Any]:
     """``measure`` in a fresh process, over ``rows`` account-minutes of MINUTES_PER_ACCOUNT each."""
     accounts = max(rows // MINUTES_PER_ACCOUNT, 1)
-    done = subprocess.run([sys.executable, "-m", "jobs.bench.backtest", str(rows), str(accounts)],
-                          capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"backtest bench child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_json_child("jobs.bench.backtest", (rows, accounts), timeout_s, "backtest bench child")
 
 
 if __name__ == "__main__":

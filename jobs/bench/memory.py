@@ -16,14 +16,13 @@ import contextlib
 import ctypes
 import gc
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jobs.bench.procs import rss_bytes
+from jobs.bench.procs import rss_bytes, run_json_child
 
 ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 50_000  # events per batch, the worker's default batch size
@@ -128,11 +127,7 @@ def _breakdown(detector: object, rss_added: int) -> dict[str, int]:
 
 
 def run_child(accounts: int, partitions: int, timeout_s: float) -> dict[str, int]:
-    done = subprocess.run([sys.executable, "-m", "jobs.bench.memory", str(accounts), str(partitions)],
-                          capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory child failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_json_child("jobs.bench.memory", (accounts, partitions), timeout_s, "memory child")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -85,3 +90,15 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def run_json_child(module: str, args: Iterable[object], timeout_s: float, what: str) -> Any:
+    """``python -m module args…`` in a fresh process; its last stdout line, parsed as JSON.
+
+    Raises RuntimeError with the child's stderr tail when it fails.
+    """
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout_s, cwd=Path(__file__).resolve().parents[2], check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -201,7 +201,7 @@ class TestOnDemoRun:
     def test_chromium_renders_it(self, html: str, tmp_path: Path) -> None:
         chromium = shutil.which("chromium")
         if chromium is None:
-            pytest.skip("chromium is not installed (make test installs Debian's chromium)")
+            pytest.fail("chromium is not installed: `make test` installs Debian's chromium (make system-packages)")
         page, shot = tmp_path / "report.html", tmp_path / "report.png"
         page.write_text(html)
         done = subprocess.run(
