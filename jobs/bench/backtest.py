@@ -32,7 +32,6 @@ import yaml
 
 from jobs.bench.procs import run_json_child
 
-ROOT = Path(__file__).resolve().parents[2]
 MINUTES_PER_ACCOUNT = 50  # 1M account-minutes = 20,000 accounts
 BASE_S = 1_770_854_400  # 2026-02-12T00:00:00Z
 WEEK_MINUTES = 7 * 24 * 60

@@ -17,14 +17,12 @@ import ctypes
 import gc
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jobs.bench.procs import rss_bytes, run_json_child
 
-ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 50_000  # events per batch, the worker's default batch size
 BASE_TS = 1_770_854_400_000  # 2026-02-12T00:00:00Z
 
