@@ -51,10 +51,14 @@ def test_tables_recover_after_restart_and_drain_completes(tmp_path: Path) -> Non
             last[cid] = (active, members)
     active = [members for flag, members in last.values() if flag]
     assert active == [sorted(["early-x", *(f"fleet-{i}" for i in range(10))])]
-    alerts = {phase: sorted(a for w in writes if w["phase"] == phase for a in w["alerts"])
-              for phase in ("first", "second")}
-    assert alerts["first"] == sorted(["early-x", *(f"fleet-{i}" for i in range(5))])
-    assert alerts["second"] == [f"fleet-{i}" for i in range(5, 10)]  # no re-alert: the alert table recovered
-    pages = {phase: sorted(a for w in writes if w["phase"] == phase for a in w["pages"]) for phase in alerts}
-    assert pages == alerts  # every member paged once, none again after the restart
+    # Stage B may see the first phase's pf_A pairs and pf_B pairs in one batch or in two. In two,
+    # fleet-0..4 fire as their own cluster, which then merges into early-x's and re-fires under
+    # the surviving id (docs/alerting.md, "Campaigns across merges"); so compare member sets there.
+    alerts = {phase: [a for w in writes if w["phase"] == phase for a in w["alerts"]] for phase in ("first", "second")}
+    assert set(alerts["first"]) == {"early-x", *(f"fleet-{i}" for i in range(5))}
+    # After the restart only the new members alert, each once: the alert table recovered.
+    assert sorted(alerts["second"]) == [f"fleet-{i}" for i in range(5, 10)]
+    pages = {phase: [a for w in writes if w["phase"] == phase for a in w["pages"]] for phase in alerts}
+    assert sorted(pages["first"]) == sorted(alerts["first"])  # one page per alert row
+    assert sorted(pages["second"]) == sorted(alerts["second"])
     print(f"phase run times: first {first_s:.1f}s, second (with recovery and drain) {second_s:.1f}s")
