@@ -33,11 +33,12 @@ from pipeline.alerting.condition import SIGNAL_PREFIX
 from pipeline.alerting.engine import AlertBatch, AlertContext, AlertSetup, AlertState, evaluate_accounts
 from pipeline.alerting.feedback import FeedbackSuppressions
 from pipeline.alerting.rules import ACCOUNT, RulesError, RuleSet, load_rules
+from pipeline.linking.results_consumer import current_clusters
 from pipeline.scoring import load_scoring_config
 from pipeline.scoring.config import ScoringConfigError
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import ClickHouseError, query_rows
-from schemas.tables import CLUSTERS, SIGNATURES_1M
+from schemas.tables import SIGNATURES_1M
 
 CHUNK_ROWS = 200_000  # account-minutes per engine call: bounded memory, few calls
 Log = Callable[[str], None]
@@ -161,13 +162,6 @@ def _engine_input(blocks: list[tuple[Any, ...]], names: list[str], signals: list
                                 if signals else np.zeros((n, 0), np.float32))
     columns["signal_names"] = [signals] * n  # empty when no rule reads a signal
     return columns
-
-
-def current_clusters(client: Client, database: str) -> dict[str, str]:
-    """account -> cluster id, for accounts in an active cluster now (the highest score wins)."""
-    rows = query_rows(client, f"SELECT cluster_id, account_ids FROM {CLUSTERS.qualified(database)} FINAL "
-                              f"WHERE active = 1 ORDER BY score, cluster_id")
-    return {a: r["cluster_id"] for r in rows for a in r["account_ids"]}
 
 
 def count_rows(client: Client, database: str, opts: BacktestOptions) -> int:

@@ -1,4 +1,4 @@
-"""The ``distillwatch`` command: worker, demo, replay, eval, loadgen, bench, migrate, sql, schema."""
+"""The ``distillwatch`` command: worker, link, demo, replay, eval, loadgen, bench, migrate, sql, schema."""
 
 from __future__ import annotations
 
@@ -77,6 +77,23 @@ def worker(kafka: str | None, clickhouse: str | None, data_dir: Path | None, bou
     except (KafkaUnavailable, ClickHouseError) as exc:
         raise click.ClickException(str(exc)) from None
     faust.Worker(pipeline.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.option("--kafka", help="bootstrap servers (DW_KAFKA_BOOTSTRAP)")
+@click.option("--bounded", is_flag=True, help="exit once every --drain-source has drained")
+@click.option("--drain-source", "drain_sources", multiple=True,
+              help="a detect source (host:pid) whose end markers end a bounded run; repeatable")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def link(kafka: str | None, bounded: bool, drain_sources: tuple[str, ...], loglevel: str) -> None:
+    """Run the cross-account linking process (for workers started with DW_LINKING=external)."""
+    from pipeline.linking.process import configure_logging, run_linking
+
+    if bounded and not drain_sources:
+        raise click.UsageError("--bounded needs at least one --drain-source")
+    settings = _settings(kafka_bootstrap=kafka)
+    configure_logging(loglevel)
+    sys.exit(run_linking(settings, bounded=bounded, drain_sources=list(drain_sources)))
 
 
 @main.command()

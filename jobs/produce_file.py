@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from kafka.partitioner.default import murmur2
+
+from pipeline.hashing import kafka_partition
 
 BATCH_BYTES = 1 << 20
 
@@ -31,7 +32,7 @@ def account_key(line: bytes) -> bytes | None:
 def partition_for(key: bytes | None, n_partitions: int, counter: int) -> int:
     if key is None:
         return counter % n_partitions
-    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
+    return kafka_partition(key, n_partitions)
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

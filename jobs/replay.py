@@ -82,7 +82,7 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
         log(f"replay: {events_in:,} lines produced; running the worker to the end of input")
         drain_marker_path(settings).unlink(missing_ok=True)  # a kept data dir may hold an earlier run's
         worker = WorkerProcess(settings, bounded=True, log_path=data_dir / "worker.log")
-        rss.pids.append(worker.proc.pid)
+        rss.trees.append(worker.proc.pid)  # with its linking child
         code = worker.wait(opts.timeout_s)
         if code != 0:
             raise ReplayError(f"worker exited with status {code}:\n{worker.log_tail()}")

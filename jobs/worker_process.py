@@ -15,22 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pydantic import SecretStr
-
-from pipeline.settings import ENV_PREFIX, Settings
+from pipeline.settings import ENV_PREFIX, Settings, settings_env
 from pipeline.web.auth import auth_headers
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue  # unset: the child uses the default, as this process did
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()  # str() would hand the child '**********'
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
 
 
 class WorkerProcess:

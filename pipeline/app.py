@@ -6,7 +6,15 @@ Topology (one worker process):
     queue ──detect loop──▶ decode ▶ drop resent copies ▶ Numba frames ▶ score ▶ alert rule
             └──▶ ClickHouse (api_calls, signatures_1m, alerts, rejected_events)
             └──▶ api-calls-dlq (rejected bytes + reason headers)
+            └──▶ linking topics (LinkPublisher) ──▶ linking process ──▶ <group>-link-results
             └──▶ state checkpoint (state topic), then ack: commit the batches' offsets
+    <group>-link-results ──results consumer──▶ ClickHouse (clusters, cluster alerts), outbox, actions
+    alert_feedback (reloaded every FEEDBACK_REFRESH_S) ──▶ <group>-link-feedback ──▶ the linking process's rules
+
+The linking process (pipeline/linking/process.py) runs the cross-account stages outside
+this process: DW_LINKING=child (default) starts and restarts it as our child
+(linking/supervisor.py), external leaves it to an operator, off runs no linking. Its
+results come back through a topic because embedded ClickHouse opens in one process only.
 
 The detect loop is thin: it hands each batch to ``agents.detect.DetectStep``,
 which documents and follows the commit order (dead letters → ClickHouse →
@@ -39,6 +47,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from mode import Service
 
@@ -48,10 +57,15 @@ from pipeline.alerting.delivery import build_alert_delivery
 from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.feedback import FeedbackSuppressions
 from pipeline.detection import Detector
-from pipeline.linking.agents import LinkTopics, register_linking
 from pipeline.linking.config import load_linking_config
+from pipeline.linking.feedback_feed import FeedbackPublisher
+from pipeline.linking.handle import Linking
 from pipeline.linking.producer import LinkProducer
+from pipeline.linking.publish import LinkPublisher, default_source_id
+from pipeline.linking.results_consumer import ResultsConsumer, current_clusters, results_group
 from pipeline.linking.sink import ClickHouseClusterSink
+from pipeline.linking.supervisor import DRAINED_EXIT_WAIT_S, LinkingSupervisor
+from pipeline.linking.topics import LinkTopics
 from pipeline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pipeline.metrics import WorkerCollector, WorkerMetrics
 from pipeline.scoring import load_scoring_config
@@ -64,7 +78,7 @@ from pipeline.sources.kafka_batches import KafkaBatchSource
 from pipeline.state.manager import StateManager
 from pipeline.state.state_topic import StateTopic
 from pipeline.stats import PipelineStats
-from pipeline.topics import broker_is_tansu, ensure_topics, partition_count
+from pipeline.topics import ensure_topics, partition_count
 from pipeline.warm_up import warm_up_kernels
 from pipeline.web.auth import check_bearer
 from pipeline.web.query import answer_query
@@ -92,13 +106,16 @@ class Pipeline:
         # Alert rules and allow-list, validated now (a bad file stops the start, naming the field).
         self.alerting = AlertSetup.from_settings(settings, load_scoring_config(settings.scoring_config))
         ensure_topics(settings, extra=self.link_topics.partitions(settings.partitions))
-        self.tansu = broker_is_tansu(settings)
         self.n_partitions = partition_count(settings, settings.topic_events)
         self.client = connect(settings, apply_retention=True)  # the worker owns the tables' TTLs
         self.read_client = connect_read_only(settings)  # /query's: a readonly=1 session of its own
         self.writer = make_writer(self.client, settings.clickhouse_database)
         # Alert transitions → alert_notifications rows → the notifiers (a task of its own, see _Lifecycle).
         self.outbox, self.delivery = build_alert_delivery(settings, self.writer, self.client, self.metrics)
+        # The verdicts last loaded (None until a load succeeds), published to the linking process.
+        self.loaded_feedback: FeedbackSuppressions | None = None
+        self.feedback_feed = (None if settings.linking == "off"
+                              else FeedbackPublisher(settings.bootstrap_servers, self.link_topics.feedback))
         self.load_feedback()
         self.dead_letters = DeadLetterSink(settings.bootstrap_servers, settings.topic_dlq)
         self.state_topic = StateTopic(settings.bootstrap_servers, settings.state_topic)
@@ -109,8 +126,9 @@ class Pipeline:
             dedup_window=settings.dedup_window, decode=lambda *batch: self.step.decode(*batch),
         )
         self.app = self._build_app()
+        publisher = None if self.linking is None else self.linking.publisher
         self.step = DetectStep(settings, self.state, self.writer, self.dead_letters, self.stats,
-                               on_drained=self._on_drained, linking=self.linking.publisher, metrics=self.metrics,
+                               on_drained=self._on_drained, linking=publisher, metrics=self.metrics,
                                outbox=self.outbox, actions=self.actions)
         self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded,
                                        on_assigned=self.step.assign, before_revoke=self.step.begin_revoke)
@@ -128,18 +146,52 @@ class Pipeline:
         except Exception as exc:  # ClickHouse away or the table not there yet
             log.warning("could not reload alert feedback: %s", exc)
             return
-        self.alerting.context.feedback = found
+        self.alerting.context.feedback = self.loaded_feedback = found
+
+    async def publish_feedback(self) -> None:
+        """Hand the last loaded verdicts to the linking process (it cannot read embedded ClickHouse);
+        sent only when they changed. A failure is retried after the next reload."""
+        if self.feedback_feed is None or self.loaded_feedback is None:
+            return
+        try:
+            await self.feedback_feed.publish(self.loaded_feedback)
+        except KafkaError as exc:
+            log.warning("could not publish alert feedback to the linking process (retried after the next "
+                        "reload): %s", exc)
 
     def _on_drained(self) -> None:
         if self.exit_when_drained:
             self._exit_task = asyncio.ensure_future(self._exit_after_linking())
 
     async def _exit_after_linking(self) -> None:
-        # The linking stages still hold the input's tail: wait for their drain barrier
-        # (final cluster rows written), then the same path as `kill -TERM`.
-        await self.linking.wait_drained()
-        write_drain_marker(self.settings, self.linking.error)
+        # The linking process still holds the input's tail: wait for the result that names this
+        # worker's source drained (final cluster rows written), then the same path as `kill -TERM`.
+        linking = self.linking
+        if linking is not None:
+            await linking.wait_drained()
+            if linking.supervisor is not None:
+                if self.bounded:  # an active bounded child exits by itself after the drain
+                    await linking.supervisor.wait_exit(DRAINED_EXIT_WAIT_S)
+                await linking.supervisor.stop()
+        write_drain_marker(self.settings, None if linking is None else linking.drain_error)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    def _build_linking(self) -> Linking | None:
+        """DW_LINKING: child (a linking process of our own), external (someone runs it) or off."""
+        s = self.settings
+        if s.linking == "off":
+            return None
+        source_id = default_source_id()
+        publisher = LinkPublisher(self.link_config, self.link_producer.send,
+                                  observations_topic=self.link_topics.observations, edges_topic=self.link_topics.edges,
+                                  partitions=partition_count(s, self.link_topics.observations), source_id=source_id)
+        results = ResultsConsumer(s.bootstrap_servers, self.link_topics.results, results_group(s.consumer_group),
+                                  ClickHouseClusterSink(self.writer, outbox=self.outbox), source_id=source_id,
+                                  rules=self.alerting.rules, actions=self.actions,
+                                  seed=lambda: current_clusters(self.client, s.clickhouse_database))
+        supervisor = (LinkingSupervisor.for_worker(s, bounded=self.bounded, drain_source=source_id)
+                      if s.linking == "child" else None)
+        return Linking(publisher, results, supervisor)
 
     def _build_app(self) -> faust.App:
         s = self.settings
@@ -157,23 +209,14 @@ class Pipeline:
             broker_session_timeout=10,
             broker_heartbeat_interval=1,
             producer_compression_type=None,
-            # Tansu 0.6 answers ListOffsets(latest) with the last *batch's* base offset + 1, so
-            # changelog recovery of the linking tables would stop short of a final multi-record
-            # batch; one record per batch avoids it there. Apache Kafka keeps Faust's batching.
-            **({"producer_max_batch_size": 1} if self.tansu else {}),
         )
         # Bounded: at most two fetched batches wait; a busy detect loop stops the source.
         self.batches: asyncio.Queue[FetchedBatch] = asyncio.Queue(maxsize=2)
         self.link_producer = LinkProducer(s.bootstrap_servers)
         self.actions = ActionPublisher(s.bootstrap_servers, s.topic_actions)
-        self.linking = register_linking(
-            app, self.link_config, ClickHouseClusterSink(self.writer, outbox=self.outbox),
-            observation_partitions=partition_count(s, self.link_topics.observations), topics=self.link_topics,
-            bounded=self.bounded, publish_send=self.link_producer.send,
-            alerting=self.alerting, actions=self.actions,
-        )
-        if self.linking.cluster_stage is not None:  # account alerts carry the cluster stage B knows
-            self.alerting.context.cluster_of = self.linking.cluster_stage.cluster_ids.get
+        self.linking = self._build_linking()
+        if self.linking is not None:  # account alerts carry the cluster the linking process reported
+            self.alerting.context.cluster_of = self.linking.results.cluster_of.get
         app.service(_Lifecycle(self))
         pipeline = self
 
@@ -186,6 +229,7 @@ class Pipeline:
         async def reload_feedback() -> None:
             # Analysts' false positives silence the rules engine within this interval.
             await asyncio.to_thread(pipeline.load_feedback)
+            await pipeline.publish_feedback()
 
         @app.page("/stats")
         class StatsView(View):
@@ -198,7 +242,7 @@ class Pipeline:
                 stats["source_fetched_events"] = pipeline.source.fetched_events
                 stats["partition_lag"] = pipeline.source.progress.lags()
                 stats["stalled_partitions"] = sorted(pipeline.source.progress.stalled)
-                stats["linking"] = pipeline.linking.as_dict()
+                stats["linking"] = {"mode": "off"} if pipeline.linking is None else pipeline.linking.as_dict()
                 return self.json(stats)
 
         @app.page("/metrics")
@@ -212,11 +256,10 @@ class Pipeline:
         class HealthView(View):
             async def get(self, request: Request) -> Response:
                 stalled = sorted(pipeline.source.progress.stalled)
-                linking_error = pipeline.linking.error
+                linking_error = None if pipeline.linking is None else pipeline.linking.error
                 ok = pipeline.stats.clickhouse_available and not stalled and linking_error is None
                 return self.json({"ok": ok, "clickhouse_available": pipeline.stats.clickhouse_available,
-                                  "stalled_partitions": stalled,
-                                  "linking_error": None if linking_error is None else repr(linking_error)},
+                                  "stalled_partitions": stalled, "linking_error": linking_error},
                                  status=200 if ok else 503)
 
         def send(view: View, reply: Reply) -> Response:
@@ -249,12 +292,13 @@ def drain_marker_path(settings: Settings) -> Path:
     return settings.data_dir / DRAIN_MARKER
 
 
-def write_drain_marker(settings: Settings, linking_error: BaseException | None) -> None:
+def write_drain_marker(settings: Settings, linking_error: BaseException | str | None) -> None:
     """Tell the parent of a bounded run how it ended: an exit status alone cannot say
-    whether every stage drained (a crashed linking agent releases the barrier too)."""
+    whether every stage drained (a linking process that failed ends the wait too)."""
     path = drain_marker_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"drained": True, "linking_error": None if linking_error is None else repr(linking_error)}
+    error = linking_error if linking_error is None or isinstance(linking_error, str) else repr(linking_error)
+    body = {"drained": True, "linking_error": error}
     path.write_text(json.dumps(body) + "\n")
 
 
@@ -274,9 +318,22 @@ class _Lifecycle(faust.Service):  # type: ignore[misc]
         await self.pipeline.actions.start()
         await self.pipeline.state_topic.start()
         await self.pipeline.delivery.start()
+        if self.pipeline.feedback_feed is not None:
+            await self.pipeline.feedback_feed.start()
+            await self.pipeline.publish_feedback()  # the set loaded at start
+        if (linking := self.pipeline.linking) is not None:
+            await linking.results.start()
+            if linking.supervisor is not None:
+                await linking.supervisor.start()
         await self.add_runtime_dependency(self.pipeline.source)
 
     async def on_stop(self) -> None:
+        if (linking := self.pipeline.linking) is not None:
+            if linking.supervisor is not None:  # first: its last results are still applied meanwhile
+                await linking.supervisor.stop()
+            await linking.results.stop()
+        if self.pipeline.feedback_feed is not None:
+            await self.pipeline.feedback_feed.stop()
         await self.pipeline.delivery.stop()
         await self.pipeline.dead_letters.stop()
         await self.pipeline.link_producer.stop()

@@ -22,6 +22,7 @@ from pipeline.kernels import layout as L
 from pipeline.scoring import Scores, ScoringConfig, load_scoring_config, score_frames
 from pipeline.settings import Settings
 from pipeline.state.accounts import AccountRegistry
+from pipeline.state.api_keys import ApiKeyFrames
 from pipeline.state.frames import ClosedFrames, FrameStore
 
 # Frame counters stored in signatures_1m as they are.
@@ -81,28 +82,31 @@ class Detector:
         self.alerting = alerting or AlertSetup.from_settings(settings, self.config)
         self.alert_state = AlertState()
         self.max_score: dict[str, float] = {}
-        # The same kernels per API key (slot = key): its account, for the rows.
+        # The same kernels per API key, for keys whose frames are not their account's.
         self.track_keys = settings.track_api_keys
-        self.keys = AccountRegistry()
-        self.key_account: list[str] = []
         self.key_frames = FrameStore(
             n_partitions=n_partitions,
             allowed_lateness_ms=settings.allowed_lateness_ms,
             max_accounts=settings.max_accounts,
         )
+        self.api_keys = ApiKeyFrames(self.accounts, self.key_frames)
+        self.keys = self.api_keys.keys  # every API key seen
 
     def process(self, batch: DecodedBatch, *, force_close: bool = False) -> DetectionOutput:
         columns = dict(batch.kernel)
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
-        columns["slot"] = self.accounts.slots_for(batch.account_ids)
-        closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
+        account_slots = self.accounts.slots_for(batch.account_ids)
         if not self.track_keys:
+            columns["slot"] = account_slots
+            closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
             return self._outputs(batch, closed, late, self._key_rows(ClosedFrames.concat([])))
         key_ids: list[str] = batch.raw["api_key_id"]  # type: ignore[assignment]
-        columns["slot"] = self.keys.slots_for(key_ids)
-        self._remember_key_accounts(columns["slot"], batch.account_ids)
-        key_closed, _ = self._fold(self.key_frames, columns, len(self.keys), force_close)
-        return self._outputs(batch, closed, late, self._key_rows(key_closed))
+        key_slots = self.api_keys.route(account_slots, key_ids, batch.account_ids, self.frames)  # before folding
+        columns["slot"] = account_slots
+        closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
+        columns["slot"] = key_slots
+        key_closed, _ = self._fold(self.key_frames, columns, len(self.api_keys.split), force_close)
+        return self._outputs(batch, closed, late, self._key_rows(self.api_keys.closed_key_frames(closed, key_closed)))
 
     @staticmethod
     def _fold(store: FrameStore, columns: dict[str, np.ndarray], n_slots: int,
@@ -114,20 +118,13 @@ class Detector:
             closed_early, late = ClosedFrames.concat([]), 0
         return ClosedFrames.concat([closed_early, store.close_frames(force=force_close)]), late
 
-    def _remember_key_accounts(self, key_slots: np.ndarray, accounts: list[str]) -> None:
-        known = len(self.key_account)
-        if len(self.keys) > known:
-            first_seen = {}
-            for slot, account in zip(key_slots.tolist(), accounts, strict=True):
-                if slot >= known:
-                    first_seen.setdefault(slot, account)
-            self.key_account.extend(first_seen[s] for s in range(known, len(self.keys)))
-
     def _key_rows(self, closed: ClosedFrames) -> dict[str, object]:
+        """key_signatures_1m rows of closed key frames (``slot`` = key id)."""
         frames = closed.take(np.lexsort((closed.minute, closed.slot)))
         scores = score_frames(frames, self.config)
+        key_account = self.api_keys.key_account
         return {
-            "account_id": [self.key_account[s] for s in frames.slot.tolist()],
+            "account_id": [key_account[s] for s in frames.slot.tolist()],
             "api_key_id": self.keys.names_of(frames.slot),
             "window_start": frames.minute * 60,
             "calls": frames.counters[:, L.CALLS],
@@ -189,15 +186,15 @@ class Detector:
         """
         stores = {ACCOUNT_STORE: (self.accounts, self.frames)}
         if self.track_keys:
-            stores[KEY_STORE] = (self.keys, self.key_frames)
+            stores[KEY_STORE] = (self.api_keys.split, self.key_frames)
         return stores
 
     def entity_extras(self, store: str, slot: int) -> dict[str, object]:
         """Per-entity state held in Python objects (JSON-able), for the checkpoint."""
         if store == KEY_STORE:
-            return {"account": self.key_account[slot]}
+            return self.api_keys.key_extras(slot)
         account = self.accounts.names[slot]
-        extras: dict[str, object] = {}
+        extras: dict[str, object] = self.api_keys.account_extras(slot) if self.track_keys else {}
         alerts = self.alert_state.account_json(account)
         if alerts is not None:
             extras["alerts"] = alerts
@@ -208,14 +205,10 @@ class Detector:
     def load_entity_extras(self, store: str, slot: int, extras: dict[str, object]) -> None:
         """Inverse of ``entity_extras`` for an entity just registered at ``slot``."""
         if store == KEY_STORE:
-            account = str(extras["account"])
-            if slot < len(self.key_account):
-                self.key_account[slot] = account
-            elif slot == len(self.key_account):
-                self.key_account.append(account)
-            else:
-                raise ValueError(f"API key slot {slot} registered out of order ({len(self.key_account)} known)")
+            self.api_keys.load_key_extras(slot, extras)
             return
+        if self.track_keys:
+            self.api_keys.load_account_extras(slot, extras)
         name = self.accounts.names[slot]
         if "alerts" in extras:
             self.alert_state.load_account(name, extras["alerts"])  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ account or key id; those belong in ClickHouse). The full list is in README.md
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -44,8 +44,8 @@ from pipeline.linking.cluster_outputs import RULE_CLUSTER
 
 if TYPE_CHECKING:
     from pipeline.agents.detect import DetectStep
-    from pipeline.linking.agents import Linking
     from pipeline.linking.config import LinkingConfig
+    from pipeline.linking.handle import Linking
     from pipeline.sources.kafka_batches import KafkaBatchSource
 
 # No `*_created` series: in the text format each would be one more gauge per counter and
@@ -179,7 +179,7 @@ class WorkerCollector(Collector):
                                      labels=["rule", "severity"])
         by_rule = dict(st.alerts_by_rule)
         if self.linking is not None:
-            for severity, n in self.linking.stats.cluster_alerts_by_severity.items():
+            for severity, n in _counts(self.linking.stats, "cluster_alerts_by_severity").items():
                 by_rule[(RULE_CLUSTER, severity)] = by_rule.get((RULE_CLUSTER, severity), 0) + n
         for (rule, severity), n in sorted(by_rule.items()):
             alerts.add_metric([rule, severity], n)
@@ -191,7 +191,7 @@ class WorkerCollector(Collector):
                                          labels=["rule", "reason"])
         by_reason = dict(st.alerts_suppressed)
         if self.linking is not None:
-            for key, n in self.linking.stats.cluster_alerts_suppressed.items():
+            for key, n in _counts(self.linking.stats, "cluster_alerts_suppressed").items():
                 rule, _, reason = key.partition(":")
                 by_reason[(rule, reason)] = by_reason.get((rule, reason), 0) + n
         for (rule, reason), n in sorted(by_reason.items()):
@@ -281,29 +281,46 @@ class WorkerCollector(Collector):
 
     # --- linking ---------------------------------------------------------------------------
     def _linking(self, linking: Linking) -> Iterator[Metric]:
-        ls = linking.stats
-        yield _gauge("linking_up", "1 while both linking agents run, 0 after one crashed (see /stats "
-                     "linking.error; detection per account goes on).", 1 if linking.error is None else 0)
+        ls = linking.stats  # the linking process's last reported counters (pipeline/linking/stages.py StageStats)
+        yield _gauge("linking_up", "1 while the linking process runs and its results are applied, 0 while it is "
+                     "down or restarting (see /stats linking.error; detection per account goes on).",
+                     1 if linking.up else 0)
+        yield _counter("linking_restarts", "Times the worker restarted its linking child process after it exited "
+                       "(DW_LINKING=child).", linking.restarts)
         backlog = GaugeMetricFamily(f"{PREFIX}linking_backlog_messages", "Messages waiting in each linking "
-                                    "stage's input partitions held by this worker (features: observations "
-                                    "topic, clusters: edges topic), measured every 5 s.", labels=["stage"])
+                                    "stage's input topic (features: observations topic, clusters: edges topic), "
+                                    "as the linking process last measured it.", labels=["stage"])
         for stage in (STAGE_FEATURES, STAGE_CLUSTERS):
             backlog.add_metric([stage], linking.backlog.get(stage, 0))
         yield backlog
         busy = CounterMetricFamily(f"{PREFIX}linking_busy_seconds", "Seconds each linking stage spent working "
-                                   "(rules, sends and writes): its rate is the stage's utilisation.",
+                                   "(rules and evaluation in the linking process; for clusters also the "
+                                   "worker's writes of its results): its rate is the stage's utilisation.",
                                    labels=["stage"])
-        busy.add_metric([STAGE_FEATURES], ls.stage_a_s + ls.stage_a_send_s)
-        busy.add_metric([STAGE_CLUSTERS], ls.stage_b_s + ls.stage_b_write_s)
+        busy.add_metric([STAGE_FEATURES], _num(ls, "stage_a_s") + _num(ls, "stage_a_send_s"))
+        busy.add_metric([STAGE_CLUSTERS], _num(ls, "stage_b_s") + _num(ls, "stage_b_write_s")
+                        + linking.results.write_s)
         yield busy
         yield _counter("linking_messages_published", "Linking messages the detect step produced "
                        "(observations, account updates, end markers).", linking.publisher.sent_messages)
         yield _counter("linking_observations", "(feature, account) observations applied by stage A.",
-                       ls.observations)
-        yield _counter("linking_edges", "Account-pair edges produced by stage A.", ls.edges)
-        yield _counter("linking_bad_messages", "Malformed linking messages dropped.", ls.bad_messages)
+                       _num(ls, "observations"))
+        yield _counter("linking_edges", "Account-pair edges produced by stage A.", _num(ls, "edges"))
+        yield _counter("linking_bad_messages", "Malformed linking messages dropped (by the linking process, "
+                       "and malformed results by the worker).", _num(ls, "bad_messages") + linking.results.bad_results)
         yield _gauge("linking_clusters", "Clusters (linked components of two or more accounts) held by stage B.",
-                     ls.clusters)
+                     _num(ls, "clusters"))
+
+
+def _num(stats: Mapping[str, object], name: str) -> float:
+    value = stats.get(name, 0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _counts(stats: Mapping[str, object], name: str) -> dict[str, int]:
+    """A Counter the linking process sent as a JSON object (label value -> count)."""
+    found = stats.get(name)
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

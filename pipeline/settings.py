@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
         "many offsets before it in its partition is a duplicate and counted once; 0 switches this off"
     )
     track_api_keys: bool = Field(
-        True, description="also keep frames, windows and scores per API key (about 1.7 KB per active key)"
+        True, description="also keep frames, windows and scores per API key (an account's only key shares its frames)"
     )
 
     # --- detection --------------------------------------------------------------
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     )
     linking_config: Path | None = Field(
         None, description="cross-account linking weights/thresholds file; default pipeline/linking/linking.v1.json"
+    )
+    linking: Literal["child", "external", "off"] = Field(
+        "child", description="where the cross-account linking stages run: child (a process the worker starts "
+        "and restarts), external (a separate `distillwatch link` process; the worker only writes its results) "
+        "or off (no linking)"
     )
     alert_score_threshold: float | None = Field(
         None, ge=0, le=100, description="override params.threshold of the alert rule extraction_score_high"
@@ -209,6 +215,19 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as DW_* variables, for a child process (secrets included: environment only, never argv)."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue  # unset: the child uses the default, as this process did
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # str() would hand the child '**********'
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 def describe_validation_error(exc: ValidationError) -> str:

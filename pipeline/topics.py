@@ -7,6 +7,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.linking.topics import LinkTopics
 from pipeline.settings import Settings
 
 
@@ -53,8 +54,11 @@ def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> li
     admin = admin_client(settings.kafka_bootstrap)
     try:
         existing = set(admin.list_topics())
+        # The linking process's checkpoint and feedback topics (pipeline/linking/topics.py) are compacted the same way.
+        compacted = LinkTopics.for_group(settings.consumer_group).compacted
         created = [name for name, partitions in wanted.items()
-                   if name not in existing and _create(admin, settings, name, partitions)]
+                   if name not in existing and _create(admin, settings, name, partitions,
+                                                       STATE_TOPIC_CONFIG if name in compacted else None)]
         n_events = (wanted[settings.topic_events] if settings.topic_events in created
                     else _partitions(admin, settings.topic_events))
         state = settings.state_topic
@@ -92,15 +96,3 @@ def partition_count(settings: Settings, topic: str) -> int:
     finally:
         admin.close()
 
-
-# Tansu's default cluster id (the embedded broker runs with it).
-TANSU_CLUSTER_ID = "tansu_cluster"
-
-
-def broker_is_tansu(settings: Settings) -> bool:
-    """Whether the cluster is a Tansu broker, whose quirks some clients must work around."""
-    admin = admin_client(settings.kafka_bootstrap)
-    try:
-        return admin.describe_cluster().get("cluster_id") == TANSU_CLUSTER_ID
-    finally:
-        admin.close()

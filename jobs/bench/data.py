@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kafka.partitioner.default import murmur2
 
 from jobs.bench.options import BenchOptions
 from jobs.loadgen import ScenarioConfig, generate_batches
 from pipeline.decode.batch_rules import Columns
+from pipeline.hashing import kafka_partition
 from pipeline.producer.batch_encoder import columns_from_events, columns_to_wire, encode_wire, take_rows
 from pipeline.producer.batching_producer import DEFAULT_MAX_EVENTS
 
@@ -58,7 +58,7 @@ class BenchData:
 
 
 def account_partitions(names: list[str], partitions: int) -> np.ndarray:
-    return np.fromiter(((murmur2(n.encode()) & 0x7FFFFFFF) % partitions for n in names), np.int16, len(names))
+    return np.fromiter((kafka_partition(n.encode(), partitions) for n in names), np.int16, len(names))
 
 
 def containers_for(wire: Columns, part: np.ndarray, partitions: int, size: int) -> list[Container]:

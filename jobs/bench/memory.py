@@ -107,16 +107,19 @@ def _deep_size(container: object) -> int:
 def _breakdown(detector: object, rss_added: int) -> dict[str, int]:
     """Where the added RSS goes: kernel state arrays, registries and dicts; the rest is allocator overhead etc.
 
-    Each input event's ``api_key_id`` is its account's (one key per account), so the
-    per-API-key frames (``track_api_keys``) cost as much again as the account frames.
+    Each input event's ``api_key_id`` is its account's (one key per account): every
+    key's frames are its account's (``pipeline/state/api_keys.py``), so the key store
+    stays empty and a key costs its registry entry and routing words only.
     """
     d: Any = detector
+    k = d.api_keys
     parts = {
         "account_state_arrays": sum(a.nbytes for a in d.frames.slot_arrays().values()),
         "api_key_state_arrays": sum(a.nbytes for a in d.key_frames.slot_arrays().values()),
         "account_registry": _deep_size(d.accounts._slots) + sys.getsizeof(d.accounts.names),
-        "api_key_registry": sys.getsizeof(d.keys._slots) + sys.getsizeof(d.keys.names)
-        + sys.getsizeof(d.key_account),  # key strings are the account strings here
+        "api_key_registry": sys.getsizeof(k.keys._slots) + sys.getsizeof(k.keys.names)
+        + sys.getsizeof(k.key_account) + k.key_slot.nbytes + k.account_key.nbytes
+        + sys.getsizeof(k.split._slots) + sys.getsizeof(k.split.names),  # key strings: counted as unattributed
         "max_score_dict": sys.getsizeof(d.max_score),
         "alert_rule_state": _deep_size(d.alert_state.subjects) + _deep_size(d.alert_state.links),
     }

@@ -28,7 +28,7 @@ from pydantic import StringConstraints
 from pydantic.fields import FieldInfo
 
 from pipeline.decode.batch import DecodedBatch, flags_of_columns
-from pipeline.decode.batch_rules import ip_entry
+from pipeline.decode.client_ip import ip_entry
 from pipeline.decode.pydantic_path import decode_one, in_future
 from pipeline.decode.rejects import Rejected
 from schemas.event import TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms

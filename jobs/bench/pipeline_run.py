@@ -222,7 +222,7 @@ def run_throughput(bootstrap: str, broker_pid: int, topic: str, partitions: int,
     stopped: str | None = None
     broker0 = cpu_seconds(broker_pid)
     deadline = time.monotonic() + timeout_s
-    rss = PeakRss([worker.proc.pid]).__enter__()
+    rss = PeakRss([], trees=[worker.proc.pid]).__enter__()  # the worker with its linking child
     try:
         while worker.proc.poll() is None:
             t = _timings(worker)

@@ -59,23 +59,48 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def with_descendants(pids: Iterable[int]) -> list[int]:
+    """``pids`` and every process below them (a worker's linking child, its broker), from /proc."""
+    found: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.append(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+    return found
+
+
 class PeakRss:
     """The highest resident memory of some processes together, sampled by a thread while they run.
+    ``trees`` count with their descendants (a worker with its linking child: part of what a run costs).
 
     Each sample adds the processes' current RSS; a process's own high-water mark (VmHWM, kept by
     the kernel, so no peak between two samples is missed) bounds it from below.
     """
 
-    def __init__(self, pids: Iterable[int], interval_s: float = 0.1) -> None:
+    def __init__(self, pids: Iterable[int], interval_s: float = 0.1, trees: Iterable[int] = ()) -> None:
         self.pids = list(pids)
+        self.trees = list(trees)
         self.interval_s = interval_s
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
 
     def sample(self) -> None:
-        together = sum(_status_kb(p, "VmRSS:") for p in self.pids)
-        single = max((_status_kb(p, "VmHWM:") for p in self.pids), default=0)
+        pids = [*self.pids, *with_descendants(self.trees)]
+        together = sum(_status_kb(p, "VmRSS:") for p in pids)
+        single = max((_status_kb(p, "VmHWM:") for p in pids), default=0)
         self.peak_bytes = max(self.peak_bytes, together * 1024, single * 1024)
 
     def _run(self) -> None:

@@ -107,7 +107,7 @@ def build() -> Dashboard:
     d.with_panel(prom_stat("Partitions stalled", "Partitions with messages waiting and no progress.",
                            f"sum({metric('partition_stalled')})", COUNT,
                            thresholds=((None, "green"), (1, "red"))))
-    d.with_panel(prom_stat("Linking up", "1 while both linking agents run in every worker.",
+    d.with_panel(prom_stat("Linking up", "1 while every worker's linking process runs and its results are applied.",
                            f"min({metric('linking_up')})", "bool", thresholds=((None, "red"), (1, "green"))))
 
     d.with_panel(prom_timeseries("Events in, valid and rejected (per second)", "Kafka messages read and decoded "

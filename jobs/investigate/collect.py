@@ -85,8 +85,20 @@ def investigate(client: Client, database: str, target: str, *, since: datetime |
         target=target, target_kind="cluster" if cluster_id else "account", database=database, since=since,
         generated_at=now or datetime.now(UTC), cluster=cluster, pages=pages,
         harvest=_campaign_harvest(reader, pages, start) if len(pages) > 1 else pages[0].harvest,
-        new_models=new_models,
+        new_models=new_models, campaign_values=_campaign_values(reader, pages, start) if len(pages) > 1 else [],
     )
+
+
+def _campaign_values(reader: _Reader, pages: Sequence[AccountPage], start: datetime) -> list[Entity]:
+    """The values listed on any member's page (network values, shared templates), totalled over every member."""
+    listed = {(e.kind, e.value) for p in pages for e in p.entities}
+    listed |= {(q.TEMPLATE, t.simhash) for p in pages for t in p.shared_templates}
+    if not listed:
+        return []
+    rows = reader.rows(q.CAMPAIGN_VALUES, accounts=[p.account_id for p in pages],
+                       kinds=sorted({k for k, _ in listed}), values=sorted({v for _, v in listed}), since=_ts(start))
+    return sorted((Entity(r["kind"], r["value"], int(r["calls"]), _utc(r["first_seen"]), _utc(r["last_seen"]))
+                   for r in rows if (r["kind"], r["value"]) in listed), key=lambda e: (e.kind, e.value))
 
 
 class _Reader:

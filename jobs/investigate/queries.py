@@ -88,6 +88,16 @@ ORDER BY account_id, kind, calls DESC, value
 LIMIT {per_kind:UInt32} BY account_id, kind
 """
 
+# Chosen values over every member of a campaign (the per-account lists above keep only each
+# account's busiest, so a value can be missing from some members' lists).
+CAMPAIGN_VALUES = """
+SELECT kind, value, sum(calls) AS calls, min(first_seen) AS first_seen, max(last_seen) AS last_seen
+FROM $db.account_entities_1h
+WHERE account_id IN {accounts:Array(String)} AND kind IN {kinds:Array(String)}
+  AND value IN {values:Array(String)} AND hour >= toStartOfHour({since:DateTime64(3, 'UTC')})
+GROUP BY kind, value
+"""
+
 # Calls per model and hour, for the share moved to a newly released model.
 MODEL_HOURLY = """
 SELECT account_id, value AS model, hour, sum(calls) AS calls

@@ -202,6 +202,8 @@ class Investigation:
     pages: list[AccountPage]
     harvest: Harvest  # the whole target: the account, or every member (before the campaign's first alert)
     new_models: dict[str, datetime] = field(default_factory=dict)  # model -> release (first call in the data)
+    # A campaign's listed values (members' network values, shared templates) over all its members.
+    campaign_values: list[Entity] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return _encode(self)

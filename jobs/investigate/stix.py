@@ -102,6 +102,9 @@ def _observed(inv: Investigation) -> dict[tuple[str, str], _Seen]:
         for t in page.shared_templates:
             if t.first_seen and t.last_seen and _campaign_template(t, members):
                 note("template", t.simhash, t.first_seen, t.last_seen, t.calls)
+    for e in inv.campaign_values:  # a value's own span over all members, not only those that listed it
+        if (e.kind, e.value) in seen:
+            seen[(e.kind, e.value)] = _Seen(e.first_seen, e.last_seen, e.calls)
     by_kind: dict[str, list[tuple[tuple[str, str], _Seen]]] = {}
     for key, s in sorted(seen.items(), key=lambda kv: (-kv[1].calls, kv[0])):
         by_kind.setdefault(key[0], []).append((key, s))

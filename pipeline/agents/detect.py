@@ -52,6 +52,7 @@ from pipeline.decode.rejects import Rejected
 from pipeline.detection import DetectionOutput, Detector
 from pipeline.linking.publish import LinkPublisher
 from pipeline.metrics import WorkerMetrics
+from pipeline.retry import RETRY_BACKOFF_S, T, retry
 from pipeline.settings import Settings
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
@@ -62,8 +63,6 @@ from pipeline.state.manager import StateManager
 from pipeline.stats import PipelineStats
 
 log = logging.getLogger(__name__)
-
-RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,8 @@ class DetectStep:
             found = await asyncio.to_thread(self.detect, batch)
             rejects = found.decoded.rejects
             if rejects:
-                await self._retry("dead-letter topic", lambda: self.dead_letters.send(rejects), KafkaError)
+                await self._retry(lambda: self.dead_letters.send(rejects), KafkaError,
+                                  "writing to the dead-letter topic failed")
             recorded = DecodedBatch(found.decoded.account_ids, found.decoded.kernel, found.decoded.raw,
                                     rejects + found.duplicates)
             insert_s = await self._write_with_retry(recorded, found.output,
@@ -166,11 +166,11 @@ class DetectStep:
         async def add() -> None:
             await asyncio.to_thread(outbox.add, transitions)
 
-        await self._retry("alert outbox", add, ClickHouseUnavailable)
+        await self._retry(add, ClickHouseUnavailable, "writing to the alert outbox failed")
 
     async def _publish_actions(self, publisher: ActionPublisher, transitions: list[AlertTransition]) -> None:
         messages = action_messages(transitions, self.detector.alerting.rules)
-        await self._retry("actions topic", lambda: publisher.publish(messages), KafkaError)
+        await self._retry(lambda: publisher.publish(messages), KafkaError, "writing to the actions topic failed")
 
     async def _publish_links(self, publisher: LinkPublisher, found: Detected, *, drain: bool) -> None:
         sig = found.output.signatures
@@ -178,7 +178,8 @@ class DetectStep:
             publisher.prepare, found.decoded, sig["account_id"], np.asarray(sig["window_start"]),
             np.asarray(sig["score"]), self.detector.max_score,
         )
-        await self._retry("linking topics", lambda: publisher.send(prepared, drain=drain), KafkaError)
+        await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
+                          "writing to the linking topics failed")
 
     # --- checkpoint and commit ------------------------------------------------------------
     def _checkpoint_due(self) -> bool:
@@ -210,7 +211,8 @@ class DetectStep:
         for b in self._unacked:
             offsets.update(b.commit_offsets)  # later batches hold later offsets
         prepared = await asyncio.to_thread(self.state.prepare_checkpoint, offsets)
-        await self._retry("state checkpoint", lambda: self.state.write_checkpoint(prepared), KafkaError)
+        await self._retry(lambda: self.state.write_checkpoint(prepared), KafkaError,
+                          "writing to the state checkpoint failed", self._checkpoint_failed)
         for b in self._unacked:
             await b.ack()
         self.stats.batches_committed += len(self._unacked)
@@ -220,43 +222,27 @@ class DetectStep:
         self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
 
     # --- retries ---------------------------------------------------------------------------
-    async def _retry(self, what: str, attempt_once: Callable[[], Awaitable[None]],
-                     retryable: type[Exception]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await attempt_once()
-                return
-            except retryable as exc:
-                pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.warning("writing to the %s failed (%s); holding the batch, retry %d in %.1fs",
-                            what, exc, attempt + 1, pause)
-                if what == "state checkpoint":
-                    self.stats.checkpoint_retries += 1
-                attempt += 1
-                await asyncio.sleep(pause)
+    async def _retry(self, attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str,
+                     on_failure: Callable[[], None] | None = None) -> T:
+        return await retry(attempt_once, retryable, failed, RETRY_BACKOFF_S, on_failure)
+
+    def _checkpoint_failed(self) -> None:
+        self.stats.checkpoint_retries += 1
+
+    def _clickhouse_failed(self) -> None:
+        self.stats.clickhouse_available = False
+        self.stats.clickhouse_retries += 1
 
     async def _write_with_retry(self, decoded: DecodedBatch, output: DetectionOutput, token: str) -> float:
-        attempt = 0
-        while True:
-            try:
-                seconds = await asyncio.to_thread(
-                    write_batch_outputs, self.writer, decoded, output, token,
-                    store_raw=self.settings.store_raw_events,
-                )
-            except ClickHouseUnavailable as exc:
-                self.stats.clickhouse_available = False
-                self.stats.clickhouse_retries += 1
-                pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.warning("ClickHouse unavailable (%s); holding the batch, retry %d in %.1fs",
-                            exc, attempt + 1, pause)
-                attempt += 1
-                await asyncio.sleep(pause)
-                continue
-            if not self.stats.clickhouse_available:
-                log.warning("ClickHouse is back after %d retries; resuming", attempt)
-            self.stats.clickhouse_available = True
-            return seconds
+        retries_before = self.stats.clickhouse_retries
+        seconds = await self._retry(
+            lambda: asyncio.to_thread(write_batch_outputs, self.writer, decoded, output, token,
+                                      store_raw=self.settings.store_raw_events),
+            ClickHouseUnavailable, "ClickHouse unavailable", self._clickhouse_failed)
+        if not self.stats.clickhouse_available:
+            log.warning("ClickHouse is back after %d retries; resuming", self.stats.clickhouse_retries - retries_before)
+        self.stats.clickhouse_available = True
+        return seconds
 
     def _count(self, batch: FetchedBatch, found: Detected, started: float, insert_s: float) -> None:
         st = self.stats

@@ -140,8 +140,11 @@ class Courier:
     async def _sleep_until(self, wake_ms: int) -> None:
         self.wake.clear()
         delay = max(wake_ms - self.clock_ms(), 0) / 1000
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as
+        # the wake-up does, and stop() then waited for ever on a courier that kept running.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=delay)
+            async with asyncio.timeout(delay):
+                await self.wake.wait()
 
     async def _deliver(self, due: list[OutboxRow]) -> None:
         results = await self._send([r.notification for r in due])
@@ -272,8 +275,9 @@ class Delivery:
         while self._tasks and loop.time() < deadline and any(c.has_due() for c in self.couriers.values()):
             await asyncio.sleep(0.1)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+            while not task.done():  # cancel again should a cancellation be lost
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []

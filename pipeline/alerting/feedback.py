@@ -131,10 +131,14 @@ class FeedbackSuppressions:
     """
 
     def __init__(self, entries: Iterable[Feedback] = ()) -> None:
+        # The deciding verdicts, oldest first: what the set is built from (the worker publishes them
+        # to the linking process, pipeline/linking/feedback_feed.py), and equal for equal sets.
+        self.entries: tuple[Feedback, ...] = tuple(
+            e for e in sorted(entries, key=lambda e: (e.recorded_at_ms, e.feedback_id))
+            if e.verdict in (FALSE_POSITIVE, CONFIRMED))
         self._by_account: dict[str, list[Feedback]] = {}
-        for entry in sorted(entries, key=lambda e: (e.recorded_at_ms, e.feedback_id)):
-            if entry.verdict in (FALSE_POSITIVE, CONFIRMED):
-                self._by_account.setdefault(entry.account_id, []).append(entry)
+        for entry in self.entries:
+            self._by_account.setdefault(entry.account_id, []).append(entry)
         # The newest verdict per account, any rule: what reports mark the account with.
         newest = {account: entries[-1].verdict for account, entries in self._by_account.items()}
         self.confirmed_accounts: frozenset[str] = frozenset(a for a, v in newest.items() if v == CONFIRMED)
@@ -148,7 +152,7 @@ class FeedbackSuppressions:
         return cls(load_feedback(client, database, verdicts=(FALSE_POSITIVE, CONFIRMED), as_of_ms=as_of))
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_account.values())
+        return len(self.entries)
 
     def lookup(self, rule: str, account_id: str, at_ms: int) -> tuple[str, str] | None:
         """``(feedback_id, verdict)`` of the false positive silencing ``rule`` for the account at

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,25 +18,6 @@ from pipeline.kernels.layout import (
     FLAG_STREAM,
 )
 from schemas.event import ApiCallEvent
-
-_IP_CACHE_MAX = 500_000
-_ip_cache: dict[str, int] = {}
-
-
-def ip_key(address: str) -> int:
-    """64-bit key of a client IP: the IPv4 integer, or the two IPv6 halves folded.
-
-    IPv4 keys keep their structure (key >> 8 is the /24 prefix) for linking.
-    """
-    key = _ip_cache.get(address)
-    if key is None:
-        ip = ipaddress.ip_address(address)
-        value = int(ip)
-        key = value if ip.version == 4 else ((value >> 64) ^ (value & 0xFFFFFFFFFFFFFFFF))
-        if len(_ip_cache) >= _IP_CACHE_MAX:
-            _ip_cache.clear()  # bounded memory; recomputing is cheap
-        _ip_cache[address] = key
-    return key
 
 
 @dataclass

@@ -11,15 +11,14 @@ rejects the same events, with the same reason and field, as the JSON path.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from pipeline.decode.batch_format import BOOL_FIELDS, FIELDS, NumericWire
+from pipeline.decode.client_ip import ip_table
 from pipeline.decode.rejects import INVALID_UTF8, SCHEMA
 from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS
 
@@ -63,58 +62,6 @@ class StrColumn:
 
 
 Columns = dict[str, StrColumn | NumericWire]
-
-
-# --- client IPs: validated and normalised once per distinct address ---------------------
-
-_IP_CACHE_MAX = 500_000
-_ip_cache: dict[str, tuple[str, int] | None] = {}
-
-
-def _ipv4_canonical(address: str) -> tuple[str, int] | None:
-    """A canonical dotted quad in C (glibc's inet_pton: four decimal octets, no leading zeros,
-    nothing else), so its text is already normalised; anything else returns None. ~30× faster
-    than ipaddress, which matters when nearly every event has its own address."""
-    try:
-        packed = socket.inet_pton(socket.AF_INET, address)
-    except (OSError, ValueError, UnicodeError):
-        return None
-    return address, int.from_bytes(packed, "big")
-
-
-def ip_entry(address: str) -> tuple[str, int] | None:
-    """(normalised text, 64-bit key) of an address, None when it is not one.
-
-    The key is the IPv4 integer, or the two IPv6 halves folded (as the JSON decoder).
-    """
-    try:
-        return _ip_cache[address]
-    except KeyError:
-        pass
-    found = _ipv4_canonical(address)
-    if found is None:  # IPv6, or not an address: the exact (slower) rule decides
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            found = None
-        else:
-            value = int(ip)
-            key = value if ip.version == 4 else ((value >> 64) ^ (value & 0xFFFFFFFFFFFFFFFF))
-            found = (str(ip), key)
-    if len(_ip_cache) >= _IP_CACHE_MAX:
-        _ip_cache.clear()  # bounded memory; recomputing is cheap
-    _ip_cache[address] = found
-    return found
-
-
-def ip_table(entries: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Normalised addresses, keys (uint64) and a bad-address mask for dictionary entries."""
-    # Canonical IPv4 (nearly every entry) straight from C; the rest through the cached exact rule.
-    found = [_ipv4_canonical(e) or ip_entry(e) for e in entries]
-    texts = [f[0] if f else e for f, e in zip(found, entries, strict=True)]
-    keys = np.fromiter((f[1] if f else 0 for f in found), np.uint64, len(found))
-    bad = np.fromiter((f is None for f in found), bool, len(found))
-    return texts, keys, bad
 
 
 # --- violations -------------------------------------------------------------------------

@@ -7,11 +7,11 @@ distinct string is hashed once and cached (bounded).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.hashing import blake2b64
 from schemas.event import NETWORK_TYPES
 
 _NET_CODE = {name: code for code, name in enumerate(NETWORK_TYPES)}
@@ -25,7 +25,7 @@ def string_hash(value: str) -> int:
         return 0
     h = _hash_cache.get(value)
     if h is None:
-        h = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") or 1
+        h = int.from_bytes(blake2b64(value), "little") or 1
         if len(_hash_cache) >= _CACHE_MAX:
             _hash_cache.clear()
         _hash_cache[value] = h

@@ -15,14 +15,14 @@ decode and split of the arena), and a column is an object-array gather of those
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.decode.batch import DecodedBatch, flags_of_columns, ip_key
+from pipeline.decode.batch import DecodedBatch, flags_of_columns
+from pipeline.decode.client_ip import ip_entry, ip_key
 from pipeline.decode.pydantic_path import decode_one, hex64, in_future, oversized
 from pipeline.decode.rejects import SCHEMA, Rejected
 from pipeline.kernels import event_spec as spec
@@ -37,9 +37,6 @@ _STR = {spec.FIELD_NAMES[f]: r for r, f in enumerate(spec.STR_FIELDS)}
 _NET_INDEX = {name: i for i, name in enumerate(spec.NETWORK_TYPES)}
 _NET_OBJECTS = np.array(spec.NETWORK_TYPES, dtype=object)
 _FLOAT_PEND = ((spec.PEND_TEMPERATURE, "temperature", spec.F_TEMPERATURE), (spec.PEND_TOP_P, "top_p", spec.F_TOP_P))
-
-_IPV6_CACHE_MAX = 100_000
-_ipv6_cache: dict[str, tuple[str, int] | None] = {}
 
 
 @dataclass
@@ -136,7 +133,7 @@ class _Scan:
         bits = int(self.pend[i])
         ip_text = None
         if bits & spec.PEND_IP:
-            resolved = _ipv6(self.distinct[self.str_ids[_STR["client_ip"], i]])
+            resolved = ip_entry(self.distinct[self.str_ids[_STR["client_ip"], i]])
             if resolved is None:
                 self.status[i] = spec.S_FALLBACK
                 return None
@@ -181,22 +178,6 @@ class _Scan:
         """The column's strings for the kept rows: a gather of the distinct values by id."""
         return self.distinct[self.str_ids[_STR[name], keep]].tolist()
 
-
-def _ipv6(text: str) -> tuple[str, int] | None:
-    """(normalised address, ip_key) as the model's validator computes them; None if invalid."""
-    try:
-        return _ipv6_cache[text]
-    except KeyError:
-        pass
-    try:
-        normal = str(ipaddress.ip_address(text))
-        resolved: tuple[str, int] | None = (normal, ip_key(normal))
-    except ValueError:
-        resolved = None
-    if len(_ipv6_cache) >= _IPV6_CACHE_MAX:
-        _ipv6_cache.clear()
-    _ipv6_cache[text] = resolved
-    return resolved
 
 
 def decode_json_batch_fast(

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from itertools import chain
-
-import numpy as np
 
 from pipeline.decode.json_events import DecodedBatch
+from pipeline.decode.merge import concat_decoded, empty_decoded
 from pipeline.decode.rejects import Rejected
 
 log = logging.getLogger(__name__)
@@ -40,29 +38,5 @@ def decode_isolating(decode: Decoder, values: Sequence[bytes], keys: Sequence[by
             parts.append(decode([value], [key], [part], [offset]))
         except Exception as exc:
             detail = f"the decoder raised {type(exc).__name__}: {exc}"[:1000]
-            parts.append(_rejected_only(decode, Rejected(part, offset, key, value, DECODER_ERROR, "", detail)))
-    return _concat(parts)
-
-
-def _rejected_only(decode: Decoder, reject: Rejected) -> DecodedBatch:
-    empty = decode([], [], [], [])
-    return DecodedBatch(empty.account_ids, empty.kernel, empty.raw, [reject])
-
-
-def _concat(parts: list[DecodedBatch]) -> DecodedBatch:
-    rejects = list(chain.from_iterable(p.rejects for p in parts))
-    rows = [p for p in parts if len(p)] or parts[:1]  # parts is never empty here
-    first = rows[0]
-
-    def column(name: str, kind: str) -> object:
-        cols = [getattr(p, kind)[name] for p in rows]
-        if all(isinstance(c, np.ndarray) for c in cols):
-            return np.concatenate(cols)
-        return list(chain.from_iterable(cols))
-
-    return DecodedBatch(
-        list(chain.from_iterable(p.account_ids for p in rows)),
-        {name: column(name, "kernel") for name in first.kernel},  # type: ignore[misc]
-        {name: column(name, "raw") for name in first.raw},  # type: ignore[misc]
-        rejects,
-    )
+            parts.append(empty_decoded([Rejected(part, offset, key, value, DECODER_ERROR, "", detail)]))
+    return concat_decoded(parts)

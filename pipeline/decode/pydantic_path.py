@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import ValidationError
 
-from pipeline.decode.batch import DecodedBatch, event_flags, ip_key
+from pipeline.decode.batch import DecodedBatch, event_flags
+from pipeline.decode.client_ip import ip_key
 from pipeline.decode.rejects import (
     INVALID_JSON,
     INVALID_UTF8,

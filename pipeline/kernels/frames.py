@@ -16,7 +16,8 @@ Event-time rules (Flink's bounded-out-of-orderness watermark, per Kafka partitio
   depend on when closing happens.
 
 State per account slot ``s`` and ring position ``r`` (``r = minute % R``):
-``frame_minute[s, r]`` (``NO_FRAME`` when empty), ``counters[s, r]``,
+``frame_minute[s, r]`` (``NO_FRAME`` when empty), ``counters[s, r]`` (uint32)
+with ``token_carry[s, r]`` (the token sums' high words, ``layout.TOKEN_COUNTER0``),
 ``floats[s, r]``, ``hll[s, r]`` (sketch sections at ``HLL_OFFSETS``); per account:
 ``windows[s]`` (float32 [N_WINDOWS, N_WINDOW_Q]), ``acct[s]`` (int64 scalars,
 ``AS_*``), ``recent_sim[s]`` (the last simhashes), ``slot_part[s]`` (its
@@ -83,6 +84,7 @@ from pipeline.kernels.layout import (
     TEMP_SQ,
     TEMP_SUM,
     TEMP_ZERO_CALLS,
+    TOKEN_COUNTER0,
     TOPIC_BUCKET0,
     TOPIC_BUCKETS,
     WINDOW_MINUTES,
@@ -122,6 +124,14 @@ def _hll_put(hll, s, r, off, h, bits):
 
 
 @njit(cache=True, nogil=True)
+def _add_tokens(counters, token_carry, s, r, c, v):
+    """counters[s, r, c] += v for a token column, exactly: the low word there, the carry beside it."""
+    x = uint64(counters[s, r, c]) + uint64(v)
+    counters[s, r, c] = x & uint64(0xFFFFFFFF)
+    token_carry[s, r, c - TOKEN_COUNTER0] += x >> uint64(32)
+
+
+@njit(cache=True, nogil=True)
 def _prefetch_span(arr, off, nbytes):
     """Hint every cache line of bytes [off, off + nbytes) of arr."""
     end = off + nbytes - 1
@@ -132,10 +142,11 @@ def _prefetch_span(arr, off, nbytes):
 
 
 @njit(cache=True, nogil=True)
-def _prefetch_rows(s, r, frame_minute, counters, floats, hll, acct, recent_sim):
+def _prefetch_rows(s, r, frame_minute, counters, token_carry, floats, hll, acct, recent_sim):
     """Hint every cache line the state of event (slot s, ring position r) will touch."""
     _prefetch_span(frame_minute, s * frame_minute.strides[0], frame_minute.strides[0])
     _prefetch_span(counters, s * counters.strides[0] + r * counters.strides[1], counters.strides[1])
+    _prefetch_span(token_carry, s * token_carry.strides[0] + r * token_carry.strides[1], token_carry.strides[1])
     _prefetch_span(hll, s * hll.strides[0] + r * hll.strides[1], hll.strides[1])
     _prefetch_span(floats, s * floats.strides[0] + r * floats.strides[1], floats.strides[1])
     _prefetch_span(acct, s * acct.strides[0], acct.strides[0])
@@ -154,7 +165,7 @@ def _decay(w, minute, last):
 
 
 @njit(cache=True, nogil=True)
-def _emit(s, r, frame_minute, counters, floats, hll, windows, acct, vals,
+def _emit(s, r, frame_minute, counters, token_carry, floats, hll, windows, acct, vals,
           o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, k):
     """Close frame (s, r) into output row k: fold it into the windows, then clear it.
 
@@ -165,7 +176,11 @@ def _emit(s, r, frame_minute, counters, floats, hll, windows, acct, vals,
     o_slot[k] = s
     o_minute[k] = minute
     for c in range(counters.shape[2]):
-        x = counters[s, r, c]
+        x = np.int64(counters[s, r, c])
+        j = c - TOKEN_COUNTER0
+        if 0 <= j < token_carry.shape[2]:
+            x += np.int64(token_carry[s, r, j]) << 32
+            token_carry[s, r, j] = 0
         o_counters[k, c] = x
         vals[WQ_COUNTERS + c] = float(x)
         counters[s, r, c] = 0
@@ -211,7 +226,7 @@ def _count_closable(s, frame_minute, limit, force):
 
 
 @njit(cache=True, nogil=True)
-def _close_slot(s, limit, force, frame_minute, counters, floats, hll, windows, acct, dirty, vals,
+def _close_slot(s, limit, force, frame_minute, counters, token_carry, floats, hll, windows, acct, dirty, vals,
                 o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, k):
     """Emit every closable frame of slot s (minute < limit), oldest first; returns the next output row."""
     while True:
@@ -224,7 +239,7 @@ def _close_slot(s, limit, force, frame_minute, counters, floats, hll, windows, a
                 best_m = m
         if best_r < 0:
             return k
-        _emit(s, best_r, frame_minute, counters, floats, hll, windows, acct, vals,
+        _emit(s, best_r, frame_minute, counters, token_carry, floats, hll, windows, acct, vals,
               o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, k)
         dirty[s] = 1
         k += 1
@@ -234,12 +249,15 @@ def _close_slot(s, limit, force, frame_minute, counters, floats, hll, windows, a
 def ingest_events(
     start, slot, part, ts_ms, prompt_tokens, completion_tokens, reasoning_tokens, prompt_hash, simhash,
     ip_key, ua_hash, asn, topic_hash, net, temperature, status, flags,
-    frame_minute, counters, floats, hll, windows, acct, recent_sim, slot_part, dirty,
+    frame_minute, counters, token_carry, floats, hll, windows, acct, recent_sim, slot_part, dirty,
     part_max_ts, part_late, lateness_ms,
     o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows,
 ):
     """Fold events [start, n) in arrival order; returns (next event, rows emitted, late events).
 
+    An event of slot ``WATERMARK_ONLY`` (negative) only counts as late or moves its
+    partition's watermark: its entity's state is kept elsewhere (an API key whose
+    frames are its account's), but the watermark must see every event.
     A ring position needed by a newer minute holds a frame that is already closed
     (``layout.ring_size``); the slot's closed frames are emitted first, oldest
     first. When the output arrays cannot take a slot's frames, the kernel stops
@@ -264,7 +282,9 @@ def ingest_events(
         if m != pf_minute:
             pf_minute = m
             pf_r = m % n_ring
-        _prefetch_rows(uintp(slot[j]), uintp(pf_r), frame_minute, counters, floats, hll, acct, recent_sim)
+        if slot[j] >= 0:
+            _prefetch_rows(uintp(slot[j]), uintp(pf_r), frame_minute, counters, token_carry, floats, hll, acct,
+                               recent_sim)
     i = start
     while i < n:
         j = i + PREFETCH_AHEAD
@@ -273,11 +293,12 @@ def ingest_events(
             if m != pf_minute:
                 pf_minute = m
                 pf_r = m % n_ring
-            _prefetch_rows(uintp(slot[j]), uintp(pf_r), frame_minute, counters, floats, hll, acct, recent_sim)
+            if slot[j] >= 0:
+                _prefetch_rows(uintp(slot[j]), uintp(pf_r), frame_minute, counters, token_carry, floats, hll, acct,
+                               recent_sim)
         # Unsigned copies of the indices: Numba then skips the negative-index fix-up on
         # every array access (the driver passes only valid slots and partitions).
         e = uintp(i)
-        s = uintp(slot[e])
         p = uintp(part[e])
         t = ts_ms[e]
         minute = t // FRAME_MS
@@ -286,6 +307,12 @@ def ingest_events(
             late += 1
             i += 1
             continue
+        if slot[e] < 0:  # WATERMARK_ONLY: the event moves its partition's watermark, no slot's state
+            if t > part_max_ts[p]:
+                part_max_ts[p] = t
+            i += 1
+            continue
+        s = uintp(slot[e])
         if minute != cur_minute:
             cur_minute = minute
             cur_r = minute % n_ring
@@ -295,8 +322,8 @@ def ingest_events(
             limit = _closing_limit(max(part_max_ts[p], t) - lateness_ms)
             if emitted + _count_closable(s, frame_minute, limit, False) > cap:
                 return i, emitted, late
-            emitted = _close_slot(s, limit, False, frame_minute, counters, floats, hll, windows, acct, dirty, vals,
-                                  o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, emitted)
+            emitted = _close_slot(s, limit, False, frame_minute, counters, token_carry, floats, hll, windows, acct,
+                                  dirty, vals, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, emitted)
         if t > part_max_ts[p]:
             part_max_ts[p] = t
         slot_part[s] = p
@@ -316,9 +343,9 @@ def ingest_events(
         # random per event, so branches on them mispredict.
         f = np.int64(flags[e])
         counters[s, r, CALLS] += 1
-        counters[s, r, PROMPT_TOKENS] += prompt_tokens[e]
-        counters[s, r, COMPLETION_TOKENS] += completion_tokens[e]
-        counters[s, r, REASONING_TOKENS] += reasoning_tokens[e]
+        _add_tokens(counters, token_carry, s, r, PROMPT_TOKENS, prompt_tokens[e])
+        _add_tokens(counters, token_carry, s, r, COMPLETION_TOKENS, completion_tokens[e])
+        _add_tokens(counters, token_carry, s, r, REASONING_TOKENS, reasoning_tokens[e])
         counters[s, r, REASONING_CALLS] += (f & FLAG_REASONING) != 0
         counters[s, r, LOGPROB_CALLS] += (f & FLAG_LOGPROBS) != 0
         counters[s, r, DEEP_LOGPROB_CALLS] += (f & FLAG_DEEP_LOGPROBS) != 0
@@ -388,7 +415,7 @@ def count_closed_frames(n_slots, frame_minute, slot_part, part_max_ts, lateness_
 
 
 @njit(cache=True, nogil=True)
-def _prefetch_closing(s, limit, force, frame_minute, counters, floats, hll, windows, acct):
+def _prefetch_closing(s, limit, force, frame_minute, counters, token_carry, floats, hll, windows, acct):
     """Hint the rows ``_close_slot`` will read and write for slot s, if it has a frame to close."""
     any_frame = False
     for r in range(frame_minute.shape[1]):
@@ -396,6 +423,8 @@ def _prefetch_closing(s, limit, force, frame_minute, counters, floats, hll, wind
         if m != NO_FRAME and (force or m < limit):
             any_frame = True
             _prefetch_span(counters, s * counters.strides[0] + r * counters.strides[1], counters.strides[1])
+            _prefetch_span(token_carry, s * token_carry.strides[0] + r * token_carry.strides[1],
+                           token_carry.strides[1])
             _prefetch_span(hll, s * hll.strides[0] + r * hll.strides[1], hll.strides[1])
             _prefetch_span(floats, s * floats.strides[0] + r * floats.strides[1], floats.strides[1])
     if any_frame:
@@ -405,8 +434,8 @@ def _prefetch_closing(s, limit, force, frame_minute, counters, floats, hll, wind
 
 @njit(cache=True, nogil=True)
 def collect_closed_frames(
-    n_slots, frame_minute, counters, floats, hll, windows, acct, slot_part, dirty, part_max_ts, lateness_ms,
-    force, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows,
+    n_slots, frame_minute, counters, token_carry, floats, hll, windows, acct, slot_part, dirty, part_max_ts,
+    lateness_ms, force, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows,
 ):
     """Emit every frame whose end is at or before its partition's watermark.
 
@@ -417,12 +446,13 @@ def collect_closed_frames(
     vals = np.empty(windows.shape[2], np.float64)
     k = 0
     for s in range(min(CLOSE_AHEAD, n_slots)):
-        _prefetch_closing(s, limits[slot_part[s]], force, frame_minute, counters, floats, hll, windows, acct)
+        _prefetch_closing(s, limits[slot_part[s]], force, frame_minute, counters, token_carry, floats, hll, windows,
+                          acct)
     for s in range(n_slots):
         ahead = s + CLOSE_AHEAD
         if ahead < n_slots:
-            _prefetch_closing(ahead, limits[slot_part[ahead]], force, frame_minute, counters, floats, hll, windows,
-                              acct)
-        k = _close_slot(s, limits[slot_part[s]], force, frame_minute, counters, floats, hll, windows, acct, dirty,
-                        vals, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, k)
+            _prefetch_closing(ahead, limits[slot_part[ahead]], force, frame_minute, counters, token_carry, floats,
+                              hll, windows, acct)
+        k = _close_slot(s, limits[slot_part[s]], force, frame_minute, counters, token_carry, floats, hll, windows,
+                        acct, dirty, vals, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows, k)
     return k

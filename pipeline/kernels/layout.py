@@ -19,7 +19,11 @@ DEEP_TOP_LOGPROBS = 10
 # --- network types (schemas.event.NETWORK_TYPES order) -------------------------------
 NET_RESIDENTIAL, NET_MOBILE, NET_BUSINESS, NET_HOSTING, NET_VPN, NET_PROXY, NET_TOR, NET_UNKNOWN = range(8)
 
-# --- counters kept per (account, minute frame), int64 --------------------------------
+# --- counters kept per (account, minute frame), uint32 -------------------------------
+# A call counter cannot reach 2**32 in one account-minute (that is thousands of times a
+# worker's throughput), so uint32 holds it exactly. A token sum can (one event may carry
+# up to 2**32 - 1 tokens): each token column has a uint32 carry word (the high 32 bits,
+# ``token_carry``). Closed frames report every counter as int64.
 CALLS = 0
 PROMPT_TOKENS = 1
 COMPLETION_TOKENS = 2
@@ -42,6 +46,10 @@ STREAM_CALLS = 18
 TOPIC_BUCKET0 = 19  # TOPIC_BUCKETS counters: calls per topic bucket (topic hash % TOPIC_BUCKETS)
 TOPIC_BUCKETS = 8
 N_COUNTERS = TOPIC_BUCKET0 + TOPIC_BUCKETS
+TOKEN_COUNTER0 = PROMPT_TOKENS  # the token columns, whose sums carry into ``token_carry``
+N_TOKEN_COUNTERS = 3
+_TOKEN_COLUMNS = (PROMPT_TOKENS, COMPLETION_TOKENS, REASONING_TOKENS)
+assert tuple(range(TOKEN_COUNTER0, TOKEN_COUNTER0 + N_TOKEN_COUNTERS)) == _TOKEN_COLUMNS
 
 COUNTER_NAMES: tuple[str, ...] = (
     "calls", "prompt_tokens", "completion_tokens", "reasoning_tokens", "reasoning_calls", "logprob_calls",
@@ -99,6 +107,7 @@ NEAR_DUP_BITS = 8
 FRAME_MS = 60_000
 NO_FRAME = -1  # frame_minute value of an empty ring slot
 NO_TIME = -(2**62)  # partition max event time before its first event
+WATERMARK_ONLY = -1  # kernel slot of an event that moves its partition's watermark and no slot's state
 
 
 def ring_size(allowed_lateness_ms: int) -> int:

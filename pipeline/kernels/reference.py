@@ -97,6 +97,8 @@ class ReferenceFrames:
                 late += 1
                 continue
             self.part_max_ts[p] = max(self.part_max_ts[p], t)
+            if s < 0:  # layout.WATERMARK_ONLY: the watermark sees the event, no slot's state does
+                continue
             self.slot_part[s] = p
             acc = self.accounts.setdefault(s, RefAccount())
             frame = self.frames.setdefault((s, minute), RefFrame())

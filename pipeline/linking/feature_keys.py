@@ -16,7 +16,6 @@ sharing a ``SentPairs`` key, which the publisher accepts already.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import zlib
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pipeline.hashing import blake2b64
 
 KIND_PAY, KIND_IP, KIND_ASN, KIND_UA, KIND_TPL = range(5)
 # Per kind, a salt xor-ed into the value key so equal values of two kinds stay two features.
@@ -59,7 +60,7 @@ def ip_prefix(ip: str) -> str | None:
 
 def ua_feature(user_agent: str) -> str:
     # Hashed: user agents can be long and carry client details we do not need to repeat.
-    return "ua:" + hashlib.blake2b(user_agent.encode(), digest_size=8).hexdigest()
+    return "ua:" + blake2b64(user_agent).hex()
 
 
 def tpl_feature(value: int, band_bits: int) -> str:

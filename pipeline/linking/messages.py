@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
@@ -234,14 +235,21 @@ def _columns(body: dict[str, object], names: tuple[str, ...]) -> list[list[objec
     return cols
 
 
-def decode(value: bytes) -> Message:
-    """Parse one linking message; raises MessageError when it is not a valid version-1 message."""
+def open_message(value: bytes, what: str, kind: str | None = None) -> dict[str, Any]:
+    """The JSON object of a version-``VERSION`` message (of type ``kind`` when given); MessageError naming
+    ``what`` otherwise. The linking messages, the link results and the feedback sets share this envelope."""
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise MessageError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION:
-        raise MessageError(f"not a version-{VERSION} linking message")
+        raise MessageError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("v") != VERSION or (kind is not None and body.get("type") != kind):
+        raise MessageError(f"not a version-{VERSION} {what}")
+    return body
+
+
+def decode(value: bytes) -> Message:
+    """Parse one linking message; raises MessageError when it is not a valid version-1 message."""
+    body = open_message(value, "linking message")
     kind = body.get("type")
     src = str(body.get("src", ""))
     if kind == "obs":

@@ -1,9 +1,8 @@
 """The detect step's own producer for the linking topics (observations, account updates).
 
-Not Faust's producer: that one also carries the linking tables' changelogs, and on
-Tansu it must send one record per batch (see pipeline/app.py), so a backlog of
-changelog records there would hold every detect batch back. The detect step's
-linking messages are a few large messages per batch; they get normal batching here.
+Not Faust's producer: the detect step's linking messages are a few large messages
+per batch, acknowledged before the batch's offsets are committed; they get their own
+batching and request size here.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Per batch: ``prepare`` (CPU: extraction and packing; run it in a worker thread)
 then ``send`` (awaits the broker's acknowledgement of every message):
 at most one observation message per partition of ``dw-link-observations``, one
 account-update message on ``dw-link-edges``, and on the drain batch an end marker
-to every observations partition — sent only after everything else of this source
-is acknowledged, which is what makes stage B's drain barrier sound.
+to every observations partition and to ``dw-link-edges`` — sent only after everything
+else of this source is acknowledged, which is what makes stage B's drain barrier sound.
 
 Not thread-safe: one publisher per detect source, batches in order (it carries
 recent simhashes from batch to batch).
@@ -98,14 +98,17 @@ class LinkPublisher:
             await self.send_end_markers()
 
     async def send_end_markers(self) -> None:
-        """This source's end marker to every observations partition, acknowledged.
+        """This source's end marker to every observations partition and once to the edges topic, acknowledged.
 
-        Idempotent (stage B counts each (source, partition) once), so a bounded worker
-        re-sends them while it waits: stage B may run on another worker that consumed the
-        first ones and then left, handing stage B over with fresh in-memory markers.
+        Sent after everything else of this source is acknowledged (``send``), so the
+        linking process, reading each partition in order, has every observation and
+        account update of this source before it holds all the markers. Idempotent:
+        the process counts each (source, partition) once.
         """
         started = time.perf_counter()
         marker = pack_end(self.source_id)
-        await asyncio.gather(*[await self._send(self.observations_topic, p, marker) for p in range(self.partitions)])
-        self.sent_messages += self.partitions
+        pending = [await self._send(self.observations_topic, p, marker) for p in range(self.partitions)]
+        pending.append(await self._send(self.edges_topic, 0, marker))
+        await asyncio.gather(*pending)
+        self.sent_messages += len(pending)
         self.send_s += time.perf_counter() - started

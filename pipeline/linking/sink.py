@@ -23,12 +23,12 @@ from pipeline.alerting.alert_rows import AlertRows
 from pipeline.alerting.outbox import Outbox
 from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.cluster_outputs import ClusterRows
+from pipeline.retry import RETRY_BACKOFF_S, retry
 from pipeline.sinks.batch_outputs import alert_columns, content_token
 from pipeline.sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable, ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
-RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 CLUSTERS_TABLE = "clusters"
 
 
@@ -63,18 +63,12 @@ async def write_with_retry(sink: ClusterSink, rows: ClusterRows, alerts: AlertRo
     """
     if not len(rows) and (alerts is None or not len(alerts)) and not transitions:
         return True
-    attempt = 0
-    while True:
-        try:
-            # Sinks written before the outbox take (rows, alerts) only; they get no transitions.
-            await asyncio.to_thread(sink.write, rows, alerts, *((transitions,) if transitions else ()))
-            return True
-        except ClickHouseUnavailable as exc:
-            pause = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-            log.warning("ClickHouse unavailable for cluster rows (%s); retry %d in %.1fs", exc, attempt + 1, pause)
-            attempt += 1
-            await asyncio.sleep(pause)
-        except ClickHouseRejected:
-            log.exception("ClickHouse refused %d cluster rows / %d alerts; dropped", len(rows),
-                          0 if alerts is None else len(alerts))
-            return False
+    try:
+        # Sinks written before the outbox take (rows, alerts) only; they get no transitions.
+        await retry(lambda: asyncio.to_thread(sink.write, rows, alerts, *((transitions,) if transitions else ())),
+                    ClickHouseUnavailable, "ClickHouse unavailable for cluster rows", RETRY_BACKOFF_S)
+        return True
+    except ClickHouseRejected:
+        log.exception("ClickHouse refused %d cluster rows / %d alerts; dropped", len(rows),
+                      0 if alerts is None else len(alerts))
+        return False

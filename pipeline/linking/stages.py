@@ -1,23 +1,20 @@
 """The two linking stages as plain classes over mappings: Faust-free, so tests drive them with dicts.
 
-``FeatureStage`` (stage A) owns the features of some partitions of
-``dw-link-observations``: one observation message in, one edge message out.
-``ClusterStage`` (stage B) sees every edge and account update (``dw-link-edges``
-has one partition): messages in, changed ``clusters`` rows and alerts out.
+``FeatureStage`` (stage A) owns the features of ``dw-link-observations``: one
+observation message in, one ``EdgeBatch`` out (handed to stage B in memory by the
+linking process, ``process``). ``ClusterStage`` (stage B) sees every edge batch and
+account update: messages in, changed ``clusters`` rows and alerts out.
 
 Drain barrier (bounded input): every detect source sends an end marker to every
-observations partition after its last batch; stage A forwards each marker, tagged
-with the partition it came from, after that partition's edges. Stage B is drained
-when it holds a marker of every partition from each of its ``drain_sources`` (the
-worker's own detect source): by then every observation of that source has been
-turned into edges and every account update (sent by the detect step before its
-markers) has arrived. It then evaluates every cluster once more and reports
-``drained``. This holds for any number of stage A workers (each forwards the
-markers of the partitions it owns; a marker re-read after a rebalance is a
-duplicate and counts once). Markers of other sources never end this worker's
-drain: with several bounded workers in a group, stage B (one partition) runs on
-one of them; the others re-send their markers until it has moved to them (see
-``LinkPublisher.send_end_markers``), so none waits on markers another consumed.
+observations partition and one to ``dw-link-edges``, after its last batch. The linking
+process tags a marker with the observations partition it came from (after handing that
+partition's edges on) and leaves the edges topic's untagged (``partition`` None).
+Stage B is drained when it holds the marker of every observations partition and the
+edges marker of each of its ``drain_sources``: by then every observation of that source
+has been turned into edges and every account update (sent by the detect step before its
+markers, on the edges topic) has arrived. It then evaluates every cluster once more and
+reports ``drained``. A marker read twice (after a restart) counts once. Markers of other
+sources never end this drain.
 
 Cluster alerts: live, stage B alerts as soon as a re-evaluated cluster meets the
 policy. With ``defer_alerts`` (bounded input) it evaluates alerts once, at the
@@ -98,7 +95,7 @@ class FeatureStage:
             feature = batch.features[f]
             update = observe(self.features.get(feature), feature, seen, self.config)
             if update.state is not None:
-                self.features[feature] = update.state  # a Faust table logs the change
+                self.features[feature] = update.state  # a whole value: mappings may log each change
             if update.popular_ts is not None:
                 out.popular.append(feature)
                 out.popular_ts.append(update.popular_ts)
@@ -158,20 +155,18 @@ class ClusterStage:
         self.defer_alerts = defer_alerts
         self.pairs = pairs
         self.accounts = accounts
-        self.expected_markers = frozenset((src, p) for src in drain_sources for p in range(partitions))
+        self.expected_markers = frozenset({(src, p) for src in drain_sources for p in range(partitions)}
+                                          | {(src, None) for src in drain_sources})
         self.stats = stats or StageStats()
         self.tracker = ClusterTracker(config, alerted, alerting=alerting, accounts=accounts)
         # Account -> id of its cluster as of the last evaluation: a plain dict the detect step's
         # alerts read for their cluster_id label (from a worker thread: reads only, no traversal).
         self.cluster_ids: dict[str, str] = {}
+        self._changed_ids: set[str] = set()  # accounts whose entry changed since take_cluster_changes
         self.markers: set[tuple[str, int | None]] = set()
         self.drained = False
         self._graph: LinkGraph | None = None
         self._full = True  # evaluate every cluster at the next call
-
-    def reset(self) -> None:
-        """State was (re)loaded under us (Faust recovery): rebuild indexes and rewrite every cluster next time."""
-        self._graph = None
 
     @property
     def graph(self) -> LinkGraph:
@@ -180,6 +175,11 @@ class ClusterStage:
             self.tracker.forget()
             self._full = True
         return self._graph
+
+    def take_cluster_changes(self) -> dict[str, str]:
+        """Account -> cluster id ("" = in none) for the accounts whose cluster changed since the last call."""
+        changed, self._changed_ids = self._changed_ids, set()
+        return {a: self.cluster_ids.get(a, "") for a in sorted(changed)}
 
     def current_id(self, account: str) -> str | None:
         members = self.graph.component(account)
@@ -226,10 +226,12 @@ class ClusterStage:
             seen |= members
             if len(members) > 1:
                 clusters.append(describe_cluster(members, graph, self.accounts))  # type: ignore[arg-type]
-            else:
-                self.cluster_ids.pop(account, None)
+            elif self.cluster_ids.pop(account, None) is not None:
+                self._changed_ids.add(account)
         for cluster in clusters:
-            self.cluster_ids.update(dict.fromkeys(cluster.members, cluster.cluster_id))
+            ids = self.cluster_ids
+            self._changed_ids.update(m for m in cluster.members if ids.get(m) != cluster.cluster_id)
+            ids.update(dict.fromkeys(cluster.members, cluster.cluster_id))
         found = AlertBatch()
         rows, alerts = self.tracker.emit(clusters, self.current_id, self._since,
                                          alerts=final or not self.defer_alerts, exact=final, out=found)

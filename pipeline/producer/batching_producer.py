@@ -24,8 +24,8 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
-from kafka.partitioner.default import murmur2
 
+from pipeline.hashing import kafka_partition
 from pipeline.producer.batch_encoder import encode_models, validate_event
 from schemas.event import ApiCallEvent
 
@@ -169,8 +169,7 @@ class BatchingProducer:
     def _partition(self, account_id: str) -> int:
         p = self._partition_of.get(account_id)
         if p is None:
-            # Kafka's default partitioner for keyed messages (Java client and kafka-python).
-            p = (murmur2(account_id.encode()) & 0x7FFFFFFF) % self.n_partitions
+            p = kafka_partition(account_id.encode(), self.n_partitions)
             if len(self._partition_of) >= _PARTITION_CACHE_MAX:
                 self._partition_of.clear()
             self._partition_of[account_id] = p

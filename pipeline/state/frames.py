@@ -21,6 +21,7 @@ from pipeline.kernels.layout import (
     N_COUNTERS,
     N_DISTINCT,
     N_FLOATS,
+    N_TOKEN_COUNTERS,
     N_WINDOW_Q,
     N_WINDOWS,
     NO_FRAME,
@@ -103,7 +104,8 @@ class FrameStore:
         acct[:, AS_WINDOW_MINUTE] = NO_FRAME
         return {
             "frame_minute": np.full((capacity, self.n_ring), NO_FRAME, np.int64),
-            "counters": np.zeros((capacity, self.n_ring, N_COUNTERS), np.int64),
+            "counters": np.zeros((capacity, self.n_ring, N_COUNTERS), np.uint32),
+            "token_carry": np.zeros((capacity, self.n_ring, N_TOKEN_COUNTERS), np.uint32),
             "floats": np.zeros((capacity, self.n_ring, N_FLOATS), np.float64),
             "hll": np.zeros((capacity, self.n_ring, HLL_TOTAL), np.uint8),
             "windows": np.zeros((capacity, N_WINDOWS, N_WINDOW_Q), np.float32),
@@ -149,7 +151,7 @@ class FrameStore:
 
     def _state_args(self) -> tuple[np.ndarray, ...]:
         a = self._arrays
-        return (a["frame_minute"], a["counters"], a["floats"], a["hll"], a["windows"], a["acct"],
+        return (a["frame_minute"], a["counters"], a["token_carry"], a["floats"], a["hll"], a["windows"], a["acct"],
                 a["recent_sim"], a["slot_part"], self.dirty)
 
     def ingest(self, columns: dict[str, np.ndarray]) -> tuple[ClosedFrames, int]:
@@ -179,8 +181,8 @@ class FrameStore:
         out = empty_closed_frames(rows)
         if rows:
             collect_closed_frames(
-                self.n_slots, a["frame_minute"], a["counters"], a["floats"], a["hll"], a["windows"], a["acct"],
-                a["slot_part"], self.dirty, self.part_max_ts, self.lateness_ms, force, *_outputs(out),
+                self.n_slots, a["frame_minute"], a["counters"], a["token_carry"], a["floats"], a["hll"], a["windows"],
+                a["acct"], a["slot_part"], self.dirty, self.part_max_ts, self.lateness_ms, force, *_outputs(out),
             )
         return out
 

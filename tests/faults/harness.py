@@ -28,7 +28,7 @@ from jobs.produce_file import account_key, partition_for, produce_lines
 from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
-from tests.schemas.test_event import MINIMAL
+from tests.support.events import MINIMAL
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_TS = 1_770_888_600_000  # 2026-02-12T09:30:00Z

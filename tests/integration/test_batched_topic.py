@@ -16,8 +16,7 @@ from jobs.worker_process import WorkerProcess
 from pipeline.producer.batching_producer import BatchingProducer
 from pipeline.settings import load_settings
 from pipeline.topics import ensure_topics
-from tests.integration.test_compressed_topic import _produce
-from tests.integration.test_end_to_end import assert_counted_once, write_events
+from tests.support.end_to_end import assert_counted_once, produce_keyed, write_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -40,7 +39,7 @@ def test_batched_and_json_events_on_one_topic_are_all_processed(
             producer.send(e)
     finally:
         producer.close()
-    asyncio.run(_produce(settings, [("lz4", [orjson.dumps(e) for e in plain])]))
+    asyncio.run(produce_keyed(settings, [("lz4", [orjson.dumps(e) for e in plain])], PARTITIONS))
 
     worker = WorkerProcess(settings, bounded=True, log_path=tmp_path / "worker.log")
     code = worker.wait(300)

@@ -12,39 +12,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from jobs.apache_kafka import ApacheKafkaBroker
 from jobs.embedded_broker import EmbeddedBroker, free_port
-from jobs.produce_file import account_key, partition_for, read_lines
+from jobs.produce_file import read_lines
 from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
-from tests.integration.test_end_to_end import assert_counted_once, write_events
+from tests.support.end_to_end import assert_counted_once, produce_keyed, write_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 
 PARTITIONS = 4
 CODECS = ("lz4", "zstd", "snappy", "gzip")
-
-
-async def _produce(settings: Settings, chunks: list[tuple[str, list[bytes]]]) -> None:
-    """Each chunk with its own codec, keyed and partitioned like jobs/produce_file.py."""
-    n = 0
-    for codec, lines in chunks:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
-                                    compression_type=codec)
-        await producer.start()
-        try:
-            futures = []
-            for line in lines:
-                key = account_key(line)
-                futures.append(await producer.send(settings.topic_events, line, key=key,
-                                                   partition=partition_for(key, PARTITIONS, n)))
-                n += 1
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
 
 
 async def _read_back(settings: Settings, expected: int) -> list[bytes]:
@@ -79,7 +60,7 @@ def test_every_event_of_a_compressed_topic_is_processed(kafka_broker: EmbeddedBr
     # Consecutive slices, one codec each: per-partition order stays the input's order.
     size = -(-len(lines) // len(CODECS))
     chunks = [(codec, lines[i * size:(i + 1) * size]) for i, codec in enumerate(CODECS)]
-    asyncio.run(_produce(settings, chunks))
+    asyncio.run(produce_keyed(settings, chunks, PARTITIONS))
     assert sorted(asyncio.run(_read_back(settings, len(lines)))) == sorted(lines), "the broker lost messages"
 
     worker = WorkerProcess(settings, bounded=True, log_path=tmp_path / "worker.log")

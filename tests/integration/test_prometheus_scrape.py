@@ -28,7 +28,7 @@ from jobs.worker_process import WorkerProcess
 from pipeline.metrics import CONTENT_TYPE
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
-from tests.integration.test_end_to_end import write_events
+from tests.support.end_to_end import write_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 

@@ -36,5 +36,5 @@ def test_replay_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     done = run_cli("--help")
     assert done.returncode == 0
-    for command in ("worker", "demo", "replay", "eval", "loadgen", "sql", "migrate", "export-schema"):
+    for command in ("worker", "link", "demo", "replay", "eval", "loadgen", "sql", "migrate", "export-schema"):
         assert command in done.stdout

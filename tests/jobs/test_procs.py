@@ -25,3 +25,13 @@ def test_peak_rss_of_no_process_is_zero() -> None:
     with PeakRss([]) as rss:
         pass
     assert rss.peak_bytes == 0
+
+
+def test_a_tree_counts_its_childrens_memory_too() -> None:
+    """A worker's linking child is part of what a run costs: a tree's descendants are sampled."""
+    spawn_child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_SPIKE!r}])"
+    proc = subprocess.Popen([sys.executable, "-c", spawn_child])
+    with PeakRss([], interval_s=0.05, trees=[proc.pid]) as rss, PeakRss([proc.pid], interval_s=0.05) as alone:
+        proc.wait(timeout=60)
+    assert rss.peak_bytes >= 200 * 2**20
+    assert alone.peak_bytes < 100 * 2**20  # the parent alone holds no such buffer

@@ -18,10 +18,11 @@ from pipeline.agents import detect
 from pipeline.agents.detect import DetectStep
 from pipeline.decode.rejects import Rejected
 from pipeline.detection import Detector
-from pipeline.linking.agents import Linking, LinkTopics
 from pipeline.linking.config import load_linking_config
+from pipeline.linking.handle import Linking
 from pipeline.linking.publish import LinkPublisher
-from pipeline.linking.stages import StageStats
+from pipeline.linking.results_consumer import ResultsConsumer
+from pipeline.linking.supervisor import LinkingSupervisor
 from pipeline.metrics import REJECT_REASONS, WorkerCollector, WorkerMetrics
 from pipeline.settings import load_settings
 from pipeline.sinks.clickhouse import WriterStats
@@ -81,12 +82,15 @@ def make_worker(*, ch_failures: int = 0, state_failures: int = 0, source: object
     return step, metrics, effects
 
 
-def make_linking() -> Linking:
+def make_linking(stats: dict[str, object] | None = None, supervisor: LinkingSupervisor | None = None) -> Linking:
+    """The worker's linking handle, not started: ``stats`` as the linking process last reported them."""
     async def send(topic: str, partition: int, value: bytes) -> Any:
         raise AssertionError("nothing is sent here")
 
     publisher = LinkPublisher(LINKING_CONFIG, send, observations_topic="o", edges_topic="e", partitions=2)
-    return Linking(publisher, StageStats(), LinkTopics("o", "e"))
+    results = ResultsConsumer(["unused:1"], "r", "g", sink=None, source_id="me")  # type: ignore[arg-type]
+    results.stats = stats or {}
+    return Linking(publisher, results, supervisor)
 
 
 def scrape(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -168,14 +172,20 @@ def test_alerts_are_counted_by_rule_and_severity() -> None:
 
 def test_source_and_linking_values_are_read_at_scrape_time() -> None:
     progress = ProgressWatch(stall_after_s=30)
-    linking = make_linking()
+    supervisor = LinkingSupervisor(["unused"], {}, bounded=False)
+    linking = make_linking(supervisor=supervisor)
     _, metrics, _ = make_worker(source=SimpleNamespace(progress=progress, commits=5, commit_errors=1),
                                 linking=linking)
     progress.observe(0, position=10, highwater=50, now=0.0)
     progress.observe(1, position=7, highwater=7, now=0.0)
     progress.evaluate(now=31.0)
-    linking.backlog = {"features": 12, "clusters": 3}
-    linking.stats.cluster_alerts_by_severity.update(["critical", "critical", "warning"])
+    # As a LinkResult's stats arrive: a StageStats Counter is a JSON object by then.
+    linking.results.stats = {"backlog": {"features": 12, "clusters": 3}, "stage_b_s": 1.5,
+                             "cluster_alerts_by_severity": {"critical": 2, "warning": 1}}
+    linking.results.write_s = 0.25
+    supervisor.exit_codes.append(1)  # the child died and was restarted twice: it runs again now
+    supervisor.restarts = 2
+    supervisor._proc = SimpleNamespace(returncode=None)  # type: ignore[assignment]
     samples = scrape(metrics)
     assert value(samples, "distillwatch_consumer_lag_messages", partition="0") == 40
     assert value(samples, "distillwatch_consumer_lag_messages", partition="1") == 0
@@ -186,11 +196,13 @@ def test_source_and_linking_values_are_read_at_scrape_time() -> None:
     assert value(samples, "distillwatch_linking_backlog_messages", stage="features") == 12
     assert value(samples, "distillwatch_linking_backlog_messages", stage="clusters") == 3
     assert value(samples, "distillwatch_alerts_total", rule="cluster_extraction", severity="critical") == 2
+    assert value(samples, "distillwatch_linking_busy_seconds_total", stage="clusters") == 1.75
     assert value(samples, "distillwatch_linking_up") == 1
+    assert value(samples, "distillwatch_linking_restarts_total") == 2
     info = {dict(k[1])["linking_config_version"] for k in samples if k[0] == "distillwatch_build_info"}
     assert info == {str(LINKING_CONFIG.version)}
-    linking.error = RuntimeError("agent crashed")
-    assert value(scrape(metrics), "distillwatch_linking_up") == 0
+    supervisor._proc = SimpleNamespace(returncode=1)  # type: ignore[assignment]
+    assert value(scrape(metrics), "distillwatch_linking_up") == 0  # down until the next restart
 
 
 def documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
@@ -202,8 +214,7 @@ def documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
 
 
 def test_the_exposition_holds_exactly_the_documented_names_types_and_labels() -> None:
-    linking = make_linking()
-    linking.stats.cluster_alerts_by_severity["warning"] += 1
+    linking = make_linking({"cluster_alerts_by_severity": {"warning": 1}})
     source = SimpleNamespace(progress=ProgressWatch(60), commits=0, commit_errors=0)
     source.progress.observe(0, 1, 2, 0.0)
     step, metrics, effects = make_worker(source=source, linking=linking)

@@ -12,18 +12,7 @@ from pydantic import ValidationError
 from schemas.event import ApiCallEvent
 from schemas.json_schema import SCHEMA_PATH, event_json_schema
 from schemas.prompt_hashing import prompt_hash_hex, prompt_simhash_hex
-
-EXAMPLE: dict[str, Any] = {
-    "event_id": "01JM4Z8Q9X", "ts": "2026-02-12T09:30:00.123Z", "account_id": "org-7731",
-    "api_key_id": "key-19f2", "client_ip": "203.0.113.7", "asn": 64500, "network_type": "hosting",
-    "user_agent": "python-httpx/0.27", "endpoint": "/v1/chat/completions", "model": "frontier-large",
-    "status": 200, "latency_ms": 812, "prompt_tokens": 412, "completion_tokens": 1530,
-    "reasoning_tokens": 900, "prompt_hash": "9f86d081884c7d65", "prompt_simhash": "c3a1f00e9b2d4471",
-    "topic": "math", "elicits_reasoning": True, "temperature": 0.0, "n": 1, "logprobs": True,
-    "top_logprobs": 5,
-}
-MINIMAL = {k: EXAMPLE[k] for k in ("event_id", "ts", "account_id", "api_key_id", "client_ip", "endpoint",
-                                   "model", "status", "prompt_tokens", "completion_tokens")}
+from tests.support.events import EXAMPLE, MINIMAL
 
 
 def parse(obj: dict[str, Any]) -> ApiCallEvent:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.tables import ROLLUPS
-from tests.schemas.test_rollups import ROLLUP_VS_BASE, rows
 from tests.support.demo_data import DemoData
+from tests.support.rollups import ROLLUP_VS_BASE, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 

@@ -14,7 +14,7 @@ from jobs.loadgen import ScenarioConfig, generate
 from pipeline.decode.fast_json import decode_json_batch_fast
 from schemas.event import ApiCallEvent
 from tests.pipeline.decode.json_fuzz import messages
-from tests.pipeline.decode.test_fast_json import BASES, CONTRACT_CASES, _event, assert_same
+from tests.support.decode_cases import BASES, CONTRACT_CASES, assert_same, contract_event
 
 
 def _both(values: list[bytes], max_ts_ms: int = 2**62, *, whole: bool = False) -> tuple[object, object]:
@@ -43,4 +43,4 @@ def test_mutated_messages_give_the_scanners_rows_and_rejects() -> None:
 
 
 def test_contract_rows() -> None:
-    assert_same(*_both([_event(change) for change, _, _ in CONTRACT_CASES]))  # type: ignore[arg-type]
+    assert_same(*_both([contract_event(change) for change, _, _ in CONTRACT_CASES]))  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import yaml
@@ -16,15 +15,12 @@ import yaml
 from jobs.grafana import build
 from jobs.grafana.datasources import PROMETHEUS
 from jobs.grafana.links import PIPELINE
-from pipeline.linking.agents import Linking, LinkTopics
 from pipeline.linking.config import load_linking_config
-from pipeline.linking.publish import LinkPublisher
-from pipeline.linking.stages import StageStats
 from pipeline.metrics import PREFIX, WorkerCollector, WorkerMetrics
 from pipeline.sources.progress import ProgressWatch
 from tests.jobs.grafana.dashboard_json import Query, queries
 from tests.pipeline.agents.test_detect_step import event, make_batch
-from tests.pipeline.test_metrics import make_worker
+from tests.pipeline.test_metrics import make_linking, make_worker
 
 # Series names each metric type exposes, from the family name prometheus_client reports.
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",), "info": ("_info",)}
@@ -38,13 +34,7 @@ def exported_series() -> dict[str, set[str]]:
     """Series name -> label names, from a fully wired worker registry (detect step, source, linking)."""
     step, _, effects = make_worker()
     config = load_linking_config(None)
-
-    async def send(topic: str, partition: int, value: bytes) -> Any:
-        raise AssertionError("nothing is sent here")
-
-    linking = Linking(LinkPublisher(config, send, observations_topic="o", edges_topic="e", partitions=2),
-                      StageStats(), LinkTopics("o", "e"))
-    linking.stats.cluster_alerts_by_severity["warning"] += 1
+    linking = make_linking({"cluster_alerts_by_severity": {"warning": 1}})
     source = SimpleNamespace(progress=ProgressWatch(60), commits=0, commit_errors=0)
     source.progress.observe(0, 1, 2, 0.0)
     metrics = WorkerMetrics()

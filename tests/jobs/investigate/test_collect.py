@@ -108,3 +108,22 @@ def test_unknown_target_is_refused_by_name(demo_db: DemoData) -> None:
         investigate(demo_db.client, demo_db.database, "nobody-here")
     with pytest.raises(InvestigateError, match="c-00000000"):
         investigate(demo_db.client, demo_db.database, "c-00000000")
+
+
+def test_campaign_values_are_totalled_over_every_member(demo_db: DemoData, cluster_inv: Investigation) -> None:
+    """Each member page lists only its busiest values; a campaign's value carries every member's calls and span."""
+    members = [p.account_id for p in cluster_inv.pages]
+    rows = demo_db.client.query(
+        "SELECT kind, value, sum(calls), min(first_seen), max(last_seen) "
+        f"FROM `{demo_db.database}`.account_entities_1h "
+        "WHERE account_id IN {members:Array(String)} GROUP BY kind, value",
+        parameters={"members": members}).result_rows
+    own = {(k, v): (int(c), f.replace(tzinfo=UTC), last.replace(tzinfo=UTC)) for k, v, c, f, last in rows}
+    listed = {(e.kind, e.value) for p in cluster_inv.pages for e in p.entities}
+    listed |= {("template", t.simhash) for p in cluster_inv.pages for t in p.shared_templates}
+    got = {(e.kind, e.value): (e.calls, e.first_seen, e.last_seen) for e in cluster_inv.campaign_values}
+    assert set(got) == listed
+    assert got == {key: own[key] for key in listed}
+    # Some value is busier over the campaign than on any one page: the totals add what the pages cut.
+    page_calls = {(e.kind, e.value): e.calls for p in cluster_inv.pages for e in p.entities}
+    assert any(got[key][0] > calls for key, calls in page_calls.items())

@@ -13,7 +13,7 @@ from pipeline.agents.detect import Detected, DetectStep
 from pipeline.alerting.transitions import AlertTransition
 from pipeline.sinks.clickhouse import ClickHouseUnavailable
 from pipeline.sources.fetched_batch import FetchedBatch
-from tests.pipeline.agents.test_detect_step import Effects, event, make_batch, make_step
+from tests.support.detect_step import Effects, event, make_batch, make_step
 from tests.support.transitions import transition
 
 

@@ -25,11 +25,8 @@ from pipeline.detection import Detector
 from pipeline.settings import load_settings
 from pipeline.state.manager import StateManager
 from pipeline.stats import PipelineStats
-from tests.pipeline.agents.test_detect_step import Effects, FakeDeadLetters, FakeStateTopic, FakeWriter, make_batch
 from tests.pipeline.alerting.support import MIN_MS, rules_doc, signatures, write_yaml
-from tests.schemas.test_event import MINIMAL
-
-T0 = 1_770_888_600_000
+from tests.support.detect_step import Effects, FakeDeadLetters, FakeStateTopic, FakeWriter, harvest, make_batch
 
 
 def account_transitions() -> list[AlertTransition]:
@@ -85,13 +82,6 @@ class FakeActions:
     async def publish(self, messages: Sequence[ActionMessage]) -> None:
         if messages:
             self.effects.append(("actions", [m.body for m in messages]))
-
-
-def harvest(n: int = 1500) -> list[bytes]:
-    return [orjson.dumps({**MINIMAL, "event_id": f"h{i}", "ts": T0 + i * 400, "account_id": "org-x",
-                          "elicits_reasoning": True, "prompt_tokens": 80, "completion_tokens": 2400,
-                          "reasoning_tokens": 1500, "prompt_hash": f"{(i + 1) * 0x9E3779B97F4A7C15 % 2**64:016x}"})
-            for i in range(n)]
 
 
 def step_with(effects: Effects, rules: Path | None = None) -> DetectStep:

@@ -6,16 +6,15 @@ import asyncio
 from pathlib import Path
 
 from tests.pipeline.alerting.support import write_yaml
-from tests.pipeline.alerting.test_actions import harvest
 from tests.pipeline.test_metrics import make_batch, make_linking, make_worker, scrape, value
+from tests.support.detect_step import harvest
 
 
 def test_an_allow_listed_attacker_is_recorded_counted_and_not_paged(tmp_path: Path) -> None:
     allow = write_yaml(tmp_path / "allow.yaml", {"version": 1, "entries": [
         {"id": "partner-x", "account_id": "org-x", "reason": "partner evaluation", "owner": "bd",
          "expires": "2099-12-31", "effect": "exempt"}]})
-    linking = make_linking()
-    linking.stats.cluster_alerts_suppressed["cluster_extraction:false_positive"] += 2
+    linking = make_linking({"cluster_alerts_suppressed": {"cluster_extraction:false_positive": 2}})
     step, metrics, effects = make_worker(allowlist=allow, linking=linking)
     asyncio.run(step.handle(make_batch(effects, harvest(), drain=True)))
     [alerts] = [cols for kind, (table, cols) in ((k, v) for k, v in effects if k == "clickhouse")

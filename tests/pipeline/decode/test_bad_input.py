@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pipeline.decode.json_events import decode_json_batch
 from pipeline.decode.rejects import INVALID_UTF8, OVERSIZED, REASONS
 from schemas.event import TS_MAX_MS, TS_MIN_MS, ApiCallEvent
-from tests.schemas.test_event import EXAMPLE
+from tests.support.events import EXAMPLE
 
 MAX_BYTES = 2048
 NOW_MS = 1_780_000_000_000  # "the wall clock" for these tests; events may be up to a day ahead

@@ -24,7 +24,7 @@ from pipeline.decode.batched import decode_batched_message
 from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.producer.batch_encoder import InvalidEventError, encode_columns, encode_events
-from tests.schemas.test_event import EXAMPLE, MINIMAL
+from tests.support.events import EXAMPLE, MINIMAL
 
 FAR_FUTURE = 4_102_444_800_000
 

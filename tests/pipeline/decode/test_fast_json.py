@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.loadgen import ScenarioConfig, generate
 from pipeline.decode import rejects
 from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast, warm_up
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch, path_counts
@@ -23,16 +21,10 @@ from pipeline.kernels import event_spec as spec
 from pipeline.kernels.json_judge import ipv4_key, rfc3339_ms
 from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms
 from tests.pipeline.decode.json_fuzz import message_batches, messages
-from tests.schemas.test_event import EXAMPLE, MINIMAL
+from tests.support.decode_cases import BASES, CONTRACT_CASES, assert_same, contract_event, loadgen_events
+from tests.support.events import MINIMAL
 
 FAR_FUTURE = 2**62
-
-
-def _loadgen(count: int, **config: Any) -> list[dict[str, Any]]:
-    return list(itertools.islice(generate(ScenarioConfig(duration_s=600, **config)), count))
-
-
-BASES: list[dict[str, Any]] = [EXAMPLE, MINIMAL, *_loadgen(40, rfc3339_fraction=0.5)]
 
 
 def both(values: list[bytes], *, max_bytes: int = 65_536, max_ts_ms: int = FAR_FUTURE,
@@ -45,39 +37,9 @@ def both(values: list[bytes], *, max_bytes: int = 65_536, max_ts_ms: int = FAR_F
     return fast, slow, counts
 
 
-def assert_same(fast: DecodedBatch, slow: DecodedBatch) -> None:
-    """Equal rows, columns (values and dtypes; floats bit for bit, so NaN and -0.0 count) and rejects."""
-    assert fast.account_ids == slow.account_ids
-    assert all(type(a) is str for a in fast.account_ids)
-    for name, columns_f, columns_s in (("kernel", fast.kernel, slow.kernel), ("raw", fast.raw, slow.raw)):
-        assert list(columns_f) == list(columns_s), name
-        for col in columns_s:
-            a, b = columns_f[col], columns_s[col]
-            if isinstance(b, np.ndarray):
-                assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, (name, col)
-                if b.dtype.kind == "f":
-                    bits = np.uint32 if b.itemsize == 4 else np.uint64
-                    a, b = a.view(bits), b.view(bits)
-                assert np.array_equal(a, b), (name, col, a, b)
-            else:
-                assert type(a) is list and a == b, (name, col, a, b)
-                assert all(type(x) is str for x in a), (name, col)
-    assert [_reject_tuple(r) for r in fast.rejects] == [_reject_tuple(r) for r in slow.rejects]
-
-
-def _reject_tuple(r: rejects.Rejected) -> tuple[object, ...]:
-    return r.partition, r.offset, r.key, r.value, r.reason, r.field, r.detail
-
-
-def _event(change: dict[str, Any] | None = None, drop: str | None = None) -> bytes:
-    obj = {**MINIMAL, **(change or {})}
-    obj.pop(drop, None)
-    return orjson.dumps(obj)
-
-
 # --- the fast path is the path taken ----------------------------------------------------------
 def test_loadgen_events_never_fall_back() -> None:
-    events = _loadgen(3000, rfc3339_fraction=0.3, jitter_fraction=0.1, jitter_max_s=5.0)
+    events = loadgen_events(3000, rfc3339_fraction=0.3, jitter_fraction=0.1, jitter_max_s=5.0)
     fast, slow, counts = both([orjson.dumps(e) for e in events])
     assert_same(fast, slow)
     assert len(fast) == 3000 and not fast.rejects
@@ -88,7 +50,7 @@ def test_loadgen_events_never_fall_back() -> None:
 
 def test_decode_json_batch_uses_the_fast_path_and_counts() -> None:
     before = PathCounts(path_counts.fast, path_counts.pending, path_counts.fallback)
-    batch = decode_json_batch([_event(), b"nope"], [None, None], [0, 0], [1, 2], max_message_bytes=65_536,
+    batch = decode_json_batch([contract_event(), b"nope"], [None, None], [0, 0], [1, 2], max_message_bytes=65_536,
                               max_ts_ms=FAR_FUTURE)
     assert len(batch) == 1 and batch.rejects[0].reason == rejects.INVALID_JSON
     assert (path_counts.fast - before.fast, path_counts.fallback - before.fallback) == (1, 1)
@@ -142,99 +104,9 @@ def test_same_result_as_pydantic_on_typed_values(obj: dict[str, Any]) -> None:
 
 
 # --- the contract table, row by row ---------------------------------------------------------------
-# (change to MINIMAL, expected field of the reject or None if valid, decided without pydantic?)
-CONTRACT_CASES: list[tuple[dict[str, Any], str | None, bool]] = [
-    ({"schema_version": 1}, None, True),
-    ({"schema_version": 2}, "schema_version", True),
-    ({"schema_version": "1"}, "schema_version", True),
-    ({"schema_version": True}, None, True),  # pydantic's Literal[1] accepts true
-    ({"schema_version": 1.0}, None, True),  # ... and 1.0
-    ({"event_id": ""}, "event_id", True),
-    ({"event_id": "x" * 64}, None, True),
-    ({"event_id": "x" * 65}, "event_id", True),
-    ({"event_id": "é" * 64}, None, True),  # characters, not bytes
-    ({"event_id": 7}, "event_id", True),
-    ({"ts": "2026-02-12T09:30:00.123Z"}, None, True),
-    ({"ts": "2026-02-12T10:30:00.5+01:00"}, None, True),
-    ({"ts": "2026-02-12T09:30:00.123456789-05:00"}, None, True),
-    ({"ts": "2026-02-12T09:30:00"}, "ts", False),  # no offset: fromisoformat words the reason
-    ({"ts": "2026-02-12T09:30:00+0100"}, None, False),  # accepted by fromisoformat, not the fast form
-    ({"ts": "yesterday"}, "ts", False),
-    ({"ts": 1770888600123}, None, True),
-    ({"ts": TS_MIN_MS - 1}, "ts", True),
-    ({"ts": TS_MAX_MS}, "ts", True),
-    ({"ts": 1770888600123.0}, "ts", True),
-    ({"ts": True}, "ts", True),
-    ({"ts": None}, "ts", True),
-    ({"account_id": "a" * 128}, None, True),
-    ({"account_id": "a" * 129}, "account_id", True),
-    ({"api_key_id": ""}, "api_key_id", True),
-    ({"client_ip": "203.0.113.7"}, None, True),
-    ({"client_ip": "2001:DB8::1"}, None, True),  # pending: ipaddress normalises it
-    ({"client_ip": "300.1.1.1"}, "client_ip", True),
-    ({"client_ip": "1.2.3.04"}, "client_ip", True),
-    ({"client_ip": "example.com"}, "client_ip", True),
-    ({"client_ip": "2001:db8:::1"}, "client_ip", False),
-    ({"asn": 0}, None, True),
-    ({"asn": -1}, "asn", True),
-    ({"asn": 2**32}, "asn", True),
-    ({"asn": None}, None, True),
-    ({"asn": 1.0}, "asn", True),  # strict: a float is not an integer
-    ({"asn": True}, "asn", True),  # strict: a bool is not an integer
-    ({"network_type": "tor"}, None, True),
-    ({"network_type": "satellite"}, "network_type", True),
-    ({"network_type": None}, "network_type", True),
-    ({"country": "US"}, None, True),
-    ({"country": "USA"}, "country", True),
-    ({"country": "us"}, "country", True),
-    ({"user_agent": "u" * 512}, None, True),
-    ({"user_agent": "u" * 513}, "user_agent", True),
-    ({"endpoint": ""}, "endpoint", True),
-    ({"model": "m" * 129}, "model", True),
-    ({"status": 99}, "status", True),
-    ({"status": 600}, "status", True),
-    ({"status": "200"}, "status", True),
-    ({"latency_ms": 0}, None, True),
-    ({"prompt_tokens": -5}, "prompt_tokens", True),
-    ({"completion_tokens": 1.5}, "completion_tokens", True),
-    ({"reasoning_tokens": None}, "reasoning_tokens", True),
-    ({"prompt_hash": "9f86d081884c7d65"}, None, True),
-    ({"prompt_hash": "9F86D081884C7D65"}, "prompt_hash", True),
-    ({"prompt_simhash": "abc"}, "prompt_simhash", True),
-    ({"prompt_text": "derive me"}, None, False),  # hashes are derived in Python
-    ({"prompt_text": "x", "prompt_hash": "0123456789abcdef", "prompt_simhash": "0123456789abcdef"}, None, True),
-    ({"prompt_text": "p" * 32_769}, "prompt_text", True),
-    ({"topic": "t" * 65}, "topic", True),
-    ({"elicits_reasoning": True}, None, True),
-    ({"elicits_reasoning": 1}, "elicits_reasoning", True),
-    ({"temperature": 0}, None, True),
-    ({"temperature": 2.0}, None, True),
-    ({"temperature": 2.5}, "temperature", True),
-    ({"temperature": 0.30000000000000004}, None, True),  # pending: rounded by float()
-    ({"top_p": -0.1}, "top_p", True),
-    ({"top_p": "0.5"}, "top_p", True),
-    ({"n": 0}, "n", True),
-    ({"n": 65_535}, None, True),
-    ({"max_tokens": 0}, "max_tokens", True),
-    ({"logprobs": "true"}, "logprobs", True),
-    ({"top_logprobs": 20}, None, True),
-    ({"top_logprobs": 21}, "top_logprobs", True),
-    ({"logit_bias_count": -1}, "logit_bias_count", True),
-    ({"stream": None}, "stream", True),
-    ({"payment_fingerprint": "f" * 129}, "payment_fingerprint", True),
-    ({"tls_fingerprint": "t13d1516h2_8daaf6152771_b186095e22b6", "http2_fingerprint": "1:65536|15663105|0|m,a,s,p"},
-     None, True),
-    ({"tls_fingerprint": "f" * 128, "http2_fingerprint": "h" * 256}, None, True),
-    ({"tls_fingerprint": "f" * 129}, "tls_fingerprint", True),
-    ({"tls_fingerprint": 5}, "tls_fingerprint", True),
-    ({"http2_fingerprint": "h" * 257}, "http2_fingerprint", True),
-    ({"unknown": {"nested": [1, {"a": None}], "s": "\\\"é"}}, None, True),
-]
-
-
 @pytest.mark.parametrize("change, field, fast_path", CONTRACT_CASES)
 def test_contract_rows(change: dict[str, Any], field: str | None, fast_path: bool) -> None:
-    fast, slow, counts = both([_event(change)])
+    fast, slow, counts = both([contract_event(change)])
     assert_same(fast, slow)
     assert (fast.rejects[0].field if fast.rejects else None) == field
     assert (counts.fallback == 0) == fast_path
@@ -242,7 +114,7 @@ def test_contract_rows(change: dict[str, Any], field: str | None, fast_path: boo
 
 @pytest.mark.parametrize("missing", [n for n, f in zip(spec.FIELD_NAMES, spec.REQUIRED, strict=True) if f])
 def test_missing_required_field(missing: str) -> None:
-    fast, slow, counts = both([_event(drop=missing)])
+    fast, slow, counts = both([contract_event(drop=missing)])
     assert_same(fast, slow)
     assert fast.rejects[0].field == missing and counts.fallback == 0
 
@@ -264,13 +136,13 @@ def test_missing_required_field(missing: str) -> None:
     b"", b"   ", b"null", b"[]", b'"s"', b"{}", b"{,}", b'{"a":1,}', b'{"a" 1}', b"{} {}",
 ])
 def test_odd_messages(value: bytes) -> None:
-    assert_same(*both([_event(), value, _event({"client_ip": "::1"})])[:2])
+    assert_same(*both([contract_event(), value, contract_event({"client_ip": "::1"})])[:2])
 
 
 def test_future_and_oversized_and_order() -> None:
-    values = [_event({"event_id": f"e{i}", "ts": 1770888600123 + i}) for i in range(6)]
+    values = [contract_event({"event_id": f"e{i}", "ts": 1770888600123 + i}) for i in range(6)]
     values[2] = b"x" * 3000
-    values[4] = _event({"client_ip": "::1", "ts": 1770888600123 + 99})
+    values[4] = contract_event({"client_ip": "::1", "ts": 1770888600123 + 99})
     fast, slow, counts = both(values, max_bytes=2048, max_ts_ms=1770888600123 + 3)
     assert_same(fast, slow)
     assert [r.reason for r in fast.rejects] == [rejects.OVERSIZED, rejects.TS_IN_FUTURE, rejects.TS_IN_FUTURE]
@@ -279,7 +151,7 @@ def test_future_and_oversized_and_order() -> None:
 
 def test_interned_columns_are_correct_across_escapes_and_repeats() -> None:
     models = ["m-a", "m-é", "m-\U0001f600", "m-a"]
-    values = [_event({"model": m, "event_id": f"e{i}"}) for i, m in enumerate(models * 50)]
+    values = [contract_event({"model": m, "event_id": f"e{i}"}) for i, m in enumerate(models * 50)]
     values += [json.dumps({**MINIMAL, "model": "m-é"}).encode()]  # the same model, spelt \u00e9
     fast, slow, counts = both(values)
     assert_same(fast, slow)
@@ -303,12 +175,13 @@ def test_a_special_character_at_every_position(special: str) -> None:
     for length in range(0, 20):
         for pos in range(length + 1):
             text = "a" * pos + special + "a" * (length - pos)
-            values.append(_event()[:-1] + f',"user_agent":"{text}","topic":"{text[:60]}"}}'.encode())
+            values.append(contract_event()[:-1] + f',"user_agent":"{text}","topic":"{text[:60]}"}}'.encode())
     assert_same(*both(values)[:2])
 
 
 def test_many_distinct_values_grow_the_intern_table() -> None:
-    values = [_event({"model": f"model-{i}", "api_key_id": f"k{i % 997}", "event_id": f"e{i}"}) for i in range(30_000)]
+    values = [contract_event({"model": f"model-{i}", "api_key_id": f"k{i % 997}", "event_id": f"e{i}"})
+              for i in range(30_000)]
     fast, slow, counts = both(values)
     assert_same(fast, slow)
     assert len(set(fast.raw["model"])) == 30_000 and counts.fallback == 0
@@ -378,7 +251,7 @@ def test_float_rounding_matches_for_many_spellings() -> None:
     rng = np.random.default_rng(5)
     values = [float(x) for x in rng.uniform(0, 1, 400)] + [float(x) for x in rng.uniform(0, 1, 100).round(3)]
     spellings = [repr(v) if form == "r" else format(v, form) for v in values for form in ("r", ".17g", ".3e", ".20f")]
-    payload = [_event()[:-1] + f',"temperature":{s},"top_p":{s}}}'.encode() for s in spellings]
+    payload = [contract_event()[:-1] + f',"temperature":{s},"top_p":{s}}}'.encode() for s in spellings]
     fast, slow, counts = both(payload)
     assert_same(fast, slow)
     assert len(fast) == len(payload) and counts.fallback == 0
@@ -389,6 +262,6 @@ def test_rfc3339_loadgen_form_and_offsets_agree() -> None:
     base = datetime(2026, 2, 12, 9, 30, tzinfo=UTC)
     texts = [(base + timedelta(milliseconds=k * 7919)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
              for k in range(50)]
-    fast, slow, counts = both([_event({"ts": t}) for t in texts])
+    fast, slow, counts = both([contract_event({"ts": t}) for t in texts])
     assert_same(fast, slow)
     assert counts.fallback == 0

@@ -6,9 +6,10 @@ import orjson
 import pytest
 
 from pipeline.decode import rejects
-from pipeline.decode.json_events import decode_json_batch, ip_key
+from pipeline.decode.client_ip import ip_key
+from pipeline.decode.json_events import decode_json_batch
 from pipeline.kernels.layout import FLAG_LOGIT_BIAS, FLAG_LOGPROBS, FLAG_MULTI_N, FLAG_REASONING, FLAG_STREAM
-from tests.schemas.test_event import EXAMPLE, MINIMAL
+from tests.support.events import EXAMPLE, MINIMAL
 
 FAR_FUTURE = 4_102_444_800_000
 

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from pipeline.kernels.hll import hll_add, hll_estimate, leading_zeros64, mix64
-from pipeline.kernels.layout import CALLS, FRAME_MS, N_COUNTERS
+from pipeline.kernels.layout import (
+    AS_LAST_TS,
+    CALLS,
+    COMPLETION_TOKENS,
+    FRAME_MS,
+    N_COUNTERS,
+    NO_TIME,
+    PROMPT_TOKENS,
+    REASONING_TOKENS,
+    WATERMARK_ONLY,
+)
 from pipeline.kernels.reference import (
     ReferenceFrames,
     ref_hll_add,
@@ -92,6 +102,60 @@ def test_kernel_equals_reference_on_random_batches(seed: int, lateness_ms: int) 
     assert total_calls + store.late_events == n  # every event is counted or late
     if lateness_ms == 0:
         assert store.late_events > 0  # the jitter really exercises lateness
+
+
+@pytest.mark.parametrize("lateness_ms", [0, 120_000])
+def test_watermark_only_events_move_the_watermark_and_no_slot(lateness_ms: int) -> None:
+    # The API-key store gets every event; those of keys whose frames are their account's
+    # come as WATERMARK_ONLY. Its watermarks, late counts and the other slots' frames must
+    # be exactly those of a store that folded every event.
+    rng = np.random.default_rng(11)
+    n, n_parts = 4000, 3
+    events = random_events(rng, n, 30, n_parts)
+    hidden = events["slot"] % 4 == 0  # these slots' events carry no state
+    partial = {**events, "slot": np.where(hidden, WATERMARK_ONLY, events["slot"]).astype(np.int32)}
+
+    def run(columns: dict[str, np.ndarray]) -> tuple[FrameStore, set[tuple], list[int]]:
+        store = FrameStore(n_partitions=n_parts, allowed_lateness_ms=lateness_ms, max_accounts=64)
+        store.ensure_slots(30)
+        rows: set[tuple] = set()
+        lates = []
+        for lo in range(0, n, 700):
+            closed, late = store.ingest({k: v[lo:lo + 700] for k, v in columns.items()})
+            rows |= as_rows(closed) | as_rows(store.close_frames())
+            lates.append(late)
+        return store, rows | as_rows(store.close_frames(force=True)), lates
+
+    full, all_rows, full_late = run(events)
+    part, rows, part_late = run(partial)
+    assert rows == {r for r in all_rows if r[0] % 4 != 0} and rows
+    assert part.part_max_ts.tolist() == full.part_max_ts.tolist()
+    assert part.part_late.tolist() == full.part_late.tolist() and part_late == full_late
+    assert full.windows[0].any() and not part.windows[0].any()  # slot 0 had only hidden events
+    assert part.acct[0, AS_LAST_TS] == NO_TIME != full.acct[0, AS_LAST_TS]
+    ref = ReferenceFrames(lateness_ms=lateness_ms, n_partitions=n_parts)
+    assert ref.ingest([{k: partial[k][i] for k in COLUMNS} for i in range(n)]) == sum(part_late)
+    assert set(ref.close(force=True)) == rows and ref.part_max_ts == part.part_max_ts.tolist()
+
+
+def test_token_sums_past_32_bits_are_exact() -> None:
+    # Counters are uint32 with a carry word per token column: sums past 2**32 stay exact.
+    rng = np.random.default_rng(5)
+    events = random_events(rng, 600, 3, 1)
+    events["ts_ms"] = np.sort(events["ts_ms"])  # nothing late: every token counts
+    for name in ("prompt_tokens", "completion_tokens", "reasoning_tokens"):
+        events[name] = (np.uint32(2**32 - 1) - rng.integers(0, 3, 600).astype(np.uint32)).astype(np.uint32)
+    store = FrameStore(n_partitions=1, allowed_lateness_ms=0, max_accounts=4)
+    store.ensure_slots(3)
+    closed, _ = store.ingest(events)
+    frames = ClosedFrames.concat([closed, store.close_frames(force=True)])
+    ref = ReferenceFrames(lateness_ms=0, n_partitions=1)
+    ref.ingest([{k: events[k][i] for k in COLUMNS} for i in range(600)])
+    assert as_rows(frames) == set(ref.close(force=True))
+    for c, name in ((PROMPT_TOKENS, "prompt_tokens"), (COMPLETION_TOKENS, "completion_tokens"),
+                    (REASONING_TOKENS, "reasoning_tokens")):
+        assert int(frames.counters[:, c].sum()) == int(events[name].astype(np.int64).sum())
+    assert int(frames.counters[:, PROMPT_TOKENS].max()) > 2**32 * 10  # well past one 32-bit word
 
 
 def test_batching_does_not_change_results() -> None:

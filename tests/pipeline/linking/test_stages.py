@@ -4,7 +4,6 @@ import asyncio
 
 import numpy as np
 
-from pipeline.linking.agents import Linking, LinkTopics
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import LinkingConfig
@@ -19,7 +18,7 @@ from pipeline.linking.messages import (
     pack_end,
 )
 from pipeline.linking.publish import LinkPublisher
-from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
+from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
 from tests.pipeline.linking.builders import Columns, FakeBroker, fleet_scenario, make_batch
 
 PARTITIONS = 4
@@ -130,24 +129,26 @@ def test_stage_b_drains_after_every_partitions_marker_once(config: LinkingConfig
     h = run_fleet(config)
     drained = [o.drained for o in h.outputs]
     assert drained == [False, False, True] and h.stage_b.drained
-    assert h.stage_b.markers == {("detect-1", p) for p in range(PARTITIONS)}
+    # Every observations partition's marker, forwarded by stage A, and the edges topic's own.
+    assert h.stage_b.markers == {("detect-1", p) for p in [*range(PARTITIONS), None]}
     h.broker.log[("edges", 0)] = [pack_end("detect-1", 0)]  # a marker re-read after a rebalance
     assert not h.pump().drained
 
 
 def test_drain_waits_for_every_partition_of_every_drain_source(config: LinkingConfig) -> None:
     stage = ClusterStage(config, {}, {}, {}, drain_sources=["w1", "w2"], partitions=PARTITIONS)
-    ends = [decode(pack_end(src, p)) for src in ("w1", "w2") for p in range(PARTITIONS)]
-    assert not stage.handle(ends[:PARTITIONS] + ends[:2]).drained
-    assert stage.handle(ends[PARTITIONS:]).drained
+    ends = [decode(pack_end(src, p)) for src in ("w1", "w2") for p in [*range(PARTITIONS), None]]
+    assert not stage.handle(ends[:PARTITIONS + 1] + ends[:2]).drained
+    assert not stage.handle(ends[PARTITIONS + 1:-1]).drained  # w2's edges marker still missing
+    assert stage.handle(ends[-1:]).drained
 
 
 def test_another_workers_markers_never_end_this_workers_drain(config: LinkingConfig) -> None:
-    # Two bounded workers in one group: stage B runs on one of them and sees both sources'
+    # Two bounded workers in one group: the linking process sees both sources'
     # markers. Those of the other source, however many, must not close this one's barrier early.
     stage = ClusterStage(config, {}, {}, {}, drain_sources=["mine"], partitions=PARTITIONS)
-    theirs = [decode(pack_end("theirs", p)) for p in range(PARTITIONS)]
-    mine = [decode(pack_end("mine", p)) for p in range(PARTITIONS)]
+    theirs = [decode(pack_end("theirs", p)) for p in [*range(PARTITIONS), None]]
+    mine = [decode(pack_end("mine", p)) for p in [*range(PARTITIONS), None]]
     assert not stage.handle(theirs + mine[:-1]).drained
     assert stage.handle(mine[-1:]).drained
 
@@ -222,26 +223,11 @@ def test_big_edge_and_account_messages_are_split_and_decode_to_the_same_rows() -
     assert pack_accounts(AccountUpdates("src", [], [], [], [], [], [], [])) == []
 
 
-def test_a_worker_taking_stage_b_over_drains_on_its_re_sent_markers(config: LinkingConfig) -> None:
-    # Worker A's stage B consumed this worker's markers, then A left: the stage B that moved here
-    # starts with no markers in memory. wait_drained re-sends them until it has drained.
-    h = run_fleet(config)
-    assert h.stage_b.drained
-    h.stage_b = h.new_stage_b()
-    assert not h.pump().drained
-    linking = Linking(h.publisher, StageStats(), LinkTopics("obs", "edges"), cluster_stage=h.stage_b)
-    sent_before = h.publisher.sent_messages
-
-    async def run() -> None:
-        async def stage_b_loop() -> None:
-            while not h.pump().drained:
-                await asyncio.sleep(0.01)
-            linking.drain_complete.set()
-
-        pumping = asyncio.ensure_future(stage_b_loop())
-        await asyncio.wait_for(linking.wait_drained(resend_every_s=0.05), timeout=60)
-        await pumping
-
-    asyncio.run(run())
-    assert h.stage_b.drained
-    assert h.publisher.sent_messages - sent_before >= PARTITIONS
+def test_stage_b_reports_each_accounts_cluster_change_once(config: LinkingConfig) -> None:
+    stage = ClusterStage(config, {}, {}, {}, drain_sources=[], partitions=PARTITIONS)
+    stage.handle([EdgeBatch(0, a=["a"], b=["b"], feature=["pay:x"], ts=[5])])
+    assert stage.take_cluster_changes() == {"a": cluster_id(["a", "b"]), "b": cluster_id(["a", "b"])}
+    stage.handle([EdgeBatch(0, a=["a"], b=["b"], feature=["pay:x"], ts=[6])])
+    assert stage.take_cluster_changes() == {}  # same cluster: nothing to tell
+    stage.handle([EdgeBatch(0, popular=["pay:x"], popular_ts=[7])])  # the only evidence retracted
+    assert stage.take_cluster_changes() == {"a": "", "b": ""}

@@ -10,16 +10,16 @@ from itertools import islice
 import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka.errors import KafkaTimeoutError
-from kafka.partitioner.default import murmur2
 
 from jobs.bench.kafka_io import create_topics
 from jobs.embedded_broker import EmbeddedBroker
 from jobs.loadgen import ScenarioConfig, generate
 from pipeline.decode.batch_format import is_batch
 from pipeline.decode.dispatch import decode_any_batch
+from pipeline.hashing import kafka_partition
 from pipeline.producer.batch_encoder import InvalidEventError
 from pipeline.producer.batching_producer import BatchingProducer, DeliveryError
-from tests.schemas.test_event import MINIMAL
+from tests.support.events import MINIMAL
 
 pytestmark = [pytest.mark.kafka]
 
@@ -75,7 +75,7 @@ def test_events_arrive_once_in_their_account_partition_in_send_order(broker: Emb
     assert not decoded.rejects
     assert sorted(decoded.raw["event_id"]) == sorted(e["event_id"] for e in events)  # each event once
     for account, part in zip(decoded.account_ids, decoded.kernel["part"].tolist(), strict=True):
-        assert (murmur2(account.encode()) & 0x7FFFFFFF) % PARTITIONS == part
+        assert kafka_partition(account.encode(), PARTITIONS) == part
     # Within a thread's stream, each account's events keep their send order.
     position = {e["event_id"]: i for i, e in enumerate(events)}
     seen: dict[tuple[str, int], int] = {}

@@ -14,7 +14,7 @@ from pipeline.producer.batching_producer import BatchingProducer
 from pipeline.settings import load_settings
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.sources.kafka_batches import KafkaBatchSource
-from tests.schemas.test_event import MINIMAL
+from tests.support.events import MINIMAL
 
 pytestmark = [pytest.mark.kafka]
 
