@@ -77,7 +77,7 @@ from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from pipeline.linking.topics import LinkTopics
 from pipeline.settings import Settings, SettingsError, load_settings
-from pipeline.topics import ensure_topics
+from pipeline.topics import ensure_topics, partition_count
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,6 @@ FETCH_MAX_RECORDS = 500
 STATS_EVERY_S = 5.0  # a stats-only result at least this often: the workers' /metrics stay live
 PROGRESS_EVERY_S = 30.0
 RETRY_CAP_S = 10.0
-METADATA_WAIT_S = 30.0
 # Analysts' false positives are re-read from ClickHouse this often (a ClickHouse server only: embedded
 # chDB is open in the worker, so there the cluster rules run without them).
 CLIENT_ID = "distillwatch-linking-process"
@@ -300,15 +299,11 @@ class LinkingProcess:
                                     client_id=CLIENT_ID, enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=8 << 20, partition_assignment_strategy=(self.assignor,),
                                     session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
+        # From the broker's topic description (ensure_topics created it): an unsubscribed consumer's
+        # metadata never learns the topic on Apache Kafka (Tansu answers with every topic).
+        self.partitions = await asyncio.to_thread(partition_count, s, self.topics.observations)
         await consumer.start()
         self._consumer = consumer
-        deadline = time.monotonic() + METADATA_WAIT_S
-        while not (found := consumer.partitions_for_topic(self.topics.observations)):
-            if time.monotonic() > deadline:  # ensure_topics created it: the broker should know it by now
-                raise RuntimeError(f"topic {self.topics.observations!r} has no partitions after {METADATA_WAIT_S}s")
-            await consumer.topics()  # a metadata refresh
-            await asyncio.sleep(0.2)
-        self.partitions = len(found)
         consumer.subscribe([self.topics.observations, self.topics.edges], listener=_Handover(self))
         log.info("linking process started: %d observation partitions, drain sources %s, bounded %s; joining %s",
                  self.partitions, self.drain_sources or "-", self.bounded, linking_group(s.consumer_group))
