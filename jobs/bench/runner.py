@@ -2,7 +2,9 @@
 
 Order: generate the traffic, start an embedded Tansu broker, produce it once as
 JSON messages and once as batch containers, then measure (each on the same
-messages): raw consume, JSON decode, kernels, the naive Faust agent, the worker
+messages): raw consume, JSON decode, kernels, the ceilings of this machine
+(``limits``: consume + decode (+ detect) in 1 and 2 processes, chDB inserts
+alone), the naive Faust agent, the worker
 end to end on each topic, latency at half of each measured rate, memory per
 account (child processes), and ``distillwatch backtest`` over stored account-minutes
 (a child). Slow baselines run for a time budget and report their rate. Temporary
@@ -22,7 +24,7 @@ from typing import Any
 
 from jobs.bench import backtest as backtest_bench
 from jobs.bench import investigate as investigate_bench
-from jobs.bench import kafka_io, offline
+from jobs.bench import kafka_io, limits, offline
 from jobs.bench.data import BenchData, json_messages, prepare
 from jobs.bench.faust_run import measure_faust_naive
 from jobs.bench.memory import run_child
@@ -30,7 +32,7 @@ from jobs.bench.options import BenchOptions
 from jobs.bench.paced import BatchedSource, JsonSource
 from jobs.bench.pipeline_run import Latency, Throughput, run_latency, run_throughput
 from jobs.bench.procs import load_average
-from jobs.bench.report import backtest_entry, investigate_entry, plot, rate, table, write_json
+from jobs.bench.report import backtest_entry, investigate_entry, limits_entry, plot, rate, table, write_json
 from jobs.embedded_broker import EmbeddedBroker
 from pipeline.settings import load_settings
 
@@ -90,6 +92,22 @@ def _broker_pid(broker: EmbeddedBroker) -> int:
     return proc.pid
 
 
+def _measure_limits(opts: BenchOptions, boot: str, broker_pid: int) -> dict[str, Any]:
+    """The ceilings with the broker on this machine (jobs.bench.limits): per form, what the hot path
+    without ClickHouse and linking reaches in 1 and 2 processes, and chDB's insert rate alone."""
+    out: dict[str, Any] = {}
+    for form, topic in (("json", "bench-json"), ("batched", "bench-batched")):
+        for detect in (False, True):
+            for procs in (1, 2):
+                name = f"{form}_consume_decode{'_detect' if detect else ''}_{procs}p"
+                out[name] = limits.measure_consume(boot, broker_pid, topic, opts.partitions, procs=procs,
+                                                   detect=detect, budget_s=opts.limit_budget_s,
+                                                   timeout_s=opts.worker_timeout_s).entry()
+    out["chdb_insert"] = limits.measure_insert(boot, "bench-batched", opts.partitions, budget_s=opts.limit_budget_s,
+                                               timeout_s=opts.worker_timeout_s)
+    return out
+
+
 def _measure_kafka(opts: BenchOptions, data: BenchData, work: Path, clock: _Clock, log: Log) -> dict[str, Any]:
     max_accounts = max(data.accounts * 2, 1024)
     out: dict[str, Any] = {}
@@ -111,6 +129,10 @@ def _measure_kafka(opts: BenchOptions, data: BenchData, work: Path, clock: _Cloc
         out["kafka_consume_raw"] = raw
         out["kafka_consume_raw_batched"] = raw_b
         clock.step("kafka_consume_raw", t)
+
+        t = time.monotonic()
+        out["limits"] = _measure_limits(opts, boot, pid)
+        clock.step("limits", t)
 
         t = time.monotonic()
         out["faust_naive"] = measure_faust_naive(boot, "bench-json", opts.partitions, pid, work / "faust",
@@ -163,6 +185,7 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
     faust = kafka["faust_naive"]
     pj, pb = kafka["pipeline_json"], kafka["pipeline_batched"]
     lj, lb = kafka["latency_json"], kafka["latency_batched"]
+    ceilings = kafka["limits"]
     json_bytes, batched_bytes = data.json_bytes, data.batched_bytes
     events_per_container = data.events / len(data.containers)
     del data
@@ -198,6 +221,7 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
             "backtest": backtest_entry(backtest["account_minutes"], backtest["seconds"]),
             "investigate": investigate_entry(investigation["events"], investigation["seconds"]),
         },
+        "limits": limits_entry(ceilings),
         "memory": {f"bytes_per_account_{label}": round((m["rss_after"] - m["rss_before"]) / m["accounts"])
                    for label, m in zip(("100k", "1m"), memory, strict=True)},
     }
@@ -219,6 +243,7 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
                         "events_per_cpu_second": round(faust.events / faust.cpu_seconds)},
         "pipeline_json": _throughput_details(pj) | {"latency_run": _latency_details(lj)},
         "pipeline_batched": _throughput_details(pb) | {"latency_run": _latency_details(lb)},
+        "limits": ceilings,
         "memory": {str(m["accounts"]): m for m in memory},
         "backtest": backtest,
         "investigate": investigation,

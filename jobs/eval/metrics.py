@@ -12,7 +12,10 @@ Output: plain JSON-ready dicts. Definitions are in docs/evaluation.md; the short
   false-positive rate = flagged benign / benign;
 - time to detect = first_flagged_ts - first event time, in event-time seconds, at least 0
   (alerts are stamped on minute frames, which can start before the first event);
-- percentiles interpolate linearly between the closest ranks (numpy's default).
+- percentiles interpolate linearly between the closest ranks (numpy's default);
+- harvested share = an attacker's output tokens (completion + reasoning) in events up to the
+  end of the minute frame that first flagged it / all its output tokens (all of them when it
+  was never flagged), summed over attackers before dividing (token-weighted).
 """
 
 from __future__ import annotations
@@ -115,6 +118,49 @@ def outcomes(
             max_score=float(entry["max_score"]) if entry and entry.get("max_score") is not None else None,
         ))
     return result
+
+
+# The share of what attackers take before their first alert that the detection issue aims for.
+HARVEST_GOAL: Final = 0.01
+_FRAME_MS: Final = 60_000
+
+
+def harvested_tokens(o: Outcome, output_by_minute: Mapping[int, int]) -> tuple[int, int]:
+    """(output tokens taken before the alert, all output tokens) of one attacker.
+
+    An alert is stamped with the start of the minute frame that raised it and can only be
+    raised once that frame is complete: every event of that minute counts as taken.
+    """
+    total = sum(output_by_minute.values())
+    if not o.flagged or o.first_flagged_ms is None:
+        return total, total
+    last_minute = o.first_flagged_ms // _FRAME_MS
+    return sum(t for m, t in output_by_minute.items() if m <= last_minute), total
+
+
+def harvest_metrics(population: Sequence[Outcome],
+                    output_by_minute: Mapping[str, Mapping[int, int]]) -> dict[str, Any]:
+    """Share of attackers' output tokens harvested before their first alert, overall and per archetype."""
+    taken: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_attacker = {}
+    for o in population:
+        if not o.is_attack:
+            continue
+        before, total = harvested_tokens(o, output_by_minute.get(o.account_id, {}))
+        taken[o.archetype][0] += before
+        taken[o.archetype][1] += total
+        per_attacker[o.account_id] = ratio(before, total)
+    before_all = sum(b for b, _ in taken.values())
+    total_all = sum(t for _, t in taken.values())
+    return {
+        "harvested_share": ratio(before_all, total_all),
+        "harvested_tokens": before_all,
+        "attacker_output_tokens": total_all,
+        "goal": HARVEST_GOAL,
+        "per_attack_archetype": {name: {"harvested_share": ratio(b, t), "harvested_tokens": b, "output_tokens": t}
+                                 for name, (b, t) in sorted(taken.items())},
+        "per_attacker": per_attacker,
+    }
 
 
 def _ttd_stats(ttds: Sequence[float]) -> dict[str, Any]:
@@ -240,12 +286,24 @@ def check_targets(summary: Mapping[str, Any], targets: Sequence[Target] = TARGET
 
 
 def evaluate(
-    labels: Mapping[str, Label], report: Mapping[str, Any], first_event_ms: Mapping[str, int]
+    labels: Mapping[str, Label], report: Mapping[str, Any], first_event_ms: Mapping[str, int],
+    output_by_minute: Mapping[str, Mapping[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of one run, the targets with pass/fail, and what the report said in totals."""
+    """Every metric of one run, the targets with pass/fail, and what the report said in totals.
+
+    ``output_by_minute`` (account -> event-time minute -> output tokens) adds the harvested share.
+    """
     population = outcomes(labels, report, first_event_ms)
     silent = [labels[a] for a in sorted(labels.keys() - first_event_ms.keys())]
     detection = detection_metrics(population, silent)
+    if output_by_minute is not None:
+        harvest = harvest_metrics(population, output_by_minute)
+        detection["summary"]["harvested_share"] = harvest["harvested_share"]
+        for name, m in detection["per_attack_archetype"].items():
+            m["harvested_share"] = harvest["per_attack_archetype"].get(name, {}).get("harvested_share")
+        for entry in detection["attackers"]:
+            entry["harvested_share"] = harvest["per_attacker"].get(entry["account_id"])
+        detection["harvest"] = {k: v for k, v in harvest.items() if k != "per_attacker"}
     targets = check_targets(detection["summary"])
     reported = {a["account_id"] for a in report.get("accounts", [])}
     alerts = report.get("alerts", [])

@@ -1,6 +1,6 @@
 """``distillwatch eval``: generate a labelled scenario, replay it, score the report against the labels.
 
-1. generate EVENTS.jsonl and labels.json with the load generator (all twelve archetypes);
+1. generate EVENTS.jsonl and labels.json with the load generator (every archetype);
 2. run ``distillwatch replay`` on it in a child process, relaying its phases;
 3. compute the metrics (jobs/eval/metrics.py), write eval.json, print the table.
 
@@ -122,7 +122,7 @@ def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stde
 
     t2 = time.monotonic()
     report = orjson.loads(report_path.read_bytes())
-    metrics = evaluate(read_labels(labels_path), report, stats.first_event_ms)
+    metrics = evaluate(read_labels(labels_path), report, stats.first_event_ms, stats.output_by_minute)
     result = _result(opts, config, settings.allowed_lateness_s, settings.alert_score_threshold, stats, metrics)
     result["analyst_feedback"] = feedback
     result["timings_s"] = {"generate": round(generate_s, 2), "replay": round(replay_s, 2),

@@ -24,6 +24,7 @@ from jobs.loadgen.scenario import DEFAULT_MIX, ScenarioConfig, generate_batches,
 from jobs.loadgen.sink import event_time_ms
 
 _MIN_FLEET: Final = 2  # a fleet of one is not a fleet
+_MINUTE_MS: Final = 60_000
 
 
 class OptionsError(ValueError):
@@ -75,6 +76,7 @@ class InputStats:
     events: int
     accounts_labelled: int
     first_event_ms: dict[str, int]  # per account: earliest event time in the input
+    output_by_minute: dict[str, dict[int, int]]  # per account: output tokens per event-time minute
     out_of_order: int  # events stamped earlier than an event written before them
     beyond_lateness: int  # ... by more than the allowed lateness: the pipeline should drop them as late
     max_lag_s: float  # largest such lag
@@ -102,6 +104,7 @@ class InputMeter:
         self._lateness_ms = allowed_lateness_s * 1000.0
         self._codes: dict[str, int] = {}
         self._first = np.empty(0, dtype=np.int64)
+        self._output: dict[int, int] = {}  # code << 32 | minute -> completion + reasoning tokens
         self.events = self.out_of_order = self.beyond = self.max_lag_ms = 0
         self.newest = self.oldest = -1
 
@@ -119,6 +122,7 @@ class InputMeter:
             grown[: self._first.size] = self._first
             self._first = grown
         np.minimum.at(self._first, account, ts)
+        self._add_output(batch, account, ts)
         # Newest event time written before each event: an event behind it was delivered late.
         before = np.maximum.accumulate(np.concatenate(([self.newest], ts[:-1])))
         lag = before - ts
@@ -131,8 +135,26 @@ class InputMeter:
         self.oldest = low if self.oldest < 0 else min(self.oldest, low)
         self.events += len(batch)
 
+    def _add_output(self, batch: list[GeneratedEvent], account: np.ndarray, ts: np.ndarray) -> None:
+        # What each account took per minute: the share harvested before its first alert is read off it.
+        tokens = np.array([e.get("completion_tokens", 0) + e.get("reasoning_tokens", 0) for e in batch],
+                          dtype=np.int64)
+        keys, where = np.unique((account << 32) | (ts // _MINUTE_MS), return_inverse=True)
+        sums = np.zeros(keys.size, dtype=np.int64)
+        np.add.at(sums, where, tokens)
+        output = self._output
+        for key, total in zip(keys.tolist(), sums.tolist(), strict=True):
+            output[key] = output.get(key, 0) + int(total)
+
     def first_event_ms(self) -> dict[str, int]:
         return {account: int(self._first[code]) for account, code in self._codes.items()}
+
+    def output_by_minute(self) -> dict[str, dict[int, int]]:
+        names = {code: account for account, code in self._codes.items()}
+        result: dict[str, dict[int, int]] = {account: {} for account in self._codes}
+        for key, total in self._output.items():
+            result[names[key >> 32]][key & 0xFFFFFFFF] = total
+        return result
 
 
 def write_scenario(
@@ -163,6 +185,7 @@ def write_scenario(
         events=meter.events,
         accounts_labelled=labelled,
         first_event_ms=meter.first_event_ms(),
+        output_by_minute=meter.output_by_minute(),
         out_of_order=meter.out_of_order,
         beyond_lateness=meter.beyond,
         max_lag_s=meter.max_lag_ms / 1000.0,

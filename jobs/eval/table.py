@@ -49,14 +49,19 @@ def render(result: dict[str, Any]) -> str:
     lines += _warnings(result)
     lines.append("")
     header = (f"{'attack archetype':<24}{'accounts':>9}{'flagged':>9}{'recall':>8}{'median TTD':>12}"
-              f"{'p90 TTD':>10}{'no events':>11}")
+              f"{'p90 TTD':>10}{'no events':>11}{'harvested':>11}")
     lines += [header, "-" * len(header)]
     for name, m in result["per_attack_archetype"].items():
         lines.append(f"{name:<24}{m['accounts']:>9}{m['flagged']:>9}{_num(m['recall']):>8}"
-                     f"{duration(m['median_ttd_s']):>12}{duration(m['p90_ttd_s']):>10}{m['silent']:>11}")
+                     f"{duration(m['median_ttd_s']):>12}{duration(m['p90_ttd_s']):>10}{m['silent']:>11}"
+                     f"{_pct(m.get('harvested_share')):>11}")
     lines.append(f"{'all attackers':<24}{summary['attackers']:>9}{summary['true_positives']:>9}"
                  f"{_num(summary['recall']):>8}{duration(summary['median_ttd_s']):>12}"
-                 f"{duration(summary['p90_ttd_s']):>10}")
+                 f"{duration(summary['p90_ttd_s']):>10}{'':>11}{_pct(summary.get('harvested_share')):>11}")
+    harvest = result.get("harvest")  # absent when the run had no per-minute output counts
+    if harvest is not None:
+        lines.append(f"harvested before the first alert: {_pct(harvest['harvested_share'])} of "
+                     f"{harvest['attacker_output_tokens']:,} attacker output tokens (goal <= {harvest['goal']:.0%})")
     lines.append("")
     header = f"{'benign archetype':<24}{'accounts':>9}{'flagged':>9}{'FP rate':>9}{'no events':>11}"
     lines += [header, "-" * len(header)]

@@ -1,4 +1,4 @@
-"""Behaviour models of API accounts: six benign archetypes and six extraction attacks.
+"""Behaviour models of API accounts: eight benign archetypes and seven extraction attacks.
 
 An archetype is pure data: how often an account calls (rate, daily and weekly shape,
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
@@ -290,6 +290,42 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         agents_per_account=(1, 2)),
         status=((200, 0.93), (400, 0.04), (401, 0.01), (429, 0.015), (500, 0.005)),
     ),
+    Archetype(
+        name="label_calibrator",
+        is_attack=False,
+        summary="calibrated classifier (hard negative for logit_stealer): every call biases its 2-10 label "
+        "tokens, max_tokens 1, logprobs, temperature 0, templated prompts, machine-paced",
+        volume=3.0,
+        volume_sigma=0.5,
+        timing=Timing(hourly=MILD, regularity=20.0, tz=(-5, 0, 1)),
+        prompts=Prompts(repeat_share=0.1, pool=(100, 1000), templates=(1, 2), template_share=1.0,
+                        flip_bits=2.5),
+        content=Content(topics=_topics(classification=0.9, data_extraction=0.1), reasoning_share=0.0,
+                        prompt_tokens=(180, 0.4), completion_tokens=(1, 0.1), reasoning_tokens=(100, 0.5),
+                        cot_boost=1.0, endpoints=((CHAT, 0.8), (COMPLETIONS, 0.2)),
+                        models=((MINI, 0.8), (LARGE, 0.2))),
+        sampling=Sampling(temperature=((0.0, 0.9), (None, 0.1)), max_tokens=((1, 0.9), (2, 0.1)), logprobs=1.0,
+                          top_logprobs=((5, 0.6), (2, 0.2), (10, 0.2)), logit_bias=1.0, logit_bias_range=(2, 10)),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 3), keys=(1, 2),
+                        agents=("OpenAI/Python 1.40.0", "python-httpx/0.27.0")),
+        status=((200, 0.99), (429, 0.005), (500, 0.005)),
+    ),
+    Archetype(
+        name="nightly_summarizer",
+        is_attack=False,
+        summary="nightly summarisation job (hard negative for template sweeps): one template, unique long "
+        "inputs, short outputs, machine-regular batches, cloud IPs",
+        volume=5.0,
+        timing=Timing(hourly=NIGHTLY, regularity=30, batch=(2000, 20000), duty=0.6, tz=(-5, 0, 1)),
+        prompts=Prompts(repeat_share=0.0, pool=(1, 5), templates=(1, 1), template_share=1.0, flip_bits=3.5),
+        content=Content(topics=_topics(summarization=0.7, legal=0.1, finance=0.1, medical=0.1),
+                        reasoning_share=0.0, prompt_tokens=(4000, 0.5), completion_tokens=(220, 0.4),
+                        reasoning_tokens=(300, 0.5), cot_boost=1.0, models=((MINI, 0.8), (LARGE, 0.2))),
+        sampling=Sampling(temperature=((0.2, 0.6), (0.0, 0.4)), max_tokens=((300, 0.5), (512, 0.5))),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 2), keys=(1, 1),
+                        agents=("OpenAI/Python 1.40.0",), payment_missing=0.5),
+        status=((200, 0.98), (429, 0.015), (500, 0.005)),
+    ),
     # ---------------------------------------------------------------- attacks
     Archetype(
         name="reasoning_harvester",
@@ -409,6 +445,24 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         network=Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 2), keys=(1, 1),
                         agents=("python-requests/2.32.3", "Go-http-client/1.1")),
         status=((200, 0.92), (429, 0.07), (500, 0.01)),
+    ),
+    Archetype(
+        name="logit_stealer",
+        is_attack=True,
+        summary="parameter stealing through logit bias (Carlini et al. 2024): max_tokens 1, logit bias on "
+        "hundreds of token ids, top logprobs, short varied prompts, machine-paced around the clock",
+        volume=1.5,
+        volume_sigma=0.4,
+        timing=Timing(hourly=FLAT, regularity=40.0, tz=(0, 3, 8)),
+        prompts=Prompts(repeat_share=0.3, pool=(50, 300), templates=(0, 1), template_share=0.1, flip_bits=10),
+        content=Content(topics=BROAD_TOPICS, reasoning_share=0.0, prompt_tokens=(40, 0.6),
+                        completion_tokens=(1, 0.1), reasoning_tokens=(100, 0.5), cot_boost=1.0,
+                        endpoints=((CHAT, 0.5), (COMPLETIONS, 0.5)), models=((LARGE, 0.8), (MINI, 0.2))),
+        sampling=Sampling(temperature=((0.0, 0.7), (None, 0.3)), max_tokens=((1, 0.9), (2, 0.1)), logprobs=0.9,
+                          top_logprobs=((5, 0.5), (20, 0.5)), logit_bias=0.97, logit_bias_range=(100, 300)),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 2), ips=(1, 4), keys=(1, 2),
+                        agents=("python-httpx/0.27.0", "OpenAI/Python 1.40.0")),
+        status=((200, 0.97), (429, 0.03)),
     ),
 )
 

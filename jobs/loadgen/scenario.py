@@ -36,12 +36,15 @@ DEFAULT_MIX: Final = MappingProxyType(
         "eval_harness": 5,
         "coding_assistant": 8,
         "hobbyist": 150,
+        "label_calibrator": 3,
+        "nightly_summarizer": 3,
         "reasoning_harvester": 2,
         "capability_sweeper": 2,
         "hydra_fleet": 12,
         "proxy_router": 1,
         "logprob_miner": 2,
         "programmatic_scraper": 2,
+        "logit_stealer": 1,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z

@@ -29,6 +29,16 @@ CPU-heavy work (decode, Numba kernels, inserts, checkpoint encoding) runs in a
 worker thread so the event loop keeps heartbeating and serving /stats. Batches
 are handled one at a time, in order; a lock keeps checkpoints and partition
 changes out of a batch's way.
+
+With ``overlap_writes``, steps 1-2 of batch N run as a task while batch N+1 is
+decoded and detected (chDB's insert releases the GIL for much of its time:
+docs/benchmarks.md). Batch N+1's steps 1-2 start only after N's returned. A
+checkpoint holds the state right after the last batch it commits: when one is
+due, the state after batch N is encoded before N+1 is detected and written
+(3-4) behind N's steps 1-2, in the same task; the drain batch and every batch
+during a revocation are written and committed before ``handle`` returns. If
+batch N's writes fail, that error is raised by the next ``handle`` (and by every
+later call): neither N nor any later batch is checkpointed or committed.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
 from pipeline.sinks.dead_letter import DeadLetterSink
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.state.dedup import DUPLICATE, without_rows
-from pipeline.state.manager import StateManager
+from pipeline.state.manager import PreparedCheckpoint, StateManager
 from pipeline.stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -85,8 +95,11 @@ class DetectStep:
         metrics: WorkerMetrics | None = None,
         outbox: Outbox | None = None,
         actions: ActionPublisher | None = None,
+        overlap_writes: bool = False,
     ) -> None:
+        """``overlap_writes``: write batch N (steps 1-2) while batch N+1 is decoded and detected."""
         self.settings = settings
+        self.overlap_writes = overlap_writes
         self.outbox = outbox
         self.actions = actions
         self.metrics = metrics if metrics is not None else WorkerMetrics()
@@ -100,6 +113,8 @@ class DetectStep:
         self._unacked: list[FetchedBatch] = []
         self._last_checkpoint = time.monotonic()
         self._urgent = False  # partitions are being revoked: checkpoint and commit every batch at once
+        self._writing: asyncio.Task[None] | None = None  # steps 1-2 of the last batch, when overlapped
+        self._failed: BaseException | None = None  # a batch's writes failed: nothing is committed after it
 
     @property
     def detector(self) -> Detector:
@@ -113,7 +128,7 @@ class DetectStep:
     @property
     def pending_batches(self) -> int:
         """Batches written but not yet checkpointed and committed."""
-        return len(self._unacked)
+        return len(self._unacked) + (self._writing is not None)
 
     def decode(self, values: Sequence[bytes], keys: Sequence[bytes | None], partitions: Sequence[int],
                offsets: Sequence[int]) -> DecodedBatch:
@@ -137,29 +152,61 @@ class DetectStep:
     async def handle(self, batch: FetchedBatch) -> None:
         async with self._lock:
             started = time.perf_counter()
-            found = await asyncio.to_thread(self.detect, batch)
-            rejects = found.decoded.rejects
-            if rejects:
-                await self._retry(lambda: self.dead_letters.send(rejects), KafkaError,
-                                  "writing to the dead-letter topic failed")
-            recorded = DecodedBatch(found.decoded.account_ids, found.decoded.kernel, found.decoded.raw,
-                                    rejects + found.duplicates)
-            insert_s = await self._write_with_retry(recorded, found.output,
-                                                    batch_token(batch.partitions, batch.offsets))
-            if self.outbox is not None and found.output.transitions:
-                await self._add_to_outbox(self.outbox, found.output.transitions)
-            if self.actions is not None and found.output.transitions:
-                await self._publish_actions(self.actions, found.output.transitions)
-            if self.linking is not None:
-                await self._publish_links(self.linking, found, drain=batch.drain)
-            self._unacked.append(batch)
-            if batch.drain or self._urgent or self._checkpoint_due():
-                await self._checkpoint_and_ack()
-            self._count(batch, found, started, insert_s)
+            found = await asyncio.to_thread(self.detect, batch)  # overlaps the previous batch's writes
+            await self._settle()
+            at_once = batch.drain or self._urgent or not self.overlap_writes
+            snapshot = None
+            if self._checkpoint_due() and not at_once:
+                # The state after this batch, encoded now: written behind the batch's rows, while the next is detected.
+                offsets = self._offsets([*self._unacked, batch])
+                snapshot = await asyncio.to_thread(self.state.prepare_checkpoint, offsets)
+            self._writing = asyncio.create_task(self._write_batch(batch, found, started, snapshot))
+            if at_once:
+                await self._settle()
+                if batch.drain or self._urgent or self._checkpoint_due():
+                    await self._checkpoint_and_ack()
         if batch.drain:
             self.stats.drained = True
             log.info("drained: every frame closed, written, checkpointed and committed")
             self.on_drained()
+
+    async def _write_batch(self, batch: FetchedBatch, found: Detected, started: float,
+                           snapshot: PreparedCheckpoint | None) -> None:
+        """Steps 1-2 of the commit order for one batch; then 3-4 with ``snapshot`` (the state after it)."""
+        rejects = found.decoded.rejects
+        if rejects:
+            await self._retry(lambda: self.dead_letters.send(rejects), KafkaError,
+                              "writing to the dead-letter topic failed")
+        recorded = DecodedBatch(found.decoded.account_ids, found.decoded.kernel, found.decoded.raw,
+                                rejects + found.duplicates)
+        insert_s = await self._write_with_retry(recorded, found.output, batch_token(batch.partitions, batch.offsets))
+        if self.outbox is not None and found.output.transitions:
+            await self._add_to_outbox(self.outbox, found.output.transitions)
+        if self.actions is not None and found.output.transitions:
+            await self._publish_actions(self.actions, found.output.transitions)
+        if self.linking is not None:
+            await self._publish_links(self.linking, found, drain=batch.drain)
+        self._unacked.append(batch)
+        self._count(batch, found, started, insert_s)
+        if snapshot is not None:
+            await self._checkpoint_and_ack(snapshot)
+
+    async def _settle(self) -> None:
+        """Wait for the batch being written; if its writes failed, raise, now and on every later call.
+
+        A failed batch is never committed, and neither is any later one: the detector's
+        state already holds their events, so no checkpoint may be taken after it.
+        """
+        if self._failed is not None:
+            raise self._failed
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        try:
+            await writing
+        except BaseException as exc:
+            self._failed = exc
+            raise
 
     async def _add_to_outbox(self, outbox: Outbox, transitions: list[AlertTransition]) -> None:
         # Rows only (pending notifications): the delivery task sends them, this never waits for a receiver.
@@ -187,8 +234,9 @@ class DetectStep:
 
     async def flush_if_due(self) -> None:
         """Checkpoint and commit what was written, if the interval passed (a timer calls this)."""
-        if self._unacked and self._checkpoint_due():
+        if (self._unacked or self._writing) and self._checkpoint_due():
             async with self._lock:
+                await self._settle()
                 if self._unacked:
                     await self._checkpoint_and_ack()
 
@@ -196,21 +244,29 @@ class DetectStep:
         """Partitions are about to be revoked: commit everything written, and each later batch at once."""
         self._urgent = True
         async with self._lock:
+            await self._settle()
             if self._unacked:
                 await self._checkpoint_and_ack()
 
     async def assign(self, assigned: set[int], committed: dict[int, int | None]) -> dict[int, int]:
         """New assignment: make the state match it (see StateManager.assign); returns seek offsets."""
         async with self._lock:
+            await self._settle()
             self._urgent = False
             return await self.state.assign(assigned, committed)
 
-    async def _checkpoint_and_ack(self) -> None:
-        started = time.perf_counter()
+    @staticmethod
+    def _offsets(batches: list[FetchedBatch]) -> dict[int, int]:
         offsets: dict[int, int] = {}
-        for b in self._unacked:
+        for b in batches:
             offsets.update(b.commit_offsets)  # later batches hold later offsets
-        prepared = await asyncio.to_thread(self.state.prepare_checkpoint, offsets)
+        return offsets
+
+    async def _checkpoint_and_ack(self, prepared: PreparedCheckpoint | None = None) -> None:
+        """Steps 3-4 for every batch written so far; ``prepared``: their state, encoded when it was current."""
+        started = time.perf_counter()
+        if prepared is None:
+            prepared = await asyncio.to_thread(self.state.prepare_checkpoint, self._offsets(self._unacked))
         await self._retry(lambda: self.state.write_checkpoint(prepared), KafkaError,
                           "writing to the state checkpoint failed", self._checkpoint_failed)
         for b in self._unacked:

@@ -65,7 +65,6 @@ FIELDS: Final[tuple[FieldSpec, ...]] = (
     _str("payment_fingerprint"),
 )
 FIELD_BY_NAME: Final = {f.name: f for f in FIELDS}
-BOOL_FIELDS: Final = ("elicits_reasoning", "logprobs", "stream")
 
 
 class BatchFormatError(ValueError):

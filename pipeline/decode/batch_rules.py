@@ -17,28 +17,37 @@ from functools import cached_property
 
 import numpy as np
 
-from pipeline.decode.batch_format import BOOL_FIELDS, FIELDS, NumericWire
+from pipeline.decode.batch_format import FIELD_BY_NAME, FIELDS, NumericWire
 from pipeline.decode.client_ip import ip_table
 from pipeline.decode.rejects import INVALID_UTF8, SCHEMA
-from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS
+from schemas.event import TS_MAX_MS, TS_MIN_MS
+from schemas.event_rules import RULE, RULES, message
 
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_NETWORK_SET = frozenset(NETWORK_TYPES)
-_NETWORK_MSG = "Input should be " + ", ".join(f"'{t}'" for t in NETWORK_TYPES[:-1]) + f" or '{NETWORK_TYPES[-1]}'"
-_FIELD_ORDER = {"schema_version": -1, **{f.name: i for i, f in enumerate(FIELDS)}}
+_FIELD_ORDER = {r.name: i for i, r in enumerate(RULES)}
 
+
+def _beyond_wire(name: str, lo: float | None, hi: float | None) -> tuple[float | None, float | None]:
+    """The bounds an integer wire type does not enforce already (None: nothing to check)."""
+    dtype = FIELD_BY_NAME[name].dtype
+    if dtype is not None and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo = None if lo is None or lo <= info.min else lo
+        hi = None if hi is None or hi >= info.max else hi
+    return lo, hi
+
+
+_CARRIED = [r for r in RULES if r.name in FIELD_BY_NAME]  # the fields a container carries
 # (min chars, max chars) of string fields; None = no bound on that side.
 STRING_LENGTHS: dict[str, tuple[int, int | None]] = {
-    "event_id": (1, 64), "account_id": (1, 128), "api_key_id": (1, 128), "user_agent": (0, 512),
-    "endpoint": (1, 256), "model": (1, 128), "topic": (0, 64), "payment_fingerprint": (0, 128),
-}
-# (lower, upper) of numeric fields whose wire type is wider than the contract allows.
+    r.name: (r.lo or 0, r.hi) for r in _CARRIED if r.type == "string" and (r.lo or r.hi)}  # type: ignore[misc]
+# (lower, upper) of numeric fields where the contract is narrower than the wire type.
 NUMERIC_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "status": (100, 599), "n": (1, None), "max_tokens": (1, None), "top_logprobs": (None, 20),
-    "temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
-}
-BOOLEANS = BOOL_FIELDS
-FLOATS = ("temperature", "top_p")
+    r.name: bounds for r in _CARRIED if r.type in ("integer", "number") and r.validator is None
+    and (bounds := _beyond_wire(r.name, r.lo, r.hi)) != (None, None)}
+BOOLEANS = tuple(r.name for r in _CARRIED if r.type == "boolean")  # sent as u1 0/1
+FLOATS = tuple(r.name for r in _CARRIED if r.type == "number")
+PATTERNS = {r.name: re.compile(r.pattern) for r in _CARRIED if r.type == "string" and r.pattern}
+HASHES = tuple(name for name in PATTERNS if FIELD_BY_NAME[name].dtype is not None)  # hex text, sent as uint64
 
 
 @dataclass(frozen=True)
@@ -112,55 +121,56 @@ def _entry_mask(column: StrColumn, bad_entries: np.ndarray) -> np.ndarray:
 def _check_string(v: Violations, name: str, column: StrColumn | None, required: bool) -> None:
     if column is None:
         if required:
-            v.add(SCHEMA, name, "Field required", np.ones(v.n, bool))
+            v.add(SCHEMA, name, message(name, "missing"), np.ones(v.n, bool))
         return
     if required:
-        v.add(SCHEMA, name, "Field required", column.codes < 0)
+        v.add(SCHEMA, name, message(name, "missing"), column.codes < 0)
     v.add(INVALID_UTF8, name, "not valid UTF-8", _entry_mask(column, column.bad_utf8))
     low, high = STRING_LENGTHS.get(name, (0, None))
     if low:
-        v.add(SCHEMA, name, f"String should have at least {low} character", _entry_mask(column, column.char_len < low))
+        v.add(SCHEMA, name, message(name, "too_short"), _entry_mask(column, column.char_len < low))
     if high is not None:
-        v.add(SCHEMA, name, f"String should have at most {high} characters",
-              _entry_mask(column, column.char_len > high))
-    if name == "network_type":
-        bad = np.fromiter((e not in _NETWORK_SET for e in column.entries), bool, len(column.entries))
-        v.add(SCHEMA, name, _NETWORK_MSG, _entry_mask(column, bad))
-    elif name == "country":
-        bad = np.fromiter((_COUNTRY.match(e) is None for e in column.entries), bool, len(column.entries))
-        v.add(SCHEMA, name, f"String should match pattern '{_COUNTRY.pattern}'", _entry_mask(column, bad))
-    elif name == "client_ip":
+        v.add(SCHEMA, name, message(name, "too_long"), _entry_mask(column, column.char_len > high))
+    rule = RULE[name]
+    entries = column.entries
+    if rule.choices is not None:
+        bad = np.fromiter((e not in rule.choices for e in entries), bool, len(entries))
+        v.add(SCHEMA, name, message(name, "literal"), _entry_mask(column, bad))
+    elif name in PATTERNS:
+        bad = np.fromiter((PATTERNS[name].match(e) is None for e in entries), bool, len(entries))
+        v.add(SCHEMA, name, message(name, "pattern"), _entry_mask(column, bad))
+    elif rule.validator == "_check_ip":
         _, _, bad = column.ip_table
-        v.add(SCHEMA, name, "Value error, not an IPv4 or IPv6 address", _entry_mask(column, bad))
+        v.add(SCHEMA, name, message(name, "ip"), _entry_mask(column, bad))
 
 
 def _check_number(v: Violations, name: str, column: NumericWire | None, required: bool) -> None:
     if column is None:
         if required:
-            v.add(SCHEMA, name, "Field required", np.ones(v.n, bool))
+            v.add(SCHEMA, name, message(name, "missing"), np.ones(v.n, bool))
         return
     present = column.present
     if required and present is not None:
-        v.add(SCHEMA, name, "Field required", ~present)
+        v.add(SCHEMA, name, message(name, "missing"), ~present)
 
     def check(mask: np.ndarray, message: str) -> None:
         v.add(SCHEMA, name, message, mask if present is None else mask & present)
 
     values = column.values
     if name in BOOLEANS:
-        check(values > 1, "Input should be a valid boolean")
-    elif name == "ts":
-        check((values < TS_MIN_MS) | (values >= TS_MAX_MS), "Value error, event time outside 2000-01-01..2100-01-01")
+        check(values > 1, message(name, "bool_type"))
+    elif RULE[name].validator == "_parse_ts":
+        check((values < TS_MIN_MS) | (values >= TS_MAX_MS), message(name, "ts_range"))
     finite = np.isfinite(values) if name in FLOATS else None
     if finite is not None:
-        check(~finite, "Input should be a finite number")
+        check(~finite, message(name, "finite"))
     low, high = NUMERIC_RANGES.get(name, (None, None))
     if low is not None:
         below = values < low
-        check(below if finite is None else below & finite, f"Input should be greater than or equal to {low}")
+        check(below if finite is None else below & finite, message(name, "ge"))
     if high is not None:
         above = values > high
-        check(above if finite is None else above & finite, f"Input should be less than or equal to {high}")
+        check(above if finite is None else above & finite, message(name, "le"))
 
 
 def find_violations(n: int, columns: Columns) -> Violations:

@@ -14,14 +14,13 @@ be read (bad magic, lengths, codes) is rejected whole as ``invalid_batch``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from itertools import pairwise
 
 import numpy as np
 import orjson
 
-from pipeline.decode.batch import flags_of_columns
+from pipeline.decode.batch import decoded_batch
 from pipeline.decode.batch_format import (
     FIELDS,
     MAX_EVENTS,
@@ -30,19 +29,11 @@ from pipeline.decode.batch_format import (
     NumericWire,
     parse_container,
 )
-from pipeline.decode.batch_rules import BOOLEANS, Columns, StrColumn, find_violations
+from pipeline.decode.batch_rules import BOOLEANS, HASHES, Columns, StrColumn, find_violations
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.merge import concat_decoded, empty_decoded
 from pipeline.decode.rejects import INVALID_BATCH, OVERSIZED, TS_IN_FUTURE, Rejected
-
-_HASHES = ("prompt_hash", "prompt_simhash")
-# What the api_calls table stores for an absent optional field (as decode_json_batch).
-_ABSENT_NUMBERS: dict[str, float] = {
-    "asn": 0, "latency_ms": 0, "reasoning_tokens": 0, "prompt_hash": 0, "prompt_simhash": 0,
-    "elicits_reasoning": 0, "temperature": math.nan, "top_p": math.nan, "n": 1, "max_tokens": 0, "logprobs": 0,
-    "top_logprobs": -1, "logit_bias_count": 0, "stream": 0,
-}
-_ABSENT_STRINGS = {"network_type": "unknown"}  # others: ""
+from schemas.event_rules import RULE
 
 
 def decode_entries(wire: DictWire) -> StrColumn:
@@ -89,7 +80,7 @@ def event_json(columns: Columns, i: int) -> bytes:
                 obj[spec.name] = col.entries[code]
         elif col is not None and (col.present is None or col.present[i]):
             value = col.values[i].item()
-            if spec.name in _HASHES:
+            if spec.name in HASHES:
                 value = f"{value:016x}"
             elif spec.name in BOOLEANS and value in (0, 1):
                 value = bool(value)
@@ -114,7 +105,7 @@ class _Rows:
 
     def number(self, name: str, dtype: type) -> np.ndarray:
         col = self.columns.get(name)
-        default = _ABSENT_NUMBERS.get(name, 0)
+        default = RULE[name].stored_default(numeric=True)
         if col is None:
             return np.full(self.k, default, dtype)
         assert isinstance(col, NumericWire)
@@ -127,7 +118,7 @@ class _Rows:
 
     def strings(self, name: str, table: list[str] | None = None) -> list[str]:
         col = self.columns.get(name)
-        default = _ABSENT_STRINGS.get(name, "")
+        default = RULE[name].stored_default(numeric=False)
         if col is None:
             return [default] * self.k
         assert isinstance(col, StrColumn)
@@ -146,45 +137,18 @@ class _Rows:
         return self.strings("client_ip", texts), keys[self._pick(col.codes)]
 
 
-def _flags(rows: _Rows) -> np.ndarray:
-    return flags_of_columns(rows.number("elicits_reasoning", np.uint8), rows.number("logprobs", np.uint8),
-                            rows.number("top_logprobs", np.int16), rows.number("logit_bias_count", np.uint16),
-                            rows.number("n", np.uint16), rows.number("stream", np.uint8))
-
-
 def _columns(columns: Columns, sel: np.ndarray | None, k: int, partition: int, offset: int) -> DecodedBatch:
     rows = _Rows(columns, sel, k)
     client_ip, ip_keys = rows.ip_keys()
-    account_ids = rows.strings("account_id")
-    ts = rows.number("ts", np.int64)
-    prompt_tokens = rows.number("prompt_tokens", np.uint32)
-    completion_tokens = rows.number("completion_tokens", np.uint32)
-    reasoning_tokens = rows.number("reasoning_tokens", np.uint32)
-    prompt_hash = rows.number("prompt_hash", np.uint64)
-    status = rows.number("status", np.uint16)
-    kernel = {
-        "part": np.full(k, partition, np.int16), "ts_ms": ts, "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens, "reasoning_tokens": reasoning_tokens, "prompt_hash": prompt_hash,
-        "ip_key": ip_keys, "status": status, "flags": _flags(rows),
-    }
-    raw: dict[str, object] = {
-        "event_id": rows.strings("event_id"), "ts": ts, "account_id": account_ids,
-        "api_key_id": rows.strings("api_key_id"), "client_ip": client_ip, "asn": rows.number("asn", np.uint32),
-        "network_type": rows.strings("network_type"), "country": rows.strings("country"),
-        "user_agent": rows.strings("user_agent"), "endpoint": rows.strings("endpoint"),
-        "model": rows.strings("model"), "status": status, "latency_ms": rows.number("latency_ms", np.uint32),
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "reasoning_tokens": reasoning_tokens, "prompt_hash": prompt_hash,
-        "prompt_simhash": rows.number("prompt_simhash", np.uint64), "topic": rows.strings("topic"),
-        "elicits_reasoning": rows.number("elicits_reasoning", np.uint8),
-        "temperature": rows.number("temperature", np.float32), "top_p": rows.number("top_p", np.float32),
-        "n": rows.number("n", np.uint16), "max_tokens": rows.number("max_tokens", np.uint32),
-        "logprobs": rows.number("logprobs", np.uint8), "top_logprobs": rows.number("top_logprobs", np.int8),
-        "logit_bias_count": rows.number("logit_bias_count", np.uint16), "stream": rows.number("stream", np.uint8),
-        "payment_fingerprint": rows.strings("payment_fingerprint"),
-        "kafka_partition": np.full(k, partition, np.uint16), "kafka_offset": np.full(k, offset, np.uint64),
-    }
-    return DecodedBatch(account_ids, kernel, raw, [])  # type: ignore[arg-type]
+    kafka = {"kafka_partition": partition, "kafka_offset": offset}
+
+    def number(name: str, dtype: type) -> np.ndarray:
+        return np.full(k, kafka[name], dtype) if name in kafka else rows.number(name, dtype)
+
+    def strings(name: str) -> list[str]:
+        return client_ip if name == "client_ip" else rows.strings(name)
+
+    return decoded_batch(number, strings, ip_keys, [])
 
 
 def _event_key(columns: Columns, i: int, key: bytes | None) -> bytes | None:

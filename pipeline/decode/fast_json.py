@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.decode.batch import DecodedBatch, flags_of_columns
+from pipeline.decode.batch import DecodedBatch, decoded_batch
 from pipeline.decode.client_ip import ip_entry, ip_key
 from pipeline.decode.pydantic_path import decode_one, hex64, in_future, oversized
 from pipeline.decode.rejects import SCHEMA, Rejected
 from pipeline.kernels import event_spec as spec
 from pipeline.kernels.json_scan import scan_events
 from schemas.event import ApiCallEvent
+from schemas.event_rules import message
 
 # Row of each output column in the scanner's arrays.
 _I = {spec.FIELD_NAMES[f]: r for r, f in enumerate(spec.INT_FIELDS)}
@@ -53,58 +54,10 @@ class PathCounts:
         self.fallback += other.fallback
 
 
-# --- reject messages: pydantic's wording for the scanner's error codes --------------------------
-def _message(f: int, code: int) -> str:
-    """pydantic's message for the first error of field f (the differential tests compare them)."""
-    lo, hi = int(spec.LO[f]), int(spec.HI[f])
-    kind = spec.KIND[f]
-    if code == spec.E_MISSING:
-        return "Field required"
-    if code == spec.E_INT_TYPE:
-        return "Input should be a valid integer"
-    if code == spec.E_GE:
-        return f"Input should be greater than or equal to {lo}"
-    if code == spec.E_LE:
-        return f"Input should be less than or equal to {hi}"
-    if code == spec.E_STR_TYPE:
-        return "Input should be a valid string"
-    if code == spec.E_TOO_SHORT:
-        return f"String should have at least {lo} character{'' if lo == 1 else 's'}"
-    if code == spec.E_TOO_LONG:
-        return f"String should have at most {hi} character{'' if hi == 1 else 's'}"
-    if code == spec.E_PATTERN:
-        return "String should match pattern '^[A-Z]{2}$'" if kind == spec.K_COUNTRY else \
-            "String should match pattern '^[0-9a-f]{16}$'"
-    if code == spec.E_LITERAL:
-        if kind == spec.K_VERSION:
-            return "Input should be 1"
-        names = [f"'{t}'" for t in spec.NETWORK_TYPES]
-        return f"Input should be {', '.join(names[:-1])} or {names[-1]}"
-    if code == spec.E_BOOL_TYPE:
-        return "Input should be a valid boolean"
-    if code == spec.E_FLOAT_TYPE:
-        return "Input should be a valid number"
-    if code == spec.E_TS_TYPE:
-        return "Value error, must be an RFC 3339 string or epoch milliseconds"
-    if code == spec.E_TS_BOOL:
-        return "Value error, must be an RFC 3339 string or epoch milliseconds, not a boolean"
-    if code == spec.E_TS_RANGE:
-        return "Value error, event time outside 2000-01-01..2100-01-01"
-    if code == spec.E_IP:
-        return "Value error, not an IPv4 or IPv6 address"
-    raise ValueError(f"unknown scanner error code {code}")
-
-
-_messages: dict[tuple[int, int], str] = {}
-
-
 def schema_detail(f: int, code: int, count: int) -> str:
     """The detail pydantic_path gives: ``field: message`` and how many more fields fail (same text)."""
-    msg = _messages.get((f, code))
-    if msg is None:
-        msg = _messages[(f, code)] = _message(f, code)
     more = f" (+{count - 1} more)" if count > 1 else ""
-    return f"{spec.FIELD_NAMES[f]}: {msg}{more}"
+    return f"{spec.FIELD_NAMES[f]}: {message(spec.FIELD_NAMES[f], spec.ERRORS[code])}{more}"
 
 
 # --- the batch -----------------------------------------------------------------------------
@@ -151,27 +104,15 @@ class _Scan:
 
     def write_event(self, i: int, e: ApiCallEvent) -> None:
         """Put a pydantic-decoded event's values into row i of the scanner's columns."""
-        ints, I = self.ints, _I  # noqa: E741
-        ints[I["ts"], i] = e.ts
-        ints[I["asn"], i] = e.asn or 0
-        ints[I["network_type"], i] = _NET_INDEX[e.network_type]
-        ints[I["status"], i] = e.status
-        ints[I["latency_ms"], i] = e.latency_ms or 0
-        ints[I["prompt_tokens"], i] = e.prompt_tokens
-        ints[I["completion_tokens"], i] = e.completion_tokens
-        ints[I["reasoning_tokens"], i] = e.reasoning_tokens
-        ints[I["elicits_reasoning"], i] = e.elicits_reasoning
-        ints[I["n"], i] = e.n
-        ints[I["max_tokens"], i] = e.max_tokens or 0
-        ints[I["logprobs"], i] = e.logprobs
-        ints[I["top_logprobs"], i] = -1 if e.top_logprobs is None else e.top_logprobs
-        ints[I["logit_bias_count"], i] = e.logit_bias_count
-        ints[I["stream"], i] = e.stream
-        self.uints[_U["prompt_hash"], i] = hex64(e.prompt_hash)
-        self.uints[_U["prompt_simhash"], i] = hex64(e.prompt_simhash)
-        self.uints[_U["client_ip"], i] = ip_key(e.client_ip)
-        self.floats[_F["temperature"], i] = math.nan if e.temperature is None else e.temperature
-        self.floats[_F["top_p"], i] = math.nan if e.top_p is None else e.top_p
+        for r, f in enumerate(spec.INT_FIELDS):
+            v = getattr(e, spec.FIELD_NAMES[f])
+            self.ints[r, i] = spec.DEFAULT[f] if v is None else _NET_INDEX[v] if spec.KIND[f] == spec.K_NET else v
+        for r, f in enumerate(spec.UINT_FIELDS):
+            v = getattr(e, spec.FIELD_NAMES[f])
+            self.uints[r, i] = ip_key(v) if spec.KIND[f] == spec.K_IP else hex64(v)
+        for r, f in enumerate(spec.FLOAT_FIELDS):
+            v = getattr(e, spec.FIELD_NAMES[f])
+            self.floats[r, i] = math.nan if v is None else v
         self.str_ids[:, i] = 0  # its strings are patched in from the event (see _columns)
 
     def strings(self, name: str, keep: np.ndarray) -> list[str]:
@@ -245,10 +186,20 @@ def _rejects(scan: _Scan, values: Sequence[bytes], keys: Sequence[bytes | None],
 
 def _columns(scan: _Scan, keep: np.ndarray, partitions: Sequence[int], offsets: Sequence[int],
              slow: dict[int, ApiCallEvent], ip_patch: dict[int, str], rejects: list[Rejected]) -> DecodedBatch:
-    def ints(name: str, dtype: type) -> np.ndarray:
-        return scan.ints[_I[name], keep].astype(dtype)
+    kafka = {"kafka_partition": partitions, "kafka_offset": offsets}
+
+    def number(name: str, dtype: type) -> np.ndarray:
+        if name in kafka:
+            return np.asarray(kafka[name], dtype)[keep]
+        if name in _I:
+            return scan.ints[_I[name], keep].astype(dtype)
+        if name in _U:
+            return scan.uints[_U[name], keep].astype(dtype, copy=False)
+        return scan.floats[_F[name], keep].astype(dtype)
 
     def strings(name: str) -> list[str]:
+        if name == "network_type":
+            return _NET_OBJECTS[scan.ints[_I[name], keep]].tolist()  # type: ignore[no-any-return]
         column = scan.strings(name, keep)
         if slow:  # rows pydantic decoded carry their own strings
             rows = np.fromiter(slow, np.int64, len(slow))
@@ -260,57 +211,7 @@ def _columns(scan: _Scan, keep: np.ndarray, partitions: Sequence[int], offsets: 
                 column[pos] = ip_patch[i]
         return column
 
-    parts = np.asarray(partitions, np.int64)[keep]
-    top_logprobs = scan.ints[_I["top_logprobs"], keep]
-    flags = flags_of_columns(scan.ints[_I["elicits_reasoning"], keep], scan.ints[_I["logprobs"], keep],
-                             top_logprobs, scan.ints[_I["logit_bias_count"], keep], scan.ints[_I["n"], keep],
-                             scan.ints[_I["stream"], keep])
-    kernel = {
-        "part": parts.astype(np.int16),
-        "ts_ms": ints("ts", np.int64),
-        "prompt_tokens": ints("prompt_tokens", np.uint32),
-        "completion_tokens": ints("completion_tokens", np.uint32),
-        "reasoning_tokens": ints("reasoning_tokens", np.uint32),
-        "prompt_hash": scan.uints[_U["prompt_hash"], keep],
-        "ip_key": scan.uints[_U["client_ip"], keep],
-        "status": ints("status", np.uint16),
-        "flags": flags,
-    }
-    account_ids = strings("account_id")
-    raw: dict[str, object] = {
-        "event_id": strings("event_id"),
-        "ts": ints("ts", np.int64),
-        "account_id": list(account_ids),
-        "api_key_id": strings("api_key_id"),
-        "client_ip": strings("client_ip"),
-        "asn": ints("asn", np.uint32),
-        "network_type": _NET_OBJECTS[scan.ints[_I["network_type"], keep]].tolist(),
-        "country": strings("country"),
-        "user_agent": strings("user_agent"),
-        "endpoint": strings("endpoint"),
-        "model": strings("model"),
-        "status": ints("status", np.uint16),
-        "latency_ms": ints("latency_ms", np.uint32),
-        "prompt_tokens": ints("prompt_tokens", np.uint32),
-        "completion_tokens": ints("completion_tokens", np.uint32),
-        "reasoning_tokens": ints("reasoning_tokens", np.uint32),
-        "prompt_hash": scan.uints[_U["prompt_hash"], keep],
-        "prompt_simhash": scan.uints[_U["prompt_simhash"], keep],
-        "topic": strings("topic"),
-        "elicits_reasoning": ints("elicits_reasoning", np.uint8),
-        "temperature": scan.floats[_F["temperature"], keep].astype(np.float32),
-        "top_p": scan.floats[_F["top_p"], keep].astype(np.float32),
-        "n": ints("n", np.uint16),
-        "max_tokens": ints("max_tokens", np.uint32),
-        "logprobs": ints("logprobs", np.uint8),
-        "top_logprobs": top_logprobs.astype(np.int8),
-        "logit_bias_count": ints("logit_bias_count", np.uint16),
-        "stream": ints("stream", np.uint8),
-        "payment_fingerprint": strings("payment_fingerprint"),
-        "kafka_partition": parts.astype(np.uint16),
-        "kafka_offset": np.asarray(offsets, np.uint64)[keep],
-    }
-    return DecodedBatch(account_ids, kernel, raw, rejects)
+    return decoded_batch(number, strings, scan.uints[_U["client_ip"], keep], rejects)
 
 
 _WARM_UP = (

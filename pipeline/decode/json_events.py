@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.decode.batch import DecodedBatch, event_flags
+from pipeline.decode.batch import DecodedBatch
 from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast, warm_up
 from pipeline.decode.pydantic_path import decode_json_batch_pydantic
 
@@ -23,7 +23,6 @@ __all__ = [
     "PathCounts",
     "decode_json_batch",
     "decode_json_batch_pydantic",
-    "event_flags",
     "path_counts",
     "warm_up",
 ]

@@ -1,120 +1,94 @@
 """The event contract as the JSON scanner sees it: fields, kinds, bounds, codes.
 
-A copy of ``schemas.event.ApiCallEvent`` in arrays a Numba kernel can read, in the
-model's field order (pydantic reports the first failing field in that order); a
-test checks it against the model's JSON Schema, so the two cannot drift apart.
-Also the scanner's output layout, message statuses and error codes. Plain
-constants and NumPy arrays only.
-
-Compiled into ``json_scan``'s cache: after editing, see the note there.
+Read at import from the model (``schemas.event_rules``, which reads
+``schemas.event.ApiCallEvent``) into arrays a Numba kernel can read, in the model's
+field order (pydantic reports the first failing field in that order). Also the
+scanner's output layout, message statuses and error codes. Plain constants and
+NumPy arrays only: Numba freezes them into the compiled scanner, and
+``SPEC_FINGERPRINT`` lets ``json_scan`` drop a cache compiled from other values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+
 import numpy as np
 
 from pipeline.kernels.json_lex import fnv1a
+from schemas.event import TS_MAX_MS as TS_MAX_MS  # re-exported: the kernels read them here
+from schemas.event import TS_MIN_MS as TS_MIN_MS
+from schemas.event_rules import FAILURES, RULES, FieldRule
+from schemas.tables import API_CALLS
 
 # --- the contract's fields, in model order (pydantic reports errors in this order) ----
-FIELD_NAMES: tuple[str, ...] = (
-    "schema_version", "event_id", "ts", "account_id", "api_key_id", "client_ip", "asn", "network_type",
-    "country", "user_agent", "endpoint", "model", "status", "latency_ms", "prompt_tokens",
-    "completion_tokens", "reasoning_tokens", "prompt_hash", "prompt_simhash", "prompt_text", "topic",
-    "elicits_reasoning", "temperature", "top_p", "n", "max_tokens", "logprobs", "top_logprobs",
-    "logit_bias_count", "stream", "payment_fingerprint", "tls_fingerprint", "http2_fingerprint",
-)  # fmt: skip
+FIELD_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 NF = len(FIELD_NAMES)
-(F_SCHEMA_VERSION, F_EVENT_ID, F_TS, F_ACCOUNT_ID, F_API_KEY_ID, F_CLIENT_IP, F_ASN, F_NETWORK_TYPE,
- F_COUNTRY, F_USER_AGENT, F_ENDPOINT, F_MODEL, F_STATUS, F_LATENCY_MS, F_PROMPT_TOKENS,
- F_COMPLETION_TOKENS, F_REASONING_TOKENS, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_PROMPT_TEXT, F_TOPIC,
- F_ELICITS_REASONING, F_TEMPERATURE, F_TOP_P, F_N, F_MAX_TOKENS, F_LOGPROBS, F_TOP_LOGPROBS,
- F_LOGIT_BIAS_COUNT, F_STREAM, F_PAYMENT_FINGERPRINT, F_TLS_FINGERPRINT, F_HTTP2_FINGERPRINT) = range(NF)  # fmt: skip
+F_CLIENT_IP, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_TEMPERATURE, F_TOP_P, F_TS = map(
+    FIELD_NAMES.index, ("client_ip", "prompt_hash", "prompt_simhash", "temperature", "top_p", "ts"))
 
 # Field kinds: how a value is judged.
 K_VERSION, K_TS, K_STR, K_IP, K_INT, K_NET, K_COUNTRY, K_HEX, K_TEXT, K_BOOL, K_FLOAT = range(11)
-U32 = 2**32 - 1
-U16 = 2**16 - 1
-TS_MIN_MS = 946_684_800_000  # schemas.event.TS_MIN_MS (a test checks they agree)
-TS_MAX_MS = 4_102_444_800_000
+# The model's validators and patterns the scanner has a judge for (an unknown one fails the import).
+_BY_VALIDATOR = {"_parse_ts": K_TS, "_check_ip": K_IP}
+_BY_PATTERN = {"^[A-Z]{2}$": K_COUNTRY, "^[0-9a-f]{16}$": K_HEX}
+_BY_TYPE = {"string": K_STR, "integer": K_INT, "number": K_FLOAT, "boolean": K_BOOL}
 
-# Per field: kind, required, nullable (Optional), lower/upper bound (numbers: the
-# value; strings: the length in characters) and the output value when the field is
-# absent or null (the DecodedBatch conventions: ``asn or 0``, top_logprobs -1).
-_SPEC = (
-    # name                  kind       req    null   lo     hi      default
-    ("schema_version",      K_VERSION, False, False, 1,     1,      1),
-    ("event_id",            K_STR,     True,  False, 1,     64,     0),
-    ("ts",                  K_TS,      True,  False, 0,     0,      0),
-    ("account_id",          K_STR,     True,  False, 1,     128,    0),
-    ("api_key_id",          K_STR,     True,  False, 1,     128,    0),
-    ("client_ip",           K_IP,      True,  False, 0,     0,      0),
-    ("asn",                 K_INT,     False, True,  0,     U32,    0),
-    ("network_type",        K_NET,     False, False, 0,     0,      7),
-    ("country",             K_COUNTRY, False, True,  0,     0,      0),
-    ("user_agent",          K_STR,     False, True,  0,     512,    0),
-    ("endpoint",            K_STR,     True,  False, 1,     256,    0),
-    ("model",               K_STR,     True,  False, 1,     128,    0),
-    ("status",              K_INT,     True,  False, 100,   599,    0),
-    ("latency_ms",          K_INT,     False, True,  0,     U32,    0),
-    ("prompt_tokens",       K_INT,     True,  False, 0,     U32,    0),
-    ("completion_tokens",   K_INT,     True,  False, 0,     U32,    0),
-    ("reasoning_tokens",    K_INT,     False, False, 0,     U32,    0),
-    ("prompt_hash",         K_HEX,     False, True,  0,     0,      0),
-    ("prompt_simhash",      K_HEX,     False, True,  0,     0,      0),
-    ("prompt_text",         K_TEXT,    False, True,  0,     32_768, 0),
-    ("topic",               K_STR,     False, True,  0,     64,     0),
-    ("elicits_reasoning",   K_BOOL,    False, False, 0,     0,      0),
-    ("temperature",         K_FLOAT,   False, True,  0,     2,      0),
-    ("top_p",               K_FLOAT,   False, True,  0,     1,      0),
-    ("n",                   K_INT,     False, False, 1,     U16,    1),
-    ("max_tokens",          K_INT,     False, True,  1,     U32,    0),
-    ("logprobs",            K_BOOL,    False, False, 0,     0,      0),
-    ("top_logprobs",        K_INT,     False, True,  0,     20,     -1),
-    ("logit_bias_count",    K_INT,     False, False, 0,     U16,    0),
-    ("stream",              K_BOOL,    False, False, 0,     0,      0),
-    ("payment_fingerprint", K_STR,     False, True,  0,     128,    0),
-    ("tls_fingerprint",     K_STR,     False, True,  0,     128,    0),  # judged, not output (not stored)
-    ("http2_fingerprint",   K_STR,     False, True,  0,     256,    0),
-)  # fmt: skip
-assert tuple(s[0] for s in _SPEC) == FIELD_NAMES
-KIND = np.array([s[1] for s in _SPEC], np.int8)
-REQUIRED = np.array([s[2] for s in _SPEC], np.bool_)
-NULLABLE = np.array([s[3] for s in _SPEC], np.bool_)
-LO = np.array([s[4] for s in _SPEC], np.int64)
-HI = np.array([s[5] for s in _SPEC], np.int64)
-DEFAULT = np.array([s[6] for s in _SPEC], np.int64)
 
-NETWORK_TYPES: tuple[str, ...] = ("residential", "mobile", "business", "hosting", "vpn", "proxy", "tor", "unknown")
+def _kind(r: FieldRule) -> int:
+    if r.validator is not None:
+        return _BY_VALIDATOR[r.validator]
+    if r.pattern is not None:
+        return _BY_PATTERN[r.pattern]
+    if r.choices is not None:
+        return K_NET if r.type == "string" else K_VERSION
+    return K_TEXT if r.carrier else _BY_TYPE[r.type]
 
-# --- outputs ------------------------------------------------------------------------------
+
+def _bound(r: FieldRule, value: float | None) -> int:
+    if value is None:
+        return r.choices[0] if _kind(r) == K_VERSION else 0  # type: ignore[index,return-value]
+    if value != math.floor(value):
+        raise ValueError(f"the scanner keeps bounds as integers, not {value}")
+    return int(value)
+
+
+KIND = np.array([_kind(r) for r in RULES], np.int8)
+REQUIRED = np.array([r.required for r in RULES], np.bool_)
+NULLABLE = np.array([r.nullable for r in RULES], np.bool_)
+# Lower/upper bound: numbers: the value; strings: the length in characters; Literal[1]: 1.
+LO = np.array([_bound(r, r.lo) for r in RULES], np.int64)
+HI = np.array([_bound(r, r.hi) for r in RULES], np.int64)
+(NETWORK_TYPES,) = (r.choices for r in RULES if _kind(r) == K_NET)
+# The output value of an absent or null field (the api_calls conventions: ``asn or 0``,
+# top_logprobs -1; network_type is its index in NETWORK_TYPES; floats: kept apart).
+DEFAULT = np.array([NETWORK_TYPES.index(r.default) if _kind(r) == K_NET else
+                    0 if r.type == "number" else int(r.stored_default(True)) for r in RULES], np.int64)
+
+# --- outputs: the fields the api_calls table stores (schemas/tables.py), in model order ---
+_STORED = {name for name, _ in API_CALLS.columns}
+_OUT = [f for f in range(NF) if FIELD_NAMES[f] in _STORED]
 # Integer columns (int64 rows), by field.
-INT_FIELDS = (F_TS, F_ASN, F_NETWORK_TYPE, F_STATUS, F_LATENCY_MS, F_PROMPT_TOKENS, F_COMPLETION_TOKENS,
-              F_REASONING_TOKENS, F_ELICITS_REASONING, F_N, F_MAX_TOKENS, F_LOGPROBS, F_TOP_LOGPROBS,
-              F_LOGIT_BIAS_COUNT, F_STREAM)  # fmt: skip
-UINT_FIELDS = (F_PROMPT_HASH, F_PROMPT_SIMHASH, F_CLIENT_IP)  # uint64 rows; client_ip → its ip_key
-FLOAT_FIELDS = (F_TEMPERATURE, F_TOP_P)
-STR_FIELDS = (F_EVENT_ID, F_ACCOUNT_ID, F_API_KEY_ID, F_CLIENT_IP, F_COUNTRY, F_USER_AGENT, F_ENDPOINT,
-              F_MODEL, F_TOPIC, F_PAYMENT_FINGERPRINT)  # fmt: skip
+INT_FIELDS = tuple(f for f in _OUT if KIND[f] in (K_TS, K_INT, K_NET, K_BOOL))
+# uint64 rows: the hashes, then client_ip's ip_key.
+UINT_FIELDS = tuple(f for f in _OUT if KIND[f] == K_HEX) + tuple(f for f in _OUT if KIND[f] == K_IP)
+FLOAT_FIELDS = tuple(f for f in _OUT if KIND[f] == K_FLOAT)
+STR_FIELDS = tuple(f for f in _OUT if KIND[f] in (K_STR, K_IP, K_COUNTRY))
 # Columns unique per event: appended without looking for repeats.
-STR_UNIQUE = np.array([f == F_EVENT_ID for f in STR_FIELDS], np.bool_)
+STR_UNIQUE = np.array([FIELD_NAMES[f] == "event_id" for f in STR_FIELDS], np.bool_)
 
-
-def _rows(fields: tuple[int, ...]) -> np.ndarray:
-    rows = np.full(NF, -1, np.int64)
-    rows[list(fields)] = np.arange(len(fields))
-    return rows
-
-
-INT_ROW, UINT_ROW, FLOAT_ROW, STR_ROW = _rows(INT_FIELDS), _rows(UINT_FIELDS), _rows(FLOAT_FIELDS), _rows(STR_FIELDS)
 
 # Message status.
 S_OK, S_PENDING, S_REJECT, S_FUTURE, S_OVERSIZED, S_FALLBACK = range(6)
 # Pending bits: what Python still has to judge for an S_PENDING message.
 PEND_IP, PEND_TEMPERATURE, PEND_TOP_P = 1, 2, 4
 
-# Error codes (fast_json turns them into pydantic's messages).
+# Error codes: how a field failed (``schemas.event_rules.FAILURES``; fast_json words them as pydantic does).
+ERRORS = ("none", "missing", "int_type", "ge", "le", "str_type", "too_short", "too_long", "pattern", "literal",
+          "bool_type", "float_type", "ts_type", "ts_bool", "ts_range", "ip")  # fmt: skip
 (E_NONE, E_MISSING, E_INT_TYPE, E_GE, E_LE, E_STR_TYPE, E_TOO_SHORT, E_TOO_LONG, E_PATTERN, E_LITERAL,
- E_BOOL_TYPE, E_FLOAT_TYPE, E_TS_TYPE, E_TS_BOOL, E_TS_RANGE, E_IP) = range(16)  # fmt: skip
+ E_BOOL_TYPE, E_FLOAT_TYPE, E_TS_TYPE, E_TS_BOOL, E_TS_RANGE, E_IP) = range(len(ERRORS))  # fmt: skip
+assert set(ERRORS[1:]) <= set(FAILURES)
 
 # Per-field outcome of judging a value (kernel-internal).
 R_OK, R_ERR, R_UNSURE, R_PENDING, R_DERIVE = range(5)
@@ -139,3 +113,15 @@ def _key_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 KEY_SLOTS, KEY_BYTES, KEY_OFFSETS = _key_table()
 NET_BYTES = np.frombuffer("".join(NETWORK_TYPES).encode(), np.uint8).copy()
 NET_OFFSETS = np.concatenate([[0], np.cumsum([len(t) for t in NETWORK_TYPES])]).astype(np.int64)
+
+
+def _fingerprint() -> str:
+    """A digest of every constant above: the values Numba froze into a cached scanner."""
+    digest = hashlib.sha256()
+    for name, value in sorted(globals().items()):
+        if name.isupper() and not name.startswith("_") and name != "SPEC_FINGERPRINT":
+            digest.update(name.encode() + (value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode()))
+    return digest.hexdigest()
+
+
+SPEC_FINGERPRINT = _fingerprint()

@@ -51,6 +51,8 @@ from pipeline.kernels.layout import (
     FLAG_MULTI_N,
     FLAG_REASONING,
     FLAG_STREAM,
+    FLAG_TINY_MAX_TOKENS,
+    FLAG_WIDE_LOGIT_BIAS,
     FRAME_MS,
     GAP_COUNT,
     GAP_SQ,
@@ -84,9 +86,11 @@ from pipeline.kernels.layout import (
     TEMP_SQ,
     TEMP_SUM,
     TEMP_ZERO_CALLS,
+    TINY_OUTPUT_CALLS,
     TOKEN_COUNTER0,
     TOPIC_BUCKET0,
     TOPIC_BUCKETS,
+    WIDE_BIAS_CALLS,
     WINDOW_MINUTES,
     WQ_ACTIVE,
     WQ_COUNTERS,
@@ -352,6 +356,8 @@ def ingest_events(
         counters[s, r, LOGIT_BIAS_CALLS] += (f & FLAG_LOGIT_BIAS) != 0
         counters[s, r, MULTI_N_CALLS] += (f & FLAG_MULTI_N) != 0
         counters[s, r, STREAM_CALLS] += (f & FLAG_STREAM) != 0
+        counters[s, r, WIDE_BIAS_CALLS] += (f & FLAG_WIDE_LOGIT_BIAS) != 0
+        counters[s, r, TINY_OUTPUT_CALLS] += (f & FLAG_TINY_MAX_TOKENS) != 0
         st = status[e]
         counters[s, r, ERROR_CALLS] += st >= 400
         counters[s, r, RATE_LIMITED_CALLS] += st == 429

@@ -149,11 +149,3 @@ def _alpha(m: int) -> float:
     if m == 64:
         return 0.709
     return 0.7213 / (1.0 + 1.079 / m)
-
-
-@njit(cache=True, nogil=True)
-def hll_merge(into: np.ndarray, other: np.ndarray) -> None:
-    """Union: register-wise maximum (sketches of equal size)."""
-    for j in range(into.shape[0]):
-        if other[j] > into[j]:
-            into[j] = other[j]

@@ -25,18 +25,25 @@ String values are found as spans of ``buf`` (escaped ones are unescaped into
 in cache (``pipeline.kernels.intern``): the output is a distinct id per row and
 column plus one arena of the distinct values.
 
-Numba caches compiled code per source file, keyed on that file's content, and does
-not follow imports: after editing json_lex, json_judge, intern, event_spec or
-raw_memory, delete their ``json_*``/``intern`` entries in ``pipeline/kernels/__pycache__``
-(touching a file is not enough), or the cached scanner keeps the old constants.
+Numba caches compiled code per source file, keyed on that file's time stamp, and
+does not follow imports: ``drop_stale_cache`` recompiles this module and json_judge
+when the contract's constants (``event_spec``, read from the model) change; after
+editing json_lex, intern or raw_memory, delete their ``json_*``/``intern`` entries in
+``pipeline/kernels/__pycache__`` (touching a file is not enough).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import namedtuple
+from collections.abc import Iterable
+from contextlib import suppress
+from pathlib import Path
 
 import numpy as np
 from numba import njit
+from numba.core.caching import FunctionCache
+from numba.core.registry import CPUDispatcher
 
 from pipeline.kernels.event_spec import (
     DEFAULT,
@@ -66,6 +73,7 @@ from pipeline.kernels.event_spec import (
     S_OVERSIZED,
     S_PENDING,
     S_REJECT,
+    SPEC_FINGERPRINT,
     STR_FIELDS,
     STR_UNIQUE,
     UINT_FIELDS,
@@ -361,7 +369,7 @@ def scan_events(buf, starts, lens, max_bytes, max_ts_ms):
     Returns (status, err_field, err_code, err_count, pend, ints, uints, floats,
     str_ids, arena, num_start, num_end): per message its status and, for S_REJECT,
     the first failing field, its code and how many fields fail; for S_PENDING the
-    PEND_* bits; columns by INT_ROW / UINT_ROW / FLOAT_ROW / STR_ROW (strings as
+    PEND_* bits; column rows in the order of INT_FIELDS / UINT_FIELDS / FLOAT_FIELDS / STR_FIELDS (strings as
     distinct ids: value d is the d-th NUL-separated piece of ``arena``, 0 is "");
     the number token spans of the float fields (for pending floats).
     """
@@ -387,3 +395,33 @@ def scan_events(buf, starts, lens, max_bytes, max_ts_ms):
                  np.zeros(MAX_DEPTH + 1, np.uint8), out, strings, work)
     return (out.status, out.err_field, out.err_code, out.err_count, out.pend, out.ints, out.uints, out.floats,
             out.str_ids, strings.arena[:q], out.num_start, out.num_end)
+
+
+def drop_stale_cache(dispatchers: Iterable[CPUDispatcher], fingerprint: str, mark: str) -> bool:
+    """Empty the Numba cache of ``dispatchers`` unless it was compiled from ``fingerprint``; True if emptied.
+
+    The cache is keyed on each source file's time stamp, but the constants a kernel
+    reads are frozen into it: a mark file beside the cache records whose they are.
+    """
+    dispatchers = list(dispatchers)
+    path = Path(FunctionCache(dispatchers[0].py_func).cache_path) / mark
+    try:
+        if path.read_text() == fingerprint:
+            return False
+    except OSError:
+        pass
+    for dispatcher in dispatchers:
+        FunctionCache(dispatcher.py_func).flush()
+    with suppress(OSError):  # a read-only cache: the next check empties it again
+        path.write_text(fingerprint)
+    return True
+
+
+def _spec_dispatchers() -> list[CPUDispatcher]:
+    """Every cached kernel that reads event_spec's constants: this module's and json_judge's."""
+    modules = (sys.modules[__name__], sys.modules["pipeline.kernels.json_judge"])
+    return [v for m in modules for v in vars(m).values()
+            if isinstance(v, CPUDispatcher) and v.py_func.__module__ == m.__name__]
+
+
+drop_stale_cache(_spec_dispatchers(), SPEC_FINGERPRINT, "json_scan.spec")

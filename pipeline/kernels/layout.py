@@ -13,8 +13,15 @@ FLAG_LOGIT_BIAS = 4
 FLAG_MULTI_N = 8
 FLAG_STREAM = 16
 FLAG_DEEP_LOGPROBS = 32
+FLAG_WIDE_LOGIT_BIAS = 64  # logit_bias_count >= WIDE_LOGIT_BIAS
+FLAG_TINY_MAX_TOKENS = 128  # 0 < max_tokens <= TINY_MAX_TOKENS
 # Calibration needs the top few alternatives; distribution theft asks for many.
 DEEP_TOP_LOGPROBS = 10
+# A classifier biases its few label tokens (2-20); parameter stealing (Carlini et al. 2024)
+# biases hundreds of token ids per call to read logits of tokens outside the top-k.
+WIDE_LOGIT_BIAS = 50
+# One or two tokens of output: a probe of the next-token distribution, not an answer.
+TINY_MAX_TOKENS = 2
 
 # --- network types (schemas.event.NETWORK_TYPES order) -------------------------------
 NET_RESIDENTIAL, NET_MOBILE, NET_BUSINESS, NET_HOSTING, NET_VPN, NET_PROXY, NET_TOR, NET_UNKNOWN = range(8)
@@ -45,7 +52,9 @@ GAP_COUNT = 17  # inter-arrival gaps measured (calls after the account's first)
 STREAM_CALLS = 18
 TOPIC_BUCKET0 = 19  # TOPIC_BUCKETS counters: calls per topic bucket (topic hash % TOPIC_BUCKETS)
 TOPIC_BUCKETS = 8
-N_COUNTERS = TOPIC_BUCKET0 + TOPIC_BUCKETS
+WIDE_BIAS_CALLS = TOPIC_BUCKET0 + TOPIC_BUCKETS  # logit bias on >= WIDE_LOGIT_BIAS token ids
+TINY_OUTPUT_CALLS = WIDE_BIAS_CALLS + 1  # max_tokens requested in 1..TINY_MAX_TOKENS
+N_COUNTERS = TINY_OUTPUT_CALLS + 1
 TOKEN_COUNTER0 = PROMPT_TOKENS  # the token columns, whose sums carry into ``token_carry``
 N_TOKEN_COUNTERS = 3
 _TOKEN_COLUMNS = (PROMPT_TOKENS, COMPLETION_TOKENS, REASONING_TOKENS)
@@ -56,7 +65,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "logit_bias_calls", "multi_n_calls", "error_calls", "rate_limited_calls", "hashed_calls",
     "deep_logprob_calls", "anon_calls", "hosting_calls", "temp_calls", "temp_zero_calls", "near_dup_calls",
     "gap_count", "stream_calls",
-    *(f"topic_bucket_{i}" for i in range(TOPIC_BUCKETS)),
+    *(f"topic_bucket_{i}" for i in range(TOPIC_BUCKETS)), "wide_bias_calls", "tiny_output_calls",
 )
 assert len(COUNTER_NAMES) == N_COUNTERS
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from pipeline.alerting.cluster_alerts import Predicate, default_predicate
-from pipeline.linking.clusters import LinkGraph, crossing_ts, score_from_means
+from pipeline.linking.clusters import Evidence, crossing_ts, pair_strength, score_from_means
 from pipeline.linking.config import LinkingConfig
 
 Staircase = list[list[int]]
@@ -79,20 +79,20 @@ class _Sets:
         return ra
 
 
-def qualified_since(members: set[str], graph: LinkGraph, accounts: Mapping[str, Mapping[str, object]],
+def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
+                    accounts: Mapping[str, Mapping[str, object]], config: LinkingConfig,
                     qualifies: Predicate | None = None) -> dict[str, int]:
     """Member -> earliest event time its cluster met ``qualifies`` (a cluster rule's condition on
     ``score``, ``size``, ``member_mean_score``, ``member_max_score``, ``calls``; default the packaged
-    ``cluster_extraction``); members that never did are absent."""
+    ``cluster_extraction``); members that never did are absent. ``linked``: the cluster's linked
+    pairs with their evidence (``LinkState.pair_evidence``)."""
     holds = qualifies or default_predicate()
-    config: LinkingConfig = graph.config
     policy = config.cluster
     link_full = policy.factors["link_strength"].full_at
     events: list[tuple[int, int, str, str, float]] = []  # (ts, order, a, b or "", value)
-    for key in graph.linked_pairs(members):
-        t = crossing_ts(graph.pairs[key], config)
-        a, _, b = key.partition("\x1f")
-        events.append((t if t is not None else 0, 1, a, b, min(1.0, graph.linked[key] / link_full)))
+    for (a, b), evidence in linked.items():
+        t = crossing_ts(evidence, config)
+        events.append((t if t is not None else 0, 1, a, b, min(1.0, pair_strength(evidence, config) / link_full)))
     sets = _Sets()
     score: dict[str, float] = {}
     for m in members:

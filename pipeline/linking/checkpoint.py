@@ -1,7 +1,7 @@
 """The linking process's checkpoint in ``<group>-link-state`` (1 partition, compacted). Pure: no Kafka.
 
 A checkpoint is a *generation* ``g``: the whole stage state (FeatureStage.features,
-ClusterStage.pairs/accounts/alerted: plain JSON values) cut into blocks of at most
+ClusterStage.accounts/alerted: plain JSON values; the links are derived from the features) cut into blocks of at most
 ``BLOCK_BYTES``, then a manifest. Records (key -> orjson value):
 
 * ``g{slot}:b{i}`` -> ``{"gen": g, "w": writer, "i": i, "s": section, "d": {key: value, ...}}`` with
@@ -33,7 +33,8 @@ import orjson
 
 VERSION = 1
 MANIFEST_KEY = "manifest"
-SECTIONS = ("features", "pairs", "accounts", "alerted")
+SECTIONS = ("features", "accounts", "alerted")
+DERIVED = ("pairs",)  # sections of older checkpoints, derived from the others now: skipped on restore
 BLOCK_BYTES = 512 << 10
 _FIRST_CHUNK = 1_000  # entries per block tried first; adapted to the entries' size as blocks are cut
 
@@ -140,10 +141,11 @@ class StateLog:
             value = self.latest.get(block_key(slot, i))
             block = orjson.loads(value) if value is not None else None
             mine = block is not None and (block.get("gen"), block.get("w", "")) == (gen, writer)
-            if block is None or not mine or block.get("s") not in sections:
+            if block is None or not mine or block.get("s") not in (*SECTIONS, *DERIVED):
                 found = "missing" if block is None else f"of generation {block.get('gen')} by {block.get('w')!r}"
                 raise CheckpointError(f"linking checkpoint generation {gen}: block {block_key(slot, i)} is {found}")
-            sections[block["s"]].update(block["d"])
+            if block["s"] in sections:
+                sections[block["s"]].update(block["d"])
         return Restored(gen, sections, {str(k): int(v) for k, v in manifest["offsets"].items()},
                         dict(manifest.get("meta") or {}))
 

@@ -1,4 +1,4 @@
-"""Stage B logic, without Faust: pair evidence → linked pairs → clusters (union-find) → cluster scores.
+"""Stage B logic: pair evidence → linked pairs → clusters → cluster scores.
 
 Rules:
 
@@ -22,9 +22,8 @@ Rules:
   floor, since many accounts on one card and one office network are a company, not an
   attack, unless they behave like extraction.
 
-``LinkGraph`` keeps the evidence in any ``MutableMapping`` (a dict in tests,
-stage B's Faust table in the worker) and derives its indexes from it, so it can
-be rebuilt after a restart from the recovered table alone.
+The evidence is not stored: ``link_state.LinkState`` derives it from stage A's
+memberships and hands ``describe_cluster`` the linked pairs of one cluster.
 """
 
 from __future__ import annotations
@@ -32,24 +31,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.linking.config import ClusterConfig, LinkingConfig
 from pipeline.linking.membership import kind_of
 
-PAIR_SEP = "\x1f"  # unit separator: cannot appear in the account ids we link on
-
-Evidence = dict[str, int]  # feature -> event time (ms) it was first shared
-
-
-def pair_key(a: str, b: str) -> str:
-    return f"{a}{PAIR_SEP}{b}" if a < b else f"{b}{PAIR_SEP}{a}"
-
-
-def split_pair(key: str) -> tuple[str, str]:
-    a, _, b = key.partition(PAIR_SEP)
-    return a, b
+Evidence = dict[str, int]  # feature -> event time (ms) the pair first shared it
 
 
 def cluster_id(members: Iterable[str]) -> str:
@@ -72,129 +60,6 @@ def crossing_ts(evidence: Mapping[str, int], config: LinkingConfig) -> int | Non
             if total >= config.link_threshold:
                 return ts
     return None
-
-
-class UnionFind:
-    """Disjoint sets of account ids with their member lists (merged small into large)."""
-
-    def __init__(self) -> None:
-        self._parent: dict[str, str] = {}
-        self._members: dict[str, set[str]] = {}
-
-    def find(self, x: str) -> str:
-        parent = self._parent
-        if x not in parent:
-            return x
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]  # path halving
-            x = parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> str:
-        for x in (a, b):
-            if x not in self._parent:
-                self._parent[x] = x
-                self._members[x] = {x}
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return ra
-        if len(self._members[ra]) < len(self._members[rb]):
-            ra, rb = rb, ra
-        self._parent[rb] = ra
-        self._members[ra] |= self._members.pop(rb)
-        return ra
-
-    def members(self, x: str) -> set[str]:
-        """The set holding ``x`` (``{x}`` when x was never united)."""
-        return set(self._members.get(self.find(x), {x}))
-
-    def roots(self) -> list[str]:
-        return list(self._members)
-
-
-class LinkGraph:
-    """Pair evidence plus the derived linked pairs, feature index and union-find.
-
-    ``pairs`` maps ``pair_key(a, b)`` to ``{feature: ts}``; every change is written
-    back as a whole value (``pairs[key] = value``) so a Faust table logs it.
-    """
-
-    def __init__(self, pairs: MutableMapping[str, Evidence], config: LinkingConfig) -> None:
-        self.pairs = pairs
-        self.config = config
-        self.rebuild()
-
-    def rebuild(self) -> None:
-        """Derive every index from ``pairs`` (after a restart or a retraction that unlinked pairs)."""
-        self.by_feature: dict[str, set[str]] = {}
-        self.linked: dict[str, float] = {}  # pair key -> strength, linked pairs only
-        self.neighbours: dict[str, set[str]] = {}
-        self.sets = UnionFind()
-        for key, evidence in self.pairs.items():
-            for feature in evidence:
-                self.by_feature.setdefault(feature, set()).add(key)
-            self._relink(key, evidence)
-
-    def _relink(self, key: str, evidence: Mapping[str, int]) -> bool:
-        """Update the linked state of one pair; True when it was linked and no longer is."""
-        strength = pair_strength(evidence, self.config)
-        a, b = split_pair(key)
-        if strength >= self.config.link_threshold:
-            self.linked[key] = strength
-            self.neighbours.setdefault(a, set()).add(b)
-            self.neighbours.setdefault(b, set()).add(a)
-            self.sets.union(a, b)
-            return False
-        if self.linked.pop(key, None) is None:
-            return False
-        for x, y in ((a, b), (b, a)):
-            peers = self.neighbours.get(x)
-            if peers is not None:
-                peers.discard(y)
-                if not peers:
-                    del self.neighbours[x]
-        return True
-
-    def add(self, a: str, b: str, feature: str, ts: int) -> bool:
-        """Record that ``a`` and ``b`` share ``feature`` since ``ts``; True when the evidence changed."""
-        key = pair_key(a, b)
-        evidence = dict(self.pairs.get(key) or {})
-        if feature in evidence and evidence[feature] <= ts:
-            return False
-        evidence[feature] = ts
-        self.pairs[key] = evidence
-        self.by_feature.setdefault(feature, set()).add(key)
-        self._relink(key, evidence)
-        return True
-
-    def retract(self, feature: str) -> set[str]:
-        """Forget ``feature`` everywhere (it became popular); returns the accounts whose pairs changed."""
-        touched: set[str] = set()
-        unlinked = False
-        for key in self.by_feature.pop(feature, set()):
-            evidence = dict(self.pairs.get(key) or {})
-            evidence.pop(feature, None)
-            if evidence:
-                self.pairs[key] = evidence
-            else:
-                del self.pairs[key]
-            unlinked |= self._relink(key, evidence)
-            touched.update(split_pair(key))
-        if unlinked:
-            # Union-find cannot split a set: rebuild it from the pairs still linked.
-            self.sets = UnionFind()
-            for key in self.linked:
-                self.sets.union(*split_pair(key))
-        return touched
-
-    def component(self, account: str) -> set[str]:
-        """Members of the cluster holding ``account``; a single account when it has no links."""
-        if account not in self.neighbours:
-            return {account}
-        return self.sets.members(account)
-
-    def linked_pairs(self, members: set[str]) -> list[str]:
-        return sorted({pair_key(a, b) for a in members for b in self.neighbours.get(a, ()) if b in members})
 
 
 @dataclass(frozen=True)
@@ -247,20 +112,20 @@ class Cluster:
     updated_ts: int  # latest event time of its evidence or its members' scores
 
 
-def describe_cluster(members: set[str], graph: LinkGraph, accounts: Mapping[str, Mapping[str, float]]) -> Cluster:
-    """Score and explain the cluster of ``members`` from the graph and the members' account state.
+def describe_cluster(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
+                     accounts: Mapping[str, Mapping[str, float]], config: LinkingConfig) -> Cluster:
+    """Score and explain the cluster of ``members`` from its linked pairs (``LinkState.pair_evidence``,
+    sorted) and the members' account state.
 
     ``accounts`` maps account -> {"calls", "max", "ts"} (stage B's account table); missing
     accounts count as score 0 and no calls.
     """
-    config = graph.config
-    keys = graph.linked_pairs(members)
-    evidence = [graph.pairs[k] for k in keys]
+    evidence = list(linked.values())
     shares = Counter(feature for ev in evidence for feature in ev)
     listed = sorted(shares, key=lambda ft: (-config.weight(kind_of(ft)), -shares[ft], ft))
     state = [accounts.get(m, {}) for m in members]
     score = score_cluster(
-        len(members), [float(s.get("max") or 0.0) for s in state], [graph.linked[k] for k in keys],
+        len(members), [float(s.get("max") or 0.0) for s in state], [pair_strength(ev, config) for ev in evidence],
         sum(float(s.get("calls") or 0) for s in state), config.cluster,
     )
     crossings = [t for t in (crossing_ts(ev, config) for ev in evidence) if t is not None]

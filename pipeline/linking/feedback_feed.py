@@ -89,6 +89,10 @@ class FeedbackPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
     async def publish(self, feedback: FeedbackSuppressions) -> bool:
         """True when sent and acknowledged; False when unchanged. Raises KafkaError (retry next time)."""
         if self._producer is None:

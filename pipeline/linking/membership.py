@@ -1,4 +1,4 @@
-"""Stage A logic, without Faust: feature → bounded set of accounts, and the link evidence it yields.
+"""Stage A logic: feature → bounded set of accounts. The link evidence is derived from it (``link_state``).
 
 State per feature (a JSON-able dict, the value of stage A's table)::
 
@@ -7,12 +7,12 @@ State per feature (a JSON-able dict, the value of stage A's table)::
 
 Rules, applied by ``observe`` to one message's observations of one feature:
 
-* a new member gets an edge to every existing member (ts = the later of the two
-  first sightings); for ``tpl`` only to members whose sample simhash is within
-  ``max_hamming`` bits of its own, so colliding bands of unrelated prompts do not link;
+* a new member shares the feature with every existing member (evidence of the pair
+  since the later of the two first sightings); for ``tpl`` only with members whose
+  sample simhash is within ``max_hamming`` bits of its own (``partners``), so
+  colliding bands of unrelated prompts do not link;
 * the member that would exceed the kind's cap makes the feature *popular*: its
-  members are dropped, the edges of this call are not sent, and the caller emits
-  a retraction so stage B forgets the feature's earlier evidence too. A popular
+  members are dropped (``dropped``: stage B forgets their evidence too). A popular
   feature stays popular (a big cloud ASN, a common SDK user agent).
 
 Idempotent: observing a member again changes nothing and yields nothing, so a
@@ -21,7 +21,7 @@ re-read message after a crash never duplicates evidence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.linking.config import FEATURE_KINDS, LinkingConfig
@@ -38,13 +38,23 @@ def hamming(x: int, y: int) -> int:
     return (x ^ y).bit_count()
 
 
+def partners(members: Mapping[str, Sequence[int]], account: str, feature: str, max_hamming: int) -> list[str]:
+    """The members ``account`` shares ``feature`` with as evidence (for ``tpl``: near samples only)."""
+    if kind_of(feature) != "tpl":
+        return [m for m in members if m != account]
+    sample = members[account][1]
+    return [m for m, (_, other) in members.items() if m != account and hamming(sample, other) <= max_hamming]
+
+
 @dataclass
 class FeatureUpdate:
-    """What observing one feature changed: the new state (None: unchanged), edges, popularity."""
+    """What observing one feature changed: the new state (None: unchanged), new members, popularity."""
 
     state: dict[str, object] | None = None
-    edges: list[tuple[str, str, int]] = field(default_factory=list)  # (a, b, ts) with a < b
+    joined: list[str] = field(default_factory=list)  # new members, in event-time order
     popular_ts: int | None = None
+    dropped: list[str] = field(default_factory=list)  # the members a feature made popular had before
+    pairs: int = 0  # (new member, existing member) pairs formed, tpl ones before the Hamming check
 
 
 def observe(state: dict[str, object] | None, feature: str, seen: Iterable[Member],
@@ -52,22 +62,18 @@ def observe(state: dict[str, object] | None, feature: str, seen: Iterable[Member
     """Apply sightings of ``feature`` (any order, repeats allowed) to its ``state``; see the module rules."""
     if state is not None and "pop" in state:
         return FeatureUpdate()
-    kind = kind_of(feature)
-    cap = config.kinds[kind].cap
-    max_hamming = config.template.max_hamming
+    cap = config.kinds[kind_of(feature)].cap
     members: dict[str, list[int]] = dict(state["m"]) if state else {}  # type: ignore[call-overload]
     update = FeatureUpdate()
-    # Event-time order, so the same sightings give the same edges whatever the message order.
+    # Event-time order, so the same sightings give the same members whatever the message order.
     for account, ts, sample in sorted(seen, key=lambda m: (m[1], m[0])):
         if account in members:
             continue
         if len(members) >= cap:
-            return FeatureUpdate(state={"pop": ts, "n": cap + 1}, popular_ts=ts)
-        for other, (other_ts, other_sample) in members.items():
-            if kind == "tpl" and hamming(sample, other_sample) > max_hamming:
-                continue
-            a, b = (account, other) if account < other else (other, account)
-            update.edges.append((a, b, max(ts, other_ts)))
+            before = list(state["m"]) if state else []  # type: ignore[call-overload]
+            return FeatureUpdate(state={"pop": ts, "n": cap + 1}, popular_ts=ts, dropped=before)
+        update.pairs += len(members)
         members[account] = [ts, sample]
+        update.joined.append(account)
         update.state = {"m": members}
     return update

@@ -10,20 +10,17 @@ at most one message per partition per detect batch)::
      "f": [int], "a": [int], "ts": [ms], "sample": [uint64]}   # one entry per observation
     {"v": 1, "type": "end", "src": "<detect source>"}            # drain marker, sent to every partition
 
-``dw-link-edges`` (1 partition; written by stage A and by the detect step)::
+``dw-link-edges`` (1 partition; written by the detect step)::
 
-    {"v": 1, "type": "edges", "partition": p,
-     "a": [account], "b": [account], "feature": [str], "ts": [ms],     # a < b; kind = feature prefix
-     "popular": [feature], "popular_ts": [ms]}                         # features no longer evidence
     {"v": 1, "type": "accounts", "src": "...",
      "account": [...], "calls": [int], "ts": [ms],                     # calls in the batch, latest event time
      "score": [float | null], "max_score": [float | null],             # latest closed frame, running max
      "best": [float | null], "best_ts": [ms | null]}                   # the batch's best frame and its end
                                                                        # (null: no frame closed in the batch)
-    {"v": 1, "type": "end", "src": "<detect source>", "partition": p}  # stage A forwarding a drain marker
+    {"v": 1, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
 
-Kind weights are not on the wire: stage B applies the weights of its config
-file, so every stored piece of evidence is weighed the same way.
+Stage A hands stage B a ``MemberChanges`` in memory (same process), never on a topic.
+Kind weights are not on the wire: stage B applies the weights of its config file.
 Decoding raises ``MessageError`` for anything malformed.
 """
 
@@ -66,17 +63,14 @@ class ObservationBatch:
 
 
 @dataclass(frozen=True)
-class EdgeBatch:
-    partition: int
-    a: list[str] = field(default_factory=list)
-    b: list[str] = field(default_factory=list)
-    feature: list[str] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    popular: list[str] = field(default_factory=list)
-    popular_ts: list[int] = field(default_factory=list)
+class MemberChanges:
+    """Stage A → B, in memory: the memberships one observation message changed (stage B derives the links)."""
+
+    joined: list[tuple[str, str]] = field(default_factory=list)  # (feature, new member)
+    dropped: list[tuple[str, list[str]]] = field(default_factory=list)  # (feature made popular, its members)
 
     def __len__(self) -> int:
-        return len(self.a) + len(self.popular)
+        return len(self.joined) + len(self.dropped)
 
 
 @dataclass(frozen=True)
@@ -97,10 +91,10 @@ class AccountUpdates:
 @dataclass(frozen=True)
 class EndMarker:
     src: str
-    partition: int | None = None  # set by stage A: the observations partition it drained
+    partition: int | None = None  # set by the linking process: the observations partition it came from
 
 
-Message = ObservationBatch | EdgeBatch | AccountUpdates | EndMarker
+Message = ObservationBatch | MemberChanges | AccountUpdates | EndMarker
 
 
 # --- encoding -----------------------------------------------------------------------------
@@ -128,21 +122,6 @@ def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int,
                 "f": f_local.astype(np.int64), "a": a_local.astype(np.int64),
                 "ts": obs.ts_ms[rows], "sample": obs.sample[rows],
             }, option=_NUMPY))
-    return out
-
-
-def pack_edges(edges: EdgeBatch, max_rows: int = MAX_ROWS) -> list[bytes]:
-    """Messages of at most ``max_rows`` edges; the retractions ride with the first.
-
-    Safe to split: edges are independent rows, and no edge of a feature made popular
-    by this call is sent at all (``membership``), so later chunks never revive one.
-    """
-    out = []
-    for i, rows in enumerate(_row_chunks(max(len(edges.a), 1), max_rows)):
-        out.append(orjson.dumps({
-            "v": VERSION, "type": "edges", "partition": edges.partition, "a": edges.a[rows], "b": edges.b[rows],
-            "feature": edges.feature[rows], "ts": edges.ts[rows],
-            "popular": edges.popular if i == 0 else [], "popular_ts": edges.popular_ts if i == 0 else []}))
     return out
 
 
@@ -256,10 +235,6 @@ def decode(value: bytes) -> Message:
         f, a, ts, sample = _columns(body, ("f", "a", "ts", "sample"))
         features, accounts = _columns(body, ("features",))[0], _columns(body, ("accounts",))[0]
         return ObservationBatch(src, int(body.get("seq", 0)), features, accounts, f, a, ts, sample)  # type: ignore[arg-type]
-    if kind == "edges":
-        a, b, feature, ts = _columns(body, ("a", "b", "feature", "ts"))
-        popular, popular_ts = _columns(body, ("popular", "popular_ts"))
-        return EdgeBatch(int(body.get("partition", -1)), a, b, feature, ts, popular, popular_ts)  # type: ignore[arg-type]
     if kind == "accounts":
         cols = _columns(body, ("account", "calls", "ts", "score", "max_score", "best", "best_ts"))
         return AccountUpdates(src, *cols)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ a fetch boundary and checkpoints if it is still a member (a commit of its last o
 proves that first), then either gets the partitions back (same in-memory state: the
 state topic has not grown since its last write) or becomes a standby. Logged as
 "linking: active, restored generation N" / "linking: standby".
-Per fetch: stage A turns each observation message into an ``EdgeBatch`` (in memory, no
+Per fetch: stage A turns each observation message into ``MemberChanges`` (in memory, no
 topic), stage B applies those, the account updates and the drain markers in one call,
 and what it produced goes to ``<group>-link-results`` as ``LinkResult`` messages (acked)
 for the workers to write; a stats-only result follows at least every ``STATS_EVERY_S``.
@@ -65,7 +65,6 @@ from pipeline.linking.config import LinkingConfig, load_linking_config
 from pipeline.linking.feedback_feed import FEEDBACK_POLL_S, FeedbackReader
 from pipeline.linking.messages import (
     AccountUpdates,
-    EdgeBatch,
     EndMarker,
     Message,
     MessageError,
@@ -76,6 +75,7 @@ from pipeline.linking.ownership import SingleOwnerAssignor
 from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from pipeline.linking.topics import LinkTopics
+from pipeline.retry import RETRY_BACKOFF_S, fetch_or_wait, retry
 from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.topics import ensure_topics, partition_count
 
@@ -90,7 +90,6 @@ FETCH_TIMEOUT_MS = 500
 FETCH_MAX_RECORDS = 500
 STATS_EVERY_S = 5.0  # a stats-only result at least this often: the workers' /metrics stay live
 PROGRESS_EVERY_S = 30.0
-RETRY_CAP_S = 10.0
 # Analysts' false positives are re-read from ClickHouse this often (a ClickHouse server only: embedded
 # chDB is open in the worker, so there the cluster rules run without them).
 CLIENT_ID = "distillwatch-linking-process"
@@ -164,7 +163,6 @@ class LinkingProcess:
         self.stats = StageStats()
         self.stop_requested = asyncio.Event()
         self.features: dict[str, dict[str, object]] = {}
-        self.pairs: dict[str, dict[str, int]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.alerted: dict[str, object] = {}
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
@@ -238,7 +236,7 @@ class LinkingProcess:
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """The stage state a checkpoint holds (``checkpoint.SECTIONS``), by name."""
-        return {"features": self.features, "pairs": self.pairs, "accounts": self.accounts, "alerted": self.alerted}
+        return {"features": self.features, "accounts": self.accounts, "alerted": self.alerted}
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -311,7 +309,7 @@ class LinkingProcess:
     def init_stage_b(self, partitions: int) -> ClusterStage:
         """Stage B over the (restored) dicts, once the observation partition count is known."""
         self.partitions = partitions
-        self.stage_b = ClusterStage(self.config, self.pairs, self.accounts, self.alerted,
+        self.stage_b = ClusterStage(self.config, self.features, self.accounts, self.alerted,
                                     drain_sources=self.drain_sources, partitions=partitions,
                                     defer_alerts=self.bounded, stats=self.stats, alerting=self.alerting)
         self.stage_b.markers |= self.restored_markers
@@ -373,8 +371,8 @@ class LinkingProcess:
                 log.info("linking: still active after a rebalance, generation %d (%s)", self.gen, self._group_line())
                 return
             self.activations += 1
-            log.info("linking: active, restored generation %d (%d features, %d pairs, %d accounts, %d alerted; "
-                     "%s); offsets %s", self.gen, len(self.features), len(self.pairs), len(self.accounts),
+            log.info("linking: active, restored generation %d (%d features, %d accounts, %d alerted; "
+                     "%s); offsets %s", self.gen, len(self.features), len(self.accounts),
                      len(self.alerted), self._group_line(),
                      {offset_key(tp.topic, tp.partition): o for tp, o in sorted(self.offsets.items())})
             await self.reload_feedback()
@@ -403,12 +401,8 @@ class LinkingProcess:
                 await self._take_assignment()
                 last_checkpoint = last_stats = time.monotonic()
             epoch = self.epoch
-            try:
-                fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=FETCH_MAX_RECORDS)
-            except KafkaError as exc:
-                log.warning("linking process: fetch failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
+            fetched = await fetch_or_wait(consumer, "linking process", timeout_ms=FETCH_TIMEOUT_MS,
+                                          max_records=FETCH_MAX_RECORDS)
             if not self.processing:
                 continue  # a standby, or a rebalance under way
             async with self.lock:  # a revocation waits for this fetch's results, then checkpoints
@@ -491,10 +485,10 @@ class LinkingProcess:
                     # Observations partition p's marker comes after its observations: tag it with p.
                     to_b.append(EndMarker(msg.src, tp.partition if from_observations else None))
                 elif isinstance(msg, ObservationBatch) and from_observations:
-                    edges = self.stage_a.handle(msg, tp.partition)
-                    if len(edges):
-                        to_b.append(edges)
-                elif isinstance(msg, AccountUpdates | EdgeBatch) and not from_observations:
+                    changes = self.stage_a.handle(msg)
+                    if len(changes):
+                        to_b.append(changes)
+                elif isinstance(msg, AccountUpdates) and not from_observations:
                     to_b.append(msg)
                 elif msg is not None:
                     self.stats.bad_messages += 1
@@ -552,18 +546,11 @@ class LinkingProcess:
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
         """Run ``attempt()`` until Kafka accepts (the input waits meanwhile); Stopped when asked to stop."""
-        n = 0
-        while True:
-            try:
-                await attempt()
-                return
-            except KafkaError as exc:
-                if self.stop_requested.is_set():
-                    raise Stopped from exc
-                pause = min(0.5 * 2 ** n, RETRY_CAP_S)
-                log.warning("linking process: %s failed (%s); retry %d in %.1fs", what, exc, n + 1, pause)
-                n += 1
-                await asyncio.sleep(pause)
+        try:
+            await retry(attempt, KafkaError, f"linking process: {what} failed", RETRY_BACKOFF_S,
+                        give_up=self.stop_requested.is_set)
+        except KafkaError as exc:
+            raise Stopped from exc
 
     # --- checkpoint -----------------------------------------------------------------------------
 
@@ -638,7 +625,7 @@ class LinkingProcess:
 
     def stats_dict(self) -> dict[str, object]:
         return {**self.stats.as_dict(), "backlog": dict(self.backlog), "lag": sum(self.backlog.values()),
-                "accounts": len(self.accounts), "features": len(self.features), "pairs": len(self.pairs),
+                "accounts": len(self.accounts), "features": len(self.features),
                 "read_messages": self.read_messages, "uncheckpointed_messages": self.uncheckpointed,
                 "checkpoint_generation": self.gen, "restored_generation": self.restored_gen,
                 "checkpoints": self.checkpoints, "checkpoint_s": round(self.checkpoint_s, 3),

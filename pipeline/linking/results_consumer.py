@@ -39,6 +39,7 @@ from pipeline.alerting.rules import RuleSet
 from pipeline.linking.messages import MessageError
 from pipeline.linking.results import LinkResult, decode_result
 from pipeline.linking.sink import ClusterSink, write_with_retry
+from pipeline.retry import RETRY_BACKOFF_S, fetch_or_wait, retry
 from pipeline.sinks.clickhouse import query_rows
 from schemas.tables import CLUSTERS
 
@@ -49,7 +50,6 @@ FETCH_TIMEOUT_MS = 500
 FETCH_MAX_RECORDS = 64
 # On stop, the result being applied may finish this long before the task is cancelled (then re-read next start).
 STOP_GRACE_S = 10.0
-ACTIONS_RETRY_CAP_S = 10.0
 
 
 def results_group(consumer_group: str) -> str:
@@ -141,12 +141,8 @@ class ResultsConsumer:
         assert consumer is not None
         try:
             while not self._stopping:
-                try:
-                    fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=FETCH_MAX_RECORDS)
-                except KafkaError as exc:
-                    log.warning("reading link results failed (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
+                fetched = await fetch_or_wait(consumer, "link results", timeout_ms=FETCH_TIMEOUT_MS,
+                                              max_records=FETCH_MAX_RECORDS)
                 for tp, messages in fetched.items():
                     for message in messages:
                         await self.apply(message.value)
@@ -194,14 +190,5 @@ class ResultsConsumer:
 
 async def publish_with_retry(publisher: ActionPublisher, messages: Sequence[ActionMessage]) -> None:
     """Publish, retrying with back-off while Kafka refuses (the results wait in their topic meanwhile)."""
-    attempt = 0
-    while True:
-        try:
-            await publisher.publish(messages)
-            return
-        except KafkaError as exc:
-            pause = min(0.5 * 2 ** attempt, ACTIONS_RETRY_CAP_S)
-            log.warning("publishing %d cluster actions failed (%s); retry %d in %.1fs", len(messages), exc,
-                        attempt + 1, pause)
-            attempt += 1
-            await asyncio.sleep(pause)
+    await retry(lambda: publisher.publish(messages), KafkaError, f"publishing {len(messages)} cluster actions failed",
+                RETRY_BACKOFF_S)

@@ -1,17 +1,18 @@
 """The two linking stages as plain classes over mappings: Faust-free, so tests drive them with dicts.
 
-``FeatureStage`` (stage A) owns the features of ``dw-link-observations``: one
-observation message in, one ``EdgeBatch`` out (handed to stage B in memory by the
-linking process, ``process``). ``ClusterStage`` (stage B) sees every edge batch and
-account update: messages in, changed ``clusters`` rows and alerts out.
+``FeatureStage`` (stage A) owns the memberships of ``dw-link-observations``' features:
+one observation message in, one ``MemberChanges`` out (handed to stage B in memory by the
+linking process, ``process``). ``ClusterStage`` (stage B) reads the same memberships
+(``link_state``: the links are derived, no pair is stored) and sees every member change
+and account update: messages in, changed ``clusters`` rows and alerts out.
 
 Drain barrier (bounded input): every detect source sends an end marker to every
 observations partition and one to ``dw-link-edges``, after its last batch. The linking
 process tags a marker with the observations partition it came from (after handing that
-partition's edges on) and leaves the edges topic's untagged (``partition`` None).
+partition's member changes on) and leaves the edges topic's untagged (``partition`` None).
 Stage B is drained when it holds the marker of every observations partition and the
 edges marker of each of its ``drain_sources``: by then every observation of that source
-has been turned into edges and every account update (sent by the detect step before its
+has been applied and every account update (sent by the detect step before its
 markers, on the edges topic) has arrived. It then evaluates every cluster once more and
 reports ``drained``. A marker read twice (after a restart) counts once. Markers of other
 sources never end this drain.
@@ -38,10 +39,11 @@ from pipeline.alerting.rules import CompiledRule
 from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.alert_time import add_step, qualified_since
 from pipeline.linking.cluster_outputs import ClusterRows, ClusterTracker
-from pipeline.linking.clusters import Cluster, LinkGraph, cluster_id, describe_cluster
+from pipeline.linking.clusters import Cluster, cluster_id, describe_cluster
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.membership import Member, observe
-from pipeline.linking.messages import AccountUpdates, EdgeBatch, EndMarker, Message, ObservationBatch
+from pipeline.linking.link_state import LinkState
+from pipeline.linking.membership import Member, kind_of, observe
+from pipeline.linking.messages import AccountUpdates, EndMarker, MemberChanges, Message, ObservationBatch
 
 # {"calls", "ts", "score", "score_ts", "max", "steps"}: steps is the max-score staircase (alert_time).
 AccountState = dict[str, Any]
@@ -52,11 +54,10 @@ class StageStats:
     """Counters of both stages (what /stats shows)."""
 
     observations: int = 0
-    edges: int = 0
+    edges: int = 0  # (new member, existing member) pairs formed (not stored: FeatureUpdate.pairs)
     popular_features: int = 0
-    edge_messages: int = 0
     account_updates: int = 0
-    linked_pairs: int = 0
+    linked_accounts: int = 0
     clusters: int = 0
     cluster_rows: int = 0
     cluster_alerts: int = 0
@@ -67,7 +68,6 @@ class StageStats:
     markers: int = 0
     # Seconds spent, to see which stage limits the throughput.
     stage_a_s: float = 0.0  # stage A rules (event loop)
-    stage_a_send_s: float = 0.0  # waiting for stage A's edge messages to be acknowledged
     stage_b_s: float = 0.0  # stage B rules and cluster evaluation (event loop)
     stage_b_write_s: float = 0.0  # ClickHouse writes of cluster rows and alerts
 
@@ -84,30 +84,24 @@ class FeatureStage:
         self.config = config
         self.stats = stats or StageStats()
 
-    def handle(self, batch: ObservationBatch, partition: int) -> EdgeBatch:
-        """Apply one observation message; the edges and popular features it produced (maybe none)."""
+    def handle(self, batch: ObservationBatch) -> MemberChanges:
+        """Apply one observation message; the members it added and the features it made popular."""
         by_feature: dict[int, list[Member]] = {}
         accounts = batch.accounts
         for f, ai, ts, sample in zip(batch.f, batch.a, batch.ts, batch.sample, strict=True):
             by_feature.setdefault(f, []).append((accounts[ai], ts, sample))
-        out = EdgeBatch(partition)
+        out = MemberChanges()
         for f, seen in by_feature.items():
             feature = batch.features[f]
             update = observe(self.features.get(feature), feature, seen, self.config)
             if update.state is not None:
                 self.features[feature] = update.state  # a whole value: mappings may log each change
             if update.popular_ts is not None:
-                out.popular.append(feature)
-                out.popular_ts.append(update.popular_ts)
-                continue
-            for a, b, ts in update.edges:
-                out.a.append(a)
-                out.b.append(b)
-                out.feature.append(feature)
-                out.ts.append(ts)
+                out.dropped.append((feature, update.dropped))
+            out.joined.extend((feature, account) for account in update.joined)
+            self.stats.edges += update.pairs
         self.stats.observations += len(batch.f)
-        self.stats.edges += len(out.a)
-        self.stats.popular_features += len(out.popular)
+        self.stats.popular_features += len(out.dropped)
         return out
 
 
@@ -143,9 +137,10 @@ def apply_account_updates(accounts: MutableMapping[str, AccountState], updates: 
 
 
 class ClusterStage:
-    """Stage B over three mappings: pair evidence, account state, last cluster alert per account."""
+    """Stage B over three mappings: stage A's memberships (read only), account state, last cluster alert
+    per account."""
 
-    def __init__(self, config: LinkingConfig, pairs: MutableMapping[str, dict[str, int]],
+    def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]],
                  accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, object], *,
                  drain_sources: Collection[str], partitions: int, defer_alerts: bool = False,
                  stats: StageStats | None = None, alerting: AlertSetup | None = None) -> None:
@@ -153,7 +148,7 @@ class ClusterStage:
         ``alerting``: the rules (cluster rules), allow-list and feedback (default: the packaged rules)."""
         self.config = config
         self.defer_alerts = defer_alerts
-        self.pairs = pairs
+        self.features = features
         self.accounts = accounts
         self.expected_markers = frozenset({(src, p) for src in drain_sources for p in range(partitions)}
                                           | {(src, None) for src in drain_sources})
@@ -165,16 +160,17 @@ class ClusterStage:
         self._changed_ids: set[str] = set()  # accounts whose entry changed since take_cluster_changes
         self.markers: set[tuple[str, int | None]] = set()
         self.drained = False
-        self._graph: LinkGraph | None = None
+        self._links: LinkState | None = None
+        self._components: dict[str, frozenset[str]] = {}  # as of the last evaluation
         self._full = True  # evaluate every cluster at the next call
 
     @property
-    def graph(self) -> LinkGraph:
-        if self._graph is None:
-            self._graph = LinkGraph(self.pairs, self.config)
+    def links(self) -> LinkState:
+        if self._links is None:
+            self._links = LinkState(self.features, self.config)
             self.tracker.forget()
             self._full = True
-        return self._graph
+        return self._links
 
     def take_cluster_changes(self) -> dict[str, str]:
         """Account -> cluster id ("" = in none) for the accounts whose cluster changed since the last call."""
@@ -182,50 +178,60 @@ class ClusterStage:
         return {a: self.cluster_ids.get(a, "") for a in sorted(changed)}
 
     def current_id(self, account: str) -> str | None:
-        members = self.graph.component(account)
-        return cluster_id(members) if len(members) > 1 else None
+        members = self._components.get(account)
+        return cluster_id(members) if members else None
 
     def handle(self, messages: list[Message]) -> StageOutput:
         """Apply messages in order, then re-evaluate the clusters they touched."""
-        graph = self.graph
+        links = self.links
         touched: set[str] = set()
+        dropped: list[str] = []
         for msg in messages:
-            if isinstance(msg, EdgeBatch):
-                for a, b, feature, ts in zip(msg.a, msg.b, msg.feature, msg.ts, strict=True):
-                    if graph.add(a, b, feature, ts):
-                        touched.update((a, b))
-                for feature in msg.popular:
-                    touched |= graph.retract(feature)
-                self.stats.edge_messages += 1
+            if isinstance(msg, MemberChanges):
+                for feature, account in msg.joined:
+                    partners = links.join(feature, account)
+                    touched.add(account)
+                    if kind_of(feature) not in links.strong:  # a strong feature's partners are in one set
+                        touched.update(partners)
+                for feature, members in msg.dropped:
+                    links.drop(feature, members)
+                    touched.update(members)
+                    dropped += members
             elif isinstance(msg, AccountUpdates):
                 changed = apply_account_updates(self.accounts, msg)
-                touched.update(a for a in changed if a in graph.neighbours)
+                touched.update(a for a in changed if links.linked(a))
                 self.stats.account_updates += len(msg)
             elif isinstance(msg, EndMarker):
                 self.markers.add((msg.src, msg.partition))
                 self.stats.markers = len(self.markers)
+        if dropped:
+            links.relink(dropped)  # a union-find cannot split: their clusters rebuilt from the memberships left
         drained_now = not self.drained and self.expected_markers <= self.markers
         full = self._full or drained_now
         self._full = False
-        out = self._evaluate(list(graph.neighbours) if full else touched, final=drained_now)
+        self._components = links.components()
+        out = self._evaluate(list(self._components) if full else touched, final=drained_now)
         if drained_now:
             self.drained = out.drained = True
         return out
 
     def _since(self, cluster: Cluster, rule: CompiledRule) -> Mapping[str, int]:
-        return qualified_since(set(cluster.members), self.graph, self.accounts, predicate(rule))
+        members = frozenset(cluster.members)
+        # Enumerated again rather than kept from describe_cluster: at a drain that would be every pair at once.
+        return qualified_since(members, self.links.pair_evidence(members), self.accounts, self.config,
+                               predicate(rule))
 
     def _evaluate(self, accounts: list[str] | set[str], *, final: bool) -> StageOutput:
-        graph = self.graph
         clusters: list[Cluster] = []
         seen: set[str] = set()
         for account in sorted(accounts):
             if account in seen:
                 continue
-            members = graph.component(account)
-            seen |= members
-            if len(members) > 1:
-                clusters.append(describe_cluster(members, graph, self.accounts))  # type: ignore[arg-type]
+            members = self._components.get(account)
+            if members:
+                seen |= members
+                clusters.append(describe_cluster(members, self.links.pair_evidence(members), self.accounts,  # type: ignore[arg-type]
+                                                 self.config))
             elif self.cluster_ids.pop(account, None) is not None:
                 self._changed_ids.add(account)
         for cluster in clusters:
@@ -236,8 +242,8 @@ class ClusterStage:
         rows, alerts = self.tracker.emit(clusters, self.current_id, self._since,
                                          alerts=final or not self.defer_alerts, exact=final, out=found)
         st = self.stats
-        st.linked_pairs = len(graph.linked)
-        st.clusters = len(graph.sets.roots())
+        st.linked_accounts = len(self._components)
+        st.clusters = len({id(m) for m in self._components.values()})
         st.cluster_rows += len(rows)
         st.cluster_alerts += len(alerts)
         st.cluster_alerts_by_severity.update(alerts.severity)

@@ -18,15 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.decode.batch_format import BOOL_FIELDS, FIELDS, NumericWire, build_container, dict_column, numeric_column
-from pipeline.decode.batch_rules import FLOATS, Columns, StrColumn, Violations, find_violations
+from pipeline.decode.batch_format import FIELDS, NumericWire, build_container, dict_column, numeric_column
+from pipeline.decode.batch_rules import BOOLEANS, FLOATS, HASHES, Columns, StrColumn, Violations, find_violations
 from pipeline.decode.rejects import SCHEMA
 from schemas.event import ApiCallEvent, _rfc3339_to_ms
+from schemas.event_rules import RULE, message
 from schemas.prompt_hashing import prompt_hash_hex, prompt_simhash_hex
 
-_HEX64 = re.compile(r"^[0-9a-f]{16}$")
-_HEX_TEXT = re.compile(r"[0-9a-f]*")
-_HASHES = ("prompt_hash", "prompt_simhash")
+_HEX_TEXT = re.compile(r"[0-9a-f]*")  # all hashes at once; each is then checked against its pattern
 _NAMES = tuple(f.name for f in FIELDS)
 
 
@@ -112,7 +111,7 @@ def _strings(name: str, values: Sequence[Any], n: int, problems: _Problems) -> S
     entries = list(index)
     bad = [i for i, e in enumerate(entries) if type(e) is not str]  # checked once per distinct value
     if bad:
-        problems.add(name, "Input should be a valid string", np.isin(codes, bad))
+        problems.add(name, message(name, "str_type"), np.isin(codes, bad))
         entries = [e if type(e) is str else "" for e in entries]
     return StrColumn.from_strings(entries, codes)
 
@@ -130,7 +129,7 @@ def _ints(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Prob
         present = _present(values, n)
         if types - {int, type(None)}:  # strict: no bool, no "1"
             wrong = [i for i, v in enumerate(values) if v is not None and type(v) is not int]
-            problems.add(name, "Input should be a valid integer", _mask(n, wrong))
+            problems.add(name, message(name, "int_type"), _mask(n, wrong))
         values = [v if type(v) is int else 0 for v in values]
     try:
         array = np.array(values, np.int64) if n else np.zeros(0, np.int64)
@@ -149,7 +148,7 @@ def _bools(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Pro
     types = _types(values)
     if types - {bool, type(None)}:
         wrong = [i for i, v in enumerate(values) if v is not None and type(v) is not bool]
-        problems.add(name, "Input should be a valid boolean", _mask(n, wrong))
+        problems.add(name, message(name, "bool_type"), _mask(n, wrong))
     array = np.fromiter(map(operator.is_, values, repeat(True)), np.uint8, n)
     present = _present(values, n) if type(None) in types else None
     return NumericWire(array, None if present is None or present.all() else present)
@@ -166,7 +165,7 @@ def _floats(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Pr
     present = _present(values, n) if type(None) in types else None
     if types - {int, float, type(None)}:
         wrong = [i for i, v in enumerate(values) if v is not None and type(v) not in (int, float)]
-        problems.add(name, "Input should be a valid number", _mask(n, wrong))
+        problems.add(name, message(name, "float_type"), _mask(n, wrong))
         values = [v if type(v) in (int, float) else None for v in values]
     if present is not None:
         values = [0.0 if v is None else v for v in values]
@@ -184,9 +183,10 @@ def _hashes(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Pr
         values = ["0" * 16 if v is None else v for v in values]
     text = "".join(values) if _types(values) == {str} else ""
     if len(text) != 16 * n or _HEX_TEXT.fullmatch(text) is None:  # one regex over all, per value only if needed
-        wrong = [i for i, v in enumerate(values) if not (type(v) is str and _HEX64.match(v))]
-        problems.add(name, f"String should match pattern '{_HEX64.pattern}'", _mask(n, wrong) & present)
-        text = "".join(v if type(v) is str and _HEX64.match(v) else "0" * 16 for v in values)
+        pattern = re.compile(RULE[name].pattern or "")
+        wrong = [i for i, v in enumerate(values) if not (type(v) is str and pattern.match(v))]
+        problems.add(name, message(name, "pattern"), _mask(n, wrong) & present)
+        text = "".join(v if type(v) is str and pattern.match(v) else "0" * 16 for v in values)
     array = np.frombuffer(bytes.fromhex(text), ">u8").astype(np.uint64)
     return NumericWire(array, None if present.all() else present)
 
@@ -204,7 +204,7 @@ def _ts(values: Sequence[Any] | np.ndarray, n: int, problems: _Problems) -> Nume
                 bad.append(i)
                 converted[i] = 0
     if bad:
-        problems.add("ts", "Value error, not an RFC 3339 timestamp or epoch milliseconds", _mask(n, bad))
+        problems.add("ts", message("ts", "ts_text"), _mask(n, bad))
     return _ints("ts", converted, n, problems)
 
 
@@ -235,11 +235,11 @@ def _to_wire(columns: Mapping[str, Any], n: int, problems: _Problems) -> Columns
             wire[spec.name] = _strings(spec.name, values, n, problems)
         elif spec.name == "ts":
             wire[spec.name] = _ts(values, n, problems)
-        elif spec.name in _HASHES:
+        elif spec.name in HASHES:
             wire[spec.name] = _hashes(spec.name, values, n, problems)
         elif spec.name in FLOATS:
             wire[spec.name] = _floats(spec.name, values, n, problems)
-        elif spec.name in BOOL_FIELDS:
+        elif spec.name in BOOLEANS:
             wire[spec.name] = _bools(spec.name, values, n, problems)
         else:
             wire[spec.name] = _ints(spec.name, values, n, problems)
@@ -252,7 +252,7 @@ def _wire_ranges(wire: Columns, problems: _Problems) -> None:
         col = wire.get(spec.name)
         if not isinstance(col, NumericWire) or spec.dtype is None or spec.dtype.kind not in "iu":
             continue
-        if spec.name in _HASHES or spec.name in BOOL_FIELDS:
+        if spec.name in HASHES or spec.name in BOOLEANS:
             continue  # every uint64 is a valid hash; booleans were type-checked
         info = np.iinfo(spec.dtype)
         live = col.values if col.present is None else np.where(col.present, col.values, 0)
@@ -265,9 +265,10 @@ def _wire_ranges(wire: Columns, problems: _Problems) -> None:
 def _schema_version(columns: Mapping[str, Any], n: int, problems: _Problems) -> None:
     versions = columns.get("schema_version")
     if versions is not None:
-        bad = [i for i, v in enumerate(versions) if v is not None and not (type(v) is int and v == 1)]
+        allowed = RULE["schema_version"].choices or ()
+        bad = [i for i, v in enumerate(versions) if v is not None and not (type(v) is int and v in allowed)]
         if bad:
-            problems.add("schema_version", "Input should be 1", _mask(n, bad))
+            problems.add("schema_version", message("schema_version", "literal"), _mask(n, bad))
 
 
 def _raise_first(v: Violations) -> None:

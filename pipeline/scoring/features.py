@@ -64,6 +64,13 @@ def _volume_ratio(f: ClosedFrames) -> np.ndarray:
     return recent / np.maximum(baseline, 1.0)
 
 
+def _take_ratio(f: ClosedFrames) -> np.ndarray:
+    # What a call takes (answer plus reasoning) per token it gives: a sweep takes more than it
+    # sends, a summarisation or classification job far less.
+    taken = _w(f, L.W60, L.COMPLETION_TOKENS) + _w(f, L.W60, L.REASONING_TOKENS)
+    return _ratio(taken, _w(f, L.W60, L.PROMPT_TOKENS))
+
+
 FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "calls_1h": lambda f: _w(f, L.W60, L.CALLS),
     "reasoning_share": _share(L.REASONING_CALLS),
@@ -73,6 +80,9 @@ FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "deep_logprob_share": _share(L.DEEP_LOGPROB_CALLS),
     "logprob_share": _share(L.LOGPROB_CALLS),
     "logit_bias_share": _share(L.LOGIT_BIAS_CALLS),
+    "wide_bias_share": _share(L.WIDE_BIAS_CALLS),
+    "tiny_output_share": _share(L.TINY_OUTPUT_CALLS),
+    "take_ratio": _take_ratio,
     "multi_n_share": _share(L.MULTI_N_CALLS),
     "temp_std": _temp_std,
     "temp_zero_share": _share(L.TEMP_ZERO_CALLS, L.TEMP_CALLS),

@@ -2,34 +2,20 @@
 
 Three layers, each resting on ClickHouse's own rules or parser:
 
-1. The client comes from ``connect_read_only``: its session has ``readonly=1``. ClickHouse
-   then refuses writes, DDL, ``SET`` and ``SETTINGS`` that change a value, most ``SYSTEM``
-   statements, and every table function not marked safe for read-only users
-   (``file``, ``url``, ``s3``, ``remote``, ``executable``, ``mysql``, ...: they need
-   CREATE TEMPORARY TABLE, which readonly=1 denies, before they open anything).
-   ``readonly=2`` would allow those table functions, so it is 1. A ``SETTINGS`` clause
-   inside a subquery is ignored by such a session, never applied.
-2. What readonly=1 does not stop in embedded chDB (measured on 26.9, tests in
-   tests/pipeline/sinks/test_read_only.py), refused here before running, from the statement
-   ClickHouse's parser returns (``formatQuery``: one statement, or a syntax error) and its
-   ``EXPLAIN AST``:
+1. the client of ``connect_read_only`` has a ``readonly=1`` session (2 would allow table
+   functions such as ``file`` and ``url``): ClickHouse refuses writes, DDL, ``SET`` and
+   table functions not marked safe for read-only users;
+2. what readonly=1 lets through in embedded chDB (measured on 26.9) is refused here before
+   running, from ClickHouse's parse (``formatQuery``, ``EXPLAIN AST``): statement kinds
+   outside ``STATEMENT_KINDS`` at any depth, ``INTO OUTFILE`` (a statement node may hold
+   only ``_CLAUSE_KINDS``; checked again on the formatted text), the scalar ``file()``,
+   and table functions outside ``ALLOWED_TABLE_FUNCTIONS``;
+3. the session's limits (``READ_ONLY_SETTINGS``) cap time, memory, rows and bytes read,
+   and rows returned.
 
-   - the statement kind, from an allow-list (``STATEMENT_KINDS``: SELECT/WITH, SHOW TABLES/
-     COLUMNS/CREATE, DESCRIBE, EXISTS, EXPLAIN), for the root and every statement nested in
-     it (``EXPLAIN AST INSERT …`` too); so ``KILL QUERY``, a global ``SYSTEM STOP MERGES``, ...
-   - ``INTO OUTFILE`` (local mode writes the file, whatever the statement kind: SELECT,
-     EXPLAIN, SHOW, DESCRIBE, EXISTS all take it). Every statement node in the tree may hold
-     only the clauses in ``_CLAUSE_KINDS`` directly; the file name (a Literal) is not one.
-     Checked a second time on the formatted text, quoted strings and names left out.
-   - the scalar ``file()`` (chDB runs as clickhouse-local, which lets it read any path);
-   - the table functions readonly allows but that reach past the local tables (``eval`` runs
-     SQL built at run time, ``cluster``, chDB's ``python``): only ``ALLOWED_TABLE_FUNCTIONS``.
-
-3. The session's limits (``READ_ONLY_SETTINGS``) cap the work of what runs: time, memory,
-   rows and bytes read (over the limit: refused with ``reason`` query, from ClickHouse's
-   estimate before reading when it has one) and rows returned.
-
-The statement that runs is the checked one (ClickHouse's formatting of it), never the raw text.
+The statement that runs is the checked one (ClickHouse's formatting of it), never the raw
+text. Each rule and why: docs/operations.md ("`/query` and the web token"); the tests that
+prove them: tests/pipeline/sinks/test_read_only.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FetchedBatch: whole fetches from Kafka, handed to the detect agent as one item.
+"""FetchedBatch: whole fetches from Kafka, handed to the detect step as one item.
 
 Moving a fetch as one object (lists of raw values, partitions, offsets) instead
 of one Faust event per message is what lets the hot path run at fetch speed.

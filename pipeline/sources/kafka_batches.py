@@ -1,39 +1,18 @@
 """KafkaBatchSource: a consumer-group reader that delivers whole fetches.
 
 A mode Service (the runtime Faust is built on) owned by the Faust app. It reads
-the events topic with aiokafka ``getmany`` (hundreds of thousands of messages a
-second), gathers up to ``batch_max_events`` events (a batch container counts the
-events in its header; one is never split) or ``batch_max_wait_s``, and awaits
-``deliver(batch)`` — the detect agent's channel, whose bounded size is the
-back-pressure: while the agent is busy, the source stops fetching. While it
-waits it pauses its partitions and keeps polling (which fetches nothing), so a
-long ClickHouse outage does not exceed ``max.poll.interval.ms`` and cost the
-worker its group membership.
+the events topic with aiokafka ``getmany``, gathers up to ``batch_max_events``
+events (a batch container counts the events in its header; one is never split)
+or ``batch_max_wait_s``, and awaits ``deliver(batch)``: the worker's bounded
+batch queue (``pipeline/app.py``), whose size is the back-pressure. While the
+detect step is behind, the source pauses its partitions and keeps polling, so a
+long ClickHouse outage does not cost the worker its group membership.
 
-Offsets: auto-commit is off. The agent acks a batch after its ClickHouse writes
-and the state checkpoint returned; the ack commits that batch's offsets.
-
-Partition changes (``_Rebalance``):
-* revoked — fetching stops (a batch being gathered is discarded: its messages
-  are fetched again by whoever owns them next), the agent is asked to
-  checkpoint and commit at once (``before_revoke``), and the listener waits
-  until every delivered batch is acked;
-* assigned — ``on_assigned(partitions, committed offsets)`` makes the state
-  match (restoring gained partitions from the state topic) and returns where
-  each partition's state ends; the consumer seeks there, and only then does
-  fetching resume. An error there (say, an incompatible checkpoint) stops the
-  service with that error instead of running on without state.
-
-Drain (bounded input, ``distillwatch replay`` and the demo's end): the source
-notes the end offsets of its partitions, reads up to them, then delivers one
-empty batch with ``drain=True``.
-
-A message with a null value (a tombstone) is delivered as empty bytes: the
-decoder rejects it as invalid JSON and it is dead-lettered like other bad input.
-
-Progress (``progress.ProgressWatch``): every ``PROGRESS_CHECK_S`` the source records
-each assigned partition's position and lag; a partition with messages waiting
-and no progress for ``DW_STALL_AFTER_S`` (back-pressure aside) is reported stalled.
+Offsets: auto-commit is off; the detect step acks a batch once its ClickHouse
+writes and the state checkpoint returned, and the ack commits its offsets.
+Rebalances (``_Rebalance``), the drain of bounded input, tombstones and stalled
+partitions (``progress.ProgressWatch``) are described in docs/operations.md
+("Failures").
 """
 
 from __future__ import annotations
@@ -58,7 +37,7 @@ Deliver = Callable[[FetchedBatch], Awaitable[None]]
 OnAssigned = Callable[[set[int], dict[int, int | None]], Awaitable[dict[int, int]]]
 BeforeRevoke = Callable[[], Awaitable[None]]
 
-# While the agent is behind, poll the (paused) consumer this often to stay in the group.
+# While the detect step is behind, poll the (paused) consumer this often to stay in the group.
 BLOCKED_POLL_S = 1.0
 PROGRESS_CHECK_S = 5.0
 
@@ -93,7 +72,7 @@ class KafkaBatchSource(Service):
         self.drained = asyncio.Event()
         self.commits = 0
         self.commit_errors = 0
-        self.fetched_events = 0  # messages handed to the agent (or waiting for it)
+        self.fetched_events = 0  # messages handed to the detect step (or waiting for it)
         self.epoch = 0  # +1 on every revocation: a batch gathered across one is discarded
         self._ready = asyncio.Event()  # set once the assigned partitions' state is in place
         self._fatal: BaseException | None = None
@@ -273,12 +252,12 @@ class KafkaBatchSource(Service):
                 if done:
                     sending.result()
                     return
-                # The agent is behind (ClickHouse slow or down): fetch nothing, stay in the group.
+                # The detect step is behind (ClickHouse slow or down): fetch nothing, stay in the group.
                 self._blocked = True
                 unpaused = set(self.consumer.assignment()) - paused
                 if unpaused:
                     if not paused:
-                        log.info("agent busy: partitions paused until it takes the next batch")
+                        log.info("detect step busy: partitions paused until it takes the next batch")
                     paused |= unpaused
                     self.consumer.pause(*unpaused)
                 await self._poll_paused()

@@ -1,42 +1,23 @@
 """State-topic records: encode, decode, and choose the valid ones. Pure: no Kafka, no Detector.
 
-The state topic has one partition per input partition; everything about input
-partition ``p`` is written to state partition ``p``, so its records are ordered.
-Entities are stored in *blocks*: each entity of a keyed store gets a stable
-*ordinal* within its partition when it is first checkpointed
-(``pipeline/state/blocks.py``), and block ``b`` holds ordinals
-``[b * size, (b + 1) * size)``. The size follows from the store's layout
-(``block_size``: about ``BLOCK_TARGET_BYTES`` of rows, so a record stays far below
-Kafka's default ``max.message.bytes`` of 1 MB). Three kinds of record:
+State partition ``p`` holds everything about input partition ``p``, in order, as
+three kinds of record: a *block* (key ``<store>/<p>/<block>``; the members' ids,
+extras and ordinals, then every slot array of the store as ``members × row``
+bytes, lz4; rewritten whole when a member changed), a *marker* (key
+``__partition__/<p>``, written after a checkpoint's blocks: ``seq``, ``base_seq``,
+the next input offset, the partition's row of every per-partition array, the
+layouts) and a *tombstone* (a block key with a null value).
 
-* **block** — key ``<store>/<p>/<block>`` (``account/3/17``); value: a JSON
-  header (the checkpoint's sequence number ``seq``, the layout fingerprint), then
-  an lz4 block holding the members' ids and Python-side extras (JSON), their
-  ordinals, and every slot array of the store as ``members × row`` bytes, array
-  after array (columnar, so it compresses well). A block is rewritten whole
-  whenever one of its members changed, so its latest record alone restores it;
-* **marker** — key ``__partition__/<p>``, written after the block records of a
-  checkpoint: ``seq``, ``base_seq``, the next input offset the state reflects,
-  partition ``p``'s row of every per-partition array, and the array layouts;
-* **tombstone** — a block key with a null value: the block has no state.
+``PartitionLog`` keeps, per block, the latest record whose ``seq`` lies in
+``[M.base_seq, M.seq]`` of the last marker M; a larger ``seq`` is an *orphan* of
+an unfinished checkpoint, ignored and rewritten by the next one
+(``ChosenState.rewrite``/``tombstones``).
 
-Which records are valid (``PartitionLog``): with M the last marker of the
-partition, a block's state is its latest record whose ``seq`` lies in
-``[M.base_seq, M.seq]``. A record with a larger ``seq`` belongs to a checkpoint
-whose marker was never written (the worker died in between): an *orphan*. It is
-ignored, and the restoring worker rewrites the block in its next checkpoint
-(``ChosenState.rewrite``/``tombstones``) before any later marker can make the
-orphan look valid; new checkpoints take ``seq = max_seq + 1``, above every
-orphan. Under log compaction an orphan can hide the block's older record only
-once its segment is cleaned, which ``min.compaction.lag.ms`` on the topic delays
-well past a restart (pipeline/topics.py).
-
-Values start with ``b"DWS"``, a format version byte and a kind byte; array
-bytes follow the store's *layout* (names, dtypes, row shapes, in order), whose
-fingerprint every record carries. A record of another format version or layout
-is refused with ``CheckpointLayoutError`` naming what differs — never loaded
-wrongly. The headers of older versions stay readable (``seq``, ``next_offset``),
-so ``reset-offsets --reset-state`` can void a checkpoint of any version.
+Values start with ``b"DWS"``, a format version byte and a kind byte; every record
+carries its layout's fingerprint, and one of another version or layout is refused
+with ``CheckpointLayoutError`` naming the difference. Older versions' headers stay
+readable so that ``reset-offsets --reset-state`` can void them. The format,
+restore and compaction in full: docs/operations.md ("The state topic").
 """
 
 from __future__ import annotations

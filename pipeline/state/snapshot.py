@@ -11,7 +11,6 @@ scatter per array and block set, never one Python object per entity and array.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,17 +20,6 @@ from pipeline.state.checkpoint import BlockRecord, StoreLayout, array_layout, bl
 
 # (state partition, key, value); value None is a tombstone. Same shape as state_topic.Record.
 BlockValue = tuple[int, bytes, bytes]
-
-
-@dataclass(frozen=True)
-class EntityState:
-    """One entity's state: its row of every slot array of its store, plus its extras."""
-
-    store: str
-    entity: str
-    part: int  # the input partition it lives in (its ``slot_part``)
-    rows: dict[str, np.ndarray]
-    extras: dict[str, object]
 
 
 def store_layouts(detector: Detector) -> dict[str, StoreLayout]:
@@ -107,19 +95,6 @@ def copy_places(old: BlockIndex, fresh: BlockIndex, old_slots: np.ndarray, new_s
     for p in np.unique(parts[parts != NONE]).tolist():
         mine = parts == p
         fresh.restore(p, ordinals[mine], new_slots[mine])
-
-
-def entities_in(detector: Detector, parts: set[int]) -> list[EntityState]:
-    """Every entity living in one of ``parts``, one object each (copies: for inspection and tests)."""
-    out: list[EntityState] = []
-    wanted = np.array(sorted(parts), np.int64)
-    for store, (registry, frames) in detector.state_stores().items():
-        slots = np.flatnonzero(np.isin(frames.slot_arrays()["slot_part"][:len(registry)], wanted))
-        rows = frames.slot_rows(slots)
-        names = registry.names_of(slots)
-        out += [EntityState(store, names[i], int(rows["slot_part"][i]), {k: v[i] for k, v in rows.items()},
-                            detector.entity_extras(store, slot)) for i, slot in enumerate(slots.tolist())]
-    return out
 
 
 def partition_rows(detector: Detector, part: int) -> dict[str, dict[str, np.ndarray]]:

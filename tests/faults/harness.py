@@ -39,7 +39,7 @@ LATENESS_S = 120
 NETWORKS = ("residential", "hosting", "vpn", "tor", "business", "mobile")
 ANON = {"vpn", "proxy", "tor"}
 
-# Poison messages and the reason the event contract gives each (docs/schema.md).
+# Poison messages and the reason the event contract gives each (README "Input", schemas/event.py).
 _OK = {**MINIMAL, "account_id": "org-0", "ts": BASE_TS + 60_000}
 POISON: list[tuple[bytes, str]] = [
     (b"\xff\xfe\x00 not utf-8 \xc3\x28", "invalid_utf8"),
@@ -62,7 +62,7 @@ POISON: list[tuple[bytes, str]] = [
 ]
 
 
-def _event(i: int) -> dict[str, Any]:
+def numbered_event(i: int) -> dict[str, Any]:
     account = ACCOUNTS[(i * 7 + i // 13) % len(ACCOUNTS)]
     e: dict[str, Any] = {
         **MINIMAL, "event_id": f"ev-{i}", "account_id": account, "api_key_id": f"key-{account}-{i % 3}",
@@ -105,7 +105,7 @@ def build_input() -> FaultInput:
     later: dict[int, list[bytes]] = defaultdict(list)
     resent = stale = 0
     for i in range(N_VALID):
-        line = orjson.dumps(_event(i))
+        line = orjson.dumps(numbered_event(i))
         lines.append(line)
         if i % 40 == 0:
             lines.append(line)
@@ -117,7 +117,8 @@ def build_input() -> FaultInput:
             poison.append(POISON[(i // 331 - 1) % len(POISON)])
             lines.append(poison[-1][0])
         if i in (1500, 4100):
-            lines.append(orjson.dumps({**_event(i), "event_id": f"stale-{i}", "ts": BASE_TS - 365 * 86_400_000}))
+            stale_event = {**numbered_event(i), "event_id": f"stale-{i}", "ts": BASE_TS - 365 * 86_400_000}
+            lines.append(orjson.dumps(stale_event))
             stale += 1
         lines.extend(later.pop(i, []))
     for extra in later.values():
@@ -177,7 +178,7 @@ def expected_counters(lines: list[bytes]) -> dict[tuple[str, int], dict[str, int
 
 
 def _valid_event(line: bytes) -> dict[str, Any] | None:
-    # The harness makes valid events with _event() and poison from POISON only.
+    # The harness makes valid events with numbered_event() and poison from POISON only.
     if any(line == p for p, _ in POISON) or not line:
         return None
     return orjson.loads(line)  # type: ignore[no-any-return]

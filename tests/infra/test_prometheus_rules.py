@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline.test_metrics import documented_metrics
+from tests.support.metrics import documented_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "infra" / "prometheus"

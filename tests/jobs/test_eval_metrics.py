@@ -242,3 +242,25 @@ def test_no_clusters_means_zero_coverage_not_a_crash() -> None:
                             [{"cluster_id": "c-9", "account_ids": ["b1", "b2"], "score": 10.0}])
     assert other["mean_fleet_coverage"] == 0.0 and other["cluster_purity"] == 0.0
     assert other["benign_accounts_in_clusters"] == 2
+
+
+def test_harvested_share_counts_output_up_to_the_end_of_the_firing_frame() -> None:
+    m0 = T0 // MIN
+    output = {
+        "a1": {m0: 100, m0 + 2: 50, m0 + 3: 850},  # flagged at minute 2: its tokens count as taken
+        "a2": {m0: 10, m0 + 20: 990},  # flagged at minute 10
+        "a3": {m0 + 5: 500},  # flagged on a frame before its first event: nothing taken
+        "f1": {m0 + 20: 100},  # flagged at minute 20
+        "f2": {m0 + 1: 300},  # never flagged: everything taken
+        "f3": {m0 + 2: 200},  # missing from the report
+        "b1": {m0: 999},  # benign: not counted
+    }
+    result = evaluate(LABELS, MIXED, FIRST, output)
+    assert result["summary"]["harvested_share"] == pytest.approx(760 / 3100)
+    per_attack = result["per_attack_archetype"]
+    assert per_attack[RH]["harvested_share"] == pytest.approx(160 / 2000)
+    assert per_attack[LM]["harvested_share"] == 0.0
+    assert per_attack[HY]["harvested_share"] == 1.0
+    assert result["harvest"]["harvested_tokens"] == 760 and result["harvest"]["attacker_output_tokens"] == 3100
+    assert {a["account_id"]: a["harvested_share"] for a in result["attackers"]}["a1"] == pytest.approx(0.15)
+    assert "harvested_share" not in evaluate(LABELS, MIXED, FIRST)["summary"]  # not measured without the counts

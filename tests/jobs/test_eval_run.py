@@ -78,6 +78,12 @@ def test_written_input_matches_the_measured_stats(tmp_path: Path) -> None:
             too_late += newest - e["ts"] > 120_000
         newest = max(newest, e["ts"])
     assert stats.first_event_ms == first
+    output: dict[str, dict[int, int]] = {}
+    for e in events:
+        minutes = output.setdefault(e["account_id"], {})
+        minute = e["ts"] // 60_000
+        minutes[minute] = minutes.get(minute, 0) + e["completion_tokens"] + e.get("reasoning_tokens", 0)
+    assert stats.output_by_minute == output
     assert (stats.out_of_order, stats.beyond_lateness) == (late, too_late)
     assert late > 0 and too_late > 0  # the jitter really produces late and too-late events
     assert stats.first_ts_ms == min(first.values()) and stats.last_ts_ms == newest
@@ -97,10 +103,11 @@ def test_table_shows_every_archetype_and_the_verdict(tmp_path: Path) -> None:
     result = {"config": {"scenario": config.model_dump(), "start": "2026-02-12T00:00:00Z", "mix_scale": 0.1,
                          "allowed_lateness_s": 120},
               "input": stats.to_json(), "timings_s": {"generate": 1.0, "replay": 20.0, "total": 21.5},
-              **evaluate(labels, report, stats.first_event_ms)}
+              **evaluate(labels, report, stats.first_event_ms, stats.output_by_minute)}
     text = render(result)
     for name in ARCHETYPES:
         assert name in text
+    assert "harvested before the first alert: " in text and "(goal <= 1%)" in text
     assert "result: FAIL (1 of 3 targets)" in text  # one attacker, 30 min late: recall and TTD miss
     assert "not in the report" in text
     assert f"warning: {len(stats.first_event_ms) - 1} of {len(stats.first_event_ms)} accounts with events" in text

@@ -31,6 +31,7 @@ from jobs.loadgen import (
 )
 from jobs.loadgen.network import slash24
 from jobs.loadgen.sink import Pacer, event_time_ms
+from pipeline.kernels.layout import TINY_MAX_TOKENS, WIDE_LOGIT_BIAS
 from schemas.event import ApiCallEvent
 
 Grouped = dict[str, list[GeneratedEvent]]
@@ -368,3 +369,25 @@ def test_produce_kafka_fails_fast_without_a_broker() -> None:
     with pytest.raises(KafkaUnavailableError, match=f"127.0.0.1:{port}"):
         produce_kafka(generate(SMALL), f"127.0.0.1:{port}", "api-calls", connect_timeout_s=1.0)
     assert time.monotonic() - started < 10
+
+
+def test_logit_stealer_biases_hundreds_of_tokens_and_calibration_a_few(by_archetype: Grouped) -> None:
+    # Parameter stealing (Carlini et al. 2024) against its hard negative, a calibrated classifier:
+    # the same call shape (max_tokens 1, logprobs, logit bias), told apart by how many ids are biased.
+    tiny = lambda e: 0 < e.get("max_tokens", 0) <= TINY_MAX_TOKENS  # noqa: E731
+    stealer = by_archetype["logit_stealer"]
+    assert share(stealer, lambda e: e["logit_bias_count"] >= WIDE_LOGIT_BIAS) > 0.9
+    assert share(stealer, tiny) > 0.9
+    assert all(gap_cv(evs) < 0.4 for evs in by_account(stealer).values())  # machine-paced
+    calibrator = by_archetype["label_calibrator"]
+    assert share(calibrator, lambda e: 2 <= e["logit_bias_count"] <= 10) == 1.0
+    assert share(calibrator, tiny) > 0.9 and share(calibrator, lambda e: e.get("logprobs", False)) > 0.9
+    for name in BENIGN:
+        assert max(e["logit_bias_count"] for e in by_archetype[name]) < WIDE_LOGIT_BIAS, name
+
+
+def test_nightly_summarizer_is_one_template_over_unique_long_inputs(by_archetype: Grouped) -> None:
+    for evs in by_account(by_archetype["nightly_summarizer"]).values():
+        assert len({e["prompt_hash"] for e in evs}) / len(evs) > 0.95
+        assert near_duplicate_share(evs) > 0.8
+        assert np.median([e["prompt_tokens"] for e in evs]) > 10 * np.median([e["completion_tokens"] for e in evs])

@@ -18,8 +18,8 @@ from jobs.reset_offsets import Target, _targets, parse_datetime, run_reset
 from pipeline.settings import Settings
 from pipeline.state.state_topic import StateTopic
 from pipeline.topics import ensure_topics
-from tests.faults.harness import _event
-from tests.pipeline.state.test_state_topic import N_PARTS, _produce, new_manager, part_of, settings_for, step
+from tests.faults.harness import numbered_event
+from tests.support.state import N_PARTS, new_manager, part_of, produce, settings_for, step
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,10 +49,10 @@ def worked_group(broker: EmbeddedBroker, name: str) -> tuple[Settings, dict[int,
     """A group whose worker read everything: state checkpointed, offsets committed."""
     settings = settings_for(broker, name)
     ensure_topics(settings)
-    lines = [orjson.dumps(_event(i)) for i in range(600)]
+    lines = [orjson.dumps(numbered_event(i)) for i in range(600)]
     parts = [part_of(orjson.loads(x)["account_id"]) for x in lines]
-    asyncio.run(_produce(broker.bootstrap, settings.topic_events, [(p, None, v) for p, v in  # type: ignore[misc]
-                                                                    zip(parts, lines, strict=True)], chunk=200))
+    asyncio.run(produce(broker.bootstrap, settings.topic_events, [(p, None, v) for p, v in  # type: ignore[misc]
+                                                                   zip(parts, lines, strict=True)], chunk=200))
     ends = {p: parts.count(p) for p in range(N_PARTS)}
     offsets = [0] * N_PARTS
     log = []

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from jobs.worker_process import settings_env
+from pathlib import Path
+
+import pytest
+
+from jobs.worker_process import MALLOC_ENV, settings_env, worker_env
 from pipeline.settings import load_settings
 
 
@@ -10,3 +14,18 @@ def test_secrets_reach_the_child_worker_as_their_values() -> None:
     assert env["DW_WEB_TOKEN"] == "tok-1"
     assert env["DW_PAGERDUTY_ROUTING_KEY"] == "rk-2"
     assert settings_env(load_settings())["DW_WEB_TOKEN"] == ""
+
+
+def test_the_child_worker_gets_a_fixed_malloc_mmap_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert worker_env(load_settings())["MALLOC_MMAP_THRESHOLD_"] == MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # an operator's own value wins
+    assert worker_env(load_settings())["MALLOC_MMAP_THRESHOLD_"] == "65536"
+
+
+def test_the_child_worker_gets_settings_not_our_dw_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DW_TOPIC_EVENTS", "from-our-environment")
+    env = worker_env(load_settings(topic_events="given", drain_trigger_file=tmp_path / "go"), {"X_HOOK": "1"})
+    assert env["DW_TOPIC_EVENTS"] == "given"
+    assert env["DW_DRAIN_TRIGGER_FILE"] == str(tmp_path / "go")
+    assert env["X_HOOK"] == "1"

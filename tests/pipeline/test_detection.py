@@ -7,7 +7,7 @@ import orjson
 from pipeline.decode.json_events import decode_json_batch
 from pipeline.detection import Detector
 from pipeline.settings import load_settings
-from tests.schemas.test_event import MINIMAL
+from tests.support.events import MINIMAL
 
 T0 = 1_770_888_600_000
 
@@ -68,3 +68,22 @@ def test_key_tracking_can_be_turned_off() -> None:
     assert len(out.signatures["account_id"]) == 1  # type: ignore[arg-type]
     assert len(out.key_signatures["api_key_id"]) == 0  # type: ignore[arg-type]
     assert len(det.keys) == 0
+
+
+def test_parameter_stealing_probes_alert_and_label_calibration_does_not() -> None:
+    # The decoder's flags say only "some logit bias"; the detector adds how wide it is and
+    # whether the call asks for one or two tokens, from the decoded columns.
+    det = Detector(load_settings(), n_partitions=1)
+    probe = {**MINIMAL, "prompt_tokens": 40, "completion_tokens": 1, "max_tokens": 1, "logprobs": True,
+             "top_logprobs": 5}
+    events = [
+        {**probe, "event_id": f"p{i}", "ts": T0 + i * 300, "account_id": "org-steal" if i % 2 else "org-label",
+         "logit_bias_count": 200 if i % 2 else 2 + i % 9, "temperature": 0.0,
+         "prompt_hash": f"{(i + 1) * 0x9E3779B97F4A7C15 % 2**64:016x}"}
+        for i in range(1600)
+    ]
+    out = det.process(batch(events), force_close=True)
+    assert out.alerts.account_id == ["org-steal"]
+    assert out.alerts.signals[0][0] == "logit_stealing"
+    sig = out.signatures
+    assert sum(int(c) for c in sig["logit_bias_calls"]) == 1600  # type: ignore[union-attr]

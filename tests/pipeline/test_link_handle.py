@@ -11,8 +11,8 @@ from pipeline.linking import handle
 from pipeline.linking.handle import Linking
 from pipeline.linking.results import LinkResult, encode_result
 from pipeline.linking.supervisor import LinkingSupervisor
-from tests.pipeline.test_link_supervisor import WAIT_S, supervisor
-from tests.pipeline.test_metrics import make_linking
+from tests.support.link_child import WAIT_S, supervisor
+from tests.support.metrics import make_linking
 
 
 def wait_with_child(tmp_path: Path, mode: str, **kw: int) -> Linking:

@@ -21,7 +21,7 @@ from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.cluster_outputs import ClusterRows
 from pipeline.linking.results import LinkResult, encode_result
 from pipeline.linking.results_consumer import ResultsConsumer, results_group
-from tests.pipeline.linking.test_results import alerts, rows
+from tests.support.link_results import alerts, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 TOPIC = "t-link-results"

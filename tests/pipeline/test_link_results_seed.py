@@ -13,7 +13,7 @@ from pipeline.linking.results_consumer import ResultsConsumer, current_clusters,
 from pipeline.linking.sink import ClickHouseClusterSink
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
 from schemas.migrate import apply_migrations
-from tests.pipeline.linking.test_results import rows
+from tests.support.link_results import rows
 
 
 def consumer(sink: object, seed: object) -> ResultsConsumer:

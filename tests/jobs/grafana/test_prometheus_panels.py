@@ -19,8 +19,8 @@ from pipeline.linking.config import load_linking_config
 from pipeline.metrics import PREFIX, WorkerCollector, WorkerMetrics
 from pipeline.sources.progress import ProgressWatch
 from tests.jobs.grafana.dashboard_json import Query, queries
-from tests.pipeline.agents.test_detect_step import event, make_batch
-from tests.pipeline.test_metrics import make_linking, make_worker
+from tests.support.detect_step import event, make_batch
+from tests.support.metrics import make_linking, make_worker
 
 # Series names each metric type exposes, from the family name prometheus_client reports.
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",), "info": ("_info",)}

@@ -13,14 +13,7 @@ import orjson
 import pytest
 
 from pipeline.agents import detect
-from tests.support.detect_step import (  # FakeStateTopic, FakeWriter: until test_metrics imports them from support
-    Effects,
-    FakeStateTopic,  # noqa: F401
-    FakeWriter,  # noqa: F401
-    event,
-    make_batch,
-    make_step,
-)
+from tests.support.detect_step import Effects, event, make_batch, make_step
 from tests.support.events import MINIMAL
 
 

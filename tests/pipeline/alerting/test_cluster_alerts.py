@@ -13,9 +13,10 @@ from pipeline.alerting.rules import load_rules
 from pipeline.alerting.transitions import FIRING, RESOLVED
 from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import load_linking_config
-from pipeline.linking.messages import AccountUpdates, EdgeBatch
+from pipeline.linking.messages import AccountUpdates, MemberChanges
 from pipeline.linking.stages import ClusterStage
 from tests.pipeline.alerting.support import rules_doc, write_yaml
+from tests.pipeline.linking.builders import share
 
 MEMBERS = ("m1", "m2", "m3")
 
@@ -132,9 +133,9 @@ def test_for_waits_until_the_evidence_reaches_it(tmp_path: Path) -> None:
 FLEET_A, FLEET_B = ["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]
 
 
-def link(pairs: list[tuple[str, str]], feature: str, minute: int) -> EdgeBatch:
-    return EdgeBatch(0, [a for a, _ in pairs], [b for _, b in pairs], [feature] * len(pairs),
-                     [minute * MINUTE_MS] * len(pairs))
+def link(stage: ClusterStage, pairs: list[tuple[str, str]], feature: str, minute: int) -> MemberChanges:
+    """The pairs' accounts seen with ``feature`` at ``minute`` (stage A's memberships, read by ``stage``)."""
+    return share(stage.features, feature, sorted({x for pair in pairs for x in pair}), minute * MINUTE_MS)  # type: ignore[arg-type]
 
 
 def busy(accounts: list[str], minute: int) -> AccountUpdates:
@@ -147,12 +148,12 @@ def test_stage_b_records_the_merge_and_moves_the_retired_ids_alerts_to_the_survi
     stage = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1,
                          alerting=immediate(tmp_path))
     fleet_a, fleet_b = FLEET_A, FLEET_B
-    first = stage.handle([busy(fleet_a + fleet_b, 1), link([("a1", x) for x in fleet_a[1:]], "pay:A", 2),
-                          link([("b1", x) for x in fleet_b[1:]], "pay:B", 3)])
+    first = stage.handle([busy(fleet_a + fleet_b, 1), link(stage, [("a1", x) for x in fleet_a[1:]], "pay:A", 2),
+                          link(stage, [("b1", x) for x in fleet_b[1:]], "pay:B", 3)])
     id_a, id_b = cluster_id(fleet_a), cluster_id(fleet_b)
     assert {(t.labels["account_id"], t.labels["cluster_id"]) for t in first.transitions} == \
         {*((m, id_a) for m in fleet_a), *((m, id_b) for m in fleet_b)}
-    merged = stage.handle([link([("a4", "b1")], "pay:C", 9)])
+    merged = stage.handle([link(stage, [("a4", "b1")], "pay:C", 9)])
     # The retired id's row names the surviving cluster; the surviving cluster's row names none.
     rows = dict(zip(merged.rows.cluster_id, zip(merged.rows.active, merged.rows.merged_into, strict=True),
                     strict=True))
@@ -167,10 +168,10 @@ def test_stage_b_records_the_merge_and_moves_the_retired_ids_alerts_to_the_survi
 def test_the_packaged_for_lets_a_sub_cluster_merge_before_it_pages() -> None:
     """``cluster_extraction`` holds 4m: a sub-cluster merged 3 minutes after qualifying pages nobody."""
     stage = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1)
-    out = stage.handle([busy(FLEET_A + FLEET_B, 1), link([("a1", x) for x in FLEET_A[1:]], "pay:A", 2),
-                        link([("b1", x) for x in FLEET_B[1:]], "pay:B", 3), busy(FLEET_A + FLEET_B, 5)])
+    out = stage.handle([busy(FLEET_A + FLEET_B, 1), link(stage, [("a1", x) for x in FLEET_A[1:]], "pay:A", 2),
+                        link(stage, [("b1", x) for x in FLEET_B[1:]], "pay:B", 3), busy(FLEET_A + FLEET_B, 5)])
     assert out.transitions == [] and len(out.alerts or []) == 0  # both qualified, neither for 4m yet
-    out = stage.handle([link([("a4", "b1")], "pay:C", 6), busy(FLEET_A + FLEET_B, 6)])  # merged at minute 6
+    out = stage.handle([link(stage, [("a4", "b1")], "pay:C", 6), busy(FLEET_A + FLEET_B, 6)])  # merged at minute 6
     assert [(t.labels["account_id"], t.labels["cluster_id"]) for t in out.transitions] == \
         [(m, cluster_id(FLEET_A)) for m in FLEET_A]  # A qualified at 2: fires at 6 under the surviving id
     out = stage.handle([busy(FLEET_A + FLEET_B, 7)])

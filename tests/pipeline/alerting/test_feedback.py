@@ -8,21 +8,13 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from pipeline.alerting.feedback import (
-    ALL_RULES,
-    Feedback,
     FeedbackSuppressions,
     load_feedback,
     new_feedback,
     record,
 )
 from schemas.migrate import apply_migrations
-
-T0 = 1_770_888_600_000
-DAY = 86_400_000
-
-
-def fb(account: str, verdict: str, *, rule: str = ALL_RULES, at: int = T0, days: float = 7.0) -> Feedback:
-    return new_feedback(account, verdict, "checked the traffic", "alice", rule=rule, suppress_days=days, now_ms=at)
+from tests.support.feedback import DAY, T0, fb
 
 
 def test_false_positive_sets_suppress_until_others_do_not() -> None:

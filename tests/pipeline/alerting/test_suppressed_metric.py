@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 from tests.pipeline.alerting.support import write_yaml
-from tests.pipeline.test_metrics import make_batch, make_linking, make_worker, scrape, value
-from tests.support.detect_step import harvest
+from tests.support.detect_step import harvest, make_batch
+from tests.support.metrics import make_linking, make_worker, scrape, value
 
 
 def test_an_allow_listed_attacker_is_recorded_counted_and_not_paged(tmp_path: Path) -> None:

@@ -296,9 +296,13 @@ def test_containers_parse_to_numpy_views_without_per_event_objects() -> None:
     assert np.isnan(got.raw["temperature"][0]) and got.raw["temperature"][1] == np.float32(0.5)
 
 
-def test_damaged_containers_never_raise() -> None:
-    good = encode_events([EXAMPLE, MINIMAL, {**MINIMAL, "event_id": "z", "country": "DE"}])
+def test_a_damaged_container_is_dead_lettered_whole_or_accounts_for_every_event() -> None:
+    """Damage never raises and never loses or invents an event: either the whole message is dead-lettered
+    unchanged (``invalid_batch``), or each of its events is a row or a reject of its own."""
+    events = [EXAMPLE, MINIMAL, {**MINIMAL, "event_id": "z", "country": "DE"}]
+    good = encode_events(events)
     rng = np.random.default_rng(1)
+    outcomes = {"whole": 0, "per event": 0}
     for _ in range(500):
         damaged = bytearray(good)
         for at in rng.integers(0, len(good), int(rng.integers(1, 4))).tolist():
@@ -306,4 +310,11 @@ def test_damaged_containers_never_raise() -> None:
         if rng.random() < 0.2:
             damaged = damaged[: int(rng.integers(0, len(damaged)))]
         got = decode_one(bytes(damaged))
-        assert len(got) + len(got.rejects) >= 1  # rows, rejects, or the whole message rejected
+        assert all(r.reason in rejects.REASONS and (r.partition, r.offset) == (2, 77) for r in got.rejects)
+        if any(r.reason == rejects.INVALID_BATCH for r in got.rejects):
+            assert len(got) == 0 and len(got.rejects) == 1 and got.rejects[0].value == bytes(damaged)
+            outcomes["whole"] += 1
+        else:
+            assert len(got) + len(got.rejects) == len(events)
+            outcomes["per event"] += 1
+    assert min(outcomes.values()) > 0, outcomes  # both outcomes exercised

@@ -10,7 +10,7 @@ from pipeline.kernels.hll import hll_estimate, hll_estimate_at
 from pipeline.kernels.layout import FRAME_MS
 from pipeline.kernels.reference import ReferenceFrames, ref_hll_estimate
 from pipeline.state.frames import EVENT_COLUMNS, FrameStore
-from tests.pipeline.kernels.test_frames import as_rows, random_events
+from tests.support.kernel_events import as_rows, random_events
 
 
 @njit(cache=True)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pipeline.linking.config import LinkingConfig, load_linking_config
+from pipeline.linking.messages import MemberChanges, ObservationBatch
+from pipeline.linking.stages import FeatureStage
 
 
 @dataclass(frozen=True)
@@ -107,3 +111,12 @@ def fleet_scenario(seed: int = 1, batches: int = 3) -> tuple[list[Columns], dict
     scores.update({f"tenant-{i}": 20.0 for i in range(6)})
     scores.update({"sib-a": 10.0, "sib-b": 10.0, "chat-1": 5.0})
     return out, scores
+
+
+def share(features: MutableMapping[str, dict[str, object]], feature: str, accounts: Sequence[str], ts: int,
+          config: LinkingConfig | None = None, samples: Sequence[int] | None = None) -> MemberChanges:
+    """Stage A seeing ``accounts`` with ``feature`` at ``ts``: ``features`` updated, the changes for stage B."""
+    n = len(accounts)
+    batch = ObservationBatch("test", 0, [feature], list(accounts), [0] * n, list(range(n)), [ts] * n,
+                             list(samples or [0] * n))
+    return FeatureStage(features, config or load_linking_config()).handle(batch)

@@ -3,8 +3,10 @@ from __future__ import annotations
 import itertools
 
 from pipeline.linking.alert_time import add_step, qualified_since, score_at
-from pipeline.linking.clusters import LinkGraph
+from pipeline.linking.clusters import Evidence
 from pipeline.linking.config import LinkingConfig
+from pipeline.linking.link_state import LinkState
+from tests.pipeline.linking.builders import share
 
 
 def test_staircase_is_the_running_max_whatever_the_insertion_order() -> None:
@@ -20,31 +22,34 @@ def test_staircase_is_the_running_max_whatever_the_insertion_order() -> None:
     assert [score_at(steps, t) for t in (50, 100, 299, 300, 10**12)] == [0, 20, 20, 40, 75]
 
 
-def _graph(config: LinkingConfig, links: list[tuple[str, str, str, int]]) -> LinkGraph:
-    graph = LinkGraph({}, config)
+def _linked(config: LinkingConfig, links: list[tuple[str, str, str, int]]) -> dict[tuple[str, str], Evidence]:
+    """The linked pairs (with evidence) of accounts seen two by two with features, in the given order."""
+    features: dict[str, dict[str, object]] = {}
+    members = set()
     for a, b, feature, ts in links:
-        graph.add(a, b, feature, ts)
-    return graph
+        share(features, feature, [a, b], ts, config)
+        members |= {a, b}
+    return LinkState(features, config).pair_evidence(members)
 
 
 def test_members_qualify_when_the_cluster_first_met_the_policy(config: LinkingConfig) -> None:
     # min_alert_size is 3: a and b are linked at 10, c joins at 20, d at 40.
-    graph = _graph(config, [("a", "b", "pay:1", 10), ("b", "c", "pay:2", 20), ("c", "d", "pay:3", 40)])
+    linked = _linked(config, [("a", "b", "pay:1", 10), ("b", "c", "pay:2", 20), ("c", "d", "pay:3", 40)])
     hot = {m: {"calls": 10_000, "steps": [[5, 90]]} for m in "abcd"}
-    assert qualified_since({"a", "b", "c", "d"}, graph, hot) == {"a": 20, "b": 20, "c": 20, "d": 40}
+    assert qualified_since({"a", "b", "c", "d"}, linked, hot, config) == {"a": 20, "b": 20, "c": 20, "d": 40}
 
 
 def test_a_late_score_rise_moves_the_qualifying_time(config: LinkingConfig) -> None:
-    graph = _graph(config, [("a", "b", "pay:1", 10), ("b", "c", "pay:1", 20)])
+    linked = _linked(config, [("a", "b", "pay:1", 10), ("b", "c", "pay:1", 20)])
     accounts = {m: {"calls": 10_000, "steps": [[5, 10], [300, 90]]} for m in "abc"}
-    assert qualified_since({"a", "b", "c"}, graph, accounts) == dict.fromkeys("abc", 300)
+    assert qualified_since({"a", "b", "c"}, linked, accounts, config) == dict.fromkeys("abc", 300)
     quiet = {m: {"calls": 10_000, "steps": [[5, 10]]} for m in "abc"}
-    assert qualified_since({"a", "b", "c"}, graph, quiet) == {}  # never behaved like extraction
+    assert qualified_since({"a", "b", "c"}, linked, quiet, config) == {}  # never behaved like extraction
 
 
 def test_qualifying_times_do_not_depend_on_evidence_order(config: LinkingConfig) -> None:
     links = [("a", "b", "pay:1", 10), ("b", "c", "ip24:1.2.3", 15), ("b", "c", "tpl:0:ab", 30), ("c", "d", "pay:2", 25)]
     accounts = {m: {"calls": 500, "steps": [[1, 70]]} for m in "abcd"}
-    results = {tuple(sorted(qualified_since(set("abcd"), _graph(config, list(order)), accounts).items()))
+    results = {tuple(sorted(qualified_since(set("abcd"), _linked(config, list(order)), accounts, config).items()))
                for order in itertools.permutations(links)}
     assert results == {(("a", 30), ("b", 30), ("c", 30), ("d", 30))}

@@ -8,28 +8,11 @@ import pytest
 from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.rules import load_rules
 from pipeline.linking.cluster_outputs import RULE_CLUSTER, ClusterTracker
-from pipeline.linking.clusters import (
-    LinkGraph,
-    UnionFind,
-    cluster_id,
-    crossing_ts,
-    describe_cluster,
-    pair_key,
-    pair_strength,
-    score_cluster,
-)
+from pipeline.linking.clusters import Cluster, cluster_id, crossing_ts, describe_cluster, pair_strength, score_cluster
 from pipeline.linking.config import LinkingConfig
+from pipeline.linking.link_state import LinkState
 from tests.pipeline.alerting.support import rules_doc, write_yaml
-
-
-def test_union_find_merges_sets() -> None:
-    sets = UnionFind()
-    sets.union("a", "b")
-    sets.union("c", "d")
-    assert sets.members("a") == {"a", "b"} and sets.find("a") == sets.find("b") != sets.find("c")
-    sets.union("b", "d")
-    assert sets.members("c") == {"a", "b", "c", "d"}
-    assert sets.members("z") == {"z"} and len(sets.roots()) == 1
+from tests.pipeline.linking.builders import share
 
 
 @pytest.mark.parametrize(("features", "linked"), [
@@ -55,22 +38,6 @@ def test_cluster_id_depends_on_the_smallest_member_only() -> None:
     assert cid == cluster_id(["org-a", "org-z"]) != cluster_id(["org-b", "org-c"])
 
 
-def test_link_graph_links_splits_and_rebuilds(config: LinkingConfig) -> None:
-    pairs: dict[str, dict[str, int]] = {}
-    graph = LinkGraph(pairs, config)
-    graph.add("a", "b", "pay:1", 10)
-    graph.add("b", "c", "pay:2", 20)
-    graph.add("c", "d", "asn:7", 30)  # evidence, not a link
-    assert graph.component("a") == {"a", "b", "c"} and graph.component("d") == {"d"}
-    assert not graph.add("a", "b", "pay:1", 50)  # known, later: nothing changes
-    assert LinkGraph(dict(pairs), config).component("c") == {"a", "b", "c"}  # rebuilt from the mapping alone
-
-    assert graph.retract("pay:2") == {"b", "c"}
-    assert graph.component("a") == {"a", "b"} and graph.component("c") == {"c"}
-    assert pair_key("b", "c") not in pairs  # no evidence left
-    assert pairs[pair_key("c", "d")] == {"asn:7": 30}
-
-
 def test_score_grows_with_size_member_scores_and_links(config: LinkingConfig) -> None:
     c = config.cluster
     small = score_cluster(2, [10, 10], [1.0], 100, c)
@@ -87,23 +54,25 @@ def no_times(cluster: object, rule: object) -> dict[str, int]:
     return {}  # qualifying times unknown: alerts fall back to the cluster's updated_ts
 
 
-def _cluster_graph(config: LinkingConfig, members: list[str], feature: str = "pay:x") -> LinkGraph:
-    graph = LinkGraph({}, config)
-    for other in members[1:]:
-        graph.add(members[0], other, feature, 1_000)
-    return graph
+def _describe(config: LinkingConfig, features: dict[str, dict[str, object]], members: set[str],
+              accounts: dict[str, dict[str, float]]) -> Cluster:
+    linked = LinkState(features, config).pair_evidence(members)
+    return describe_cluster(members, linked, accounts, config)
 
 
 def test_describe_cluster_explains_its_score(config: LinkingConfig) -> None:
-    graph = _cluster_graph(config, ["m1", "m2", "m3"])
-    graph.add("m1", "m2", "ip24:1.2.3", 2_000)
-    graph.add("m2", "m3", "asn:64500", 500)  # evidence of a pair that is not linked: not listed
+    features: dict[str, dict[str, object]] = {}
+    share(features, "pay:x", ["m1", "m2"], 1_000, config)
+    share(features, "pay:y", ["m2", "m3"], 1_500, config)
+    share(features, "ip24:1.2.3", ["m1", "m2"], 2_000, config)
+    share(features, "asn:64500", ["m1", "m3"], 500, config)  # evidence of a pair that is not linked: not listed
     accounts = {m: {"calls": 100, "max": 50.0, "ts": 3_000} for m in ("m1", "m2", "m3")}
-    cluster = describe_cluster({"m1", "m2", "m3"}, graph, accounts)
+    cluster = _describe(config, features, {"m1", "m2", "m3"}, accounts)
     assert cluster.members == ("m1", "m2", "m3") and cluster.cluster_id == cluster_id(["m1"])
-    assert cluster.shared_features == ("pay:x", "ip24:1.2.3")  # strongest kind first
+    assert cluster.shared_features == ("pay:x", "pay:y", "ip24:1.2.3")  # strongest kind first
     assert cluster.first_seen_ts == 1_000 and cluster.updated_ts == 3_000
     assert cluster.score.mean_member_score == 50.0
+    assert cluster.score.factors["link_strength"] == pytest.approx(25 * (1.45 / 2 + 0.5) / 2, abs=0.01)
 
 
 def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: LinkingConfig, tmp_path: Path) -> None:
@@ -114,13 +83,14 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
     tracker = ClusterTracker(config, alerted, clock_us=lambda: next(clock),
                              alerting=AlertSetup(load_rules(write_yaml(tmp_path / "rules.yaml", rules))))
     accounts = {m: {"calls": 5000, "max": 60.0, "ts": 9_000} for m in ("b", "c", "d", "a")}
-    graph = _cluster_graph(config, ["b", "c", "d"])
+    features: dict[str, dict[str, object]] = {}
+    share(features, "pay:x", ["b", "c", "d"], 1_000, config)
 
     def current(account: str) -> str | None:
-        members = graph.component(account)
-        return cluster_id(members) if len(members) > 1 else None
+        members = LinkState(features, config).components().get(account)
+        return cluster_id(members) if members else None
 
-    bcd = describe_cluster({"b", "c", "d"}, graph, accounts)
+    bcd = _describe(config, features, {"b", "c", "d"}, accounts)
     rows, alerts = tracker.emit([bcd], current, no_times)
     assert rows.cluster_id == [bcd.cluster_id] and rows.active == [1]
     assert sorted(alerts.account_id) == ["b", "c", "d"] and set(alerts.rule) == {RULE_CLUSTER}
@@ -130,8 +100,8 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
     rows, alerts = tracker.emit([bcd], current, no_times)  # nothing changed: nothing written, nobody re-alerted
     assert len(rows) == 0 and len(alerts) == 0
 
-    graph.add("a", "b", "pay:y", 9_500)  # "a" is smaller: the cluster's id changes
-    abcd = describe_cluster({"a", "b", "c", "d"}, graph, accounts)
+    share(features, "pay:y", ["a", "b"], 9_500, config)  # "a" is smaller: the cluster's id changes
+    abcd = _describe(config, features, {"a", "b", "c", "d"}, accounts)
     rows, alerts = tracker.emit([abcd], current, no_times)
     assert dict(zip(rows.cluster_id, rows.active, strict=True)) == {abcd.cluster_id: 1, bcd.cluster_id: 0}
     assert dict(zip(rows.cluster_id, rows.merged_into, strict=True)) == {abcd.cluster_id: "",
@@ -142,13 +112,15 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
 
 def test_quiet_members_or_a_pair_do_not_alert(config: LinkingConfig) -> None:
     tracker = ClusterTracker(config, {})
-    big_company = _cluster_graph(config, [f"org-{i}" for i in range(12)])
     benign = {f"org-{i}": {"calls": 10**6, "max": 5.0, "ts": 1} for i in range(12)}
-    cluster = describe_cluster(set(benign), big_company, benign)
+    big_company: dict[str, dict[str, object]] = {}
+    share(big_company, "pay:x", list(benign), 1_000, config)
+    cluster = _describe(config, big_company, set(benign), benign)
     _, alerts = tracker.emit([cluster], lambda a: cluster.cluster_id, no_times)
     assert len(alerts) == 0  # twelve orgs on one card: a company, not extraction
 
-    pair = _cluster_graph(config, ["p1", "p2"])
+    pair: dict[str, dict[str, object]] = {}
+    share(pair, "pay:x", ["p1", "p2"], 1_000, config)
     hot = {"p1": {"calls": 10**6, "max": 100.0, "ts": 1}, "p2": {"calls": 10**6, "max": 100.0, "ts": 1}}
-    _, alerts = tracker.emit([describe_cluster({"p1", "p2"}, pair, hot)], lambda a: None, no_times)
+    _, alerts = tracker.emit([_describe(config, pair, {"p1", "p2"}, hot)], lambda a: None, no_times)
     assert len(alerts) == 0  # below min_alert_size

@@ -17,7 +17,7 @@ from pipeline.app import Pipeline
 from pipeline.linking.feedback_feed import FeedbackPublisher, FeedbackReader, decode_feedback, encode_feedback
 from pipeline.linking.messages import MessageError
 from pipeline.topics import STATE_TOPIC_CONFIG
-from tests.pipeline.alerting.test_feedback import DAY, T0, fb
+from tests.support.feedback import DAY, T0, fb
 
 TOPIC = "t-link-feedback"
 WAIT_S = 60.0
@@ -133,3 +133,16 @@ def test_the_reader_sees_each_newer_set_the_worker_publishes(tmp_path: Path) -> 
         admin.create_topics([NewTopic(TOPIC, 1, 1, topic_configs=STATE_TOPIC_CONFIG)])
         admin.close()
         asyncio.run(asyncio.wait_for(feed(broker.bootstrap), WAIT_S))
+
+
+def test_a_reload_before_the_feed_started_sends_nothing_and_does_not_fail() -> None:
+    # A first start compiling kernels can take longer than the reload interval.
+    publisher = FeedbackPublisher(["127.0.0.1:9"], TOPIC)
+    worker = SimpleNamespace(feedback_feed=publisher, loaded_feedback=verdicts())
+    asyncio.run(Pipeline.publish_feedback(worker))  # type: ignore[arg-type]
+    assert not publisher.started
+    publisher._producer = producer = FlakyProducer()  # type: ignore[assignment]
+    assert publisher.started
+    asyncio.run(Pipeline.publish_feedback(worker))  # type: ignore[arg-type]  # refused by the flaky producer
+    asyncio.run(Pipeline.publish_feedback(worker))  # type: ignore[arg-type]
+    assert producer.sent == [encode_feedback(verdicts())]

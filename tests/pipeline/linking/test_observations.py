@@ -192,7 +192,7 @@ def test_packed_messages_hold_each_partitions_own_features(config: LinkingConfig
 
 def test_the_decoders_batches_feed_extraction(config: LinkingConfig) -> None:
     from pipeline.decode.json_events import decode_json_batch  # the real decoder, whatever its internals
-    from tests.schemas.test_event import MINIMAL
+    from tests.support.events import MINIMAL
 
     events = [
         {**MINIMAL, "event_id": "e1", "account_id": "org-a", "client_ip": "203.0.113.5", "asn": 64500,

@@ -24,7 +24,7 @@ from jobs.embedded_broker import EmbeddedBroker
 from pipeline.linking.results import LinkResult
 from pipeline.settings import load_settings
 from pipeline.topics import ensure_topics
-from tests.pipeline.linking.test_process_broker import (
+from tests.support.link_process import (
     FLEET_A,
     FLEET_B,
     GROUP,

@@ -7,7 +7,7 @@ from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import ObservationBatch, decode
 from pipeline.linking.sent_pairs import SentPairs
 from tests.pipeline.linking.builders import FakeBroker, make_batch
-from tests.pipeline.linking.test_stages import PARTITIONS, Harness
+from tests.support.link_stages import PARTITIONS, Harness
 
 
 def take(sent: SentPairs, pairs: list[tuple[str, str]]) -> list[bool]:

@@ -9,7 +9,7 @@ from pipeline.linking.config import LinkingConfig
 from pipeline.linking.sink import ClickHouseClusterSink, write_with_retry
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter, query_rows
 from schemas.migrate import apply_migrations
-from tests.pipeline.linking.test_stages import run_fleet
+from tests.support.link_stages import run_fleet
 
 pytestmark = pytest.mark.clickhouse
 

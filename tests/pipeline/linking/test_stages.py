@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
@@ -9,93 +7,13 @@ from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import (
     AccountUpdates,
-    EdgeBatch,
-    EndMarker,
-    ObservationBatch,
     decode,
     pack_accounts,
-    pack_edges,
     pack_end,
 )
-from pipeline.linking.publish import LinkPublisher
-from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
-from tests.pipeline.linking.builders import Columns, FakeBroker, fleet_scenario, make_batch
-
-PARTITIONS = 4
-
-
-class Harness:
-    """Detect-side publisher → stage A per partition → stage B, through encoded messages."""
-
-    def __init__(self, config: LinkingConfig, *, defer_alerts: bool = False) -> None:
-        self.defer_alerts = defer_alerts
-        self.config = config
-        self.broker = FakeBroker()
-        self.features: dict[str, dict[str, object]] = {}
-        self.pairs: dict[str, dict[str, int]] = {}
-        self.accounts: dict[str, dict[str, float]] = {}
-        self.alerted: dict[str, int] = {}
-        self.stage_a = FeatureStage(self.features, config)
-        self.stage_b = self.new_stage_b()
-        self.publisher = LinkPublisher(config, self.broker.send, observations_topic="obs", edges_topic="edges",
-                                       partitions=PARTITIONS, source_id="detect-1")
-        self.outputs: list[StageOutput] = []
-
-    def new_stage_b(self) -> ClusterStage:
-        return ClusterStage(self.config, self.pairs, self.accounts, self.alerted,
-                            drain_sources=["detect-1"], partitions=PARTITIONS, defer_alerts=self.defer_alerts)
-
-    def publish(self, batch: Columns, scores: dict[str, float], *, drain: bool = False,
-                frame_minute: int | None = None) -> None:
-        """Publish a batch with one closed frame per account, at ``frame_minute`` or the batch's last minute."""
-        accounts = sorted(set(batch.account_ids))
-        if frame_minute is None:
-            frame_minute = int(np.asarray(batch.raw["ts"]).max(initial=0)) // 60_000
-        prepared = self.publisher.prepare(batch, accounts, np.full(len(accounts), frame_minute * 60),
-                                          np.array([scores[a] for a in accounts]), scores)
-        asyncio.run(self.publisher.send(prepared, drain=drain))
-
-    def pump(self) -> StageOutput:
-        for p in range(PARTITIONS):
-            for value in self.broker.take("obs", p):
-                msg = decode(value)
-                if isinstance(msg, ObservationBatch):
-                    edges = self.stage_a.handle(msg, p)
-                    if len(edges):
-                        self.broker.log.setdefault(("edges", 0), []).extend(pack_edges(edges))
-                elif isinstance(msg, EndMarker):
-                    self.broker.log.setdefault(("edges", 0), []).append(pack_end(msg.src, p))
-        out = self.stage_b.handle([decode(v) for v in self.broker.take("edges", 0)])
-        self.outputs.append(out)
-        return out
-
-    def clusters(self) -> dict[str, tuple[tuple[str, ...], float]]:
-        """Active clusters as the ClickHouse table would hold them: last row per id."""
-        last: dict[str, tuple[int, tuple[str, ...], float]] = {}
-        for out in self.outputs:
-            rows = out.rows
-            for i, cid in enumerate(rows.cluster_id):
-                last[cid] = (rows.active[i], tuple(rows.account_ids[i]), rows.score[i])
-        return {cid: (members, score) for cid, (active, members, score) in last.items() if active}
-
-    def alerts(self) -> list[tuple[str, str]]:
-        return [(a, rule) for out in self.outputs if out.alerts is not None
-                for a, rule in zip(out.alerts.account_id, out.alerts.rule, strict=True)]
-
-    def alert_times(self) -> list[tuple[str, int]]:
-        return sorted((a, int(t)) for out in self.outputs if out.alerts is not None
-                      for a, t in zip(out.alerts.account_id, out.alerts.fired_ts_ms.tolist(), strict=True))
-
-
-def run_fleet(config: LinkingConfig, batches: list[Columns] | None = None, *, defer_alerts: bool = False,
-              frame_minute: int | None = None) -> Harness:
-    default, scores = fleet_scenario()
-    batches = batches or default
-    h = Harness(config, defer_alerts=defer_alerts)
-    for i, batch in enumerate(batches):
-        h.publish(batch, scores, drain=i == len(batches) - 1, frame_minute=frame_minute)
-        h.pump()
-    return h
+from pipeline.linking.stages import ClusterStage
+from tests.pipeline.linking.builders import Columns, fleet_scenario, make_batch, share
+from tests.support.link_stages import PARTITIONS, Harness, run_fleet
 
 
 def test_hydra_fleet_becomes_one_alerting_cluster_and_hard_negatives_stay_apart(config: LinkingConfig) -> None:
@@ -165,7 +83,7 @@ def test_popular_features_do_not_link_everything(config: LinkingConfig) -> None:
     h.publish(make_batch(names[40:], **{k: v[40:] for k, v in common.items()}), dict.fromkeys(names, 50.0))
     h.pump()
     assert h.clusters() == {}  # the card became popular: its links were withdrawn, the cluster retired
-    assert h.pairs == {} and not h.stage_b.graph.linked
+    assert not any(h.stage_b.links.linked(a) for a in names)
     assert {f.partition(":")[0] for f, s in h.features.items() if "pop" in s} == {"pay", "ip24", "asn", "ua"}
 
 
@@ -205,16 +123,8 @@ def test_deferred_alerts_fire_at_the_drain_with_times_that_ignore_batching(confi
     assert split.clusters() == whole.clusters()
 
 
-def test_big_edge_and_account_messages_are_split_and_decode_to_the_same_rows() -> None:
+def test_big_account_messages_are_split_and_decode_to_the_same_rows() -> None:
     n = 23
-    edges = EdgeBatch(2, a=[f"a{i}" for i in range(n)], b=[f"b{i}" for i in range(n)], feature=["pay:x"] * n,
-                      ts=list(range(n)), popular=["asn:1"], popular_ts=[5])
-    parts = [decode(v) for v in pack_edges(edges, max_rows=5)]
-    assert len(parts) == 5 and all(isinstance(m, EdgeBatch) and len(m.a) <= 5 for m in parts)
-    assert [x for m in parts for x in m.a] == edges.a and [x for m in parts for x in m.ts] == edges.ts  # type: ignore[union-attr]
-    assert [m.popular for m in parts] == [["asn:1"], [], [], [], []]  # type: ignore[union-attr]
-    assert len(pack_edges(EdgeBatch(0, popular=["ua:1"], popular_ts=[1]))) == 1
-
     updates = AccountUpdates("src", [f"org-{i}" for i in range(n)], list(range(n)), list(range(n)),
                              [1.0] * n, [2.0] * n, [None] * n, [None] * n)
     msgs = [decode(v) for v in pack_accounts(updates, max_rows=10)]
@@ -224,10 +134,12 @@ def test_big_edge_and_account_messages_are_split_and_decode_to_the_same_rows() -
 
 
 def test_stage_b_reports_each_accounts_cluster_change_once(config: LinkingConfig) -> None:
-    stage = ClusterStage(config, {}, {}, {}, drain_sources=[], partitions=PARTITIONS)
-    stage.handle([EdgeBatch(0, a=["a"], b=["b"], feature=["pay:x"], ts=[5])])
+    features: dict[str, dict[str, object]] = {}
+    stage = ClusterStage(config, features, {}, {}, drain_sources=[], partitions=PARTITIONS)
+    stage.handle([share(features, "pay:x", ["a", "b"], 5, config)])
     assert stage.take_cluster_changes() == {"a": cluster_id(["a", "b"]), "b": cluster_id(["a", "b"])}
-    stage.handle([EdgeBatch(0, a=["a"], b=["b"], feature=["pay:x"], ts=[6])])
+    stage.handle([share(features, "pay:x", ["a", "b"], 6, config)])
     assert stage.take_cluster_changes() == {}  # same cluster: nothing to tell
-    stage.handle([EdgeBatch(0, popular=["pay:x"], popular_ts=[7])])  # the only evidence retracted
+    cap = config.kinds["pay"].cap
+    stage.handle([share(features, "pay:x", [f"z{i}" for i in range(cap - 1)], 7, config)])  # the card is popular
     assert stage.take_cluster_changes() == {"a": "", "b": ""}

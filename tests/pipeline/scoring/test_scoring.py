@@ -80,7 +80,7 @@ def test_regular_arrivals_have_low_gap_cv_and_poisson_high() -> None:
 def test_features_match_a_plain_python_computation_from_the_windows() -> None:
     rng = np.random.default_rng(9)
     n = 900
-    cols = events(n, 700, flags=rng.integers(0, 64, n), status=rng.choice([200, 429, 500], n),
+    cols = events(n, 700, flags=rng.integers(0, 256, n), status=rng.choice([200, 429, 500], n),
                   temperature=rng.choice(np.array([0.0, 0.5, 1.0, np.nan], np.float32), n),
                   net=rng.integers(0, 8, n), topic_hash=rng.integers(1, 5, n) * 7,
                   reasoning_tokens=rng.integers(0, 2000, n), completion_tokens=rng.integers(1, 900, n))
@@ -97,6 +97,9 @@ def test_features_match_a_plain_python_computation_from_the_windows() -> None:
         "rate_limited_share": w60[L.RATE_LIMITED_CALLS] / calls,
         "anon_share": w60[L.ANON_CALLS] / calls,
         "output_input_ratio": w60[L.COMPLETION_TOKENS] / w60[L.PROMPT_TOKENS],
+        "take_ratio": (w60[L.COMPLETION_TOKENS] + w60[L.REASONING_TOKENS]) / w60[L.PROMPT_TOKENS],
+        "wide_bias_share": w60[L.WIDE_BIAS_CALLS] / calls,
+        "tiny_output_share": w60[L.TINY_OUTPUT_CALLS] / calls,
         "reasoning_tokens_per_call": w60[L.REASONING_TOKENS] / calls,
         "temp_zero_share": w60[L.TEMP_ZERO_CALLS] / w60[L.TEMP_CALLS],
         "ips_per_minute": w60[L.WQ_DISTINCT + L.D_IPS] / w60[L.WQ_ACTIVE],
@@ -124,3 +127,43 @@ def test_score_is_capped_weighted_sum_with_named_top_signals() -> None:
     assert scores.top_signals[last][0] == "distribution_probing"
     quiet = closed_frames(events(3, 20_000, flags=L.FLAG_DEEP_LOGPROBS))
     assert score_frames(quiet, config).score.max() < 10  # the volume gate: three calls say little
+
+
+def _threshold() -> float:
+    return float(load_rules()[SCORE_RULE].rule.params["threshold"])
+
+
+def test_logit_stealing_alerts_on_wide_bias_probes_not_on_label_calibration() -> None:
+    # Carlini et al. 2024: one-token calls biasing hundreds of token ids, top logprobs, machine-paced.
+    config = load_scoring_config()
+    probe = L.FLAG_LOGIT_BIAS | L.FLAG_TINY_MAX_TOKENS | L.FLAG_LOGPROBS
+    stealer = score_frames(closed_frames(events(400, 300, flags=probe | L.FLAG_WIDE_LOGIT_BIAS,
+                                                prompt_tokens=40, completion_tokens=1)), config)
+    assert stealer.score[-1] >= _threshold()
+    assert stealer.top_signals[-1][0] == "logit_stealing"
+    # A calibrated classifier: the same call shape over its few label tokens, temperature 0.
+    calibrator = score_frames(closed_frames(events(400, 300, flags=probe, prompt_tokens=180, completion_tokens=1,
+                                                   temperature=0.0)), config)
+    assert calibrator.contributions[:, calibrator.names.index("logit_stealing")].max() == 0.0
+    assert calibrator.score.max() < _threshold()
+
+
+def _templated(n: int, prompt_tokens: int, completion_tokens: int) -> dict[str, np.ndarray]:
+    # Distinct prompts from one template: simhashes one bit apart from a base, prompt hashes all new.
+    base = np.uint64(0x0123_4567_89AB_CDEF)
+    simhash = base ^ (np.uint64(1) << (np.arange(n, dtype=np.uint64) % np.uint64(64)))
+    return events(n, 500, simhash=simhash, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def test_template_signals_need_what_is_taken() -> None:
+    config = load_scoring_config()
+    sweep = score_frames(closed_frames(_templated(600, 300, 450)), config)
+    points = dict(zip(sweep.names, sweep.contributions[-1].tolist(), strict=True))
+    assert points["template_sweep"] > 50 and points["prompt_diversity"] > 0
+    # Nightly summarisation: one template, unique long inputs, short outputs.
+    digest = score_frames(closed_frames(_templated(600, 4000, 220)), config)
+    features = compute_features(closed_frames(_templated(600, 4000, 220)), ["near_dup_share", "prompt_diversity"])
+    assert features["near_dup_share"][-1] > 0.9 and features["prompt_diversity"][-1] > 0.9  # looks like a sweep
+    for name in ("template_sweep", "prompt_diversity"):
+        assert digest.contributions[:, digest.names.index(name)].max() == 0.0
+    assert digest.score.max() < _threshold()

@@ -17,7 +17,7 @@ from pipeline.sinks.clickhouse import ClickHouseWriter, query_rows
 from pipeline.state.dedup import without_rows
 from pipeline.state.manager import StateManager
 from schemas.migrate import apply_migrations
-from tests.pipeline.state.test_snapshot import EVENTS, decoded, manager, offsets_after, restore_in_memory
+from tests.support.state import EVENTS, decoded, manager, offsets_after, restore_in_memory
 
 pytestmark = pytest.mark.clickhouse
 

@@ -20,7 +20,8 @@ from pipeline.state.accounts import AccountRegistry
 from pipeline.state.api_keys import SPLIT
 from pipeline.state.frames import ClosedFrames, FrameStore
 from pipeline.state.manager import StateManager
-from tests.pipeline.state.test_snapshot import (
+from tests.support.events import MINIMAL
+from tests.support.state import (
     N_PARTS,
     SETTINGS,
     assert_same_state,
@@ -30,7 +31,6 @@ from tests.pipeline.state.test_snapshot import (
     part_of,
     restore_in_memory,
 )
-from tests.schemas.test_event import MINIMAL
 
 T0 = 1_770_888_600_000
 MINUTE = 60_000

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.state.dedup import RecentEvents, without_rows
-from tests.schemas.test_event import MINIMAL
+from tests.support.events import MINIMAL
 
 T0 = 1_770_888_600_000
 

@@ -5,66 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 
 from pipeline.alerting.lifecycle import NONE
-from pipeline.decode.json_events import DecodedBatch, decode_json_batch
-from pipeline.detection import ACCOUNT_STORE, DetectionOutput, Detector
-from pipeline.settings import load_settings
-from pipeline.state.checkpoint import CheckpointLayoutError, PartitionLog, decode_block, is_marker_key
+from pipeline.decode.json_events import DecodedBatch
+from pipeline.detection import ACCOUNT_STORE, DetectionOutput
+from pipeline.state.checkpoint import CheckpointLayoutError, decode_block, is_marker_key
 from pipeline.state.frames import FrameStore
 from pipeline.state.manager import StateManager
-from pipeline.state.snapshot import entities_in, store_layouts
-from pipeline.state.state_topic import Record, StateTopic
-from tests.faults.harness import _event
-
-N_PARTS = 3
-SETTINGS = load_settings(alert_score_threshold=20.0)  # low: alert state is exercised too
-
-
-def part_of(account: str) -> int:
-    return int(account.split("-")[1]) % N_PARTS
-
-
-def decoded(events: list[dict[str, Any]], first_offset: int) -> DecodedBatch:
-    values = [orjson.dumps(e) for e in events]
-    parts = [part_of(e["account_id"]) for e in events]
-    offsets = list(range(first_offset, first_offset + len(values)))
-    return decode_json_batch(values, [None] * len(values), parts, offsets, max_message_bytes=65_536,
-                             max_ts_ms=10**15)
-
-
-def offsets_after(batch: DecodedBatch) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for p, o in zip(batch.raw["kafka_partition"], batch.raw["kafka_offset"], strict=True):  # type: ignore[call-overload]
-        out[int(p)] = max(out.get(int(p), 0), int(o) + 1)
-    return out
-
-
-def manager() -> StateManager:
-    return StateManager(make_detector=lambda: Detector(SETTINGS, N_PARTS), topic=StateTopic(["unused:9092"], "t"),
-                        events_topic="e", bootstrap_servers=["unused:9092"], dedup_window=0,
-                        decode=lambda *a: decoded([], 0))
-
-
-def restore_in_memory(source: StateManager, target: StateManager, records: list[tuple[int, bytes, bytes | None]],
-                      committed: dict[int, int | None]) -> None:
-    logs = {p: PartitionLog(p) for p in range(N_PARTS)}
-    for p, key, value in records:
-        logs[p].add(key, value)
-    target._apply([logs[p].chosen() for p in range(N_PARTS)], committed)
-    target.owned = set(range(N_PARTS))
-
-
-def assert_same_state(a: StateManager, b: StateManager) -> None:
-    """Every entity of ``a`` is in ``b`` with bit-identical rows and equal extras, and nothing more."""
-    mine = {(e.store, e.entity): e for e in entities_in(a.detector, set(range(N_PARTS)))}
-    theirs = {(e.store, e.entity): e for e in entities_in(b.detector, set(range(N_PARTS)))}
-    assert mine.keys() == theirs.keys() and mine
-    for key, e in mine.items():
-        assert e.extras == theirs[key].extras, key
-        assert all(e.rows[n].tobytes() == theirs[key].rows[n].tobytes() for n in e.rows), key
+from pipeline.state.snapshot import store_layouts
+from pipeline.state.state_topic import Record
+from tests.support.state import (
+    EVENTS,
+    N_PARTS,
+    assert_same_state,
+    decoded,
+    manager,
+    offsets_after,
+    part_of,
+    restore_in_memory,
+)
 
 
 def members(records: list[Record]) -> set[str]:
@@ -87,7 +47,6 @@ def run(m: StateManager, batch: DecodedBatch, force: bool = False) -> DetectionO
     return m.detector.process(batch, force_close=force)
 
 
-EVENTS = [_event(i) for i in range(4000)]
 FIRST, SECOND = EVENTS[:2500], EVENTS[2500:]
 
 

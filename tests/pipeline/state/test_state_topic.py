@@ -10,25 +10,24 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from jobs.embedded_broker import EmbeddedBroker
-from pipeline.decode.json_events import DecodedBatch, decode_json_batch
-from pipeline.detection import Detector
-from pipeline.settings import Settings, load_settings
 from pipeline.state.checkpoint import CheckpointLayoutError, PartitionLog, block_key, decode_block
-from pipeline.state.dedup import without_rows
-from pipeline.state.manager import StateManager
-from pipeline.state.snapshot import entities_in
 from pipeline.state.state_topic import StateTopic, read_to_end, restore_consumer
 from pipeline.topics import ensure_topics
-from tests.faults.harness import _event
-from tests.pipeline.state.test_checkpoint import L, _ent, _mk
+from tests.faults.harness import numbered_event
+from tests.support.checkpoint_records import LAYOUTS, ent, mk
+from tests.support.state import (
+    N_PARTS,
+    entities_in,
+    new_manager,
+    part_of,
+    produce,
+    settings_for,
+    step,
+)
 
 pytestmark = pytest.mark.kafka
-
-N_PARTS = 3
-
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[EmbeddedBroker]:
@@ -36,35 +35,17 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield b
 
 
-def settings_for(broker: EmbeddedBroker, name: str, **kw: Any) -> Settings:
-    return load_settings(kafka_bootstrap=broker.bootstrap, topic_events=f"{name}-events", topic_dlq=f"{name}-dlq",
-                         consumer_group=name, partitions=N_PARTS, alert_score_threshold=20.0, **kw)
-
-
-async def _produce(bootstrap: str, topic: str, records: list[tuple[int, bytes, bytes | None]],
-                   chunk: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        for start in range(0, len(records), chunk):
-            chunk_records = records[start:start + chunk]
-            futures = [await producer.send(topic, value=v, key=k, partition=p) for p, k, v in chunk_records]
-            await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 def test_restore_ends_on_a_topic_of_many_superseded_records(broker: EmbeddedBroker) -> None:
     settings = settings_for(broker, "superseded")
     ensure_topics(settings)
     records: list[tuple[int, bytes, bytes | None]] = []
     for seq in range(1, 101):  # 100 checkpoints of the same 200 blocks: 20,000 superseded records
-        records += [(0, *_ent(f"acct-{i}", seq, tag=seq)) for i in range(200)]
-        records.append((0, *_mk(seq)))
+        records += [(0, *ent(f"acct-{i}", seq, tag=seq)) for i in range(200)]
+        records.append((0, *mk(seq)))
     # An unfinished checkpoint at the end, produced as one batch: Tansu then reports an
     # end offset at that batch's start, so a reader trusting it would stop early.
-    records += [(0, *_ent(f"acct-{i}", 101, tag=999)) for i in range(50)]
-    asyncio.run(_produce(broker.bootstrap, settings.state_topic, records, chunk=2000))
+    records += [(0, *ent(f"acct-{i}", 101, tag=999)) for i in range(50)]
+    asyncio.run(produce(broker.bootstrap, settings.state_topic, records, chunk=2000))
 
     async def restore() -> PartitionLog:
         log = PartitionLog(0)
@@ -82,7 +63,7 @@ def test_restore_ends_on_a_topic_of_many_superseded_records(broker: EmbeddedBrok
     chosen = asyncio.run(restore()).chosen()
     assert time.monotonic() - started < 30
     assert chosen.records == len(records) and chosen.max_seq == 101
-    blocks = [decode_block(k, v, L) for k, v in chosen.blocks.items()]
+    blocks = [decode_block(k, v, LAYOUTS) for k, v in chosen.blocks.items()]
     tags = {b.extras[0]["name"]: b.extras[0]["tag"] for b in blocks if b is not None}
     assert tags == {f"acct-{i}": 100 for i in range(200)}
     assert sorted(chosen.rewrite) == sorted(block_key("account", 0, i) for i in range(50))
@@ -90,37 +71,13 @@ def test_restore_ends_on_a_topic_of_many_superseded_records(broker: EmbeddedBrok
 
 # --- partitions moving between two workers ---------------------------------------------------
 
-def part_of(account: str) -> int:
-    return int(account.split("-")[1]) % N_PARTS
-
-
 def events_with_resends() -> list[bytes]:
     lines = []
     for i in range(3000):
-        lines.append(orjson.dumps(_event(i)))
+        lines.append(orjson.dumps(numbered_event(i)))
         if i % 97 == 0 and i >= 40:
-            lines.append(orjson.dumps(_event(i - 40)))  # resent 40 events later: may straddle the handover
+            lines.append(orjson.dumps(numbered_event(i - 40)))  # resent 40 events later: may straddle the handover
     return lines
-
-
-def decode(values: list[bytes], keys: list[bytes | None], parts: list[int], offsets: list[int]) -> DecodedBatch:
-    return decode_json_batch(values, keys, parts, offsets, max_message_bytes=65_536, max_ts_ms=10**15)
-
-
-def new_manager(settings: Settings, topic: StateTopic) -> StateManager:
-    return StateManager(make_detector=lambda: Detector(settings, N_PARTS), topic=topic,
-                        events_topic=settings.topic_events, bootstrap_servers=settings.bootstrap_servers,
-                        dedup_window=100, decode=decode)
-
-
-def step(m: StateManager, log: list[tuple[int, int, bytes]], force: bool = False) -> tuple[list[Any], int]:
-    """Process messages (partition, offset, value) like DetectStep; returns signature rows and duplicates."""
-    batch = decode([v for _, _, v in log], [None] * len(log), [p for p, _, _ in log], [o for _, o, _ in log])
-    dup = m.dedup.duplicates(batch)
-    out = m.detector.process(without_rows(batch, dup), force_close=force)
-    sig = out.signatures
-    cols = {c: np.asarray(v).tolist() if isinstance(v, np.ndarray) else list(v) for c, v in sig.items()}  # type: ignore[call-overload]
-    return [tuple(map(repr, r)) for r in zip(*cols.values(), strict=True)], int(dup.sum())
 
 
 def offsets_of(log: list[tuple[int, int, bytes]]) -> dict[int, int]:
@@ -135,8 +92,8 @@ def test_partitions_revoked_and_assigned_elsewhere_carry_on_exactly(broker: Embe
     ensure_topics(settings)
     lines = events_with_resends()
     parts = [part_of(orjson.loads(x)["account_id"]) for x in lines]
-    asyncio.run(_produce(broker.bootstrap, settings.topic_events, [(p, None, v) for p, v in  # type: ignore[misc]
-                                                                    zip(parts, lines, strict=True)], chunk=500))
+    asyncio.run(produce(broker.bootstrap, settings.topic_events, [(p, None, v) for p, v in  # type: ignore[misc]
+                                                                   zip(parts, lines, strict=True)], chunk=500))
     next_offset = [0] * N_PARTS
     log = []
     for p, v in zip(parts, lines, strict=True):
@@ -198,7 +155,7 @@ def test_a_checkpoint_of_another_layout_is_refused(broker: EmbeddedBroker) -> No
         await topic.start()
         try:
             writer = new_manager(settings, topic)
-            batch = [(0, i, orjson.dumps({**_event(i), "account_id": "org-3"})) for i in range(50)]
+            batch = [(0, i, orjson.dumps({**numbered_event(i), "account_id": "org-3"})) for i in range(50)]
             step(writer, batch)
             await writer.write_checkpoint(writer.prepare_checkpoint(offsets_of(batch)))
             with pytest.raises(CheckpointLayoutError, match=r"frame_minute <i8\[3\] -> <i8\[11\]"):

@@ -1,0 +1,171 @@
+"""Stage B's linking state, derived from stage A's memberships: no pair evidence is stored.
+
+A pair's evidence is a function of the memberships (the features both accounts belong
+to, since the later of their first sightings; ``tpl`` only between near samples), so it
+is computed when needed (``evidence``, ``pair_evidence``) instead of kept per pair. What
+is kept: an index account -> features and a union-find over interned account ids.
+
+* A new member of a *strong* feature (its kind's weight alone reaches ``link_threshold``,
+  ``pay``) is united with one existing member: the feature is the hub of its members,
+  so N members cost N unions.
+* A new member of another feature is united with each partner whose pair strength,
+  computed from the two accounts' features, reaches the threshold.
+* A feature made popular drops its members; a union-find cannot split, so the sets are
+  rebuilt from the memberships (``relink``, bounded by the caps; rare after warm-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+import numpy as np
+
+from pipeline.linking.clusters import Evidence, pair_strength
+from pipeline.linking.config import LinkingConfig
+from pipeline.linking.membership import hamming, kind_of, partners
+from pipeline.linking.union_find import UnionFind
+
+Pair = tuple[str, str]  # (a, b) with a < b
+
+
+class LinkState:
+    """Linked accounts over ``features`` (stage A's mapping: feature -> ``{"m": {account: [ts, sample]}}``)."""
+
+    def __init__(self, features: Mapping[str, dict[str, object]], config: LinkingConfig) -> None:
+        self.features = features
+        self.config = config
+        self.max_hamming = config.template.max_hamming
+        self.strong = {k for k in config.kinds if k != "tpl" and config.weight(k) >= config.link_threshold}
+        self.needed = self._needed_kinds()  # every link without a strong feature shares all of these
+        self.pivot = min(self.needed, default=None)
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+        self.index: dict[str, set[str]] = {}
+        self.sets = UnionFind()
+        for feature, state in features.items():
+            for account in state.get("m", ()):  # type: ignore[attr-defined]
+                self._id(account)
+                self.index.setdefault(account, set()).add(feature)
+        self.relink()
+
+    def _needed_kinds(self) -> frozenset[str]:
+        """The weak kinds without which the other weak kinds cannot reach the threshold (``ip`` and ``tpl``)."""
+        weak = {k: self.config.weight(k) for k in self.config.kinds if k not in self.strong}
+        return frozenset(k for k, w in weak.items() if sum(weak.values()) - w < self.config.link_threshold)
+
+    def _id(self, account: str) -> int:
+        i = self.ids.get(account)
+        if i is None:
+            i = self.ids[account] = len(self.names)
+            self.names.append(account)
+            self.sets.add()
+        return i
+
+    def _members(self, feature: str) -> dict[str, list[int]]:
+        state = self.features.get(feature)
+        return state.get("m", {}) if state else {}  # type: ignore[return-value]
+
+    def evidence(self, a: str, b: str) -> Evidence:
+        """The features ``a`` and ``b`` share as evidence, each since the later of their first sightings."""
+        out: Evidence = {}
+        for feature in self.index.get(a, set()) & self.index.get(b, set()):
+            members = self._members(feature)
+            if a not in members or b not in members:
+                continue  # made popular later in this fetch: dropped from the index after its joins
+            (ta, sa), (tb, sb) = members[a], members[b]
+            if kind_of(feature) != "tpl" or hamming(sa, sb) <= self.max_hamming:
+                out[feature] = max(ta, tb)
+        return out
+
+    def _link(self, a: str, b: str) -> None:
+        ia, ib = self._id(a), self._id(b)
+        sets = self.sets
+        if sets.find(ia) != sets.find(ib) and pair_strength(self.evidence(a, b), self.config) >= \
+                self.config.link_threshold:
+            sets.union(ia, ib)
+
+    def relink(self, dropped: Iterable[str] | None = None) -> None:
+        """Rebuild the sets from the memberships: all of them, or only the clusters that held ``dropped``
+        (the accounts a popular feature lost: only their clusters can split)."""
+        if dropped is None:
+            self.sets = UnionFind(len(self.names))
+            self._unite(self.features)
+            return
+        labels = self.sets.labels()
+        roots = [labels[i] for i in (self.ids.get(a) for a in dropped) if i is not None]
+        ids = np.flatnonzero(np.isin(labels, roots))
+        self.sets.parent[ids] = ids
+        self.sets.size[ids] = 1
+        names = self.names
+        self._unite({f for i in ids.tolist() for f in self.index.get(names[i], ())})
+
+    def _unite(self, features: Iterable[str]) -> None:
+        """Union the members of ``features``: strong ones as a chain, then the pairs of pivot-kind ones."""
+        weak = []
+        for feature in features:
+            members = list(self._members(feature))
+            kind = kind_of(feature)
+            if kind in self.strong and members:
+                first = self._id(members[0])
+                for m in members[1:]:
+                    self.sets.union(first, self._id(m))
+            elif len(members) > 1 and kind not in self.strong and self.pivot in (None, kind):
+                weak.append(feature)
+        for feature in weak:
+            group = self._members(feature)
+            for a in group:
+                for b in partners(group, a, feature, self.max_hamming):
+                    if a < b:
+                        self._link(a, b)
+
+    def join(self, feature: str, account: str) -> list[str]:
+        """Link ``account``, a new member of ``feature``; the partners it now shares the feature with."""
+        members = self._members(feature)
+        if account not in members:
+            return []  # made popular since
+        self.index.setdefault(account, set()).add(feature)
+        ia = self._id(account)
+        others = partners(members, account, feature, self.max_hamming)
+        if kind_of(feature) in self.strong:
+            if others:
+                self.sets.union(ia, self._id(others[0]))
+        elif self.needed <= {kind_of(f) for f in self.index[account]}:
+            for b in others:  # (without every needed kind no weak link is possible)
+                self._link(account, b)
+        return others
+
+    def drop(self, feature: str, accounts: Iterable[str]) -> None:
+        """``feature`` became popular: it is no evidence for its former ``accounts`` (call ``relink`` after)."""
+        for account in accounts:
+            self.index.get(account, set()).discard(feature)
+
+    def linked(self, account: str) -> bool:
+        i = self.ids.get(account)
+        return i is not None and int(self.sets.size[self.sets.find(i)]) > 1
+
+    def components(self) -> dict[str, frozenset[str]]:
+        """Account -> the members of its cluster, for every account in a cluster (two members or more)."""
+        labels = self.sets.labels()
+        multi = np.flatnonzero(self.sets.size[labels] > 1)
+        order = multi[np.argsort(labels[multi], kind="stable")]
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        names = self.names
+        out: dict[str, frozenset[str]] = {}
+        for group in np.split(order, bounds) if len(order) else []:
+            members = frozenset(names[i] for i in group.tolist())
+            out.update(dict.fromkeys(members, members))
+        return out
+
+    def pair_evidence(self, members: Collection[str]) -> dict[Pair, Evidence]:
+        """The linked pairs among ``members`` (sorted) with their evidence, from their co-memberships."""
+        found: dict[Pair, Evidence] = {}
+        max_hamming = self.max_hamming
+        for feature in {f for a in members for f in self.index.get(a, ())}:
+            inside = [(m, ts, sample) for m, (ts, sample) in self._members(feature).items() if m in members]
+            tpl = kind_of(feature) == "tpl"
+            for i, (a, ta, sa) in enumerate(inside):
+                for b, tb, sb in inside[i + 1:]:
+                    if not tpl or (sa ^ sb).bit_count() <= max_hamming:
+                        found.setdefault((a, b) if a < b else (b, a), {})[feature] = ta if ta > tb else tb
+        threshold = self.config.link_threshold
+        return {p: ev for p, ev in sorted(found.items()) if pair_strength(ev, self.config) >= threshold}
