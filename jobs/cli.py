@@ -207,9 +207,13 @@ def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str
               help="late events arrive up to this many seconds late")
 @click.option("--keep-state", is_flag=True, help="keep the replay's ClickHouse in OUT_DIR/replay-state")
 @click.option("--check", is_flag=True, help="exit 1 when a target is missed (a gate)")
+@click.option("--vary-seeds", default=0, show_default=True,
+              help="then run this many scenarios with every archetype's parameters varied (seeds SEED+1..), "
+              "each in OUT_DIR/varied-SEED, and report the worst beside the default")
+@click.option("--vary-events", type=int, help="events of each varied run  [default: as the default run]")
 def eval_command(out_dir: Path, events: int | None, rate: float | None, duration: float | None, start: str,
                  seed: int, mix_scale: float, jitter_fraction: float, jitter_max_s: float, keep_state: bool,
-                 check: bool) -> None:
+                 check: bool, vary_seeds: int, vary_events: int | None) -> None:
     """Generate a labelled scenario, replay it, and score detection against the labels."""
     from pydantic import ValidationError
 
@@ -219,7 +223,8 @@ def eval_command(out_dir: Path, events: int | None, rate: float | None, duration
 
     opts = EvalOptions(out_dir=out_dir, events=events, rate_eps=rate, duration_s=duration, start=start, seed=seed,
                        mix_scale=mix_scale, jitter_fraction=jitter_fraction, jitter_max_s=jitter_max_s,
-                       keep_state=keep_state, check=check)
+                       keep_state=keep_state, check=check, vary_seeds=vary_seeds,
+                       vary_events=vary_events)
     try:
         code = run_eval(opts)
     except (ReplayFailed, SettingsError, OptionsError, ValidationError) as exc:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import threading
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
-
 from jobs.embedded_broker import EmbeddedBroker, free_port
 from jobs.loadgen.malformed import malformed_messages
 from jobs.loadgen.scenario import ScenarioConfig, generate, labels, write_labels
 from jobs.loadgen.sink import produce_kafka
+from jobs.produce_file import produce_messages
 from jobs.replay_report import iso_utc
 from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
@@ -98,14 +98,10 @@ def run_demo(opts: DemoOptions) -> int:
 
 
 def produce_raw(settings: Settings, values: list[bytes]) -> None:
-    """Send these message values as they are (keyless), and wait for the broker's acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                             max_request_size=4 * settings.max_message_bytes)
-    try:
-        for future in [producer.send(settings.topic_events, value=value) for value in values]:
-            future.get(timeout=120)  # generous: the demo's machine is busy with the worker
-    finally:
-        producer.close(timeout=60)
+    """Send these message values as they are (keyless, spread over the partitions), acknowledged."""
+    n = settings.partitions
+    asyncio.run(produce_messages([(i % n, None, v) for i, v in enumerate(values)], settings.bootstrap_servers,
+                                 settings.topic_events, n))
 
 
 def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: WorkerProcess,

@@ -66,8 +66,8 @@ def _replay_settings(opts: ReplayOptions, bootstrap: str, data_dir: Path) -> Set
         # Historical files are judged by their own clock, not today's.
         max_future_skew_s=10**10,
         drain_trigger_file=data_dir / DRAIN_TRIGGER,
-        # A batch written but not yet checkpointed keeps its raw messages until the commit; at
-        # replay speed the default 10 s held 100+ MB of them (docs/benchmarks.md, "Replay").
+        # Batches written but not yet checkpointed wait for the commit; at replay speed the default
+        # 10 s held 100+ MB of their raw messages (now dropped once decoded: docs/benchmarks.md, "Replay").
         checkpoint_interval_s=REPLAY_CHECKPOINT_INTERVAL_S,
     )
 

@@ -36,11 +36,12 @@ def worker_env(settings: Settings, env: dict[str, str] | None = None) -> dict[st
 
 class WorkerProcess:
     def __init__(self, settings: Settings, *, bounded: bool, log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
-        """Start ``distillwatch worker`` with ``settings`` as DW_* variables, plus ``env`` (e.g. test hooks)."""
+                 env: dict[str, str] | None = None, module: str = "jobs.cli") -> None:
+        """Start ``distillwatch worker`` with ``settings`` as DW_* variables, plus ``env``; ``module``: the
+        command's module (the fault tests run the same command with their hooks installed)."""
         self.settings = settings
         self.log_path = log_path
-        args = [sys.executable, "-m", "jobs.cli", "worker", "--loglevel", "info"]
+        args = [sys.executable, "-m", module, "worker", "--loglevel", "info"]
         if bounded:
             args.append("--bounded")
         child_env = worker_env(settings, env)

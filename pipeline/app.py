@@ -1,39 +1,14 @@
-"""The Faust app: source service → detect loop → ClickHouse, plus web views.
+"""The worker: Kafka source → detect loop → ClickHouse, the linking child, and the web views.
 
-Topology (one worker process):
-
-    api-calls ──KafkaBatchSource (aiokafka getmany, whole fetches)──▶ bounded queue
-    queue ──detect loop──▶ decode ▶ drop resent copies ▶ Numba frames ▶ score ▶ alert rule
-            └──▶ ClickHouse (api_calls, signatures_1m, alerts, rejected_events)
-            └──▶ api-calls-dlq (rejected bytes + reason headers)
-            └──▶ linking topics (LinkPublisher) ──▶ linking process ──▶ <group>-link-results
-            └──▶ state checkpoint (state topic), then ack: commit the batches' offsets
+    api-calls ──KafkaBatchSource (whole fetches)──▶ bounded queue ──detect loop──▶ DetectStep
+        (decode, drop resent copies, Numba frames, score, alert rules; dead letters → ClickHouse
+         → linking topics → state checkpoint → offsets, in that order: detect/step.py)
     <group>-link-results ──results consumer──▶ ClickHouse (clusters, cluster alerts), outbox, actions
-    alert_feedback (reloaded every FEEDBACK_REFRESH_S) ──▶ <group>-link-feedback ──▶ the linking process's rules
 
-The linking process (pipeline/linking/process.py) runs the cross-account stages outside
-this process: DW_LINKING=child (default) starts and restarts it as our child
-(linking/supervisor.py), external leaves it to an operator, off runs no linking. Its
-results come back through a topic because embedded ClickHouse opens in one process only.
-
-The detect loop is thin: it hands each batch to ``agents.detect.DetectStep``,
-which documents and follows the commit order (dead letters → ClickHouse →
-state checkpoint → offsets). The per-account state lives in
-``state.manager.StateManager``: checkpointed to the state topic, restored from
-it when partitions are assigned (before their first fetch), dropped from memory
-when they are revoked.
-
-Why a plain asyncio queue and a service task rather than a Faust channel and
-agent: when a worker joins or leaves, Faust rebalances its own group and clears
-its in-memory channel buffers (``flow_control.clear()``). A batch dropped there
-would never be acked, and the source, which waits for every delivered batch
-before giving partitions up, would wait forever. The queue below belongs to us.
-
-Web views (Faust's web server): ``GET /stats``, ``GET /health``, ``GET /metrics`` (Prometheus),
-``GET /query?sql=SELECT…`` (read-only SQL, the way to query embedded ClickHouse
-while the worker holds it), ``POST /drain`` (read to the end, close every frame,
-commit and stop: bounded input). With DW_WEB_TOKEN set, /query and /drain need
-``Authorization: Bearer <token>`` (pipeline/web/auth.py).
+Linking runs in its own process (pipeline/linking/process.py; ``DW_LINKING``). The queue is a
+plain asyncio queue, not a Faust channel: Faust clears channel buffers on its own rebalances
+(docs/architecture.md). Web views: /stats, /health, /metrics, /query (read-only SQL), /drain
+(docs/operations.md).
 """
 
 from __future__ import annotations
@@ -42,19 +17,21 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import asdict
 
 import faust
 from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.client import Client
 from faust.web import Request, Response, View
 from mode import Service
 
-from pipeline.agents.detect import DetectStep
 from pipeline.alerting.actions import ActionPublisher
 from pipeline.alerting.delivery import build_alert_delivery
 from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.feedback import FeedbackSuppressions
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
+from pipeline.detect.step import DetectStep
 from pipeline.drain_marker import (  # noqa: F401 (DRAIN_MARKER, drain_marker_path: re-exported)
     DRAIN_MARKER,
     drain_marker_path,
@@ -74,9 +51,8 @@ from pipeline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pipeline.metrics import WorkerCollector, WorkerMetrics
 from pipeline.scoring import load_scoring_config
 from pipeline.settings import Settings
-from pipeline.sinks.clickhouse import connect, connect_read_only
+from pipeline.sinks.clickhouse import ClickHouseWriter, connect, connect_read_only
 from pipeline.sinks.dead_letter import DeadLetterSink
-from pipeline.sinks.faults import make_writer
 from pipeline.sources.fetched_batch import FetchedBatch
 from pipeline.sources.kafka_batches import KafkaBatchSource
 from pipeline.state.manager import StateManager
@@ -99,6 +75,9 @@ DRAIN_TRIGGER_POLL_S = 0.1
 class Pipeline:
     """Everything the worker owns, built once at start from Settings."""
 
+    # How the worker's ClickHouse writer is built: the fault tests swap in a failing one.
+    writer_type: Callable[[Client, str], ClickHouseWriter] = ClickHouseWriter
+
     def __init__(self, settings: Settings, *, bounded: bool, exit_when_drained: bool) -> None:
         self.settings = settings
         self.exit_when_drained = exit_when_drained
@@ -113,7 +92,7 @@ class Pipeline:
         self.n_partitions = partition_count(settings, settings.topic_events)
         self.client = connect(settings, apply_retention=True)  # the worker owns the tables' TTLs
         self.read_client = connect_read_only(settings)  # /query's: a readonly=1 session of its own
-        self.writer = make_writer(self.client, settings.clickhouse_database)
+        self.writer = self.writer_type(self.client, settings.clickhouse_database)
         # Alert transitions → alert_notifications rows → the notifiers (a task of its own, see _Lifecycle).
         self.outbox, self.delivery = build_alert_delivery(settings, self.writer, self.client, self.metrics)
         # The verdicts last loaded (None until a load succeeds), published to the linking process.

@@ -43,7 +43,7 @@ from pipeline.linking.backlog import STAGE_CLUSTERS, STAGE_FEATURES
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 
 if TYPE_CHECKING:
-    from pipeline.agents.detect import DetectStep
+    from pipeline.detect.step import DetectStep
     from pipeline.linking.config import LinkingConfig
     from pipeline.linking.handle import Linking
     from pipeline.sources.kafka_batches import KafkaBatchSource

@@ -13,7 +13,7 @@ import time
 
 from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.fast_json import warm_up as warm_up_decoder
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)

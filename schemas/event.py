@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from schemas.prompt_hashing import prompt_hash_hex, prompt_simhash_hex
+from schemas.prompt_derive import DERIVED_FIELDS, derive_from_prompt
 
 UINT32_MAX = 2**32 - 1
 UINT16_MAX = 2**16 - 1
@@ -102,14 +102,15 @@ class ApiCallEvent(BaseModel):
             raise ValueError("not an IPv4 or IPv6 address") from None
 
     @model_validator(mode="after")
-    def _derive_prompt_hashes(self) -> ApiCallEvent:
-        # The text is only a carrier for the hashes: derive what is missing, then
-        # forget it so no prompt text is ever stored or forwarded.
+    def _derive_from_prompt(self) -> ApiCallEvent:
+        # The text is only a carrier: derive the hashes, topic and elicits_reasoning
+        # the event lacks (absent or null), then forget it so no prompt text is ever
+        # stored or forwarded. Same rule as the DWB1 producer (schemas.prompt_derive).
         if self.prompt_text is not None:
-            if self.prompt_hash is None:
-                object.__setattr__(self, "prompt_hash", prompt_hash_hex(self.prompt_text))
-            if self.prompt_simhash is None:
-                object.__setattr__(self, "prompt_simhash", prompt_simhash_hex(self.prompt_text))
+            given = self.model_fields_set
+            missing = [f for f in DERIVED_FIELDS if f not in given or getattr(self, f) is None]
+            for name, value in derive_from_prompt(self.prompt_text, missing).items():
+                object.__setattr__(self, name, value)
             object.__setattr__(self, "prompt_text", None)
         return self
 

@@ -26,10 +26,10 @@ def event_json_schema() -> dict[str, Any]:
         "description": "event time: RFC 3339 with offset, or epoch milliseconds",
         "anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}],
     }
-    # prompt_text is accepted on input (only to derive hashes) and never stored.
+    # prompt_text is accepted on input (only to derive what the event lacks) and never stored.
     schema["properties"]["prompt_text"] = {
         "title": "Prompt Text",
-        "description": "optional; used to derive prompt_hash/prompt_simhash, never stored",
+        "description": "optional; derives missing prompt_hash/prompt_simhash/topic/elicits_reasoning, never stored",
         "anyOf": [{"type": "string", "maxLength": 32768}, {"type": "null"}],
         "default": None,
     }

@@ -26,11 +26,21 @@ def _hash64(data: bytes) -> int:
 
 
 def prompt_hash_hex(text: str) -> str:
-    return f"{_hash64(normalise_prompt(text).encode()):016x}"
+    return hash_of_normalised(normalise_prompt(text))
 
 
 def prompt_simhash_hex(text: str) -> str:
-    words = _WORD.findall(normalise_prompt(text))
+    return simhash_of_normalised(normalise_prompt(text))
+
+
+def hash_of_normalised(norm: str) -> str:
+    """``prompt_hash`` of an already normalised prompt (callers deriving several fields normalise once)."""
+    return f"{_hash64(norm.encode()):016x}"
+
+
+def simhash_of_normalised(norm: str) -> str:
+    """``prompt_simhash`` of an already normalised prompt."""
+    words = _WORD.findall(norm)
     shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else [""]
     weights = [0] * 64
     for shingle in shingles:

@@ -8,13 +8,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from kafka.admin import NewTopic
 
 from jobs.bench.procs import cpu_seconds, self_cpu_seconds
+from jobs.produce_file import Message, produce_messages
 from pipeline.topics import admin_client
-
-Message = tuple[int, bytes | None, bytes]  # partition, key, value
 
 
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -25,35 +24,10 @@ def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
         admin.close()
 
 
-async def _produce(bootstrap: str, topic: str, messages: Iterable[Message], partitions: int) -> int:
-    # As a gateway's producer would: lz4-compressed batches, acks from the broker.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, compression_type="lz4",
-                                max_request_size=16 << 20, max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        batches = [producer.create_batch() for _ in range(partitions)]
-        pending = []
-        count = 0
-        for p, key, value in messages:
-            if batches[p].append(key=key, value=value, timestamp=None) is None:
-                batches[p].close()
-                pending.append(await producer.send_batch(batches[p], topic, partition=p))
-                batches[p] = producer.create_batch()
-                if batches[p].append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a {len(value)}-byte message does not fit a producer batch")
-            count += 1
-        for p, batch in enumerate(batches):
-            if batch.record_count():
-                batch.close()
-                pending.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*pending)
-        return count
-    finally:
-        await producer.stop()
-
-
 def produce(bootstrap: str, topic: str, messages: Iterable[Message], partitions: int) -> int:
-    return asyncio.run(_produce(bootstrap, topic, messages, partitions))
+    # As a gateway's producer would: lz4-compressed batches, acks from the broker.
+    return asyncio.run(produce_messages(messages, bootstrap, topic, partitions, compression="lz4",
+                                        batch_bytes=1 << 20))
 
 
 @dataclass(frozen=True)

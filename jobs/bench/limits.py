@@ -42,7 +42,7 @@ from jobs.bench.procs import cpu_seconds, self_cpu_seconds
 from pipeline.decode.batch_format import events_in
 from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

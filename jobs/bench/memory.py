@@ -71,7 +71,7 @@ def _settled_rss() -> int:
 
 
 def measure(accounts: int, partitions: int) -> dict[str, int]:
-    from pipeline.detection import Detector
+    from pipeline.detect.detector import Detector
     from pipeline.settings import load_settings
 
     warm = 64

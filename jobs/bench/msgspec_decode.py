@@ -15,7 +15,6 @@ so rejects are the model's, and the output is the scanner's ``DecodedBatch``.
 
 from __future__ import annotations
 
-import math
 import types
 from collections.abc import Sequence
 from operator import attrgetter
@@ -32,7 +31,8 @@ from pipeline.decode.client_ip import ip_entry
 from pipeline.decode.pydantic_path import decode_one, in_future
 from pipeline.decode.rejects import Rejected
 from schemas.event import TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms
-from schemas.prompt_hashing import prompt_hash_hex, prompt_simhash_hex
+from schemas.event_rules import RULE
+from schemas.prompt_derive import DERIVED_FIELDS, derive_from_prompt
 from schemas.tables import API_CALLS
 
 # The model's "before" validator for ts accepts these; the range is checked on the
@@ -103,7 +103,6 @@ _NUMPY = {"DateTime64(3, 'UTC')": np.int64, "UInt8": np.uint8, "Int8": np.int8, 
           "UInt32": np.uint32, "UInt64": np.uint64, "Float32": np.float32}
 _EVENT_COLUMNS = [(name, _NUMPY.get(kind), attrgetter(name)) for name, kind in API_CALLS.columns
                   if name not in ("kafka_partition", "kafka_offset")]
-_ABSENT: dict[str, object] = {"temperature": math.nan, "top_p": math.nan, "top_logprobs": -1}  # others: 0 or ""
 _HEX = frozenset({"prompt_hash", "prompt_simhash"})
 
 
@@ -209,14 +208,13 @@ def decode_json_batch_msgspec(values: Sequence[bytes], keys: Sequence[bytes | No
     return _columns(row_events, rows, ip_keys, partitions, offsets, rejects)
 
 
-def _derive_hashes(events: list[Event]) -> None:
-    # As the model does: the text only carries the hashes; derive the missing ones, drop it.
+def _derive_from_text(events: list[Event]) -> None:
+    # As the model does: the text only carries the derived fields; fill the missing ones, drop it.
     for e in events:
         if e.prompt_text is not None:
-            if e.prompt_hash is None:
-                e.prompt_hash = prompt_hash_hex(e.prompt_text)
-            if e.prompt_simhash is None:
-                e.prompt_simhash = prompt_simhash_hex(e.prompt_text)
+            missing = [name for name in DERIVED_FIELDS if getattr(e, name) is None]
+            for name, value in derive_from_prompt(e.prompt_text, missing).items():
+                setattr(e, name, value)
             e.prompt_text = None
 
 
@@ -231,13 +229,13 @@ def _column(name: str, dtype: type | None, values: list[Any]) -> object:
     try:
         return np.fromiter(values, dtype, len(values))
     except TypeError:  # an absent optional field (None) somewhere in the column
-        absent = _ABSENT.get(name, 0)
+        absent = RULE[name].stored_default(numeric=True)
         return np.fromiter((absent if v is None else v for v in values), dtype, len(values))
 
 
 def _columns(events: list[Event], rows: list[int], ip_keys: list[int], partitions: Sequence[int],
              offsets: Sequence[int], rejects: list[Rejected]) -> DecodedBatch:
-    _derive_hashes(events)
+    _derive_from_text(events)
     k = len(events)
     raw: dict[str, Any] = {name: _column(name, dtype, list(map(get, events))) for name, dtype, get in _EVENT_COLUMNS}
     parts = np.asarray(partitions, np.int64)[rows] if k else np.zeros(0, np.int64)

@@ -79,7 +79,7 @@ def decode_json(data: BenchData, settings: Settings, budget_s: float) -> DecodeR
 
 
 def kernel_inputs(data: BenchData, settings: Settings) -> dict[str, np.ndarray]:
-    """The kernel's input columns for every event, as the Detector builds them (pipeline.detection)."""
+    """The kernel's input columns for every event, as the Detector builds them (pipeline.detect.detector)."""
     containers = data.containers
     decoded = decode_any_batch([c.value for c in containers], [None] * len(containers),
                                [c.partition for c in containers], list(range(len(containers))),

@@ -86,8 +86,8 @@ def _wrap(times: StageTimes, owner: Any, name: str, stage: str) -> None:
 
 
 def install(path: Path) -> StageTimes:
-    import pipeline.agents.detect as detect
-    from pipeline.detection import Detector
+    import pipeline.detect.step as detect
+    from pipeline.detect.detector import Detector
     from pipeline.sinks.dead_letter import DeadLetterSink
 
     times = StageTimes(path)

@@ -44,11 +44,17 @@ class Target:
         return value >= self.threshold if self.op == ">=" else value <= self.threshold
 
 
-# The acceptance targets of the detection work (issue 3).
+# The share of what attackers take before their first alert that the detection issue aims for.
+HARVEST_GOAL: Final = 0.01
+
+# The acceptance targets of the detection work (issue 17), on the default scenario and on
+# every varied one (``eval --vary-seeds``).
 TARGETS: Final = (
     Target("recall", ">=", 0.95, "share of attacking accounts flagged"),
-    Target("false_positive_rate", "<=", 0.005, "share of benign accounts flagged"),
-    Target("median_ttd_s", "<=", 600.0, "median event-time seconds from an attacker's first event to its flag"),
+    Target("min_attack_archetype_recall", ">=", 0.9, "recall of the weakest attack archetype"),
+    Target("false_positive_rate", "<=", 0.003, "share of benign accounts flagged"),
+    Target("median_ttd_s", "<=", 300.0, "median event-time seconds from an attacker's first event to its flag"),
+    Target("harvested_share", "<=", HARVEST_GOAL, "share of attacker output tokens taken before the first alert"),
 )
 
 
@@ -120,8 +126,6 @@ def outcomes(
     return result
 
 
-# The share of what attackers take before their first alert that the detection issue aims for.
-HARVEST_GOAL: Final = 0.01
 _FRAME_MS: Final = 60_000
 
 
@@ -221,6 +225,7 @@ def detection_metrics(population: Sequence[Outcome], silent: Sequence[Label] = (
             # Flagged attackers whose report entry has no first_flagged_ts (a contract breach).
             "flagged_without_ts": len(caught) - len(ttds),
             **_ttd_stats(ttds),
+            **_weakest(per_attack),
         },
         "per_attack_archetype": per_attack,
         "per_benign_archetype": per_benign,
@@ -228,6 +233,13 @@ def detection_metrics(population: Sequence[Outcome], silent: Sequence[Label] = (
         "false_positive_accounts": [_brief(o) for o in false_pos],
         "attackers": [{**_brief(o), "flagged": o.flagged, "ttd_s": o.ttd_s} for o in attackers],
     }
+
+
+def _weakest(per_attack: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The attack archetype with the lowest recall (archetypes without active accounts have none)."""
+    measured = [(m["recall"], name) for name, m in per_attack.items() if m["recall"] is not None]
+    recall, name = min(measured, default=(None, None))
+    return {"min_attack_archetype_recall": recall, "weakest_attack_archetype": name}
 
 
 def _brief(o: Outcome) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,19 +21,23 @@ import orjson
 
 from jobs.eval import defaults
 from jobs.eval.feedback import feedback_counts
+from jobs.eval.generalise import failures, generalisation, run_digest
 from jobs.eval.metrics import evaluate
 from jobs.eval.replay_child import replay_command, run_replay_child
 from jobs.eval.scenario import (
     InputStats,
+    OptionsError,
     parse_start,
     resolve_size,
     scaled_mix,
+    varied_mix,
     write_scenario,
 )
 from jobs.eval.table import duration, render
 from jobs.loadgen.archetypes import ARCHETYPES
 from jobs.loadgen.population import Label
 from jobs.loadgen.scenario import ScenarioConfig
+from jobs.loadgen.variation import varied_fleet_size
 from pipeline.settings import load_settings
 
 
@@ -50,14 +54,29 @@ class EvalOptions:
     jitter_max_s: float = defaults.JITTER_MAX_S
     keep_state: bool = False  # keep the replay's ClickHouse under out_dir/replay-state for queries
     check: bool = False
+    vary_seeds: int = 0  # after the default run, this many varied scenarios (the generalisation check)
+    vary_events: int | None = None  # events of each varied run; None: as many as the default run
+    vary_seed: int | None = None  # set on a varied run: perturb archetypes, mix and fleet size from it
 
 
 def scenario_config(opts: EvalOptions) -> ScenarioConfig:
     rate, duration_s = resolve_size(opts.events, opts.rate_eps, opts.duration_s)
+    mix, varied = scaled_mix(opts.mix_scale), opts.vary_seed
     return ScenarioConfig(
         seed=opts.seed, start_ms=parse_start(opts.start), duration_s=duration_s, rate_eps=rate,
-        mix=scaled_mix(opts.mix_scale), jitter_fraction=opts.jitter_fraction, jitter_max_s=opts.jitter_max_s,
+        mix=mix if varied is None else varied_mix(varied, mix),
+        fleet_size=ScenarioConfig().fleet_size if varied is None else varied_fleet_size(varied),
+        jitter_fraction=opts.jitter_fraction, jitter_max_s=opts.jitter_max_s, vary_seed=varied,
     )
+
+
+def varied_options(opts: EvalOptions) -> list[EvalOptions]:
+    """The varied runs: seed and variation seed ``seed + k``, each in OUT_DIR/varied-SEED."""
+    if opts.vary_seeds < 0:
+        raise OptionsError("--vary-seeds must be >= 0")
+    events = opts.events if opts.vary_events is None else opts.vary_events
+    return [replace(opts, seed=opts.seed + k, vary_seed=opts.seed + k, vary_seeds=0, events=events,
+                    out_dir=opts.out_dir / f"varied-{opts.seed + k}") for k in range(1, opts.vary_seeds + 1)]
 
 
 def read_labels(path: Path) -> dict[str, Label]:
@@ -80,8 +99,8 @@ def _clock(ms: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
 
 
-def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    log = _Log(err)
+def _run_one(opts: EvalOptions, log: _Log) -> dict[str, Any]:
+    """Generate, replay and score one scenario; writes its eval.json and returns it."""
     config = scenario_config(opts)
     settings = load_settings()  # the DW_* environment the replay's worker will also see
     out_dir = opts.out_dir
@@ -131,9 +150,32 @@ def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stde
     result["files"] = {"events": str(events_path), "labels": str(labels_path), "report": str(report_path),
                        "eval": str(eval_path), "replay_state": str(state_dir) if opts.keep_state else None}
     eval_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return result
+
+
+def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The default scenario, then the varied ones; the default's eval.json gets the comparison."""
+    log = _Log(err)
+    varied_opts = varied_options(opts)
+    result = _run_one(opts, log)
+    if varied_opts:
+        digests = []
+        for k, vopts in enumerate(varied_opts, 1):
+            log(f"varied run {k} of {len(varied_opts)}: seed {vopts.seed}")
+            varied = _run_one(vopts, log)
+            print(render(varied), file=out, flush=True)
+            print(f"written: {varied['files']['eval']}\n", file=out, flush=True)
+            digests.append(run_digest(varied))
+        result["generalisation"] = generalisation(digests)
+        result["passed"] = result["passed"] and result["generalisation"]["passed"]
+        result["timings_s"]["all_runs"] = round(time.monotonic() - log.started, 2)
+        Path(result["files"]["eval"]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result), file=out, flush=True)
-    print(f"written: {eval_path}", file=out, flush=True)
-    return 1 if opts.check and not result["passed"] else 0
+    print(f"written: {result['files']['eval']}", file=out, flush=True)
+    missed = failures(result)
+    for line in missed:
+        print(f"missed target: {line}", file=out, flush=True)
+    return 1 if opts.check and missed else 0
 
 
 def _result(opts: EvalOptions, config: ScenarioConfig, lateness_s: int, threshold: float | None,

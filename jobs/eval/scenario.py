@@ -22,6 +22,7 @@ from jobs.loadgen.archetypes import ARCHETYPES
 from jobs.loadgen.render import GeneratedEvent
 from jobs.loadgen.scenario import DEFAULT_MIX, ScenarioConfig, generate_batches, write_labels
 from jobs.loadgen.sink import event_time_ms
+from jobs.loadgen.variation import mix_factors
 
 _MIN_FLEET: Final = 2  # a fleet of one is not a fleet
 _MINUTE_MS: Final = 60_000
@@ -57,6 +58,12 @@ def scaled_mix(scale: float, base: Mapping[str, int] = DEFAULT_MIX) -> dict[str,
         floor = _MIN_FLEET if ARCHETYPES[name].fleet else 1
         mix[name] = max(floor, round(count * scale)) if count else 0
     return mix
+
+
+def varied_mix(seed: int, mix: Mapping[str, int]) -> dict[str, int]:
+    """``mix`` with every archetype's account count moved by its own factor (the generalisation check)."""
+    factors = mix_factors(seed, mix)
+    return {name: scaled_mix(factors[name], {name: count})[name] for name, count in mix.items()}
 
 
 def parse_start(text: str) -> int:

@@ -86,8 +86,9 @@ def render(result: dict[str, Any]) -> str:
     lines += _accounts("false positives", result["false_positive_accounts"])
     lines += ["", "targets"]
     for t in result["targets"]:
-        lines.append(f"  {t['name']:<22}{t['op']} {_target_value(t['name'], t['threshold']):<8}"
+        lines.append(f"  {t['name']:<28}{t['op']} {_target_value(t['name'], t['threshold']):<8}"
                      f"{_target_value(t['name'], t['value']):>9}   {'PASS' if t['passed'] else 'FAIL'}")
+    lines += _generalisation(result)
     passed = sum(t["passed"] for t in result["targets"])
     timings = result["timings_s"]
     lines += [
@@ -96,6 +97,29 @@ def render(result: dict[str, Any]) -> str:
         f"total {duration(timings['total'])}",
     ]
     return "\n".join(lines)
+
+
+def _generalisation(result: dict[str, Any]) -> list[str]:
+    """The default beside each varied run and the worst of them, per target metric and attack archetype."""
+    gen = result.get("generalisation")
+    if not gen:
+        return []
+    runs = gen["runs"]
+    head = f"{'':<30}{'default':>9}" + "".join(f"{'seed ' + str(r['seed']):>10}" for r in runs) + f"{'worst':>9}"
+    lines = ["", f"generalisation: {len(runs)} varied scenarios (jobs/loadgen/variation.py)", head]
+    for t in gen["targets"]:
+        name = t["name"]
+        cells = [_target_value(name, r["summary"][name]) for r in runs]
+        lines.append(f"  {name:<28}{_target_value(name, result['summary'].get(name)):>9}"
+                     + "".join(f"{c:>10}" for c in cells)
+                     + f"{_target_value(name, t['value']):>9}   {'PASS' if t['passed'] else 'FAIL'}")
+    for name, worst in gen["worst_attack_recall"].items():
+        default = result["per_attack_archetype"].get(name, {}).get("recall")
+        cells = [_num(r["attack_recall"].get(name)) for r in runs]
+        lines.append(f"  recall {name:<21}{_num(default):>9}" + "".join(f"{c:>10}" for c in cells)
+                     + f"{_num(worst):>9}")
+    lines.append(f"generalisation: {'PASS' if gen['passed'] else 'FAIL'} (every target on the worst of the runs)")
+    return lines
 
 
 def _accounts(title: str, accounts: list[dict[str, Any]]) -> list[str]:

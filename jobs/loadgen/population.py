@@ -7,6 +7,7 @@ per-event columns are small integer arrays until the moment events are rendered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,16 +114,20 @@ class Population:
 
 
 def build_population(
-    seed: int, mix: dict[str, int], *, fleet_size: int, start_s: float, duration_s: float, rate_eps: float
+    seed: int, mix: dict[str, int], *, fleet_size: int, start_s: float, duration_s: float, rate_eps: float,
+    archetypes: Mapping[str, Archetype] = ARCHETYPES,
 ) -> Population:
-    """Accounts for ``mix`` (accounts per archetype), with rates summing to ``rate_eps`` over the window."""
+    """Accounts for ``mix`` (accounts per archetype), with rates summing to ``rate_eps`` over the window.
+
+    ``archetypes``: the behaviour models by name (a varied copy for the generalisation check).
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SETUP]))
     event_seeds = iter(np.random.SeedSequence([seed, _EVENTS]).spawn(sum(mix.values())))
     tables = Tables()
     ids = _UniqueIds(rng)
     plan: list[tuple[Archetype, Fleet | None]] = []
     for name in sorted(mix):  # sorted: the same mix in any order gives the same population
-        archetype = ARCHETYPES[name]
+        archetype = archetypes[name]
         count = mix[name]
         if archetype.fleet:
             for start in range(0, count, fleet_size):

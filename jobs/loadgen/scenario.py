@@ -25,6 +25,7 @@ from jobs.loadgen.behaviour import EVENT_DTYPE, AccountStream, concat
 from jobs.loadgen.population import Label, Population, build_population
 from jobs.loadgen.render import GeneratedEvent, Renderer
 from jobs.loadgen.sink import produce_kafka, write_jsonl
+from jobs.loadgen.variation import varied_archetypes
 from schemas.event import TS_MAX_MS, TS_MIN_MS
 
 # Accounts per archetype: mostly benign, a few attackers, one hydra fleet of 12.
@@ -68,6 +69,8 @@ class ScenarioConfig(BaseModel):
     jitter_fraction: float = Field(default=0.0, ge=0, le=1, description="share of events delivered late")
     jitter_max_s: float = Field(default=0.0, ge=0, le=86_400, description="late events arrive up to this much later")
     rfc3339_fraction: float = Field(default=0.0, ge=0, le=1, description="share of events with an RFC 3339 ts string")
+    vary_seed: int | None = Field(default=None, ge=0, description="perturb every archetype's parameters "
+                                  "from this seed (jobs/loadgen/variation.py); None: the archetypes as defined")
 
     @field_validator("mix")
     @classmethod
@@ -105,6 +108,7 @@ def population(config: ScenarioConfig) -> Population:
         start_s=config.start_ms / 1000.0,
         duration_s=config.duration_s,
         rate_eps=config.rate_eps,
+        archetypes=ARCHETYPES if config.vary_seed is None else varied_archetypes(config.vary_seed),
     )
 
 

@@ -19,6 +19,7 @@ from pipeline.kernels.json_lex import fnv1a
 from schemas.event import TS_MAX_MS as TS_MAX_MS  # re-exported: the kernels read them here
 from schemas.event import TS_MIN_MS as TS_MIN_MS
 from schemas.event_rules import FAILURES, RULES, FieldRule
+from schemas.prompt_derive import DERIVED_FIELDS
 from schemas.tables import API_CALLS
 
 # --- the contract's fields, in model order (pydantic reports errors in this order) ----
@@ -26,6 +27,9 @@ FIELD_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 NF = len(FIELD_NAMES)
 F_CLIENT_IP, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_TEMPERATURE, F_TOP_P, F_TS = map(
     FIELD_NAMES.index, ("client_ip", "prompt_hash", "prompt_simhash", "temperature", "top_p", "ts"))
+# What prompt_text derives when the event lacks it (schemas.prompt_derive): such an
+# event goes to the pydantic path, which derives it.
+DERIVED = np.array([FIELD_NAMES.index(name) for name in DERIVED_FIELDS], np.int64)
 
 # Field kinds: how a value is judged.
 K_VERSION, K_TS, K_STR, K_IP, K_INT, K_NET, K_COUNTRY, K_HEX, K_TEXT, K_BOOL, K_FLOAT = range(11)

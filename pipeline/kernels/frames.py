@@ -30,6 +30,7 @@ slot, minute, counters, floats, distinct counts and the windows after folding.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, uint64, uintp
@@ -112,6 +113,63 @@ _DECAY = np.array([[math.exp(-float(d) / tau) for d in range(_DECAY_TABLE)] for 
 PREFETCH_AHEAD = 10
 # Slots looked ahead when closing frames in slot order (each closed frame touches ~20 lines).
 CLOSE_AHEAD = 4
+
+
+class EventArrays(NamedTuple):
+    """One batch's event columns, all of one length (dtypes: ``EVENT_DTYPES``)."""
+
+    slot: np.ndarray
+    part: np.ndarray
+    ts_ms: np.ndarray
+    prompt_tokens: np.ndarray
+    completion_tokens: np.ndarray
+    reasoning_tokens: np.ndarray
+    prompt_hash: np.ndarray
+    simhash: np.ndarray
+    ip_key: np.ndarray
+    ua_hash: np.ndarray
+    asn: np.ndarray
+    topic_hash: np.ndarray
+    net: np.ndarray
+    temperature: np.ndarray
+    status: np.ndarray
+    flags: np.ndarray
+
+
+EVENT_DTYPES = EventArrays(
+    slot=np.int32, part=np.int16, ts_ms=np.int64, prompt_tokens=np.uint32, completion_tokens=np.uint32,
+    reasoning_tokens=np.uint32, prompt_hash=np.uint64, simhash=np.uint64, ip_key=np.uint64, ua_hash=np.uint64,
+    asn=np.uint32, topic_hash=np.uint64, net=np.uint8, temperature=np.float32, status=np.uint16, flags=np.uint8,
+)
+
+
+class StateArrays(NamedTuple):
+    """The frame state the kernels fold into (see the module docstring); per partition: the largest
+    event time seen and the late events counted."""
+
+    frame_minute: np.ndarray
+    counters: np.ndarray
+    token_carry: np.ndarray
+    floats: np.ndarray
+    hll: np.ndarray
+    windows: np.ndarray
+    acct: np.ndarray
+    recent_sim: np.ndarray
+    slot_part: np.ndarray
+    dirty: np.ndarray
+    part_max_ts: np.ndarray
+    part_late: np.ndarray
+
+
+class OutArrays(NamedTuple):
+    """Rows of closed frames, written from row 0 (the caller allocates; the kernels say how many)."""
+
+    slot: np.ndarray
+    minute: np.ndarray
+    counters: np.ndarray
+    floats: np.ndarray
+    distinct: np.ndarray
+    windows: np.ndarray
 
 
 @njit(cache=True, nogil=True)
@@ -250,13 +308,7 @@ def _close_slot(s, limit, force, frame_minute, counters, token_carry, floats, hl
 
 
 @njit(cache=True, nogil=True)
-def ingest_events(
-    start, slot, part, ts_ms, prompt_tokens, completion_tokens, reasoning_tokens, prompt_hash, simhash,
-    ip_key, ua_hash, asn, topic_hash, net, temperature, status, flags,
-    frame_minute, counters, token_carry, floats, hll, windows, acct, recent_sim, slot_part, dirty,
-    part_max_ts, part_late, lateness_ms,
-    o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows,
-):
+def ingest_events(start, events, state, lateness_ms, out):
     """Fold events [start, n) in arrival order; returns (next event, rows emitted, late events).
 
     An event of slot ``WATERMARK_ONLY`` (negative) only counts as late or moves its
@@ -266,8 +318,13 @@ def ingest_events(
     (``layout.ring_size``); the slot's closed frames are emitted first, oldest
     first. When the output arrays cannot take a slot's frames, the kernel stops
     before that event and returns its index: call again with ``start`` = it after
-    draining the output.
+    draining the output. ``events``: ``EventArrays``; ``state``: ``StateArrays``; ``out``: ``OutArrays``.
     """
+    (slot, part, ts_ms, prompt_tokens, completion_tokens, reasoning_tokens, prompt_hash, simhash, ip_key, ua_hash,
+     asn, topic_hash, net, temperature, status, flags) = events
+    (frame_minute, counters, token_carry, floats, hll, windows, acct, recent_sim, slot_part, dirty, part_max_ts,
+     part_late) = state
+    o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows = out
     n = slot.shape[0]
     n_ring = frame_minute.shape[1]
     n_sim = recent_sim.shape[1]
@@ -439,15 +496,14 @@ def _prefetch_closing(s, limit, force, frame_minute, counters, token_carry, floa
 
 
 @njit(cache=True, nogil=True)
-def collect_closed_frames(
-    n_slots, frame_minute, counters, token_carry, floats, hll, windows, acct, slot_part, dirty, part_max_ts,
-    lateness_ms, force, o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows,
-):
+def collect_closed_frames(n_slots, state, lateness_ms, force, out):
     """Emit every frame whose end is at or before its partition's watermark.
 
     ``force`` emits every open frame: the watermark jumps to +infinity at the end
     of bounded input (replay). Returns the number of rows written.
     """
+    frame_minute, counters, token_carry, floats, hll, windows, acct, _, slot_part, dirty, part_max_ts, _ = state
+    o_slot, o_minute, o_counters, o_floats, o_distinct, o_windows = out
     limits = _partition_limits(part_max_ts, lateness_ms)
     vals = np.empty(windows.shape[2], np.float64)
     k = 0

@@ -4,7 +4,7 @@ Each returns (outcome, error code, value): ``R_OK`` with the value, ``R_ERR`` wi
 the code pydantic's first error for it would carry, ``R_UNSURE`` when only pydantic
 can tell (the message falls back), ``R_PENDING`` when a cheap Python check decides
 (IPv6 addresses, floats the exact fast path cannot round) and ``R_DERIVE`` for a
-valid ``prompt_text`` (Python may have to derive the hashes from it).
+valid ``prompt_text`` (Python may have to derive the fields of ``DERIVED`` from it).
 
 Compiled into ``json_scan``'s cache: after editing, see the note there.
 """
@@ -232,7 +232,7 @@ def judge_string(f, arr, s, e, nch, has_nul):
     if kind == K_TEXT:
         if nch > HI[f]:
             return R_ERR, E_TOO_LONG, 0, none
-        return R_DERIVE, E_NONE, 0, none  # valid; the hashes may have to be derived from it (Python)
+        return R_DERIVE, E_NONE, 0, none  # valid; missing derived fields come from it (Python)
     if kind == K_VERSION:
         return R_ERR, E_LITERAL, 0, none
     if kind == K_INT:

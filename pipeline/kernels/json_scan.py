@@ -14,8 +14,9 @@ status:
   ``client_ip``, a float the exact fast path cannot round); ``PEND_*`` bits say which.
 - ``S_OVERSIZED``: longer than ``max_bytes``.
 - ``S_FALLBACK``: anything not decided with certainty here (invalid JSON, escaped
-  keys, NaN/Infinity, long numbers, unusual timestamp forms, ``prompt_text`` whose
-  hashes must be derived, …): the caller runs the pydantic path on it.
+  keys, NaN/Infinity, long numbers, unusual timestamp forms, ``prompt_text`` from
+  which a missing hash, topic or elicits_reasoning must be derived, …): the caller
+  runs the pydantic path on it.
 
 The rule is: decide only what is certain, fall back on everything else. The
 differential tests compare this path with pydantic on generated input.
@@ -47,10 +48,9 @@ from numba.core.registry import CPUDispatcher
 
 from pipeline.kernels.event_spec import (
     DEFAULT,
+    DERIVED,
     E_MISSING,
     F_CLIENT_IP,
-    F_PROMPT_HASH,
-    F_PROMPT_SIMHASH,
     F_TEMPERATURE,
     F_TS,
     FLOAT_FIELDS,
@@ -314,10 +314,10 @@ def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings,
             elif r == R_PENDING:
                 pending |= PEND_IP if f == F_CLIENT_IP else (PEND_TEMPERATURE if f == F_TEMPERATURE else PEND_TOP_P)
             elif r == R_DERIVE:
-                # prompt_text only matters when a hash is missing: then Python derives it.
-                h1, h2 = vt_[F_PROMPT_HASH], vt_[F_PROMPT_SIMHASH]
-                if h1 in (V_MISSING, V_NULL) or h2 in (V_MISSING, V_NULL):
-                    derive = True
+                # prompt_text only matters when a derived field is absent or null: then Python derives it.
+                for d in DERIVED:
+                    if vt_[d] == V_MISSING or vt_[d] == V_NULL:
+                        derive = True
         if unsure or (pending and n_err):
             status[i] = S_FALLBACK  # the error count or the first error is not certain
             continue

@@ -5,7 +5,8 @@ or columns (one sequence or array per field). Events are checked on the producer
 side with the same rules the pipeline applies (strict JSON types, then
 ``pipeline.decode.batch_rules``), so a gateway learns about a bad event when it
 sends it, not from the dead-letter topic. ``prompt_text`` never leaves the
-producer: it becomes ``prompt_hash`` / ``prompt_simhash`` where those are missing.
+producer: it becomes ``prompt_hash`` / ``prompt_simhash`` / ``topic`` /
+``elicits_reasoning`` where those are missing (``schemas.prompt_derive``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pipeline.decode.batch_rules import BOOLEANS, FLOATS, HASHES, Columns, StrCo
 from pipeline.decode.rejects import SCHEMA
 from schemas.event import ApiCallEvent, _rfc3339_to_ms
 from schemas.event_rules import RULE, message
-from schemas.prompt_hashing import prompt_hash_hex, prompt_simhash_hex
+from schemas.prompt_derive import DERIVED_FIELDS, derive_from_prompt
 
 _HEX_TEXT = re.compile(r"[0-9a-f]*")  # all hashes at once; each is then checked against its pattern
 _NAMES = tuple(f.name for f in FIELDS)
@@ -208,18 +209,21 @@ def _ts(values: Sequence[Any] | np.ndarray, n: int, problems: _Problems) -> Nume
     return _ints("ts", converted, n, problems)
 
 
-def _derive_hashes(columns: Mapping[str, Any], n: int) -> dict[str, Any]:
-    """Fill missing prompt hashes from prompt_text (which is then dropped), like the contract model."""
+def _derive_from_prompt(columns: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """Fill fields missing (None) from prompt_text (which is then dropped), like the contract model."""
     texts = columns.get("prompt_text")
     out = {k: v for k, v in columns.items() if k != "prompt_text"}
     if texts is None or all(t is None for t in texts):
         return out
-    for name, derive in (("prompt_hash", prompt_hash_hex), ("prompt_simhash", prompt_simhash_hex)):
-        current = list(out.get(name) or [None] * n)
-        for i, text in enumerate(texts):
-            if current[i] is None and type(text) is str:
-                current[i] = derive(text)
-        out[name] = current
+    # An array column has no None: nothing of it is missing.
+    lists = {f: list(out[f]) if out.get(f) is not None else [None] * n
+             for f in DERIVED_FIELDS if not isinstance(out.get(f), np.ndarray)}
+    for i, text in enumerate(texts):
+        if type(text) is str:
+            missing = [f for f, col in lists.items() if col[i] is None]
+            for name, value in derive_from_prompt(text, missing).items():
+                lists[name][i] = value
+    out.update(lists)
     return out
 
 
@@ -307,7 +311,7 @@ def columns_to_wire(columns: Mapping[str, Any], *, validate: bool = True) -> tup
     if len(lengths) > 1:
         raise ValueError(f"columns differ in length: {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    columns = _derive_hashes(columns, n)
+    columns = _derive_from_prompt(columns, n)
     problems = _Problems(n)
     _schema_version(columns, n, problems)
     wire = _to_wire(columns, n, problems)

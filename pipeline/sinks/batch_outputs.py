@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.alerting.alert_rows import AlertRows
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import DetectionOutput
+from pipeline.detect.detector import DetectionOutput
 from pipeline.sinks.clickhouse import ClickHouseWriter
 
 SAMPLE_BYTES = 256

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.kernels.frames import collect_closed_frames, count_closed_frames, ingest_events
+from pipeline.kernels.frames import (
+    EVENT_DTYPES,
+    EventArrays,
+    OutArrays,
+    StateArrays,
+    collect_closed_frames,
+    count_closed_frames,
+    ingest_events,
+)
 from pipeline.kernels.layout import (
     AS_LAST_TS,
     AS_WINDOW_MINUTE,
@@ -31,13 +39,7 @@ from pipeline.kernels.layout import (
 )
 
 # Kernel input columns, in the kernel's argument order, with their dtypes.
-EVENT_COLUMNS: dict[str, type] = {
-    "slot": np.int32, "part": np.int16, "ts_ms": np.int64, "prompt_tokens": np.uint32,
-    "completion_tokens": np.uint32, "reasoning_tokens": np.uint32, "prompt_hash": np.uint64,
-    "simhash": np.uint64, "ip_key": np.uint64, "ua_hash": np.uint64, "asn": np.uint32,
-    "topic_hash": np.uint64, "net": np.uint8, "temperature": np.float32, "status": np.uint16,
-    "flags": np.uint8,
-}
+EVENT_COLUMNS: dict[str, type] = dict(zip(EventArrays._fields, EVENT_DTYPES, strict=True))
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ def empty_closed_frames(rows: int) -> ClosedFrames:
     )
 
 
-def _outputs(frames: ClosedFrames) -> tuple[np.ndarray, ...]:
-    return frames.slot, frames.minute, frames.counters, frames.floats, frames.distinct, frames.windows
+def _outputs(frames: ClosedFrames) -> OutArrays:
+    return OutArrays(frames.slot, frames.minute, frames.counters, frames.floats, frames.distinct, frames.windows)
 
 
 class FrameStore:
@@ -149,25 +151,22 @@ class FrameStore:
             self._allocate(min(capacity, self.max_accounts))
         self.n_slots = max(self.n_slots, n_slots)
 
-    def _state_args(self) -> tuple[np.ndarray, ...]:
+    def _state(self) -> StateArrays:
         a = self._arrays
-        return (a["frame_minute"], a["counters"], a["token_carry"], a["floats"], a["hll"], a["windows"], a["acct"],
-                a["recent_sim"], a["slot_part"], self.dirty)
+        return StateArrays(a["frame_minute"], a["counters"], a["token_carry"], a["floats"], a["hll"], a["windows"],
+                           a["acct"], a["recent_sim"], a["slot_part"], self.dirty, self.part_max_ts, self.part_late)
 
     def ingest(self, columns: dict[str, np.ndarray]) -> tuple[ClosedFrames, int]:
         """Fold one batch (``EVENT_COLUMNS``); returns frames it closed and the late count."""
         n = int(columns["slot"].shape[0])
-        events = [np.ascontiguousarray(columns[name], dtype) for name, dtype in EVENT_COLUMNS.items()]
+        events = EventArrays(*(np.ascontiguousarray(columns[name], dtype) for name, dtype in EVENT_COLUMNS.items()))
         chunk = max(256, n // 4)
         parts: list[ClosedFrames] = []
         late = 0
         start = 0
         while True:
             out = empty_closed_frames(chunk)
-            start, emitted, late_now = ingest_events(
-                start, *events, *self._state_args(), self.part_max_ts, self.part_late, self.lateness_ms,
-                *_outputs(out),
-            )
+            start, emitted, late_now = ingest_events(start, events, self._state(), self.lateness_ms, _outputs(out))
             late += int(late_now)
             parts.append(out.take(slice(0, emitted)))
             if start >= n:
@@ -180,10 +179,7 @@ class FrameStore:
                                    self.lateness_ms, force)
         out = empty_closed_frames(rows)
         if rows:
-            collect_closed_frames(
-                self.n_slots, a["frame_minute"], a["counters"], a["token_carry"], a["floats"], a["hll"], a["windows"],
-                a["acct"], a["slot_part"], self.dirty, self.part_max_ts, self.lateness_ms, force, *_outputs(out),
-            )
+            collect_closed_frames(self.n_slots, self._state(), self.lateness_ms, force, _outputs(out))
         return out
 
     def watermark_ms(self) -> int:

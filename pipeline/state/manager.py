@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.state.blocks import BlockIndex
 from pipeline.state.checkpoint import (
     ChosenState,

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.state.blocks import NONE, BlockIndex
 from pipeline.state.checkpoint import BlockRecord, StoreLayout, array_layout, block_key, encode_block
 

@@ -28,6 +28,7 @@ from jobs.produce_file import account_key, partition_for, produce_lines
 from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
+from tests.support.clickhouse_faults import FAULT_HOOKS
 from tests.support.events import MINIMAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,7 +220,10 @@ _started: list[WorkerProcess] = []
 
 def start_worker(settings: Settings, *, bounded: bool, name: str, env: dict[str, str] | None = None
                  ) -> WorkerProcess:
-    worker = WorkerProcess(settings, bounded=bounded, log_path=settings.data_dir / f"{name}.log", env=env)
+    """``distillwatch worker``; with a ClickHouse fault hook in ``env``, the same command with the hooks installed."""
+    hooked = any(k in (env or {}) for k in FAULT_HOOKS)
+    worker = WorkerProcess(settings, bounded=bounded, log_path=settings.data_dir / f"{name}.log", env=env,
+                           module="tests.support.fault_worker" if hooked else "jobs.cli")
     _started.append(worker)
     return worker
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from jobs.apache_kafka import ApacheKafkaBroker
-from pipeline.sinks.faults import FAULT_CLICKHOUSE_SLOW_FILE
 from tests.faults.harness import (
     N_VALID,
     build_input,
@@ -34,6 +33,7 @@ from tests.faults.harness import (
     start_worker,
     wait_for,
 )
+from tests.support.clickhouse_faults import FAULT_CLICKHOUSE_SLOW_FILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.apache_kafka]
 

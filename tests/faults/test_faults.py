@@ -22,7 +22,8 @@ import pytest
 
 from jobs.embedded_broker import EmbeddedBroker, free_port
 from pipeline.settings import Settings
-from pipeline.sinks.faults import FAULT_CLICKHOUSE_DOWN_FILE, FAULT_CLICKHOUSE_SLOW_FILE
+from pipeline.sources.kafka_batches import source_group
+from pipeline.topics import admin_client
 from tests.faults.harness import (
     N_VALID,
     FaultInput,
@@ -41,6 +42,7 @@ from tests.faults.harness import (
     start_worker,
     wait_for,
 )
+from tests.support.clickhouse_faults import FAULT_CLICKHOUSE_DOWN_FILE, FAULT_CLICKHOUSE_SLOW_FILE
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -177,7 +179,11 @@ def test_a_second_worker_joining_takes_over_partitions_with_their_state(
     slow = tmp_path / "clickhouse-slow"
     slow.write_text("0.15")
     first = start_worker(first_settings, bounded=True, name="worker", env={FAULT_CLICKHOUSE_SLOW_FILE: str(slow)})
-    wait_for(first, lambda s: s["batches_committed"] >= 2, 240, "the first worker under way")
+    # A backlog is read a partition at a time (the fetcher drains one partition's records before the
+    # next). The round-robin assignor gives the second worker the even or the odd partitions, so once
+    # the first has committed in one of each, whichever set moves carries state.
+    wait_for(first, lambda s: s["batches_committed"] >= 2 and _committed_in_both_parities(first_settings), 240,
+             "the first worker's checkpoints in an even and an odd partition")
     second = start_worker(second_settings, bounded=True, name="worker")
     wait_for(second, lambda s: bool(s["partitions"]), 240, "partitions for the second worker")
     slow.unlink()
@@ -194,6 +200,17 @@ def test_a_second_worker_joining_takes_over_partitions_with_their_state(
     union = Results({**a.signatures, **b.signatures}, {**a.rejected, **b.rejected}, raw, raw,
                     sorted({r["alert_id"]: r for r in a.alerts + b.alerts}.values(), key=lambda r: r["alert_id"]))
     _assert_same_as_reference(union, reference, fault_input)
+
+
+def _committed_in_both_parities(settings: Settings) -> bool:
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        group = source_group(settings.consumer_group)
+        committed = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    moved = {tp.partition for tp, meta in committed.items() if tp.topic == settings.topic_events and meta.offset > 0}
+    return {p % 2 for p in moved} == {0, 1}
 
 
 def _raw_keys(settings: Settings) -> list[str]:

@@ -108,6 +108,7 @@ def test_exact_precision_recall_fpr_and_time_to_detect() -> None:
     assert per_attack[LM]["median_ttd_s"] == 0.0
     assert per_attack[HY]["recall"] == pytest.approx(1 / 3)
     assert per_attack[HY]["median_ttd_s"] == per_attack[HY]["p90_ttd_s"] == 1200.0
+    assert (s["min_attack_archetype_recall"], s["weakest_attack_archetype"]) == (pytest.approx(1 / 3), HY)
 
     per_benign = result["per_benign_archetype"]
     assert per_benign["chat_app"] == {"accounts": 4, "silent": 0, "flagged": 1, "false_positive_rate": 0.25}
@@ -133,14 +134,19 @@ def test_population_and_report_totals() -> None:
 def test_targets_pass_and_fail_on_the_boundaries() -> None:
     result = evaluate(LABELS, MIXED, FIRST)
     verdict = {t["name"]: t["passed"] for t in result["targets"]}
-    assert verdict == {"recall": False, "false_positive_rate": False, "median_ttd_s": True}
+    # No per-minute output counts: the harvested share is unmeasured and fails.
+    assert verdict == {"recall": False, "min_attack_archetype_recall": False, "false_positive_rate": False,
+                       "median_ttd_s": False, "harvested_share": False}
     assert result["passed"] is False
 
-    exact = {"recall": 0.95, "false_positive_rate": 0.005, "median_ttd_s": 600.0}
+    exact = {"recall": 0.95, "min_attack_archetype_recall": 0.9, "false_positive_rate": 0.003,
+             "median_ttd_s": 300.0, "harvested_share": 0.01}
     assert all(t["passed"] for t in check_targets(exact))
-    just_out = {"recall": 0.9499, "false_positive_rate": 0.0051, "median_ttd_s": 600.5}
+    just_out = {"recall": 0.9499, "min_attack_archetype_recall": 0.8999, "false_positive_rate": 0.0031,
+                "median_ttd_s": 300.5, "harvested_share": 0.0101}
     assert not any(t["passed"] for t in check_targets(just_out))
-    assert [t.name for t in TARGETS] == ["recall", "false_positive_rate", "median_ttd_s"]
+    assert [t.name for t in TARGETS] == ["recall", "min_attack_archetype_recall", "false_positive_rate",
+                                         "median_ttd_s", "harvested_share"]
     assert Target("x", ">=", 0.5, "").passes(None) is False
 
 
@@ -154,7 +160,8 @@ def test_no_attacker_flagged() -> None:
     assert s["median_ttd_s"] is None and s["p90_ttd_s"] is None
     assert len(result["undetected_attackers"]) == 6
     assert {t["name"]: t["passed"] for t in result["targets"]} == {
-        "recall": False, "false_positive_rate": True, "median_ttd_s": False}
+        "recall": False, "min_attack_archetype_recall": False, "false_positive_rate": True,
+        "median_ttd_s": False, "harvested_share": False}
 
 
 def test_everyone_flagged() -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.agents import detect
+from pipeline.detect import step as detect
 from pipeline.linking.supervisor import LinkingSupervisor
 from pipeline.metrics import REJECT_REASONS
 from pipeline.sources.progress import ProgressWatch

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
-from pipeline.agents.detect import DetectStep
 from pipeline.decode.rejects import Rejected
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
+from pipeline.detect.step import DetectStep
 from pipeline.settings import load_settings
 from pipeline.sinks.clickhouse import ClickHouseUnavailable
 from pipeline.sources.fetched_batch import FetchedBatch

@@ -10,9 +10,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.agents.detect import DetectStep
 from pipeline.decode.rejects import Rejected
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
+from pipeline.detect.step import DetectStep
 from pipeline.linking.config import load_linking_config
 from pipeline.linking.handle import Linking
 from pipeline.linking.publish import LinkPublisher

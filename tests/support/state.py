@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from jobs.embedded_broker import EmbeddedBroker
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.settings import Settings, load_settings
 from pipeline.state.checkpoint import PartitionLog
 from pipeline.state.dedup import without_rows

@@ -15,13 +15,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from jobs.bench.kafka_io import create_topics
-from pipeline.agents import detect
-from pipeline.agents.detect import DetectStep
 from pipeline.alerting.actions import LIFT, ActionMessage, ActionPublisher, action_messages, idempotency_key
 from pipeline.alerting.engine import AlertSetup, AlertState, evaluate_accounts
 from pipeline.alerting.rules import load_rules
 from pipeline.alerting.transitions import AlertTransition
-from pipeline.detection import Detector
+from pipeline.detect import step as detect
+from pipeline.detect.detector import Detector
+from pipeline.detect.step import DetectStep
 from pipeline.settings import load_settings
 from pipeline.state.manager import StateManager
 from pipeline.stats import PipelineStats

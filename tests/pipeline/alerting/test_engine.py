@@ -135,7 +135,7 @@ def test_signal_points_read_back_per_row_when_scoring_versions_differ(tmp_path: 
 
 
 def test_an_alert_resolved_by_the_watermark_alone_is_checkpointed_again() -> None:
-    from pipeline.detection import Detector
+    from pipeline.detect.detector import Detector
     from pipeline.settings import load_settings
 
     det = Detector(load_settings(), n_partitions=1)

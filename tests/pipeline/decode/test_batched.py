@@ -20,13 +20,11 @@ from pipeline.decode.batch_format import (
     numeric_column,
     parse_container,
 )
-from pipeline.decode.batched import decode_batched_message
 from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.producer.batch_encoder import InvalidEventError, encode_columns, encode_events
+from tests.support.batched import FAR_FUTURE, assert_same_rows, decode_one
 from tests.support.events import EXAMPLE, MINIMAL
-
-FAR_FUTURE = 4_102_444_800_000
 
 
 def loadgen_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
@@ -34,32 +32,11 @@ def loadgen_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
     return list(islice(generate(config), n))
 
 
-def decode_one(value: bytes, *, partition: int = 2, offset: int = 77, max_ts_ms: int = FAR_FUTURE,
-               max_bytes: int = 65_536) -> DecodedBatch:
-    return decode_batched_message(value, b"key", partition, offset, max_message_bytes=max_bytes, max_ts_ms=max_ts_ms)
-
-
 def decode_as_json(events: list[dict[str, Any]], *, partition: int = 2, offset: int = 77,
                    max_ts_ms: int = FAR_FUTURE) -> DecodedBatch:
     n = len(events)
     return decode_json_batch([orjson.dumps(e) for e in events], [b"key"] * n, [partition] * n, [offset] * n,
                              max_message_bytes=65_536, max_ts_ms=max_ts_ms)
-
-
-def assert_same_rows(got: DecodedBatch, want: DecodedBatch) -> None:
-    assert got.account_ids == want.account_ids
-    assert got.kernel.keys() == want.kernel.keys()
-    for name, column in want.kernel.items():
-        assert got.kernel[name].dtype == column.dtype, name
-        assert np.array_equal(got.kernel[name], column), name
-    assert got.raw.keys() == want.raw.keys()
-    for name, column in want.raw.items():
-        mine = got.raw[name]
-        if isinstance(column, np.ndarray):
-            assert isinstance(mine, np.ndarray) and mine.dtype == column.dtype, name
-            assert np.array_equal(mine, column, equal_nan=column.dtype.kind == "f"), name
-        else:
-            assert list(mine) == list(column), name
 
 
 def test_round_trip_equals_the_json_decoder_on_loadgen_events() -> None:

@@ -11,7 +11,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import DetectionOutput
+from pipeline.detect.detector import DetectionOutput
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseWriter, query_rows
 from pipeline.state.dedup import without_rows

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.decode.derived import derived_kernel_columns
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import ACCOUNT_STORE, KEY_STORE, Detector
+from pipeline.detect.detector import ACCOUNT_STORE, KEY_STORE, Detector
 from pipeline.settings import load_settings
 from pipeline.state.accounts import AccountRegistry
 from pipeline.state.api_keys import SPLIT

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.alerting.lifecycle import NONE
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.detection import ACCOUNT_STORE, DetectionOutput
+from pipeline.detect.detector import ACCOUNT_STORE, DetectionOutput
 from pipeline.state.checkpoint import CheckpointLayoutError, decode_block, is_marker_key
 from pipeline.state.frames import FrameStore
 from pipeline.state.manager import StateManager

@@ -132,36 +132,45 @@ class Detector:
             closed_early, late = ClosedFrames.concat([]), 0
         return ClosedFrames.concat([closed_early, store.close_frames(force=force_close)]), late
 
-    def _key_rows(self, closed: ClosedFrames) -> dict[str, object]:
-        """key_signatures_1m rows of closed key frames (``slot`` = key id)."""
+    def _scored_rows(self, closed: ClosedFrames) -> tuple[ClosedFrames, Scores, np.ndarray, dict[str, object]]:
+        """Closed frames in (slot, minute) order, their scores and rounded signal points (as stored:
+        backtests read the same), and the columns both signature tables share."""
         frames = closed.take(np.lexsort((closed.minute, closed.slot)))
         scores = score_frames(frames, self.config)
-        key_account = self.api_keys.key_account
-        return {
-            "account_id": [key_account[s] for s in frames.slot.tolist()],
-            "api_key_id": self.keys.names_of(frames.slot),
+        points = np.round(scores.contributions, 2).astype(np.float32)
+        rows: dict[str, object] = {
             "window_start": frames.minute * 60,
             "calls": frames.counters[:, L.CALLS],
-            "reasoning_calls": frames.counters[:, L.REASONING_CALLS],
-            "deep_logprob_calls": frames.counters[:, L.DEEP_LOGPROB_CALLS],
-            "distinct_prompts": frames.distinct[:, L.D_PROMPTS],
-            "distinct_ips": frames.distinct[:, L.D_IPS],
             "calls_1h": frames.windows[:, L.W60, L.CALLS],
             "score": scores.score,
             "top_signals": scores.top_signals,
             "signal_names": [scores.names] * len(frames),
-            "signal_points": np.round(scores.contributions, 2).tolist(),
+            "signal_points": points.tolist(),
+        }
+        return frames, scores, points, rows
+
+    def _key_rows(self, closed: ClosedFrames) -> dict[str, object]:
+        """key_signatures_1m rows of closed key frames (``slot`` = key id)."""
+        frames, _, _, rows = self._scored_rows(closed)
+        key_account = self.api_keys.key_account
+        return {
+            "account_id": [key_account[s] for s in frames.slot.tolist()],
+            "api_key_id": self.keys.names_of(frames.slot),
+            **rows,
+            "reasoning_calls": frames.counters[:, L.REASONING_CALLS],
+            "deep_logprob_calls": frames.counters[:, L.DEEP_LOGPROB_CALLS],
+            "distinct_prompts": frames.distinct[:, L.D_PROMPTS],
+            "distinct_ips": frames.distinct[:, L.D_IPS],
         }
 
     def _outputs(self, batch: DecodedBatch, closed: ClosedFrames, late: int,
                  key_rows: dict[str, object]) -> DetectionOutput:
-        frames = closed.take(np.lexsort((closed.minute, closed.slot)))  # per account in minute order
-        scores = score_frames(frames, self.config)
+        frames, scores, points, shared = self._scored_rows(closed)  # per account in minute order
         accounts = self.accounts.names_of(frames.slot)
         for account, score in zip(accounts, scores.score.tolist(), strict=True):
             if score > self.max_score.get(account, -1.0):
                 self.max_score[account] = score
-        sig: dict[str, object] = {"account_id": accounts, "window_start": frames.minute * 60}
+        sig: dict[str, object] = {"account_id": accounts, **shared}
         for name in STORED_COUNTERS:
             sig[name] = frames.counters[:, _COUNTER_INDEX[name]]
         for d, name in enumerate(L.DISTINCT_NAMES):
@@ -169,14 +178,8 @@ class Detector:
         sig["gap_cv"] = _frame_cv(frames).astype(np.float32)
         sig["temp_std"] = _frame_temp_std(frames).astype(np.float32)
         sig["calls_5m"] = frames.windows[:, L.W5, L.CALLS]
-        sig["calls_1h"] = frames.windows[:, L.W60, L.CALLS]
         sig["calls_24h"] = frames.windows[:, L.W1440, L.CALLS]
         sig["active_minutes_1h"] = frames.windows[:, L.W60, L.WQ_ACTIVE]
-        sig["score"] = scores.score
-        sig["top_signals"] = scores.top_signals
-        sig["signal_names"] = [scores.names] * len(frames)
-        points = np.round(scores.contributions, 2).astype(np.float32)  # as stored: backtests read the same
-        sig["signal_points"] = points.tolist()
         watermark = self.frames.watermark_ms()
         found = evaluate_accounts(self.alerting, {**sig, "signal_points": points}, self.alert_state,
                                   now_ms=watermark if watermark > 0 else None,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.agents import detect
-from pipeline.agents.detect import DetectStep
+from pipeline.detect import step as detect
+from pipeline.detect.step import DetectStep
 from pipeline.sinks.clickhouse import ClickHouseRejected
 from tests.support.detect_step import Effects, FakeWriter, event, make_batch, make_step
 

@@ -1,4 +1,4 @@
-"""Test hooks: ClickHouse "down" or "slow" on demand, for fault-injection tests. Inert unless set.
+"""ClickHouse "down" or "slow" on demand, for the fault-injection tests' workers (``tests.support.fault_worker``).
 
 * ``DW_FAULT_CLICKHOUSE_DOWN_FILE=/path``: while that file exists, every write
   raises ``ClickHouseUnavailable`` before reaching ClickHouse, exactly as a
@@ -6,8 +6,8 @@
 * ``DW_FAULT_CLICKHOUSE_SLOW_FILE=/path``: while that file exists, every write
   first waits the number of seconds written in it.
 
-Environment variables read once at start, not settings; documented in
-docs/operations.md as test hooks only.
+Environment variables read once at start by the test entry point, never by the
+production worker: ``install`` swaps the worker's writer type before it starts.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
+from pipeline.app import Pipeline
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
 
 FAULT_CLICKHOUSE_DOWN_FILE = "DW_FAULT_CLICKHOUSE_DOWN_FILE"
 FAULT_CLICKHOUSE_SLOW_FILE = "DW_FAULT_CLICKHOUSE_SLOW_FILE"
+FAULT_HOOKS = (FAULT_CLICKHOUSE_DOWN_FILE, FAULT_CLICKHOUSE_SLOW_FILE)
 
 
 class FaultInjectingWriter(ClickHouseWriter):
@@ -48,8 +50,11 @@ class FaultInjectingWriter(ClickHouseWriter):
 
 
 def make_writer(client: Client, database: str) -> ClickHouseWriter:
-    """The worker's writer: plain, or fault-injecting when a test hook's variable is set."""
+    """Fault-injecting writer driven by the hooks' variables (plain behaviour while their files are absent)."""
     down, slow = os.environ.get(FAULT_CLICKHOUSE_DOWN_FILE), os.environ.get(FAULT_CLICKHOUSE_SLOW_FILE)
-    if down or slow:
-        return FaultInjectingWriter(client, database, Path(down) if down else None, Path(slow) if slow else None)
-    return ClickHouseWriter(client, database)
+    return FaultInjectingWriter(client, database, Path(down) if down else None, Path(slow) if slow else None)
+
+
+def install() -> None:
+    """Make every worker this process builds write through ``make_writer``."""
+    Pipeline.writer_type = staticmethod(make_writer)  # a plain function would bind as a method

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.agents import detect
+from pipeline.detect import step as detect
 from tests.support.detect_step import Effects, event, make_batch, make_step
 from tests.support.events import MINIMAL
 
@@ -79,6 +79,20 @@ def test_with_an_interval_commits_wait_for_it_a_revocation_or_the_end_of_input()
 
     asyncio.run(scenario())
     assert step.stats.drained
+
+
+def test_a_batch_waiting_for_its_commit_no_longer_holds_its_raw_messages() -> None:
+    effects = Effects()
+    step = make_step(effects, interval=300)
+    batch = make_batch(effects, [event(0), b"not json", event(0)])
+    asyncio.run(step.handle(batch))
+    assert "commit" not in effects.kinds()  # written, waiting for the checkpoint interval
+    assert batch.values == [] and batch.keys == []
+    assert len(batch) == 3 and step.stats.events_in == 3
+    assert effects[0] == ("dead_letters", [b"not json"])  # the rejects keep their own copies
+    writes = {t: cols for k, (t, cols) in ((k, v) for k, v in effects if k == "clickhouse")}
+    rejected = writes["rejected_events"]
+    assert rejected["reason"] == ["invalid_json", "duplicate"] and rejected["sample"][1] == event(0).decode()
 
 
 def test_a_resent_event_is_recorded_as_duplicate_not_dead_lettered_and_not_counted() -> None:

@@ -44,6 +44,8 @@ later call): neither N nor any later batch is checkpointed or committed.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -59,7 +61,7 @@ from pipeline.decode.dispatch import decode_any_batch
 from pipeline.decode.isolate import decode_isolating
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.rejects import Rejected
-from pipeline.detection import DetectionOutput, Detector
+from pipeline.detect.detector import DetectionOutput, Detector
 from pipeline.linking.publish import LinkPublisher
 from pipeline.metrics import WorkerMetrics
 from pipeline.retry import RETRY_BACKOFF_S, T, retry
@@ -73,6 +75,19 @@ from pipeline.state.manager import PreparedCheckpoint, StateManager
 from pipeline.stats import PipelineStats
 
 log = logging.getLogger(__name__)
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``, or None elsewhere (musl, macOS)."""
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    return (lambda: trim(0)) if trim is not None else None
+
+
+# Decoding and writing a batch frees a batch's worth of small blocks in the heap and the worker
+# threads' arenas; glibc keeps those pages. Handing them back after each batch keeps the worker's
+# resident size near what it holds rather than at its high-water mark (docs/benchmarks.md, "Replay").
+RELEASE_FREED_MEMORY = _malloc_trim()
 
 
 @dataclass(frozen=True)
@@ -147,13 +162,18 @@ class DetectStep:
         dup = self.state.dedup.duplicates(decoded)
         unique = without_rows(decoded, dup)
         output = self.detector.process(unique, force_close=batch.drain)
-        return Detected(unique, _duplicate_rejects(batch, decoded, dup), output)
+        found = Detected(unique, _duplicate_rejects(batch, decoded, dup), output)
+        # Everything after this reads the decoded columns (and the rejects' own copies), never the raw batch.
+        batch.release_messages()
+        return found
 
     async def handle(self, batch: FetchedBatch) -> None:
         async with self._lock:
             started = time.perf_counter()
             found = await asyncio.to_thread(self.detect, batch)  # overlaps the previous batch's writes
             await self._settle()
+            if RELEASE_FREED_MEMORY is not None:  # the previous batch's writes and this one's decoding are done
+                await asyncio.to_thread(RELEASE_FREED_MEMORY)
             at_once = batch.drain or self._urgent or not self.overlap_writes
             snapshot = None
             if self._checkpoint_due() and not at_once:

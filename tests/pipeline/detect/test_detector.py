@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from pipeline.decode.json_events import decode_json_batch
-from pipeline.detection import Detector
+from pipeline.detect.detector import Detector
 from pipeline.settings import load_settings
 from tests.support.events import MINIMAL
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from pipeline.agents import detect
-from pipeline.agents.detect import Detected, DetectStep
 from pipeline.alerting.transitions import AlertTransition
+from pipeline.detect import step as detect
+from pipeline.detect.step import Detected, DetectStep
 from pipeline.sinks.clickhouse import ClickHouseUnavailable
 from pipeline.sources.fetched_batch import FetchedBatch
 from tests.support.detect_step import Effects, event, make_batch, make_step
