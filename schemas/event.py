@@ -74,7 +74,7 @@ class ApiCallEvent(BaseModel):
     logit_bias_count: Annotated[int, Field(ge=0, le=UINT16_MAX)] = 0
     stream: bool = False
     payment_fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
-    # Accepted and checked; not stored yet (the api_calls table has no column for them).
+    # The client's TLS (JA3/JA4) and HTTP/2 SETTINGS fingerprints: per-account and linking evidence.
     tls_fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
     http2_fingerprint: Annotated[str, StringConstraints(max_length=256)] | None = None
 

@@ -13,6 +13,7 @@ migration module (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 # Per-table setting that makes insert_deduplication_token (and identical-block
@@ -100,6 +101,9 @@ API_CALLS = TableSpec(
         ("logit_bias_count", "UInt16"),
         ("stream", "UInt8"),
         ("payment_fingerprint", "String"),
+        # The client stack as the gateway saw it (JA3/JA4, HTTP/2 SETTINGS): few distinct values (m0009).
+        ("tls_fingerprint", _LC),
+        ("http2_fingerprint", _LC),
         ("kafka_partition", "UInt16"),
         ("kafka_offset", "UInt64"),
     ),
@@ -479,7 +483,8 @@ ACCOUNT_SCORES_1H = RollupSpec(
 
 # What account_entities_1h records per call: kind -> the value's expression over an api_calls row.
 # An empty value (asn 0, simhash 0, no payment fingerprint, an empty field) is no entity and skipped.
-ENTITY_KINDS: dict[str, str] = {
+# These came with the table (m0003); the fingerprint kinds came with their columns (m0009).
+_FIRST_ENTITY_KINDS: dict[str, str] = {
     "api_key": "api_key_id",
     # IPv4: its /24 as a.b.c.0/24; IPv6: its /48 as x:y:z::/48; anything else: skipped.
     "ip_net": (
@@ -497,7 +502,16 @@ ENTITY_KINDS: dict[str, str] = {
     "template": "if(prompt_simhash = 0, '', leftPad(lower(hex(prompt_simhash)), 16, '0'))",
     "payment": "payment_fingerprint",
 }
-_ENTITIES = "[" + ", ".join(f"('{kind}', {expr})" for kind, expr in ENTITY_KINDS.items()) + "]"
+FINGERPRINT_KINDS: dict[str, str] = {"tls_fingerprint": "toString(tls_fingerprint)",
+                                     "http2_fingerprint": "toString(http2_fingerprint)"}
+ENTITY_KINDS: dict[str, str] = {**_FIRST_ENTITY_KINDS, **FINGERPRINT_KINDS}
+
+
+def entities_array_join(kinds: dict[str, str]) -> str:
+    """The ARRAY JOIN that turns an api_calls row into one (kind, value) row per non-empty entity."""
+    entities = "[" + ", ".join(f"('{kind}', {expr})" for kind, expr in kinds.items()) + "]"
+    return f"ARRAY JOIN arrayFilter(e -> e.2 != '', {entities}) AS entity"
+
 
 ACCOUNT_ENTITIES_1H = RollupSpec(
     name="account_entities_1h",
@@ -515,13 +529,19 @@ ACCOUNT_ENTITIES_1H = RollupSpec(
         RollupColumn("last_seen", f"SimpleAggregateFunction(max, {_TS})", "max(ts)"),
     ),
     time_column="hour",
-    array_join=f"ARRAY JOIN arrayFilter(e -> e.2 != '', {_ENTITIES}) AS entity",
+    array_join=entities_array_join(ENTITY_KINDS),
     # "Which accounts share this value": WHERE kind = … AND value = … reads a key range.
     projections=(("by_value", ("kind", "value", "account_id")),),
 )
 
 ROLLUPS: dict[str, RollupSpec] = {
     r.name: r for r in (TRAFFIC_1M, SCORES_1M, ALERTS_1M, ACCOUNT_SCORES_1H, ACCOUNT_ENTITIES_1H)
+}
+# The rollups as m0003 made them: its view cannot name columns that m0009 adds later.
+ROLLUPS_AT_M0003: dict[str, RollupSpec] = {
+    **ROLLUPS,
+    ACCOUNT_ENTITIES_1H.name: dataclasses.replace(ACCOUNT_ENTITIES_1H,
+                                                  array_join=entities_array_join(_FIRST_ENTITY_KINDS)),
 }
 
 

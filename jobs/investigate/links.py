@@ -20,10 +20,11 @@ import numpy as np
 
 from jobs.investigate.result import Link, LinkFeature
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.feature_keys import tpl_feature, ua_feature
+from pipeline.linking.feature_keys import h2_feature, tls_feature, tpl_feature, ua_feature
 
 # account_entities_1h kind -> linking feature kind
-LINK_KINDS: Final = {"payment": "pay", "ip_net": "ip", "asn": "asn", "user_agent": "ua"}
+LINK_KINDS: Final = {"payment": "pay", "ip_net": "ip", "asn": "asn", "user_agent": "ua", "tls_fingerprint": "tls",
+                     "http2_fingerprint": "h2"}
 _SAMPLES_PER_BUCKET = 8  # SimHashes of one account compared per band value: templated prompts cluster
 
 
@@ -38,6 +39,10 @@ def feature_name(kind: str, value: str) -> str:
         return f"asn:{value}"
     if kind == "user_agent":
         return ua_feature(value)
+    if kind == "tls_fingerprint":
+        return tls_feature(value)
+    if kind == "http2_fingerprint":
+        return h2_feature(value)
     raise ValueError(f"no link feature for entity kind {kind!r}")
 
 
@@ -91,7 +96,7 @@ def member_links(values: Mapping[str, Mapping[str, set[str]]], templates: Mappin
                                         f"{ha:016x} ~ {hb:016x}", False))
         if not features:
             continue
-        points = {f.kind: config.weight(f.kind) for f in features if not f.popular}
+        points = config.points({f.kind for f in features if not f.popular})
         strength = round(sum(points.values()), 4)
         links.append(Link(a, b, features, points, strength, strength >= config.link_threshold))
     links.sort(key=lambda link: (-link.strength, link.a, link.b))

@@ -40,9 +40,11 @@ PER_KIND: Final = 25  # indicators per kind, busiest first: a bundle an analyst 
 # when it is the account's habit (20 calls), not a prompt it sent once or twice.
 SOLO_TEMPLATE_CALLS: Final = 20
 # entity kind -> linking kind, for the confidence
-_LINK_KIND: Final = {"ip_net": "ip", "asn": "asn", "user_agent": "ua", "payment": "pay", "template": "tpl"}
+_LINK_KIND: Final = {"ip_net": "ip", "asn": "asn", "user_agent": "ua", "payment": "pay", "template": "tpl",
+                     "tls_fingerprint": "tls", "http2_fingerprint": "h2"}
 _WHAT: Final = {"ip_net": "IP network", "asn": "autonomous system", "user_agent": "user agent",
-                "payment": "payment card fingerprint", "template": "prompt-template SimHash"}
+                "payment": "payment card fingerprint", "template": "prompt-template SimHash",
+                "tls_fingerprint": "TLS client fingerprint", "http2_fingerprint": "HTTP/2 client fingerprint"}
 
 
 @dataclass
@@ -71,6 +73,8 @@ def pattern(kind: str, value: str) -> str:
         return f"[x-distillwatch-payment:fingerprint = '{_quote(value)}']"
     if kind == "template":
         return f"[x-distillwatch-prompt-template:simhash = '{_quote(value)}']"
+    if kind in ("tls_fingerprint", "http2_fingerprint"):  # STIX 2.1 has no object for JA3/JA4 or HTTP/2
+        return f"[x-distillwatch-client:{kind} = '{_quote(value)}']"
     raise ValueError(f"no STIX pattern for entity kind {kind!r}")
 
 

@@ -130,6 +130,8 @@ class Network:
     agents: tuple[str, ...] = SDK_AGENTS
     agents_per_account: tuple[int, int] = (1, 1)
     payment_missing: float = 0.0  # invoiced accounts have no card fingerprint
+    browser: float = 0.0  # share of accounts calling from a browser (a playground user): UA and handshake agree
+    poses_as_browser: float = 0.0  # share of accounts whose library sends a browser's user agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,9 @@ class Archetype:
     status: Choice = ((200, 1.0),)
     volume_sigma: float = 0.5  # lognormal spread of volume across accounts
     fleet: bool = False  # accounts are grouped into fleets sharing infrastructure
+    # Fleet members bring their own network, card and user agent: only the templates, topics and
+    # client stack (TLS and HTTP/2 fingerprints) are the fleet's.
+    fleet_own_infra: bool = False
 
 
 def _net(**weights: float) -> MappingProxyType[str, float]:
@@ -287,7 +292,7 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         network=Network(types=_net(residential=0.85, mobile=0.1, vpn=0.05), prefixes=(1, 2), ips=(1, 3),
                         switch=0.002, ipv6_share=0.3, keys=(1, 2),
                         agents=("curl/8.5.0", "python-requests/2.31.0", "OpenAI/Python 1.35.7"),
-                        agents_per_account=(1, 2)),
+                        agents_per_account=(1, 2), browser=0.2),
         status=((200, 0.93), (400, 0.04), (401, 0.01), (429, 0.015), (500, 0.005)),
     ),
     Archetype(
@@ -386,6 +391,25 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         status=((200, 0.97), (401, 0.01), (429, 0.01), (500, 0.01)),
     ),
     Archetype(
+        name="template_fleet",
+        is_attack=True,
+        summary="fleet whose members each look like a small developer (own card, network and user agent) "
+        "but send one campaign's prompt templates through one scraping stack; reasoning-heavy",
+        volume=0.15,
+        volume_sigma=0.4,
+        fleet=True,
+        fleet_own_infra=True,
+        timing=Timing(hourly=OFFICE, regularity=1.5, weekend=0.9, tz=(-8, -5, 0, 1, 8)),
+        prompts=Prompts(repeat_share=0.02, pool=(10, 30), templates=(2, 4), template_share=0.85, flip_bits=5),
+        content=Content(topics=BROAD_TOPICS, topics_per_account=3, reasoning_share=0.45,
+                        prompt_tokens=(220, 0.6), completion_tokens=(700, 0.6), reasoning_tokens=(2200, 0.6),
+                        cot_boost=2.5, models=((LARGE, 0.6), (REASONING, 0.4))),
+        sampling=Sampling(temperature=((None, 0.5), (0.7, 0.5)), max_tokens=((None, 0.5), (4096, 0.5))),
+        network=Network(types=_net(residential=0.6, hosting=0.3, mobile=0.1), prefixes=(1, 2), ips=(1, 3),
+                        switch=0.01, keys=(1, 2), agents=SDK_AGENTS + SCRIPT_AGENTS),
+        status=((200, 0.97), (400, 0.01), (429, 0.015), (500, 0.005)),
+    ),
+    Archetype(
         name="proxy_router",
         is_attack=True,
         summary="reseller/router hiding its sources: rotates through hundreds of proxy, VPN, Tor and hosting "
@@ -404,7 +428,7 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                           stream=0.6),
         network=Network(types=_net(proxy=0.4, vpn=0.25, hosting=0.2, tor=0.05, residential=0.1),
                         prefixes=(40, 120), ips=(150, 500), skew=0.2, ipv6_share=0.05, unknown_share=0.05,
-                        keys=(6, 20), agents=SCRIPT_AGENTS, agents_per_account=(5, 10)),
+                        keys=(6, 20), agents=SCRIPT_AGENTS, agents_per_account=(5, 10), poses_as_browser=0.5),
         status=((200, 0.94), (401, 0.01), (429, 0.04), (500, 0.01)),
     ),
     Archetype(
@@ -443,7 +467,7 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         models=((LARGE, 0.6), (MINI, 0.2), (REASONING, 0.2))),
         sampling=Sampling(temperature=((None, 0.6), (0.7, 0.4)), max_tokens=((None, 0.5), (2048, 0.5))),
         network=Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 2), keys=(1, 1),
-                        agents=("python-requests/2.32.3", "Go-http-client/1.1")),
+                        agents=("python-requests/2.32.3", "Go-http-client/1.1"), poses_as_browser=0.5),
         status=((200, 0.92), (429, 0.07), (500, 0.01)),
     ),
     Archetype(

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype
+from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype, Network
+from jobs.loadgen.clients import BROWSER_AGENTS, Client, claiming_browser, client_of, fleet_client, unit_draw
 from jobs.loadgen.network import Address, Prefix, draw_addresses, draw_prefixes
 from jobs.loadgen.prompts import PromptPool, PromptSource, fresh, random64, zipf_cum
 from jobs.loadgen.timing import Clock, weekly_profile
@@ -42,7 +43,7 @@ class Account:
     key_cum: np.ndarray
     addresses: np.ndarray  # indices into Tables.ips
     address_cum: np.ndarray
-    agents: np.ndarray  # indices into Tables.agents
+    agents: np.ndarray  # indices into Tables.clients
     agent_cum: np.ndarray
     payment: str | None
     source: PromptSource
@@ -67,8 +68,8 @@ class Tables:
     asns: list[int | None] = field(default_factory=list)
     network_types: list[str] = field(default_factory=list)
     countries: list[str | None] = field(default_factory=list)
-    agents: list[str] = field(default_factory=list)
-    _agent_index: dict[str, int] = field(default_factory=dict)
+    clients: list[Client] = field(default_factory=list)  # user agent and handshake fingerprints
+    _client_index: dict[Client, int] = field(default_factory=dict)
 
     def add_keys(self, keys: list[str]) -> np.ndarray:
         start = len(self.key_ids)
@@ -84,12 +85,12 @@ class Tables:
             self.countries.append(a.country)
         return np.arange(start, len(self.ips), dtype=np.int32)
 
-    def agent_ids(self, agents: list[str]) -> np.ndarray:
-        for a in agents:
-            if a not in self._agent_index:
-                self._agent_index[a] = len(self.agents)
-                self.agents.append(a)
-        return np.array([self._agent_index[a] for a in agents], dtype=np.int32)
+    def client_ids(self, clients: list[Client]) -> np.ndarray:
+        for c in clients:
+            if c not in self._client_index:
+                self._client_index[c] = len(self.clients)
+                self.clients.append(c)
+        return np.array([self._client_index[c] for c in clients], dtype=np.int32)
 
 
 @dataclass(slots=True)
@@ -199,6 +200,19 @@ def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: 
     return Fleet(fleet_id, prefixes, addresses, payments, agent, templates, template_tokens, topics)
 
 
+def _clients(account_id: str, net: Network, agent_names: list[str], fleet: Fleet | None) -> list[Client]:
+    # Drawn from the account id, not the RNG: the rest of the population stays as it was.
+    if fleet is not None:
+        return [fleet_client(name, fleet.fleet_id) for name in agent_names]
+    if unit_draw(account_id, "browser") < net.browser:
+        return [client_of(BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))])]
+    clients = [client_of(name) for name in agent_names]
+    if unit_draw(account_id, "poses") < net.poses_as_browser:
+        browser = BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))]
+        clients = [claiming_browser(c, browser) for c in clients]
+    return clients
+
+
 def _payment(rng: np.random.Generator) -> str:
     a, b = (int(x) for x in random64(rng, 2))
     return f"pf_{a:016x}{b:016x}"
@@ -217,7 +231,7 @@ def _account(
     net, content, prompts, timing = archetype.network, archetype.content, archetype.prompts, archetype.timing
     account_id = ids.new("org-", 12)
     keys = tables.add_keys([ids.new("key-", 10) for _ in range(_between(rng, net.keys))])
-    if fleet is None:
+    if fleet is None or archetype.fleet_own_infra:
         prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), ipv6_share=net.ipv6_share)
         addresses = draw_addresses(rng, prefixes, _between(rng, net.ips), unknown_share=net.unknown_share)
         chosen = rng.choice(len(net.agents), size=min(len(net.agents), _between(rng, net.agents_per_account)),
@@ -226,6 +240,9 @@ def _account(
         payment = None if rng.random() < net.payment_missing else _payment(rng)
         templates, template_tokens = _templates(rng, archetype)
         topics, topic_weights = _topics(rng, archetype)
+        if fleet is not None:  # the campaign's prompts, sent from the member's own infrastructure
+            templates, template_tokens, topics = fleet.templates, fleet.template_tokens, fleet.topics
+            topic_weights = rng.dirichlet(np.full(topics.size, 4.0))
     else:
         count = min(len(fleet.addresses), _between(rng, net.ips))
         addresses = [fleet.addresses[int(i)] for i in rng.choice(len(fleet.addresses), count, replace=False)]
@@ -255,7 +272,7 @@ def _account(
         batch_len = 0
     address_ids = tables.add_addresses(addresses)
     sigma = archetype.volume_sigma  # mean-one spread of volume between accounts
-    agents = tables.agent_ids(agent_names)
+    agents = tables.client_ids(_clients(account_id, net, agent_names, fleet))
     return Account(
         index=index,
         account_id=account_id,

@@ -54,7 +54,9 @@ class Renderer:
         self._network_types = np.array(tables.network_types, dtype=object)
         self._countries = np.array(tables.countries, dtype=object)
         self._no_country = np.array([c is None for c in tables.countries])
-        self._agents = np.array(tables.agents, dtype=object)
+        self._agents = np.array([c.agent for c in tables.clients], dtype=object)
+        self._tls = np.array([c.tls for c in tables.clients], dtype=object)
+        self._h2 = np.array([c.h2 for c in tables.clients], dtype=object)
 
     def render(self, batch: np.ndarray, rfc3339_rows: np.ndarray | None = None) -> list[GeneratedEvent]:
         n = batch.size
@@ -135,6 +137,9 @@ class Renderer:
             del events[i]["country"]
         for i in np.flatnonzero(self._no_payment[account]).tolist():
             del events[i]["payment_fingerprint"]
+        agent = batch["agent"]
+        _add_where(events, "tls_fingerprint", self._tls[agent], self._tls[agent] != "")
+        _add_where(events, "http2_fingerprint", self._h2[agent], self._h2[agent] != "")
         _add_where(events, "top_p", batch["top_p"], ~np.isnan(batch["top_p"]))
         _add_where(events, "max_tokens", batch["max_tokens"], batch["max_tokens"] > 0)
         _add_where(events, "top_logprobs", batch["top_logprobs"], batch["top_logprobs"] >= 0)

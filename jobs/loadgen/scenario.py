@@ -28,7 +28,7 @@ from jobs.loadgen.sink import produce_kafka, write_jsonl
 from jobs.loadgen.variation import varied_archetypes
 from schemas.event import TS_MAX_MS, TS_MIN_MS
 
-# Accounts per archetype: mostly benign, a few attackers, one hydra fleet of 12.
+# Accounts per archetype: mostly benign, a few attackers, one hydra fleet of 12, one template fleet of 12.
 DEFAULT_MIX: Final = MappingProxyType(
     {
         "chat_app": 40,
@@ -46,6 +46,7 @@ DEFAULT_MIX: Final = MappingProxyType(
         "logprob_miner": 2,
         "programmatic_scraper": 2,
         "logit_stealer": 1,
+        "template_fleet": 12,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z

@@ -62,7 +62,7 @@ FIELDS: Final[tuple[FieldSpec, ...]] = (
     _num("prompt_hash", "<u8"), _num("prompt_simhash", "<u8"), _str("topic"), _num("elicits_reasoning", "<u1"),
     _num("temperature", "<f4"), _num("top_p", "<f4"), _num("n", "<u2"), _num("max_tokens", "<u4"),
     _num("logprobs", "<u1"), _num("top_logprobs", "<u1"), _num("logit_bias_count", "<u2"), _num("stream", "<u1"),
-    _str("payment_fingerprint"),
+    _str("payment_fingerprint"), _str("tls_fingerprint"), _str("http2_fingerprint"),
 )
 FIELD_BY_NAME: Final = {f.name: f for f in FIELDS}
 

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.alerting.alert_rows import AlertRows
 from pipeline.alerting.engine import AlertSetup, AlertState, BatchFacts, evaluate_accounts
 from pipeline.alerting.transitions import AlertTransition
+from pipeline.decode.client_claims import client_mismatch
 from pipeline.decode.derived import derived_kernel_columns
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.kernels import layout as L
@@ -23,7 +24,7 @@ from pipeline.scoring import Scores, ScoringConfig, load_scoring_config, score_f
 from pipeline.settings import Settings
 from pipeline.state.accounts import AccountRegistry
 from pipeline.state.api_keys import ApiKeyFrames
-from pipeline.state.frames import ClosedFrames, FrameStore
+from pipeline.state.frames import EVENT_COLUMNS, ClosedFrames, FrameStore
 
 # Frame counters stored in signatures_1m as they are.
 STORED_COUNTERS = (
@@ -32,6 +33,7 @@ STORED_COUNTERS = (
     "hosting_calls", "temp_zero_calls", "near_dup_calls", "stream_calls",
 )
 _COUNTER_INDEX = {name: i for i, name in enumerate(L.COUNTER_NAMES)}
+_FLAGS_DTYPE = EVENT_COLUMNS["flags"]  # uint16: the decoder's uint8 bits and the detector's
 # Names of the keyed state stores (checkpoint record keys start with them).
 ACCOUNT_STORE = "account"
 KEY_STORE = "api_key"
@@ -55,7 +57,8 @@ class DetectionOutput:
 
 
 def request_shape_flags(raw: dict[str, object]) -> np.ndarray:
-    """Flag bits the decoder does not set, from the raw columns: a wide logit bias, a tiny max_tokens.
+    """Flag bits the decoder does not set, from the raw columns: a wide logit bias, a tiny max_tokens,
+    a browser user agent on a client whose handshake is not that browser's.
 
     Parameter stealing (docs/signals.md, ``logit_stealing``) is told apart from label
     calibration by how many token ids a call biases, which the decoder's flags reduce to a bit.
@@ -64,7 +67,9 @@ def request_shape_flags(raw: dict[str, object]) -> np.ndarray:
     max_tokens = np.asarray(raw["max_tokens"])  # 0: absent
     flags = np.where(bias >= L.WIDE_LOGIT_BIAS, L.FLAG_WIDE_LOGIT_BIAS, 0)
     flags |= np.where((max_tokens > 0) & (max_tokens <= L.TINY_MAX_TOKENS), L.FLAG_TINY_MAX_TOKENS, 0)
-    return flags.astype(np.uint8)
+    mismatch = client_mismatch(raw["user_agent"], raw["tls_fingerprint"], raw["http2_fingerprint"])  # type: ignore[arg-type]
+    flags |= np.where(mismatch, L.FLAG_CLIENT_MISMATCH, 0)
+    return flags.astype(_FLAGS_DTYPE)
 
 
 def _frame_cv(frames: ClosedFrames) -> np.ndarray:
@@ -108,7 +113,7 @@ class Detector:
     def process(self, batch: DecodedBatch, *, force_close: bool = False) -> DetectionOutput:
         columns = dict(batch.kernel)
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
-        columns["flags"] = np.asarray(columns["flags"], np.uint8) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
+        columns["flags"] = np.asarray(columns["flags"], _FLAGS_DTYPE) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
         account_slots = self.accounts.slots_for(batch.account_ids)
         if not self.track_keys:
             columns["slot"] = account_slots

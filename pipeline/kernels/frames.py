@@ -43,9 +43,11 @@ from pipeline.kernels.layout import (
     AS_SIMHASH_NEXT,
     AS_WINDOW_MINUTE,
     CALLS,
+    CLIENT_MISMATCH_CALLS,
     COMPLETION_TOKENS,
     DEEP_LOGPROB_CALLS,
     ERROR_CALLS,
+    FLAG_CLIENT_MISMATCH,
     FLAG_DEEP_LOGPROBS,
     FLAG_LOGIT_BIAS,
     FLAG_LOGPROBS,
@@ -139,7 +141,7 @@ class EventArrays(NamedTuple):
 EVENT_DTYPES = EventArrays(
     slot=np.int32, part=np.int16, ts_ms=np.int64, prompt_tokens=np.uint32, completion_tokens=np.uint32,
     reasoning_tokens=np.uint32, prompt_hash=np.uint64, simhash=np.uint64, ip_key=np.uint64, ua_hash=np.uint64,
-    asn=np.uint32, topic_hash=np.uint64, net=np.uint8, temperature=np.float32, status=np.uint16, flags=np.uint8,
+    asn=np.uint32, topic_hash=np.uint64, net=np.uint8, temperature=np.float32, status=np.uint16, flags=np.uint16,
 )
 
 
@@ -415,6 +417,7 @@ def ingest_events(start, events, state, lateness_ms, out):
         counters[s, r, STREAM_CALLS] += (f & FLAG_STREAM) != 0
         counters[s, r, WIDE_BIAS_CALLS] += (f & FLAG_WIDE_LOGIT_BIAS) != 0
         counters[s, r, TINY_OUTPUT_CALLS] += (f & FLAG_TINY_MAX_TOKENS) != 0
+        counters[s, r, CLIENT_MISMATCH_CALLS] += (f & FLAG_CLIENT_MISMATCH) != 0
         st = status[e]
         counters[s, r, ERROR_CALLS] += st >= 400
         counters[s, r, RATE_LIMITED_CALLS] += st == 429

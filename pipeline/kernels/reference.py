@@ -119,7 +119,8 @@ class ReferenceFrames:
                               (L.FLAG_DEEP_LOGPROBS, L.DEEP_LOGPROB_CALLS), (L.FLAG_LOGIT_BIAS, L.LOGIT_BIAS_CALLS),
                               (L.FLAG_MULTI_N, L.MULTI_N_CALLS), (L.FLAG_STREAM, L.STREAM_CALLS),
                               (L.FLAG_WIDE_LOGIT_BIAS, L.WIDE_BIAS_CALLS),
-                              (L.FLAG_TINY_MAX_TOKENS, L.TINY_OUTPUT_CALLS)):
+                              (L.FLAG_TINY_MAX_TOKENS, L.TINY_OUTPUT_CALLS),
+                              (L.FLAG_CLIENT_MISMATCH, L.CLIENT_MISMATCH_CALLS)):
                 c[idx] += bool(f & flag)
             status = int(e["status"])
             c[L.ERROR_CALLS] += status >= 400

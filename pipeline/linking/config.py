@@ -1,7 +1,8 @@
 """The linking configuration: feature kinds, weights, caps and the cluster score — a versioned JSON file.
 
 A pair of accounts is *linked* when the weights of the feature kinds they share
-(each kind counted once, popular features excluded) sum to ``link_threshold``
+(each kind counted once, popular features excluded; a kind ``only_with`` another
+only beside it) sum to ``link_threshold``
 or more. Linked pairs form clusters; a cluster's score is the sum of four factor
 points (their weights sum to 100); when a cluster alerts is a cluster rule's condition
 (pipeline/alerting/rules.v1.yaml). A bad file fails at start with a message
@@ -10,6 +11,7 @@ naming the field (``LinkingConfigError``), never later in a stage.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
@@ -21,8 +23,9 @@ DEFAULT_CONFIG: Final = Path(__file__).with_name("linking.v1.json")
 
 # Feature kinds the file must weigh, and the feature prefixes of each: an IPv4 /24 and an
 # IPv6 /48 are both "the same network", so a pair sharing both counts that evidence once.
-KINDS: Final = ("pay", "ip", "tpl", "asn", "ua")
-FEATURE_KINDS: Final = {"pay": "pay", "ip24": "ip", "ip48": "ip", "tpl": "tpl", "asn": "asn", "ua": "ua"}
+KINDS: Final = ("pay", "ip", "tpl", "asn", "ua", "tls", "h2")
+FEATURE_KINDS: Final = {"pay": "pay", "ip24": "ip", "ip48": "ip", "tpl": "tpl", "asn": "asn", "ua": "ua",
+                        "tls": "tls", "h2": "h2"}
 FACTORS: Final = ("size", "member_scores", "link_strength", "volume")
 
 
@@ -30,6 +33,7 @@ class KindConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     weight: float = Field(gt=0, le=10, description="link evidence a shared feature of this kind carries")
     cap: int = Field(ge=2, le=4096, description="more accounts than this make a feature popular: no links")
+    only_with: str | None = Field(default=None, description="evidence only for a pair also sharing this kind")
     why: str = Field(min_length=1)
 
 
@@ -84,10 +88,20 @@ class LinkingConfig(BaseModel):
         unknown = sorted(set(kinds) - set(KINDS))
         if missing or unknown:
             raise ValueError(f"expected exactly the kinds {list(KINDS)}: missing {missing}, unknown {unknown}")
+        for name, kind in kinds.items():
+            if kind.only_with is not None and (kind.only_with not in KINDS or kind.only_with == name):
+                raise ValueError(f"{name}.only_with must name another kind of {list(KINDS)}, got {kind.only_with!r}")
         return kinds
 
     def weight(self, kind: str) -> float:
         return self.kinds[kind].weight
+
+    def points(self, kinds: Collection[str]) -> dict[str, float]:
+        """The points each of the ``kinds`` a pair shares gives it (a kind ``only_with`` another counts beside it)."""
+        return {k: self.kinds[k].weight for k in kinds if self.kinds[k].only_with in (None, *kinds)}
+
+    def strength(self, kinds: Collection[str]) -> float:
+        return sum(self.points(kinds).values())
 
 
 class LinkingConfigError(ValueError):

@@ -7,10 +7,11 @@ A batch's (feature, account) pairs are found, deduplicated and checked against
 
 Value keys per kind: Python's string hash (computed in C and cached on the string;
 stable within one process, which is all the in-memory pair table needs) of the card
-fingerprint, of the IP's group (IPv4 ``a.b.c``, IPv6 its ``ip48:`` label) and of the
-user agent; the ASN itself; for ``tpl`` the band and band value. Two strings of one
-kind sharing a 64-bit hash would be taken for one feature: as likely as two pairs
-sharing a ``SentPairs`` key, which the publisher accepts already.
+fingerprint, of the IP's group (IPv4 ``a.b.c``, IPv6 its ``ip48:`` label), of the
+user agent and of the client's TLS and HTTP/2 fingerprints; the ASN itself; for
+``tpl`` the band and band value. Two strings of one kind sharing a 64-bit hash would
+be taken for one feature: as likely as two pairs sharing a ``SentPairs`` key, which
+the publisher accepts already.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ import numpy as np
 
 from pipeline.hashing import blake2b64
 
-KIND_PAY, KIND_IP, KIND_ASN, KIND_UA, KIND_TPL = range(5)
+KIND_PAY, KIND_IP, KIND_ASN, KIND_UA, KIND_TPL, KIND_TLS, KIND_H2 = range(7)
 # Per kind, a salt xor-ed into the value key so equal values of two kinds stay two features.
 KIND_SALT = np.array([0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89,
-                      0x452821E638D01377], np.uint64)
+                      0x452821E638D01377, 0xBE5466CF34E90C6C, 0xC0AC29B7C97C50DD], np.uint64)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ def ip_prefix(ip: str) -> str | None:
 def ua_feature(user_agent: str) -> str:
     # Hashed: user agents can be long and carry client details we do not need to repeat.
     return "ua:" + blake2b64(user_agent).hex()
+
+
+def tls_feature(fingerprint: str) -> str:
+    # As sent: a JA4 or JA3 is short, and readable in a cluster's listed features.
+    return "tls:" + fingerprint
+
+
+def h2_feature(fingerprint: str) -> str:
+    # Hashed: an HTTP/2 SETTINGS fingerprint runs to hundreds of characters.
+    return "h2:" + blake2b64(fingerprint).hex()
 
 
 def tpl_feature(value: int, band_bits: int) -> str:
@@ -108,6 +119,7 @@ def feature_names(kind: np.ndarray, value: np.ndarray, row: np.ndarray, raw: Map
                   band_bits: int) -> list[str]:
     """The name of each feature, built from its value (asn, tpl) or from the event ``row`` that carries it."""
     pay, ips, uas = raw["payment_fingerprint"], raw["client_ip"], raw["user_agent"]
+    tls, h2 = raw["tls_fingerprint"], raw["http2_fingerprint"]
     names = []
     for k, v, r in zip(kind.tolist(), value.tolist(), row.tolist(), strict=True):
         if k == KIND_PAY:
@@ -118,6 +130,10 @@ def feature_names(kind: np.ndarray, value: np.ndarray, row: np.ndarray, raw: Map
             names.append(f"asn:{v}")
         elif k == KIND_UA:
             names.append(ua_feature(uas[r]))
+        elif k == KIND_TLS:
+            names.append(tls_feature(tls[r]))
+        elif k == KIND_H2:
+            names.append(h2_feature(h2[r]))
         else:
             names.append(tpl_feature(v, band_bits))
     return names

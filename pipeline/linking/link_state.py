@@ -37,7 +37,7 @@ class LinkState:
         self.max_hamming = config.template.max_hamming
         self.strong = {k for k in config.kinds if k != "tpl" and config.weight(k) >= config.link_threshold}
         self.needed = self._needed_kinds()  # every link without a strong feature shares all of these
-        self.pivot = min(self.needed, default=None)
+        self.pivots = self._pivot_kinds()  # ... and at least one of these: their pairs are the candidates
         self.ids: dict[str, int] = {}
         self.names: list[str] = []
         self.index: dict[str, set[str]] = {}
@@ -50,8 +50,22 @@ class LinkState:
 
     def _needed_kinds(self) -> frozenset[str]:
         """The weak kinds without which the other weak kinds cannot reach the threshold (``ip`` and ``tpl``)."""
-        weak = {k: self.config.weight(k) for k in self.config.kinds if k not in self.strong}
-        return frozenset(k for k, w in weak.items() if sum(weak.values()) - w < self.config.link_threshold)
+        weak = {k for k in self.config.kinds if k not in self.strong}
+        return frozenset(k for k in weak if self.config.strength(weak - {k}) < self.config.link_threshold)
+
+    def _pivot_kinds(self) -> frozenset[str]:
+        """Weak kinds such that every weak link shares one of them: a needed kind if there is one,
+        else the heaviest kinds until the others together fall short of the threshold."""
+        if self.needed:
+            return frozenset({min(self.needed)})
+        rest = {k for k in self.config.kinds if k not in self.strong}
+        pivots = set()
+        for kind in sorted(rest, key=self.config.weight, reverse=True):
+            if self.config.strength(rest) < self.config.link_threshold:
+                break
+            pivots.add(kind)
+            rest.discard(kind)
+        return frozenset(pivots)
 
     def _id(self, account: str) -> int:
         i = self.ids.get(account)
@@ -109,7 +123,7 @@ class LinkState:
                 first = self._id(members[0])
                 for m in members[1:]:
                     self.sets.union(first, self._id(m))
-            elif len(members) > 1 and kind not in self.strong and self.pivot in (None, kind):
+            elif len(members) > 1 and kind in self.pivots:
                 weak.append(feature)
         for feature in weak:
             group = self._members(feature)
@@ -129,8 +143,8 @@ class LinkState:
         if kind_of(feature) in self.strong:
             if others:
                 self.sets.union(ia, self._id(others[0]))
-        elif self.needed <= {kind_of(f) for f in self.index[account]}:
-            for b in others:  # (without every needed kind no weak link is possible)
+        elif self.needed <= (kinds := {kind_of(f) for f in self.index[account]}) and not self.pivots.isdisjoint(kinds):
+            for b in others:  # (without every needed kind, or without a pivot kind, no weak link is possible)
                 self._link(account, b)
         return others
 

@@ -38,8 +38,10 @@ import numpy as np
 
 from pipeline.linking.config import TemplateConfig
 from pipeline.linking.feature_keys import (
+    KIND_H2,
     KIND_PAY,
     KIND_SALT,
+    KIND_TLS,
     KIND_TPL,
     KIND_UA,
     KindKeys,
@@ -245,6 +247,8 @@ def extract_pairs(
         ip_keys(raw["client_ip"]),
         asn_keys(np.asarray(raw["asn"])),
         string_keys(KIND_UA, raw["user_agent"]),
+        string_keys(KIND_TLS, raw["tls_fingerprint"]),
+        string_keys(KIND_H2, raw["http2_fingerprint"]),
         _template_keys(simhash, acc, ts, carry, carry_codes, template),
     ]
     kind = np.concatenate([np.full(len(k.rows), k.kind, np.int64) for k in kinds])

@@ -82,6 +82,7 @@ FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "logit_bias_share": _share(L.LOGIT_BIAS_CALLS),
     "wide_bias_share": _share(L.WIDE_BIAS_CALLS),
     "tiny_output_share": _share(L.TINY_OUTPUT_CALLS),
+    "client_mismatch_share": _share(L.CLIENT_MISMATCH_CALLS),
     "take_ratio": _take_ratio,
     "multi_n_share": _share(L.MULTI_N_CALLS),
     "temp_std": _temp_std,

@@ -1,8 +1,11 @@
-"""Dashboard rollups (schemas.tables.ROLLUPS): aggregated tables and the views that fill them."""
+"""Dashboard rollups (schemas.tables.ROLLUPS): aggregated tables and the views that fill them.
+
+Made as they were at this version (``ROLLUPS_AT_M0003``); later migrations change a view (m0009).
+"""
 
 from __future__ import annotations
 
-from schemas.tables import ROLLUPS
+from schemas.tables import ROLLUPS_AT_M0003 as ROLLUPS
 
 VERSION = 3
 NAME = "rollups"

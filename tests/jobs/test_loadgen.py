@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections import Counter, defaultdict
@@ -29,6 +30,8 @@ from jobs.loadgen import (
     write_jsonl,
     write_labels,
 )
+from jobs.loadgen.archetypes import SCRIPT_AGENTS
+from jobs.loadgen.clients import Client, client_of, fleet_client
 from jobs.loadgen.network import slash24
 from jobs.loadgen.sink import Pacer, event_time_ms
 from pipeline.kernels.layout import TINY_MAX_TOKENS, WIDE_LOGIT_BIAS
@@ -37,7 +40,7 @@ from schemas.event import ApiCallEvent
 Grouped = dict[str, list[GeneratedEvent]]
 
 # Four hours of the default mix from 10:00 UTC: every archetype is awake somewhere.
-CONFIG = ScenarioConfig(seed=11, start_ms=1_770_890_400_000, duration_s=4 * 3600, rate_eps=5)
+CONFIG = ScenarioConfig(seed=12, start_ms=1_770_890_400_000, duration_s=4 * 3600, rate_eps=5)
 SMALL = ScenarioConfig(seed=3, duration_s=300, rate_eps=50)
 
 
@@ -139,8 +142,11 @@ def test_labels_cover_every_account_and_match_the_mix(events: list[GeneratedEven
     seen = {truth[e["account_id"]].archetype for e in events}
     assert set(ATTACKS) <= seen and set(BENIGN) <= seen
     fleets = Counter(label.fleet_id for label in truth.values() if label.fleet_id)
-    assert list(fleets.values()) == [DEFAULT_MIX["hydra_fleet"]]
-    assert all((label.fleet_id is not None) == (label.archetype == "hydra_fleet") for label in truth.values())
+    fleet_archetypes = {name for name in DEFAULT_MIX if ARCHETYPES[name].fleet}
+    assert fleet_archetypes == {"hydra_fleet", "template_fleet"}
+    assert sorted(fleets.values()) == [CONFIG.fleet_size] * (sum(DEFAULT_MIX[n] for n in fleet_archetypes)
+                                                           // CONFIG.fleet_size)
+    assert all((label.fleet_id is not None) == (label.archetype in fleet_archetypes) for label in truth.values())
 
 
 def test_fleet_archetypes_split_into_fleets_of_the_configured_size() -> None:
@@ -391,3 +397,65 @@ def test_nightly_summarizer_is_one_template_over_unique_long_inputs(by_archetype
         assert len({e["prompt_hash"] for e in evs}) / len(evs) > 0.95
         assert near_duplicate_share(evs) > 0.8
         assert np.median([e["prompt_tokens"] for e in evs]) > 10 * np.median([e["completion_tokens"] for e in evs])
+
+
+# --- client stacks (jobs/loadgen/clients.py) ------------------------------------------------
+
+
+def _stacks(events: Iterable[GeneratedEvent]) -> set[tuple[str, str]]:
+    return {(e.get("tls_fingerprint", ""), e.get("http2_fingerprint", "")) for e in events}
+
+
+def test_a_library_sends_one_stack_whoever_uses_it(events: list[GeneratedEvent], truth: dict[str, Label]) -> None:
+    httpx = [e for e in events if e["user_agent"] == "python-httpx/0.27.0" and truth[e["account_id"]].fleet_id is None]
+    assert len({e["account_id"] for e in httpx}) >= 3
+    assert _stacks(httpx) == {(client_of("python-httpx/0.27.0").tls, "")}
+
+
+def test_a_fleet_shares_its_own_stack_and_no_one_else_has_it(
+        events: list[GeneratedEvent], truth: dict[str, Label]) -> None:
+    fleets: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for e in events:
+        if (fleet := truth[e["account_id"]].fleet_id) is not None:
+            fleets[fleet] |= _stacks([e])
+    assert len(fleets) >= 1 and all(len(stacks) == 1 for stacks in fleets.values())
+    outside = _stacks(e for e in events if truth[e["account_id"]].fleet_id is None)
+    assert not set().union(*fleets.values()) & outside
+
+
+def test_browsers_agree_with_their_handshake_and_posers_keep_their_library(
+        events: list[GeneratedEvent], truth: dict[str, Label]) -> None:
+    browser_events = [e for e in events if e["user_agent"].startswith("Mozilla/5.0")]
+    honest = [e for e in browser_events if not truth[e["account_id"]].is_attack]
+    posing = [e for e in browser_events if truth[e["account_id"]].is_attack]
+    assert honest and posing
+    assert all(e["http2_fingerprint"] == client_of(e["user_agent"]).h2 and "h2_" in e["tls_fingerprint"]
+               for e in honest)
+    assert {e.get("tls_fingerprint", "") for e in posing} <= {client_of(a).tls for a in SCRIPT_AGENTS}
+
+
+def test_a_client_without_a_known_stack_sends_no_fingerprint() -> None:
+    assert client_of("Ruby") == Client("Ruby", "", "")
+    assert fleet_client("x", "fleet-1") == fleet_client("x", "fleet-1") != fleet_client("x", "fleet-2")
+
+
+def test_a_template_fleet_shares_its_templates_and_stack_not_its_cards_or_networks(
+        events: list[GeneratedEvent], truth: dict[str, Label]) -> None:
+    members: dict[str, dict[str, list[GeneratedEvent]]] = defaultdict(lambda: defaultdict(list))
+    for e in events:
+        label = truth[e["account_id"]]
+        if label.archetype == "template_fleet":
+            members[label.fleet_id or ""][e["account_id"]].append(e)
+    assert len(members) == DEFAULT_MIX["template_fleet"] // CONFIG.fleet_size
+    for accounts in members.values():
+        cards = [e.get("payment_fingerprint") for evs in accounts.values() for e in evs[:1]]
+        assert len({c for c in cards if c}) == len([c for c in cards if c]) > 3  # each its own card
+        nets = [{slash24(e["client_ip"]) for e in evs} for evs in accounts.values()]
+        assert sum(len(a & b) > 0 for a, b in itertools.combinations(nets, 2)) <= 2  # own networks
+        assert len(_stacks(e for evs in accounts.values() for e in evs)) == 1
+        assert len({e["user_agent"] for evs in accounts.values() for e in evs}) > 2
+        # Their prompts are the campaign's: most member pairs sent near-duplicates (a few bits apart).
+        hashes = [{int(e["prompt_simhash"], 16) for e in evs} for evs in accounts.values()]
+        pairs = list(itertools.combinations(hashes, 2))
+        near = sum(any((x ^ y).bit_count() <= 8 for x in a for y in b) for a, b in pairs)
+        assert near >= len(pairs) // 2, (near, len(pairs))

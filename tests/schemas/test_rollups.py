@@ -12,10 +12,11 @@ from clickhouse_connect.driver.client import Client
 from pipeline.sinks.clickhouse import ClickHouseWriter
 from schemas.migrate import apply_migrations, rollback
 from schemas.migrations import discover, m0003_rollups
-from schemas.tables import ROLLUPS, TABLES
+from schemas.migrations import m0009_client_fingerprints as m0009
+from schemas.tables import ROLLUPS, ROLLUPS_AT_M0003, TABLES
 from tests.schemas import rollup_rows
 from tests.schemas.rollup_rows import Columns
-from tests.support.rollups import ROLLUP_VS_BASE, rows
+from tests.support.rollups import ROLLUP_VS_BASE, insert_as_before, rows
 
 ROLLUP_NAMES = {"traffic_1m", "scores_1m", "alerts_1m", "account_scores_1h", "account_entities_1h"}
 
@@ -36,6 +37,7 @@ def expected_entities(batches: list[Columns]) -> dict[tuple[str, str, str], list
                 "user_agent": b["user_agent"][i], "model": b["model"][i], "endpoint": b["endpoint"][i],
                 "template": f"{int(b['prompt_simhash'][i]):016x}" if b["prompt_simhash"][i] else "",
                 "payment": b["payment_fingerprint"][i], "ip_net": _ip_net(b["client_ip"][i]),
+                "tls_fingerprint": b["tls_fingerprint"][i], "http2_fingerprint": b["http2_fingerprint"][i],
             }
             for kind, value in values.items():
                 if value:
@@ -86,7 +88,7 @@ def test_rollups_are_the_agreed_tables_and_apart_from_tables() -> None:
 def test_m0003_creates_each_table_before_its_view_and_drops_views_first() -> None:
     assert discover()[2].module == "schemas.migrations.m0003_rollups"
     forwards = m0003_rollups.forwards("db")
-    for r in ROLLUPS.values():
+    for r in ROLLUPS_AT_M0003.values():
         create, backfill, view = (forwards.index(s) for s in (r.create_sql("db"), r.backfill_sql("db"),
                                                              r.view_sql("db")))
         assert create < backfill < view
@@ -205,7 +207,10 @@ def test_the_migration_backfills_rows_written_before_it_once(ch_client: Client, 
     base = discover()[:2]
     apply_migrations(ch_client, ch_database, migrations=base)
     writer = ClickHouseWriter(ch_client, ch_database)
-    calls = rollup_rows.split(rollup_rows.api_calls(800, seed=10), 2)
+    before = rollup_rows.api_calls(800, seed=10)
+    for name in m0009.COLUMNS:  # rows from before m0009 read '': no fingerprint entities to backfill
+        before[name] = [""] * 800
+    calls = rollup_rows.split(before, 2)
     write(writer, "api_calls", calls)
     write(writer, "signatures_1m", [rollup_rows.signatures(300, seed=11)])
     write(writer, "alerts", [rollup_rows.alerts(50, seed=12)])
@@ -237,11 +242,12 @@ def test_accounts_sharing_a_value_are_read_through_the_projection(
 @pytest.mark.clickhouse
 def test_rollback_drops_the_views_and_tables_then_reapplies(
         ch_client: Client, migrated: tuple[str, ClickHouseWriter]) -> None:
-    db, writer = migrated
+    db, _writer = migrated
     assert 3 in rollback(ch_client, db, 2)
     names = {n for (n,) in rows(ch_client, f"SELECT name FROM system.tables WHERE database = '{db}'")}
     assert not names & (ROLLUP_NAMES | {f"{n}_mv" for n in ROLLUP_NAMES})
     assert {"api_calls", "signatures_1m", "alerts"} <= names
-    writer.write("api_calls", rollup_rows.api_calls(50, seed=14))  # no view left to fail the insert
+    # No view left to fail the insert; rolled back below m0009, the table has no fingerprint columns.
+    insert_as_before(ch_client, db, "api_calls", rollup_rows.api_calls(50, seed=14), m0009.COLUMNS)
     assert 3 in apply_migrations(ch_client, db)
     assert rows(ch_client, f"SELECT sum(calls) FROM {db}.traffic_1m") == [(50,)]  # backfilled

@@ -11,6 +11,13 @@ def rows(client: Client, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in client.query(sql).result_rows]
 
 
+def insert_as_before(client: Client, db: str, table: str, columns: dict[str, Any], newer: tuple[str, ...]) -> None:
+    """Insert ``columns`` as code from before the ``newer`` columns did (a rolled-back schema)."""
+    old = {k: v for k, v in columns.items() if k not in newer}
+    client.insert(table, [list(c) for c in old.values()], column_names=list(old), database=db,
+                  column_oriented=True)
+
+
 # Each rollup read with its merge functions, next to the same figures computed from its base
 # table (written independently of the views' expressions).
 ROLLUP_VS_BASE = {

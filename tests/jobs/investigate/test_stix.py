@@ -97,9 +97,11 @@ _KINDS = {"ipv4-addr": "ip_net", "ipv6-addr": "ip_net", "autonomous-system": "as
 
 
 def _entity(stix_pattern: str) -> tuple[str, str]:
-    found = re.match(r"^\[([a-z0-9-]+):.* = '?(.*?)'?\]$", stix_pattern)
+    found = re.match(r"^\[([a-z0-9-]+):(\S*) = '?(.*?)'?\]$", stix_pattern)
     assert found, stix_pattern
-    return _KINDS[found.group(1)], found.group(2).replace("\\'", "'").replace("\\\\", "\\")
+    # Client fingerprints share one custom object; the property names the kind.
+    kind = found.group(2) if found.group(1) == "x-distillwatch-client" else _KINDS[found.group(1)]
+    return kind, found.group(3).replace("\\'", "'").replace("\\\\", "\\")
 
 
 def _time(text: str) -> datetime:

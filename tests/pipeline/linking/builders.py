@@ -34,6 +34,8 @@ def make_batch(
     ua: Sequence[str] | None = None,
     pay: Sequence[str] | None = None,
     simhash: Sequence[int] | None = None,
+    tls: Sequence[str] | None = None,
+    h2: Sequence[str] | None = None,
 ) -> Columns:
     """A batch holding just the raw columns linking reads (defaults: nothing shared)."""
     n = len(accounts)
@@ -44,6 +46,8 @@ def make_batch(
         "user_agent": list(ua) if ua is not None else [""] * n,
         "payment_fingerprint": list(pay) if pay is not None else [""] * n,
         "prompt_simhash": np.asarray(simhash if simhash is not None else [0] * n, np.uint64),
+        "tls_fingerprint": list(tls) if tls is not None else [""] * n,
+        "http2_fingerprint": list(h2) if h2 is not None else [""] * n,
     }
     return Columns(list(accounts), raw)
 

@@ -20,6 +20,9 @@ def test_default_file_is_valid_and_complete() -> None:
     assert w("ip") + w("tpl") >= threshold
     assert w("asn") + w("ua") + w("ip") < threshold
     assert w("tpl") + w("asn") + w("ua") < threshold
+    # A client stack links beside a template; without one it is no evidence (every library user shares it).
+    assert config.strength({"tpl", "tls", "h2"}) >= threshold
+    assert config.points({"ip", "asn", "ua", "tls", "h2"}) == {"ip": w("ip"), "asn": w("asn"), "ua": w("ua")}
 
 
 def _write(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -35,6 +38,8 @@ def _write(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     (lambda d: d["kinds"].update(email={"weight": 1, "cap": 5, "why": "x"}), r"kinds: .*unknown \['email'\]"),
     (lambda d: d["kinds"]["pay"].update(weight=-1), r"kinds\.pay\.weight"),
     (lambda d: d["kinds"]["ua"].update(cap=1), r"kinds\.ua\.cap"),
+    (lambda d: d["kinds"]["tls"].update(only_with="tls"), r"kinds: .*tls\.only_with must name another kind"),
+    (lambda d: d["kinds"]["h2"].update(only_with="email"), r"kinds: .*h2\.only_with must name another kind"),
     (lambda d: d["template"].update(bands=3), r"template: .*bands × band_bits must be 64"),
     (lambda d: d["cluster"]["factors"]["size"].update(weight=50), r"cluster\.factors: .*sum to 100"),
     (lambda d: d["cluster"].update(max_listed_features=0), r"cluster\.max_listed_features"),

@@ -105,6 +105,30 @@ def _brute_force(features: dict[str, dict[str, object]], config: LinkingConfig) 
     return {frozenset(g) for g in found.values() if len(g) > 1}
 
 
+def test_a_shared_client_stack_and_template_link_without_card_or_network(config: LinkingConfig) -> None:
+    # A template-only fleet: own cards and networks, one scraping stack (TLS and HTTP/2 fingerprints).
+    features: dict[str, dict[str, object]] = {}
+    links = LinkState(features, config)
+    apply(links, share(features, "tls:t13d1812h1_85036bcba153_b26ce05bbdd6", ["f1", "f2", "f3"], 5, config))
+    apply(links, share(features, "h2:0a1b", ["f1", "f2", "f3"], 6, config))
+    apply(links, share(features, "asn:7", ["f1", "f2", "f3"], 7, config))
+    assert groups(links) == set()  # every user of a library shares its stack: no evidence without a template
+    assert links.pair_evidence(frozenset({"f1", "f2", "f3"})) == {}
+    apply(links, share(features, "tpl:0:0000", ["f1", "f2"], 9, config, samples=[0, 0b11]))
+    assert groups(links) == {frozenset({"f1", "f2"})} == groups(LinkState(features, config))
+
+
+def test_every_weak_link_shares_a_pivot_kind(config: LinkingConfig) -> None:
+    # The candidates of a rebuild are the pairs of pivot-kind features: no link may lack one.
+    links = LinkState({}, config)
+    weak = [k for k in config.kinds if k not in links.strong]
+    linking = [set(kinds) for n in range(1, len(weak) + 1) for kinds in itertools.combinations(weak, n)
+               if config.strength(kinds) >= config.link_threshold]
+    assert {"tpl", "tls", "h2"} in linking and {"ip", "asn", "ua", "tls", "h2"} not in linking
+    assert all(links.pivots & kinds for kinds in linking)
+    assert links.pivots == links.needed == {"tpl"}  # the default weights: no weak link without a template
+
+
 def test_incremental_links_equal_the_clusters_of_every_pairs_evidence(config: LinkingConfig) -> None:
     rng = random.Random(16)
     features: dict[str, dict[str, object]] = {}
@@ -112,7 +136,7 @@ def test_incremental_links_equal_the_clusters_of_every_pairs_evidence(config: Li
     accounts = [f"acct-{i:03d}" for i in range(300)]
     counts = []
     fetch: list[MemberChanges] = []
-    names = ["pay:{}", "ip24:{}", "tpl:0:{}", "asn:{}", "ua:{}"]
+    names = ["pay:{}", "ip24:{}", "tpl:0:{}", "asn:{}", "ua:{}", "tls:{}", "h2:{}"]
     for step in range(402):
         feature = rng.choice(names).format(rng.randrange(40))
         seen = rng.sample(accounts, rng.choice([1, 2] if feature.startswith("pay") else [1, 2, 3, 8, 8, 40]))

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.feature_keys import feature_partition, ip_prefix, ua_feature
+from pipeline.linking.feature_keys import feature_partition, h2_feature, ip_prefix, ua_feature
 from pipeline.linking.messages import decode, pack_observations
 from pipeline.linking.observations import TemplateCarry, extract_observations, extract_pairs
 from tests.pipeline.linking.builders import Columns, make_batch
@@ -38,6 +38,10 @@ def reference(batch: Columns, config: LinkingConfig, carry: TemplateCarry) -> Ob
             features.append(f"asn:{int(raw['asn'][i])}")
         if raw["user_agent"][i]:
             features.append(ua_feature(raw["user_agent"][i]))
+        if raw["tls_fingerprint"][i]:
+            features.append("tls:" + raw["tls_fingerprint"][i])
+        if raw["http2_fingerprint"][i]:
+            features.append(h2_feature(raw["http2_fingerprint"][i]))
         for feature in features:
             _keep_first(out, (feature, account), ts, 0)
         sh = int(raw["prompt_simhash"][i])
@@ -92,6 +96,9 @@ def random_batch(rng: np.random.Generator, n: int) -> Columns:
         ua=rng.choice(["", "OpenAI/Python 1.40.0", "curl/8.5.0"], n).tolist(),
         pay=rng.choice(["", "pf_a", "pf_b", "pf_c"], n).tolist(),
         simhash=simhash,
+        tls=rng.choice(["", "t13d1516h2_8daaf6152771_b186095e22b6", "t13d1812h1_85036bcba153_b26ce05bbdd6"],
+                       n).tolist(),
+        h2=rng.choice(["", "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p"], n).tolist(),
     )
 
 
@@ -196,7 +203,8 @@ def test_the_decoders_batches_feed_extraction(config: LinkingConfig) -> None:
 
     events = [
         {**MINIMAL, "event_id": "e1", "account_id": "org-a", "client_ip": "203.0.113.5", "asn": 64500,
-         "user_agent": "curl/8.5.0", "payment_fingerprint": "pf_1", "prompt_simhash": "00000000000000ff"},
+         "user_agent": "curl/8.5.0", "payment_fingerprint": "pf_1", "prompt_simhash": "00000000000000ff",
+         "tls_fingerprint": "t13d1812h1_85036bcba153_b26ce05bbdd6", "http2_fingerprint": "1:65536|0|0|m,a,s,p"},
         {**MINIMAL, "event_id": "e2", "account_id": "org-b", "client_ip": "2001:db8:7:1::9",
          "payment_fingerprint": "pf_1", "prompt_simhash": "10000000000000ff"},
     ]
@@ -205,7 +213,7 @@ def test_the_decoders_batches_feed_extraction(config: LinkingConfig) -> None:
     assert len(decoded) == 2 and not decoded.rejects
     features = {f for f, _ in as_dict(decoded, config)}  # type: ignore[arg-type]
     assert {"pay:pf_1", "ip24:203.0.113", "ip48:2001:db8:7", "asn:64500", ua_feature("curl/8.5.0"),
-            "tpl:0:00ff"} <= features
+            "tpl:0:00ff", "tls:t13d1812h1_85036bcba153_b26ce05bbdd6", h2_feature("1:65536|0|0|m,a,s,p")} <= features
 
 
 def test_factorize_gives_first_seen_order_and_survives_a_hash_collision(monkeypatch: pytest.MonkeyPatch) -> None:

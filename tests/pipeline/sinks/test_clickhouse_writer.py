@@ -75,6 +75,8 @@ def api_calls_batch(n: int = 4) -> Columns:
         "logit_bias_count": (i * 3).astype(np.uint16),
         "stream": np.zeros(n, np.uint8),
         "payment_fingerprint": _cycle(["", "fp-1", "fp-2", ""], n),
+        "tls_fingerprint": _cycle(["t13d1516h2_8daaf6152771_b186095e22b6", ""], n),
+        "http2_fingerprint": _cycle(["1:65536;2:0;4:6291456|15663105|0|m,a,s,p", ""], n),
         "kafka_partition": (i % 4).astype(np.uint16),
         "kafka_offset": (i + 2**40).astype(np.uint64),
     }
