@@ -64,8 +64,19 @@ def test_rules_in_force_flag_exactly_the_accounts_that_alerted_live(demo_db: Dem
     assert live, "the demo run alerted nobody: nothing to compare"
     assert fired(result, ACCOUNT) == live
     # The cluster rule: its members, through the stored cluster versions.
-    cluster_rules = {r.name for r in rules.for_subject(CLUSTER)}
-    assert fired(result, CLUSTER) == alerted(demo_db.client, demo_db.database, cluster_rules)
+    cluster_rules = {r.name: r for r in rules.for_subject(CLUSTER)}
+    replayed, live_cluster = fired(result, CLUSTER), alerted(demo_db.client, demo_db.database, set(cluster_rules))
+    assert replayed <= live_cluster
+    # The one documented difference (docs/alerting.md, backtest): live, a member's `for` runs from when
+    # its links qualified; here from its cluster's first stored version. A member first stored less than
+    # `for` before the end of the scored history fired live only.
+    end_ms = query_rows(demo_db.client, f"SELECT toUnixTimestamp(max(window_start)) * 1000 + 60000 AS ms "
+                                        f"FROM `{demo_db.database}`.signatures_1m")[0]["ms"]
+    for rule, member in sorted(live_cluster - replayed):
+        (first,) = query_rows(demo_db.client, f"SELECT toUnixTimestamp64Milli(min(updated_ts)) AS ms "
+                                              f"FROM `{demo_db.database}`.cluster_history "
+                                              f"WHERE active = 1 AND has(account_ids, {{m:String}})", {"m": member})
+        assert int(first["ms"]) + cluster_rules[rule].rule.for_minutes * 60_000 > int(end_ms), (rule, member)
     # First fires are the live first firings.
     (first,) = query_rows(demo_db.client, f"SELECT account_id, toUnixTimestamp64Milli(min(fired_ts)) AS ms "
                                           f"FROM `{demo_db.database}`.alerts WHERE rule = '{SCORE_RULE}' "
