@@ -204,11 +204,11 @@ def _clients(account_id: str, net: Network, agent_names: list[str], fleet: Fleet
     # Drawn from the account id, not the RNG: the rest of the population stays as it was.
     if fleet is not None:
         return [fleet_client(name, fleet.fleet_id) for name in agent_names]
+    browser = BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))]
     if unit_draw(account_id, "browser") < net.browser:
-        return [client_of(BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))])]
+        return [client_of(browser)]
     clients = [client_of(name) for name in agent_names]
     if unit_draw(account_id, "poses") < net.poses_as_browser:
-        browser = BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))]
         clients = [claiming_browser(c, browser) for c in clients]
     return clients
 

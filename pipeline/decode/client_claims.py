@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -132,8 +131,8 @@ def client_mismatch(user_agents: Sequence[str], tls: Sequence[str], http2: Seque
     if claims.size == n:
         tls_of, h2_of = tls, http2
     else:
-        pick = itemgetter(*claims.tolist())
-        tls_of, h2_of = (pick(tls), pick(http2)) if claims.size > 1 else ([tls[claims[0]]], [http2[claims[0]]])
+        rows = claims.tolist()
+        tls_of, h2_of = [tls[i] for i in rows], [http2[i] for i in rows]
     out[claims] = MISMATCH[engines[claims], _codes(tls_of, _caches[1], tls_code),
                            _codes(h2_of, _caches[2], pseudo_order_code)]
     return out
