@@ -90,12 +90,18 @@ def test_rules_in_force_flag_exactly_the_accounts_that_alerted_live(demo_db: Dem
 @pytest.mark.slow
 @pytest.mark.kafka
 def test_a_lower_threshold_shows_newly_firing_accounts(demo_db: DemoData, tmp_path: Path) -> None:
-    candidate, in_force = load_rules(rules_file(tmp_path, 50)), load_rules()
-    result = run_backtest(demo_db.client, demo_db.database, BacktestOptions(rules=candidate, baseline=in_force))
     sql = f"SELECT account_id, max(score) AS m FROM `{demo_db.database}`.signatures_1m GROUP BY account_id"
     scores = {r["account_id"]: float(r["m"]) for r in query_rows(demo_db.client, sql)}
-    expected_new = sorted(a for a, m in scores.items() if 50 <= m < 70)
-    assert expected_new, "no account scored between 50 and 70 in the demo run"
+    # The candidate threshold comes from the run: how many benign accounts land just below 70 varies
+    # between runs. Halfway between two distinct peaks, so no score sits on the boundary.
+    below = sorted({m for m in scores.values() if 0 < m < 70}, reverse=True)
+    assert below, "every account in the demo run scored 0 or at least 70: nothing to lower the threshold onto"
+    k = min(5, len(below))  # the five highest peaks below 70 become newly firing
+    lower = (below[k - 1] + (below[k] if k < len(below) else 0.0)) / 2
+    candidate, in_force = load_rules(rules_file(tmp_path, lower)), load_rules()
+    result = run_backtest(demo_db.client, demo_db.database, BacktestOptions(rules=candidate, baseline=in_force))
+    expected_new = sorted(a for a, m in scores.items() if lower <= m < 70)
+    assert expected_new
     assert result.newly_firing(SCORE_RULE) == expected_new
     assert result.no_longer_firing(SCORE_RULE) == []
     text = render(result, since="all")
