@@ -8,11 +8,14 @@ contract, ``schemas/event.py``; ``FIELDS`` says how each field travels.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
+
+from schemas.event_rules import RULES, FieldRule
 
 MAGIC: Final = b"DWB1"
 MAGIC_FAMILY: Final = b"DWB"  # any "DWB?" prefix is a batch container; "1" is the version we read
@@ -36,34 +39,31 @@ CODE_OF: Final = {dt: code for code, dt in TYPE_CODES.items()}
 DICT_CODE_TYPES: Final = (5, 6, 7)  # i1, i2, i4; -1 = absent
 
 
-@dataclass(frozen=True)
-class FieldSpec:
+class FieldSpec(NamedTuple):
     name: str
     kind: int  # KIND_NUMERIC or KIND_DICT
     dtype: np.dtype | None  # wire type of a numeric field; None for dictionary strings
     required: bool
 
 
-def _num(name: str, dtype: str, required: bool = False) -> FieldSpec:
-    return FieldSpec(name, KIND_NUMERIC, np.dtype(dtype), required)
+# Wire types from the contract's rules (batch_encoding.md "Fields"); test_batch_format.py pins DWB1 v1.
+_HEX = re.compile(r"\^\[0-9a-f\]\{(\d+)\}\$")  # fixed-width lowercase hex: travels as the number it spells
 
 
-def _str(name: str, required: bool = False) -> FieldSpec:
-    return FieldSpec(name, KIND_DICT, None, required)
+def _spec(r: FieldRule) -> FieldSpec:
+    digits = _HEX.fullmatch(r.pattern or "")
+    if r.type == "string" and not digits:
+        return FieldSpec(r.name, KIND_DICT, None, r.required)
+    lo, hi = (0, 16 ** int(digits[1]) - 1) if digits else (0, 1) if r.type == "boolean" else (r.lo, r.hi)
+    if r.type == "number" or lo is None or hi is None:  # f4: api_calls stores Float32; i8: ts, bounded by its validator
+        dtype = np.dtype("<f4" if r.type == "number" else "<i8")
+    else:  # the narrowest integer type that holds the range (unsigned if it can be)
+        dtype = next(t for t in TYPE_CODES.values() if t.kind != "f" and np.iinfo(t).min <= lo <= hi <= np.iinfo(t).max)
+    return FieldSpec(r.name, KIND_NUMERIC, dtype, r.required)
 
 
-# Contract fields in contract order. Booleans travel as u1 (0/1). prompt_text is
-# never sent: the encoder turns it into the two hashes, like the JSON path does.
-FIELDS: Final[tuple[FieldSpec, ...]] = (
-    _str("event_id", True), _num("ts", "<i8", True), _str("account_id", True), _str("api_key_id", True),
-    _str("client_ip", True), _num("asn", "<u4"), _str("network_type"), _str("country"), _str("user_agent"),
-    _str("endpoint", True), _str("model", True), _num("status", "<u2", True), _num("latency_ms", "<u4"),
-    _num("prompt_tokens", "<u4", True), _num("completion_tokens", "<u4", True), _num("reasoning_tokens", "<u4"),
-    _num("prompt_hash", "<u8"), _num("prompt_simhash", "<u8"), _str("topic"), _num("elicits_reasoning", "<u1"),
-    _num("temperature", "<f4"), _num("top_p", "<f4"), _num("n", "<u2"), _num("max_tokens", "<u4"),
-    _num("logprobs", "<u1"), _num("top_logprobs", "<u1"), _num("logit_bias_count", "<u2"), _num("stream", "<u1"),
-    _str("payment_fingerprint"), _str("tls_fingerprint"), _str("http2_fingerprint"),
-)
+# Not sent: a constant (schema_version: the magic names it) or a carrier (prompt_text: the encoder hashes it).
+FIELDS: Final = tuple(_spec(r) for r in RULES if not r.carrier and (r.choices is None or len(r.choices) > 1))
 FIELD_BY_NAME: Final = {f.name: f for f in FIELDS}
 
 
