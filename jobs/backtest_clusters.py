@@ -24,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts, predicate
 from pipeline.alerting.engine import AlertBatch, AlertSetup
 from pipeline.alerting.rules import CompiledRule
+from pipeline.linking.clusters import member_mean_score
 from pipeline.sinks.clickhouse import query_rows
 from schemas.tables import CLUSTER_HISTORY, SIGNATURES_1M
 
@@ -80,7 +81,7 @@ def facts_of(versions: list[dict[str, Any]], histories: dict[str, _History]) -> 
         seen = [histories[m].at(at) if m in histories else (0.0, 0.0) for m in members]
         scores = [s for s, _ in seen]
         values = {"score": float(v["score"]), "size": float(v["size"]),
-                  "member_mean_score": sum(scores) / max(len(scores), 1), "member_max_score": max(scores, default=0.0),
+                  "member_mean_score": member_mean_score(scores), "member_max_score": max(scores, default=0.0),
                   "calls": sum(c for _, c in seen)}
         yield ClusterFacts(v["cluster_id"], members, values, at, list(v["factor_names"]),
                            [float(p) for p in v["factor_points"]], dict(zip(members, scores, strict=True)))

@@ -21,7 +21,7 @@ import math
 from collections.abc import Collection, Mapping
 
 from pipeline.alerting.cluster_alerts import Predicate, default_predicate
-from pipeline.linking.clusters import Evidence, crossing_ts, pair_strength, score_from_means
+from pipeline.linking.clusters import Evidence, crossing_ts, member_mean_score, pair_strength, score_from_means
 from pipeline.linking.config import LinkingConfig
 
 Staircase = list[list[int]]
@@ -44,20 +44,19 @@ def score_at(steps: Staircase, ts: int) -> int:
 
 
 class _Sets:
-    """Union-find with the running sums the cluster score needs."""
+    """Union-find with the running sums the cluster score needs (member scores are read per group)."""
 
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}
-        self.score_sum: dict[str, float] = {}
         self.calls: dict[str, float] = {}
         self.ramp_sum: dict[str, float] = {}
         self.links: dict[str, float] = {}
 
-    def add(self, x: str, score: float, calls: float) -> None:
+    def add(self, x: str, calls: float) -> None:
         self.parent[x] = x
         self.members[x] = {x}
-        self.score_sum[x], self.calls[x], self.ramp_sum[x], self.links[x] = score, calls, 0.0, 0.0
+        self.calls[x], self.ramp_sum[x], self.links[x] = calls, 0.0, 0.0
 
     def find(self, x: str) -> str:
         while self.parent[x] != x:
@@ -72,7 +71,7 @@ class _Sets:
                 ra, rb = rb, ra
             self.parent[rb] = ra
             self.members[ra] |= self.members.pop(rb)
-            for sums in (self.score_sum, self.calls, self.ramp_sum, self.links):
+            for sums in (self.calls, self.ramp_sum, self.links):
                 sums[ra] += sums.pop(rb)
         self.ramp_sum[ra] += ramp
         self.links[ra] += 1
@@ -97,7 +96,7 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
     score: dict[str, float] = {}
     for m in members:
         state = accounts.get(m, {})
-        sets.add(m, 0.0, float(state.get("calls") or 0))  # type: ignore[arg-type]
+        sets.add(m, float(state.get("calls") or 0))  # type: ignore[arg-type]
         score[m] = 0.0
         for t, value in state.get("steps") or []:  # type: ignore[attr-defined]
             events.append((int(t), 0, m, "", float(value)))
@@ -110,7 +109,6 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
         while i < len(events) and events[i][0] == ts:
             _, order, a, b, value = events[i]
             if order == 0:  # a member's max score rose
-                sets.score_sum[sets.find(a)] += value - score[a]
                 score[a] = value
                 touched.add(a)
             else:
@@ -120,7 +118,7 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
             group = sets.members[root]
             if len(group) < 2 or group <= since.keys():
                 continue
-            mean = sets.score_sum[root] / len(group)
+            mean = member_mean_score([score[m] for m in group])
             links = max(sets.links[root], 1)
             total = score_from_means(len(group), mean, sets.ramp_sum[root] / links, sets.calls[root], policy).score
             values = {"score": total, "size": len(group), "member_mean_score": mean,

@@ -73,11 +73,24 @@ def _ramp(value: float, full_at: float) -> float:
     return min(1.0, max(0.0, value / full_at))
 
 
+TOP_MEMBERS = 3  # the cluster rule's size gate: a campaign has at least three members
+
+
+def member_mean_score(member_max_scores: Collection[float]) -> float:
+    """The mean of the ``TOP_MEMBERS`` highest member max scores (missing members count 0).
+
+    A fleet spread over time zones has members asleep while the awake ones extract: a plain mean
+    waits for the sleepers. A company's accounts on one card are benign, its strongest ones too.
+    Neither a new member nor a rising score lowers it, so a cluster qualifies from one evidence
+    time on, whichever order its members were linked in."""
+    return sum(sorted(member_max_scores, reverse=True)[:TOP_MEMBERS]) / TOP_MEMBERS
+
+
 def score_cluster(size: int, member_max_scores: Sequence[float], link_strengths: Sequence[float], calls: float,
                   config: ClusterConfig) -> ClusterScore:
     link_full = config.factors["link_strength"].full_at
     score = score_from_means(
-        size, sum(member_max_scores) / max(len(member_max_scores), 1),
+        size, member_mean_score(member_max_scores),
         sum(_ramp(s, link_full) for s in link_strengths) / max(len(link_strengths), 1), calls, config,
     )
     return ClusterScore(score.score, score.factors, score.mean_member_score, max(member_max_scores, default=0.0),
@@ -86,7 +99,7 @@ def score_cluster(size: int, member_max_scores: Sequence[float], link_strengths:
 
 def score_from_means(size: int, mean_member: float, mean_link_ramp: float, calls: float,
                      config: ClusterConfig) -> ClusterScore:
-    """The score from aggregates: mean member max score, mean of the links' strength ramps, total calls."""
+    """The score from aggregates: ``member_mean_score``, mean of the links' strength ramps, total calls."""
     f = config.factors
     ramps = {
         "size": _ramp(math.log2(max(size, 1)), math.log2(max(f["size"].full_at, 2.0))),

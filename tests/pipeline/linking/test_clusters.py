@@ -8,7 +8,15 @@ import pytest
 from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.rules import load_rules
 from pipeline.linking.cluster_outputs import RULE_CLUSTER, ClusterTracker
-from pipeline.linking.clusters import Cluster, cluster_id, crossing_ts, describe_cluster, pair_strength, score_cluster
+from pipeline.linking.clusters import (
+    Cluster,
+    cluster_id,
+    crossing_ts,
+    describe_cluster,
+    member_mean_score,
+    pair_strength,
+    score_cluster,
+)
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
 from tests.pipeline.alerting.support import rules_doc, write_yaml
@@ -48,6 +56,18 @@ def test_score_grows_with_size_member_scores_and_links(config: LinkingConfig) ->
     assert score_cluster(2, [10, 10], [2.0], 100, c).score > small.score
     full = score_cluster(50, [100] * 50, [5.0] * 60, 10**9, c)
     assert full.score == 100.0 and full.mean_member_score == 100.0
+
+
+def test_the_member_score_is_the_mean_of_the_three_strongest_members(config: LinkingConfig) -> None:
+    # Half a fleet asleep in another time zone does not hold the awake, extracting half back.
+    assert member_mean_score([80, 70, 60, 5, 5, 5]) == 70.0
+    assert member_mean_score([90, 30]) == 40.0  # missing members count 0
+    assert member_mean_score([]) == 0.0
+    scores = [40.0, 20.0, 10.0]
+    for extra in ([0.0], [0.0, 5.0], [50.0]):  # neither a new member nor a rising score lowers it
+        assert member_mean_score(scores + extra) >= member_mean_score(scores)
+    company = score_cluster(12, [15] + [5] * 11, [1.0] * 11, 5000, config.cluster)  # one busy org, quiet siblings
+    assert company.mean_member_score == pytest.approx(25 / 3, abs=0.01)
 
 
 def no_times(cluster: object, rule: object) -> dict[str, int]:
