@@ -86,7 +86,10 @@ def event_struct(name: str = "EventStruct", *, patterns: bool = True) -> type[ms
     fields: list[Any] = []
     for field, info in ApiCallEvent.model_fields.items():
         kind = _OVERRIDES.get(field) or _translate(info.annotation, list(info.metadata), patterns)
-        fields.append((field, kind) if info.is_required() else (field, kind, info.default))
+        default = info.default
+        if field in DERIVED_FIELDS and default is not None:  # absent is UNSET, so prompt_text can fill it
+            kind, default = Union[kind, msgspec.UnsetType], msgspec.UNSET  # noqa: UP007 (run time)
+        fields.append((field, kind) if info.is_required() else (field, kind, default))
     # kw_only: required and optional fields keep the model's order; gc=False: a batch of
     # events is 50k small objects the cycle collector need not track (they hold no cycles).
     return msgspec.defstruct(name, fields, kw_only=True, gc=False)
@@ -208,14 +211,21 @@ def decode_json_batch_msgspec(values: Sequence[bytes], keys: Sequence[bytes | No
     return _columns(row_events, rows, ip_keys, partitions, offsets, rejects)
 
 
+_UNSET_DEFAULTS = {f: ApiCallEvent.model_fields[f].default for f in DERIVED_FIELDS
+                   if ApiCallEvent.model_fields[f].default is not None}
+
+
 def _derive_from_text(events: list[Event]) -> None:
     # As the model does: the text only carries the derived fields; fill the missing ones, drop it.
     for e in events:
         if e.prompt_text is not None:
-            missing = [name for name in DERIVED_FIELDS if getattr(e, name) is None]
+            missing = [name for name in DERIVED_FIELDS if getattr(e, name) in (None, msgspec.UNSET)]
             for name, value in derive_from_prompt(e.prompt_text, missing).items():
                 setattr(e, name, value)
             e.prompt_text = None
+        for name, default in _UNSET_DEFAULTS.items():
+            if getattr(e, name) is msgspec.UNSET:
+                setattr(e, name, default)
 
 
 def _column(name: str, dtype: type | None, values: list[Any]) -> object:

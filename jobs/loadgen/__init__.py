@@ -3,7 +3,7 @@
 Used live by the demo (through Kafka), offline by the evaluation (JSONL) and by tests.
 """
 
-from jobs.loadgen.archetypes import ARCHETYPES, ATTACKS, BENIGN, Archetype
+from jobs.loadgen.archetypes import ARCHETYPES, ATTACKS, BENIGN, NEW_MODEL, Archetype
 from jobs.loadgen.population import Label
 from jobs.loadgen.render import GeneratedEvent
 from jobs.loadgen.scenario import (
@@ -22,6 +22,7 @@ __all__ = [
     "ATTACKS",
     "BENIGN",
     "DEFAULT_MIX",
+    "NEW_MODEL",
     "Archetype",
     "GeneratedEvent",
     "KafkaDeliveryError",

@@ -1,4 +1,4 @@
-"""Behaviour models of API accounts: eight benign archetypes and seven extraction attacks.
+"""Behaviour models of API accounts: ten benign archetypes and ten extraction attacks.
 
 An archetype is pure data: how often an account calls (rate, daily and weekly shape,
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
@@ -14,6 +14,11 @@ What separates them is the combination.
 
 Choices are ``((value, weight), ...)`` tuples; a value of ``None`` means the field is
 left out of the event, as many clients do.
+
+One model, ``NEW_MODEL``, is released partway through every scenario (at
+``ScenarioConfig.release_fraction`` of its duration): no archetype lists it among its
+models, and no call uses it before the release. Archetypes with a ``Pivot`` move part of
+their traffic to it soon after (a campaign chasing the newest model, and early adopters).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from jobs.loadgen.texts import LANGUAGES
+
 Choice = tuple[tuple[float | None, float], ...]
 
 TOPICS: Final = (
@@ -29,9 +36,11 @@ TOPICS: Final = (
     "summarization", "classification", "translation", "education", "history", "data_extraction",
 )  # fmt: skip
 ENDPOINTS: Final = ("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings")
-MODELS: Final = ("frontier-large", "frontier-mini", "frontier-reasoning", "embed-small")
+MODELS: Final = ("frontier-large", "frontier-mini", "frontier-reasoning", "embed-small", "frontier-2")
 CHAT, RESPONSES, COMPLETIONS, EMBED = range(len(ENDPOINTS))  # indices into ENDPOINTS
-LARGE, MINI, REASONING, EMBED_SMALL = range(len(MODELS))  # indices into MODELS
+LARGE, MINI, REASONING, EMBED_SMALL, NEW = range(len(MODELS))  # indices into MODELS
+NEW_MODEL: Final = MODELS[NEW]  # released partway through the scenario (ScenarioConfig.release_fraction)
+REASONING_MODELS: Final = (REASONING, NEW)  # models that spend hidden reasoning tokens
 
 # Local-time hourly activity shapes (any scale; normalised per account).
 HUMAN: Final = (0.35, 0.2, 0.12, 0.08, 0.07, 0.08, 0.15, 0.35, 0.6, 0.8, 0.9, 1.0,
@@ -101,6 +110,19 @@ class Content:
     topics_per_account: int | None = None  # narrow focus: this many topics per account
     endpoints: Choice = ((CHAT, 1.0),)
     models: Choice = ((LARGE, 0.5), (MINI, 0.5))
+    # Each account writes in one of these languages (jobs/loadgen/texts.py): its events carry
+    # prompt_text and no topic or elicits_reasoning, which the pipeline derives. Empty: English,
+    # classified by the gateway (topic and elicits_reasoning sent, no text).
+    languages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pivot:
+    """Moving traffic to NEW_MODEL after its release; each account draws its own lag and share."""
+
+    share: tuple[float, float]  # of the account's generation calls on NEW_MODEL once it has moved
+    lag_s: tuple[int, int]  # seconds from the release to the move
+    trial: float = 0.05  # share of calls trying NEW_MODEL between the release and the move
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,12 @@ class Archetype:
     # Fleet members bring their own network, card and user agent: only the templates, topics and
     # client stack (TLS and HTTP/2 fingerprints) are the fleet's.
     fleet_own_infra: bool = False
+    pivot: Pivot | None = None  # moves to NEW_MODEL after its release
+
+
+# A campaign and the early adopters move to a new model equally fast (10 to 90 minutes after
+# its release): the timing of the move is not what tells them apart.
+PIVOT_LAG_S: Final = (600, 5400)
 
 
 def _net(**weights: float) -> MappingProxyType[str, float]:
@@ -331,6 +359,52 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         agents=("OpenAI/Python 1.40.0",), payment_missing=0.5),
         status=((200, 0.98), (429, 0.015), (500, 0.005)),
     ),
+    Archetype(
+        name="early_adopter",
+        is_attack=False,
+        summary="chat and coding app that moves most of its traffic to the newly released model within hours "
+        "(hard negative for model_pivot): varied prompts, human timing, streaming, a little reasoning",
+        volume=2.5,
+        volume_sigma=0.6,
+        timing=Timing(hourly=HUMAN, regularity=0.7, weekend=0.7, tz=(-8, -5, 0, 1, 8)),
+        prompts=Prompts(repeat_share=0.05, pool=(30, 150), pool_skew=1.1, templates=(1, 2), template_share=0.5,
+                        flip_bits=11),
+        content=Content(topics=_topics(chat=0.3, code=0.35, writing=0.15, math=0.05, summarization=0.1,
+                                       data_extraction=0.05),
+                        reasoning_share=0.1, prompt_tokens=(450, 0.9), completion_tokens=(320, 0.8),
+                        reasoning_tokens=(1000, 0.8), cot_boost=2.5,
+                        endpoints=((CHAT, 0.8), (RESPONSES, 0.1), (EMBED, 0.1)),
+                        models=((LARGE, 0.55), (MINI, 0.4), (REASONING, 0.05))),
+        sampling=Sampling(temperature=((None, 0.4), (0.2, 0.3), (0.7, 0.3)),
+                          max_tokens=((None, 0.5), (2048, 0.3), (4096, 0.2)), stream=0.8),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 2), ips=(2, 6), skew=0.3, keys=(1, 3),
+                        agents=("OpenAI/NodeJS 4.52.0", "OpenAI/Python 1.40.0"), payment_missing=0.1),
+        status=((200, 0.975), (400, 0.01), (429, 0.01), (500, 0.005)),
+        pivot=Pivot(share=(0.5, 0.85), lag_s=PIVOT_LAG_S),
+    ),
+    Archetype(
+        name="non_english_app",
+        is_attack=False,
+        summary="consumer chat app in one language other than English (hard negative for multilingual sweeps): "
+        "varied everyday prompts, short questions with long answers, human timing, streaming; prompt text sent",
+        volume=1.5,
+        volume_sigma=0.6,
+        timing=Timing(hourly=HUMAN, regularity=0.7, tz=(-3, 1, 2, 3, 8, 9)),
+        prompts=Prompts(repeat_share=0.05, pool=(30, 150), pool_skew=1.1, templates=(1, 2), template_share=0.5,
+                        flip_bits=11),
+        content=Content(topics=_topics(chat=0.35, writing=0.15, education=0.1, translation=0.1, code=0.06,
+                                       medical=0.06, finance=0.06, legal=0.04, history=0.08),
+                        reasoning_share=0.08, prompt_tokens=(120, 0.9), completion_tokens=(900, 0.7),
+                        reasoning_tokens=(1200, 0.8), cot_boost=1.5,
+                        endpoints=((CHAT, 0.95), (RESPONSES, 0.05)),
+                        models=((LARGE, 0.5), (MINI, 0.45), (REASONING, 0.05)), languages=LANGUAGES),
+        sampling=Sampling(temperature=((None, 0.4), (0.7, 0.4), (1.0, 0.2)),
+                          max_tokens=((None, 0.6), (2048, 0.4)), stream=0.85),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 2), ips=(2, 6), skew=0.3, keys=(1, 2),
+                        agents=("OpenAI/NodeJS 4.52.0", "OpenAI/Python 1.40.0", "node-fetch/1.0"),
+                        payment_missing=0.1),
+        status=((200, 0.975), (400, 0.01), (429, 0.008), (500, 0.007)),
+    ),
     # ---------------------------------------------------------------- attacks
     Archetype(
         name="reasoning_harvester",
@@ -488,6 +562,45 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         agents=("python-httpx/0.27.0", "OpenAI/Python 1.40.0")),
         status=((200, 0.97), (429, 0.03)),
     ),
+    Archetype(
+        name="model_pivot",
+        is_attack=True,
+        summary="extraction campaign that moves 70-90% of its traffic to the newly released model 10-90 minutes "
+        "after its release: templated prompts demanding reasoning, long completions, cloud and VPN IPs",
+        volume=3.0,
+        volume_sigma=0.4,
+        timing=Timing(hourly=MILD, regularity=2.0, tz=(0, 3, 8)),
+        prompts=Prompts(repeat_share=0.01, pool=(10, 50), templates=(2, 5), template_share=0.5, flip_bits=6),
+        content=Content(topics=BROAD_TOPICS, topics_per_account=4, reasoning_share=0.55,
+                        prompt_tokens=(240, 0.7), completion_tokens=(650, 0.6), reasoning_tokens=(3000, 0.6),
+                        cot_boost=2.5, endpoints=((CHAT, 0.75), (RESPONSES, 0.25)),
+                        models=((LARGE, 0.6), (REASONING, 0.4))),
+        sampling=Sampling(temperature=((None, 0.3), (0.7, 0.4), (1.0, 0.3)),
+                          max_tokens=((None, 0.3), (4096, 0.4), (8192, 0.3)), stream=0.2),
+        network=Network(types=_net(hosting=0.8, vpn=0.2), prefixes=(1, 2), ips=(2, 6), keys=(2, 4),
+                        agents=("OpenAI/Python 1.40.0", "python-httpx/0.27.0", "aiohttp/3.9.5"),
+                        agents_per_account=(1, 2)),
+        status=((200, 0.96), (429, 0.03), (500, 0.01)),
+        pivot=Pivot(share=(0.7, 0.9), lag_s=PIVOT_LAG_S),
+    ),
+    Archetype(
+        name="multilingual_sweeper",
+        is_attack=True,
+        summary="capability sweep written in a language other than English: thousands of distinct templated "
+        "prompts over several capability areas, most asking for step-by-step reasoning; prompt text, no topics",
+        volume=3.0,
+        timing=Timing(hourly=MILD, regularity=6.0, batch=(500, 3000), duty=0.7, tz=(3, 8, 9)),
+        prompts=Prompts(repeat_share=0.005, pool=(5, 20), templates=(3, 6), template_share=0.9, flip_bits=3.5),
+        content=Content(topics=_topics(math=0.25, code=0.25, science=0.15, legal=0.1, medical=0.1, finance=0.1,
+                                       writing=0.05),
+                        reasoning_share=0.6, prompt_tokens=(250, 0.4), completion_tokens=(600, 0.6),
+                        reasoning_tokens=(2500, 0.6), cot_boost=2.5, endpoints=((CHAT, 0.8), (RESPONSES, 0.2)),
+                        models=((LARGE, 0.6), (REASONING, 0.4)), languages=LANGUAGES),
+        sampling=Sampling(temperature=((0.0, 0.5), (0.3, 0.2), (None, 0.3)), max_tokens=((4096, 0.6), (None, 0.4))),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 3), keys=(1, 2),
+                        agents=("python-httpx/0.27.0", "aiohttp/3.9.5")),
+        status=((200, 0.97), (429, 0.025), (500, 0.005)),
+    ),
 )
 
 # fmt: on
@@ -495,3 +608,15 @@ _ARCHETYPES: tuple[Archetype, ...] = (
 ARCHETYPES: Final[MappingProxyType[str, Archetype]] = MappingProxyType({a.name: a for a in _ARCHETYPES})
 BENIGN: Final = tuple(a.name for a in _ARCHETYPES if not a.is_attack)
 ATTACKS: Final = tuple(a.name for a in _ARCHETYPES if a.is_attack)
+
+
+def _check(archetypes: tuple[Archetype, ...]) -> None:
+    for a in archetypes:
+        if NEW in (m for m, _ in a.content.models):
+            raise ValueError(f"{a.name}: {NEW_MODEL} is released mid-scenario; only a Pivot moves calls to it")
+        unknown = set(a.content.languages) - set(LANGUAGES)
+        if unknown:
+            raise ValueError(f"{a.name}: no prompt text for languages {sorted(unknown)}")
+
+
+_check(_ARCHETYPES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.loadgen.archetypes import EMBED, EMBED_SMALL, REASONING, Choice
+from jobs.loadgen.archetypes import EMBED, EMBED_SMALL, NEW, REASONING_MODELS, Choice, Pivot
 from jobs.loadgen.population import Account
 from jobs.loadgen.prompts import fresh, pick
 from jobs.loadgen.timing import Arrivals, Clock
@@ -45,8 +45,8 @@ EVENT_DTYPE = np.dtype(
 )
 
 # Time to first token and per-token time (ms) of each model in MODELS.
-_FIRST_TOKEN_MS = np.array([450.0, 200.0, 900.0, 40.0])
-_PER_TOKEN_MS = np.array([14.0, 5.0, 11.0, 0.0])
+_FIRST_TOKEN_MS = np.array([450.0, 200.0, 900.0, 40.0, 600.0])
+_PER_TOKEN_MS = np.array([14.0, 5.0, 11.0, 0.0, 9.0])
 _MAX_COMPLETION = 32_768
 _MAX_REASONING = 65_536
 _MIN_CHUNK, _MAX_CHUNK = 32, 16_384
@@ -80,12 +80,15 @@ class _Table:
 class AccountStream:
     """The calls of one account in time order, handed out slice by slice."""
 
-    __slots__ = ("_account", "_address", "_arrivals", "_buffer", "_chunk", "_cursor", "_rng", "_sweep_at",
-                 "_tables", "_times", "next_t")  # fmt: skip
+    __slots__ = ("_account", "_address", "_arrivals", "_buffer", "_chunk", "_cursor", "_release_s", "_rng",
+                 "_sweep_at", "_tables", "_times", "next_t")  # fmt: skip
 
-    def __init__(self, account: Account, *, start_s: float, slice_s: float, duration_s: float) -> None:
+    def __init__(self, account: Account, *, start_s: float, slice_s: float, duration_s: float,
+                 release_s: float) -> None:
+        """``release_s``: when NEW_MODEL is released, in seconds since the start (no call uses it before)."""
         spec = account.archetype
         self._account = account
+        self._release_s = release_s
         self._rng = np.random.default_rng(account.seed)
         clock = Clock(account.profile, start_s)
         self._arrivals = Arrivals(self._rng, clock, account.rate, spec.timing, batch_len=account.batch_len)
@@ -161,6 +164,8 @@ class AccountStream:
         model = tables["model"].draw(rng, n)
         embed = endpoint == EMBED
         model[embed] = EMBED_SMALL
+        if spec.pivot is not None:
+            self._pivot(spec.pivot, t, model, ~embed)
         reason = out["reason"]
         reason &= ~embed
         status = tables["status"].draw(rng, n)
@@ -200,7 +205,7 @@ class AccountStream:
         completion = np.clip(np.rint(completion), 1, _MAX_COMPLETION) * choices
         reasoning = a.reasoning_median * rng.lognormal(0.0, content.reasoning_tokens[1], n)
         reasoning[~reason] /= 6.0
-        reasoning = np.where(model == REASONING, np.clip(np.rint(reasoning), 1, _MAX_REASONING), 0)
+        reasoning = np.where(np.isin(model, REASONING_MODELS), np.clip(np.rint(reasoning), 1, _MAX_REASONING), 0)
         prompt_tokens = out["prompt_tokens"]
         failed = status != 200
         completion[failed | embed] = 0
@@ -234,6 +239,13 @@ class AccountStream:
         out["agent"] = a.agents[pick(rng, a.agent_cum, n)]
         out["ip"] = self._addresses(n)
         return out
+
+    def _pivot(self, pivot: Pivot, t: np.ndarray, model: np.ndarray, generation: np.ndarray) -> None:
+        """Move generation calls to NEW_MODEL: a trickle of trials after its release, the account's share once moved."""
+        a = self._account
+        moved_at = self._release_s + a.pivot_lag_s
+        p = np.where(t >= moved_at, a.pivot_share, np.where(t >= self._release_s, pivot.trial, 0.0))
+        model[generation & (self._rng.random(t.size) < p)] = NEW
 
     def _addresses(self, n: int) -> np.ndarray:
         a, rng = self._account, self._rng

@@ -53,6 +53,9 @@ class Account:
     reasoning_median: float
     seed: np.random.SeedSequence
     rate: float = 0.0  # events per second at activity 1, set once all weights are known
+    language: str | None = None  # prompts written in this language and sent as prompt_text (None: English)
+    pivot_lag_s: float = 0.0  # with a Pivot: seconds from NEW_MODEL's release until the account moves to it
+    pivot_share: float = 0.0  # ... and the share of its generation calls on NEW_MODEL from then on
 
     @property
     def label(self) -> Label:
@@ -273,7 +276,7 @@ def _account(
     address_ids = tables.add_addresses(addresses)
     sigma = archetype.volume_sigma  # mean-one spread of volume between accounts
     agents = tables.client_ids(_clients(account_id, net, agent_names, fleet))
-    return Account(
+    account = Account(
         index=index,
         account_id=account_id,
         archetype=archetype,
@@ -294,6 +297,20 @@ def _account(
         reasoning_median=content.reasoning_tokens[0] * float(rng.lognormal(0.0, 0.2)),
         seed=seed,
     )
+    _set_language_and_pivot(account)
+    return account
+
+
+def _set_language_and_pivot(account: Account) -> None:
+    # Drawn from the account id, not the RNG: the rest of the population stays as it was.
+    spec, account_id = account.archetype, account.account_id
+    languages = spec.content.languages
+    if languages:
+        account.language = languages[int(unit_draw(account_id, "language") * len(languages))]
+    if spec.pivot is not None:
+        (lo_lag, hi_lag), (lo_share, hi_share) = spec.pivot.lag_s, spec.pivot.share
+        account.pivot_lag_s = lo_lag + unit_draw(account_id, "pivot_lag") * (hi_lag - lo_lag)
+        account.pivot_share = lo_share + unit_draw(account_id, "pivot_share") * (hi_share - lo_share)
 
 
 def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from jobs.loadgen.archetypes import ENDPOINTS, MODELS, TOPICS
 from jobs.loadgen.population import Population
+from jobs.loadgen.texts import prompt_text
 
 GeneratedEvent = dict[str, Any]
 
@@ -47,6 +48,8 @@ class Renderer:
         self._account_ids = np.array([a.account_id for a in accounts], dtype=object)
         self._payments = np.array([a.payment for a in accounts], dtype=object)
         self._no_payment = np.array([a.payment is None for a in accounts])
+        self._languages = np.array([a.language for a in accounts], dtype=object)
+        self._writes_text = np.array([a.language is not None for a in accounts])
         self._key_ids = np.array(tables.key_ids, dtype=object)
         self._ips = np.array(tables.ips, dtype=object)
         self._asns = np.array(tables.asns, dtype=object)
@@ -143,10 +146,21 @@ class Renderer:
         _add_where(events, "top_p", batch["top_p"], ~np.isnan(batch["top_p"]))
         _add_where(events, "max_tokens", batch["max_tokens"], batch["max_tokens"] > 0)
         _add_where(events, "top_logprobs", batch["top_logprobs"], batch["top_logprobs"] >= 0)
+        self._add_prompt_text(events, batch)
         if rfc3339_rows is not None:
             for i in rfc3339_rows.tolist():
                 events[i]["ts"] = rfc3339(events[i]["ts"])
         return events
+
+    def _add_prompt_text(self, events: list[GeneratedEvent], batch: np.ndarray) -> None:
+        # Accounts writing in another language: the gateway sends the text and no classification,
+        # so the pipeline derives topic and elicits_reasoning from it (schemas/prompt_derive.py).
+        account = batch["account"]
+        rows = np.flatnonzero(self._writes_text[account])
+        for i, language, phash in zip(rows.tolist(), self._languages[account[rows]].tolist(),
+                                      batch["phash"][rows].tolist(), strict=True):
+            event = events[i]
+            event["prompt_text"] = prompt_text(language, event.pop("topic"), event.pop("elicits_reasoning"), phash)
 
 
 def _add_where(events: list[GeneratedEvent], name: str, column: np.ndarray, present: np.ndarray) -> None:

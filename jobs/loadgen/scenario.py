@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jobs.loadgen.archetypes import ARCHETYPES
+from jobs.loadgen.archetypes import ARCHETYPES, NEW_MODEL
 from jobs.loadgen.behaviour import EVENT_DTYPE, AccountStream, concat
 from jobs.loadgen.population import Label, Population, build_population
 from jobs.loadgen.render import GeneratedEvent, Renderer
@@ -29,6 +29,9 @@ from jobs.loadgen.variation import varied_archetypes
 from schemas.event import TS_MAX_MS, TS_MIN_MS
 
 # Accounts per archetype: mostly benign, a few attackers, one hydra fleet of 12, one template fleet of 12.
+# Two of the attacks and two of the hard negatives belong to the 2026 campaign patterns: moving to a
+# newly released model (model_pivot; early_adopter) and writing in another language
+# (multilingual_sweeper; non_english_app).
 DEFAULT_MIX: Final = MappingProxyType(
     {
         "chat_app": 40,
@@ -47,6 +50,10 @@ DEFAULT_MIX: Final = MappingProxyType(
         "programmatic_scraper": 2,
         "logit_stealer": 1,
         "template_fleet": 12,
+        "early_adopter": 4,
+        "non_english_app": 4,
+        "model_pivot": 2,
+        "multilingual_sweeper": 2,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z
@@ -72,6 +79,8 @@ class ScenarioConfig(BaseModel):
     rfc3339_fraction: float = Field(default=0.0, ge=0, le=1, description="share of events with an RFC 3339 ts string")
     vary_seed: int | None = Field(default=None, ge=0, description="perturb every archetype's parameters "
                                   "from this seed (jobs/loadgen/variation.py); None: the archetypes as defined")
+    release_fraction: float = Field(default=0.5, ge=0, le=1, description=f"{NEW_MODEL} is released at this "
+                                    "fraction of the duration: no call uses it before (see release_s)")
 
     @field_validator("mix")
     @classmethod
@@ -90,6 +99,11 @@ class ScenarioConfig(BaseModel):
         if not TS_MIN_MS <= self.start_ms <= TS_MAX_MS - self.duration_s * 1000 - self.jitter_max_s * 1000:
             raise ValueError("the scenario must lie between 2000-01-01 and 2100-01-01")
         return self
+
+    @property
+    def release_s(self) -> float:
+        """When NEW_MODEL is released, in seconds of event time after ``start_ms``."""
+        return self.duration_s * self.release_fraction
 
     @property
     def expected_events(self) -> int:
@@ -139,7 +153,8 @@ def generate_batches(config: ScenarioConfig) -> Iterator[list[GeneratedEvent]]:
     start_s = config.start_ms / 1000.0
     slice_s = float(np.clip(_EVENTS_PER_SLICE / config.rate_eps, 0.05, 600.0))
     streams = [
-        AccountStream(a, start_s=start_s, slice_s=slice_s, duration_s=config.duration_s) for a in pop.accounts
+        AccountStream(a, start_s=start_s, slice_s=slice_s, duration_s=config.duration_s, release_s=config.release_s)
+        for a in pop.accounts
     ]
     renderer = Renderer(pop, start_ms=config.start_ms, id_prefix=config.fingerprint())
     delivery = np.random.default_rng(np.random.SeedSequence([config.seed, _DELIVERY]))

@@ -2,17 +2,20 @@
 
 The detection was tuned on the default archetypes. A varied scenario draws, from a seed,
 new values for every archetype's numbers (volume, regularity, diurnal shape, batch sizes,
-token sizes, shares, pool and template counts, IP/prefix/key counts, choice weights) and
-a new fleet size and account mix, so thresholds that only fit the default numbers show up.
+token sizes, shares, pool and template counts, IP/prefix/key counts, choice weights, how
+much and how soon traffic moves to the newly released model) and a new fleet size and
+account mix, so thresholds that only fit the default numbers show up.
 
 Each archetype stays recognisably itself: a share moves in log-odds (0 and 1 stay put, so a
 field an archetype never sends stays absent), counts and sizes move by a bounded factor,
 and the qualitative markers (which fields are sent, the sweep order, the network types,
-the user agents, attack or not) are kept. The ranges are in ``RANGES`` and docs/evaluation.md.
+the user agents, the languages prompts are written in, attack or not) are kept. The ranges
+are in ``RANGES`` and docs/evaluation.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +30,7 @@ from jobs.loadgen.archetypes import (
     Choice,
     Content,
     Network,
+    Pivot,
     Prompts,
     Sampling,
     Timing,
@@ -55,6 +59,7 @@ class Ranges:
     tz_shift: int = 2  # every UTC offset moved by up to this many hours
     mix: float = 1.6  # accounts per archetype
     fleet_size: tuple[int, int] = (6, 24)  # accounts per fleet (default 12)
+    pivot_lag: float = 2.0  # time from the new model's release to an account's move to it
 
 
 RANGES: Final = Ranges()
@@ -74,6 +79,13 @@ class _Draw:
             return p
         shifted = math.log(p / (1.0 - p)) + self.rng.uniform(-self.r.log_odds, self.r.log_odds)
         return 1.0 / (1.0 + math.exp(-shifted))
+
+    def shares(self, bounds: tuple[float, float]) -> tuple[float, float]:
+        """Both ends of a range of shares moved by one shift in log-odds."""
+        shift = self.rng.uniform(-self.r.log_odds, self.r.log_odds)
+        lo, hi = (p if p <= 0.0 or p >= 1.0 else 1.0 / (1.0 + math.exp(-(math.log(p / (1.0 - p)) + shift)))
+                  for p in bounds)
+        return lo, hi
 
     def count(self, bounds: tuple[int, int], span: float) -> tuple[int, int]:
         """Both ends scaled by one factor; a zero stays zero, a positive end stays >= 1."""
@@ -133,6 +145,7 @@ _FIELDS: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType({
     Network: {"types": "weights", "prefixes": "count:counts", "ips": "count:counts",
               "switch": "at_most_1:scalar", "skew": "scale:scalar", "ipv6_share": "share",
               "unknown_share": "share", "keys": "count:counts", "payment_missing": "share"},
+    Pivot: {"share": "shares", "lag_s": "count:pivot_lag", "trial": "share"},
     Archetype: {"volume": "scale:volume", "volume_sigma": "scale:sigma", "status": "choice"},
 })
 
@@ -146,6 +159,8 @@ def vary_archetype(a: Archetype, rng: np.random.Generator, ranges: Ranges = RANG
     """A perturbed copy of ``a``: same name, kind and markers, new numbers."""
     d = _Draw(rng, ranges)
     parts = {part: _moved(d, getattr(a, part)) for part in ("timing", "prompts", "content", "sampling", "network")}
+    if a.pivot is not None:
+        parts["pivot"] = _moved(d, a.pivot)
     return replace(_moved(d, a), **parts)
 
 
@@ -153,18 +168,22 @@ def _rng(seed: int, *path: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _BRANCH, *path]))
 
 
+def _stream(name: str) -> int:
+    """An archetype's own stream number, from its name (not its position among the others)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
+
+
 def varied_archetypes(seed: int, ranges: Ranges = RANGES,
                       base: Mapping[str, Archetype] = ARCHETYPES) -> MappingProxyType[str, Archetype]:
     """Every archetype perturbed; each from its own stream, so adding one leaves the others unchanged."""
     return MappingProxyType({
-        name: vary_archetype(a, _rng(seed, index), ranges) for index, (name, a) in enumerate(sorted(base.items()))
+        name: vary_archetype(a, _rng(seed, _stream(name)), ranges) for name, a in sorted(base.items())
     })
 
 
 def mix_factors(seed: int, names: Iterable[str], ranges: Ranges = RANGES) -> dict[str, float]:
-    """A factor on the account count of each archetype (jobs/eval/scenario.py applies it)."""
-    d = _Draw(_rng(seed, 10_000), ranges)
-    return {name: d.factor(ranges.mix) for name in sorted(names)}
+    """A factor on the account count of each archetype (jobs/eval/scenario.py applies it), each from its own stream."""
+    return {name: _Draw(_rng(seed, 10_000, _stream(name)), ranges).factor(ranges.mix) for name in sorted(names)}
 
 
 def varied_fleet_size(seed: int, ranges: Ranges = RANGES) -> int:
