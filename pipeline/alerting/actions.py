@@ -23,7 +23,6 @@ rule's ``action_expires_after`` (null on a lift). docs/alerting.md states this c
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.alerting.rules import ACCOUNT, CLUSTER, RuleSet
 from pipeline.alerting.transitions import FIRING, AlertTransition
+from pipeline.hashing import stable_id
 
 SCHEMA: Final = "distillwatch.action.v1"
 LIFT: Final = "lift"
@@ -54,8 +54,7 @@ def iso_ms(ms: int) -> str:
 
 
 def idempotency_key(rule: str, subject: str, starts_at_ms: int, action: str) -> str:
-    text = f"{rule}\x1f{subject}\x1f{starts_at_ms}\x1f{action}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return stable_id(rule, subject, starts_at_ms, action, size=16)
 
 
 def action_messages(transitions: Iterable[AlertTransition], rules: RuleSet) -> list[ActionMessage]:

@@ -11,12 +11,12 @@ paging for that account and rule until then, unless a later ``confirmed`` verdic
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pipeline.hashing import stable_id
 from pipeline.sinks.clickhouse import ClickHouseWriter, query_rows
 from schemas.tables import ALERT_FEEDBACK
 
@@ -72,8 +72,7 @@ def new_feedback(account_id: str, verdict: str, reason: str, analyst: str, *, ru
         raise ValueError(f"suppress_days: must be > 0, got {suppress_days}")
     now = int(time.time() * 1000) if now_ms is None else int(now_ms)
     until = now + round(suppress_days * _DAY_MS) if verdict == FALSE_POSITIVE else 0
-    text = "\x1f".join((account_id, rule, verdict, reason, analyst, str(now)))
-    feedback_id = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    feedback_id = stable_id(account_id, rule, verdict, reason, analyst, now, size=10)
     return Feedback(feedback_id, now, account_id, rule, verdict, reason, analyst, until)  # type: ignore[arg-type]
 
 

@@ -15,7 +15,6 @@ Thread-safe: ``add`` may run in any thread, the listener must accept calls from 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.alerting.notifiers.base import Notification
 from pipeline.alerting.transitions import FIRING, RESOLVED, AlertTransition, State
+from pipeline.hashing import stable_id
 from pipeline.sinks.batch_outputs import content_token
 from pipeline.sinks.clickhouse import ClickHouseWriter, query_rows
 from schemas.tables import ALERT_NOTIFICATIONS
@@ -69,8 +69,7 @@ class OutboxRow:
 
 def notification_id(t: AlertTransition, notifier: str) -> str:
     """Stable id of one transition for one notifier (the same transition re-added gets the same id)."""
-    text = f"{t.alert_key}\x1f{t.state}\x1f{t.starts_at_ms}\x1f{notifier}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return stable_id(t.alert_key, t.state, t.starts_at_ms, notifier, size=16)
 
 
 Listener = Callable[[Sequence[OutboxRow]], None]

@@ -7,10 +7,11 @@ alert, so ``labels`` must stay the same for one alert from its first firing to i
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from pipeline.hashing import stable_id
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -37,5 +38,4 @@ class AlertTransition:
 
 
 def alert_key(labels: Mapping[str, str]) -> str:
-    text = "\x1f".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return stable_id(*(f"{k}={v}" for k, v in sorted(labels.items())), size=12)

@@ -28,12 +28,12 @@ memberships and hands ``describe_cluster`` the linked pairs of one cluster.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pipeline.hashing import stable_id
 from pipeline.linking.config import ClusterConfig, LinkingConfig
 from pipeline.linking.membership import kind_of
 
@@ -41,7 +41,7 @@ Evidence = dict[str, int]  # feature -> event time (ms) the pair first shared it
 
 
 def cluster_id(members: Iterable[str]) -> str:
-    return "c-" + hashlib.blake2b(min(members).encode(), digest_size=4).hexdigest()
+    return "c-" + stable_id(min(members), size=4)
 
 
 def pair_strength(features: Iterable[str], config: LinkingConfig) -> float:
