@@ -1,4 +1,4 @@
-"""Behaviour models of API accounts: ten benign archetypes and ten extraction attacks.
+"""Behaviour models of API accounts: eleven benign archetypes and eleven extraction attacks.
 
 An archetype is pure data: how often an account calls (rate, daily and weekly shape,
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
@@ -19,6 +19,11 @@ One model, ``NEW_MODEL``, is released partway through every scenario (at
 ``ScenarioConfig.release_fraction`` of its duration): no archetype lists it among its
 models, and no call uses it before the release. Archetypes with a ``Pivot`` move part of
 their traffic to it soon after (a campaign chasing the newest model, and early adopters).
+
+Archetypes with a ``Reseller`` are the accounts of a third-party router: each customer holds an
+account of its own, but every call leaves from the router's egress (a few /24s of one cloud),
+through its one HTTP client, mostly on its card. Most are legitimate customers; a few are
+distillers hiding among them.
 """
 
 from __future__ import annotations
@@ -157,6 +162,19 @@ class Network:
 
 
 @dataclass(frozen=True, slots=True)
+class Reseller:
+    """A third-party router (reseller, proxy) of our API: its customers each get an account, its
+    infrastructure sends every call. Archetypes naming one reseller share it in a scenario."""
+
+    name: str
+    # The router's egress, drawn once: ``prefixes`` /24s, all of one provider of ``types`` (one ASN),
+    # ``ips`` exit addresses every account's calls are spread over, one user agent of ``agents``
+    # (sent through the router's own TLS and HTTP/2 stack).
+    egress: Network
+    card_share: float  # accounts billed to the router's card (the rest are invoiced: no card)
+
+
+@dataclass(frozen=True, slots=True)
 class Archetype:
     name: str
     is_attack: bool
@@ -174,6 +192,8 @@ class Archetype:
     # client stack (TLS and HTTP/2 fingerprints) are the fleet's.
     fleet_own_infra: bool = False
     pivot: Pivot | None = None  # moves to NEW_MODEL after its release
+    # Calls through a reseller: of ``network`` only the keys, switch and skew are the account's own.
+    reseller: Reseller | None = None
 
 
 # A campaign and the early adopters move to a new model equally fast (10 to 90 minutes after
@@ -183,6 +203,18 @@ PIVOT_LAG_S: Final = (600, 5400)
 
 def _net(**weights: float) -> MappingProxyType[str, float]:
     return MappingProxyType(weights)
+
+
+# One router in front of many accounts: load-balanced exits on a handful of cloud /24s, a gateway
+# user agent, and its card on nine accounts in ten.
+ROUTER: Final = Reseller(
+    name="router",
+    egress=Network(types=_net(hosting=1.0), prefixes=(2, 4), ips=(8, 24), unknown_share=0.0,
+                   agents=("llm-relay/2.8.1 undici/6.19.2", "routerd/4.12.0 (+https://router.example/bot)")),
+    card_share=0.9,
+)
+# What a reseller account owns itself: its keys (the egress is the router's).
+_ROUTED: Final = Network(types=_net(hosting=1.0), prefixes=(1, 1), ips=(1, 1), keys=(1, 2))
 
 
 # fmt: off
@@ -405,6 +437,29 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         payment_missing=0.1),
         status=((200, 0.975), (400, 0.01), (429, 0.008), (500, 0.007)),
     ),
+    Archetype(
+        name="reseller_customer",
+        is_attack=False,
+        summary="customer of a third-party router: own account, but calls leave from the router's cloud egress "
+        "through its HTTP client on its card; low-rate chat, coding and summarisation, human timing worldwide",
+        volume=0.1,
+        volume_sigma=0.8,
+        timing=Timing(hourly=HUMAN, regularity=0.7, weekend=0.8, rest_prob=0.03, rest_scale=20,
+                      tz=(-8, -5, -3, 0, 1, 2, 3, 5, 8, 9)),
+        prompts=Prompts(repeat_share=0.05, pool=(20, 100), pool_skew=1.1, templates=(1, 2), template_share=0.5,
+                        flip_bits=11),
+        content=Content(topics=_topics(chat=0.3, code=0.25, summarization=0.15, writing=0.12, translation=0.05,
+                                       data_extraction=0.05, education=0.05, finance=0.03),
+                        topics_per_account=3, reasoning_share=0.08, prompt_tokens=(600, 1.0),
+                        completion_tokens=(280, 0.8), reasoning_tokens=(1000, 0.8), cot_boost=2.0,
+                        endpoints=((CHAT, 0.9), (RESPONSES, 0.1)),
+                        models=((LARGE, 0.4), (MINI, 0.5), (REASONING, 0.1))),
+        sampling=Sampling(temperature=((None, 0.4), (0.2, 0.2), (0.7, 0.3), (1.0, 0.1)),
+                          max_tokens=((None, 0.5), (1024, 0.3), (4096, 0.2)), stream=0.7),
+        network=_ROUTED,
+        status=((200, 0.97), (400, 0.01), (429, 0.01), (500, 0.005), (503, 0.005)),
+        reseller=ROUTER,
+    ),
     # ---------------------------------------------------------------- attacks
     Archetype(
         name="reasoning_harvester",
@@ -601,6 +656,27 @@ _ARCHETYPES: tuple[Archetype, ...] = (
                         agents=("python-httpx/0.27.0", "aiohttp/3.9.5")),
         status=((200, 0.97), (429, 0.025), (500, 0.005)),
     ),
+    Archetype(
+        name="reseller_distiller",
+        is_attack=True,
+        summary="distiller hiding among a router's customers, at a customer's rate: the same egress, client and "
+        "card, but diverse templated prompts over several capability areas demanding step-by-step reasoning, "
+        "long completions, heavy reasoning tokens, around the clock",
+        volume=0.15,
+        volume_sigma=0.4,
+        timing=Timing(hourly=MILD, regularity=1.2, tz=(-5, 0, 3, 8)),
+        prompts=Prompts(repeat_share=0.01, pool=(10, 40), templates=(2, 5), template_share=0.6, flip_bits=6),
+        content=Content(topics=_topics(math=0.25, code=0.2, science=0.15, reasoning=0.15, legal=0.08,
+                                       medical=0.08, finance=0.09),
+                        topics_per_account=5, reasoning_share=0.6, prompt_tokens=(250, 0.7),
+                        completion_tokens=(700, 0.6), reasoning_tokens=(3000, 0.6), cot_boost=2.5,
+                        endpoints=((CHAT, 0.8), (RESPONSES, 0.2)), models=((LARGE, 0.5), (REASONING, 0.5))),
+        sampling=Sampling(temperature=((None, 0.3), (0.7, 0.4), (1.0, 0.3)),
+                          max_tokens=((None, 0.3), (4096, 0.4), (8192, 0.3)), stream=0.3),
+        network=_ROUTED,
+        status=((200, 0.96), (429, 0.03), (500, 0.01)),
+        reseller=ROUTER,
+    ),
 )
 
 # fmt: on
@@ -617,6 +693,11 @@ def _check(archetypes: tuple[Archetype, ...]) -> None:
         unknown = set(a.content.languages) - set(LANGUAGES)
         if unknown:
             raise ValueError(f"{a.name}: no prompt text for languages {sorted(unknown)}")
+        if a.reseller is not None and a.fleet:
+            raise ValueError(f"{a.name}: a reseller's accounts send through its infrastructure, not a fleet's")
+    resellers = {a.reseller.name: a.reseller for a in archetypes if a.reseller is not None}
+    if any(a.reseller not in (None, resellers[a.reseller.name]) for a in archetypes if a.reseller):
+        raise ValueError("archetypes naming one reseller must share its definition")
 
 
 _check(_ARCHETYPES)

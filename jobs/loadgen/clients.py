@@ -5,7 +5,8 @@ ALPN, then two 12-hex hashes; HTTP/2: Akamai's ``SETTINGS|WINDOW_UPDATE|PRIORITY
 order``); none is a measured fingerprint of a real library. What the generator needs of them:
 - every user of one client library sends that library's stack, so a library fingerprint is
   shared by many unrelated accounts (linking retracts it as popular);
-- a fleet runs its own scraping stack (TLS and HTTP/2), shared by its members only;
+- a fleet runs its own scraping stack (TLS and HTTP/2), shared by its members only, and a
+  reseller its own gateway stack, shared by all its accounts;
 - a browser's handshake matches its user agent (ALPN h2, its pseudo-header order), and a
   library claiming to be a browser keeps its library's handshake.
 """
@@ -66,7 +67,8 @@ def client_of(agent: str) -> Client:
 
 
 def fleet_client(agent: str, fleet_id: str) -> Client:
-    """A fleet's own scraping stack (a pinned TLS build, HTTP/2 with its own SETTINGS), shared by its members."""
+    """A fleet's (or a reseller's) own client stack (a pinned TLS build, HTTP/2 with its own SETTINGS),
+    shared by its accounts; ``fleet_id`` names the group."""
     digest = hashlib.blake2b(fleet_id.encode(), digest_size=14).digest()
     window = 1_048_576 + int.from_bytes(digest[12:], "big")
     return Client(agent, f"t13d1710h2_{digest[:6].hex()}_{digest[6:12].hex()}", f"1:4096;4:{window}|{window}|0|m,s,a,p")

@@ -95,26 +95,34 @@ BY_TYPE: dict[str, tuple[Provider, ...]] = {
 
 
 def draw_prefixes(
-    rng: np.random.Generator, network_types: Mapping[str, float], count: int, *, ipv6_share: float = 0.0
+    rng: np.random.Generator, network_types: Mapping[str, float], count: int, *, ipv6_share: float = 0.0,
+    one_provider: bool = False,
 ) -> list[Prefix]:
-    """``count`` distinct prefixes, each from a provider of a type drawn by weight."""
+    """``count`` distinct prefixes, each from a provider of a type drawn by weight.
+
+    ``one_provider``: all from one provider drawn once (one ASN: a service's egress).
+    """
     kinds = list(network_types)
     weights = np.array([network_types[k] for k in kinds], dtype=np.float64)
     weights /= weights.sum()
+    fixed = _provider(rng, kinds, weights) if one_provider else None
     seen: set[str] = set()
     out: list[Prefix] = []
     # Bounded retries: small provider /24 pools may repeat, which is fine to give up on.
     for _ in range(count * 8):
         if len(out) == count:
             break
-        kind = kinds[int(rng.choice(len(kinds), p=weights))]
-        options = BY_TYPE[kind]
-        provider = options[int(rng.integers(len(options)))]
+        provider = fixed or _provider(rng, kinds, weights)
         prefix = _prefix_in(rng, provider, ipv6=provider.ipv6 and rng.random() < ipv6_share)
         if prefix.network not in seen:
             seen.add(prefix.network)
             out.append(prefix)
     return out
+
+
+def _provider(rng: np.random.Generator, kinds: list[str], weights: np.ndarray) -> Provider:
+    options = BY_TYPE[kinds[int(rng.choice(len(kinds), p=weights))]]
+    return options[int(rng.integers(len(options)))]
 
 
 def _prefix_in(rng: np.random.Generator, provider: Provider, *, ipv6: bool) -> Prefix:

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype, Network
+from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype, Network, Reseller
 from jobs.loadgen.clients import BROWSER_AGENTS, Client, claiming_browser, client_of, fleet_client, unit_draw
 from jobs.loadgen.network import Address, Prefix, draw_addresses, draw_prefixes
 from jobs.loadgen.prompts import PromptPool, PromptSource, fresh, random64, zipf_cum
 from jobs.loadgen.timing import Clock, weekly_profile
 
 _SIBLING_SHARE = 0.06  # benign accounts that share a card with another benign account (same company)
-_SETUP, _EVENTS = 0, 1  # SeedSequence branches (scenario uses 2 for delivery)
+_SETUP, _EVENTS, _RESELLERS = 0, 1, 4  # SeedSequence branches (scenario uses 2 for delivery, variation 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class Label:
     archetype: str
     is_attack: bool
     fleet_id: str | None
+    reseller_id: str | None = None  # the router all its calls went through (customers and distillers alike)
 
 
 @dataclass(slots=True)
@@ -56,10 +57,11 @@ class Account:
     language: str | None = None  # prompts written in this language and sent as prompt_text (None: English)
     pivot_lag_s: float = 0.0  # with a Pivot: seconds from NEW_MODEL's release until the account moves to it
     pivot_share: float = 0.0  # ... and the share of its generation calls on NEW_MODEL from then on
+    reseller_id: str | None = None  # calls through this reseller's egress
 
     @property
     def label(self) -> Label:
-        return Label(self.archetype.name, self.archetype.is_attack, self.fleet_id)
+        return Label(self.archetype.name, self.archetype.is_attack, self.fleet_id, self.reseller_id)
 
 
 @dataclass(slots=True)
@@ -108,6 +110,17 @@ class Fleet:
     topics: np.ndarray
 
 
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """A reseller as its accounts' calls show it, drawn once per scenario."""
+
+    reseller_id: str
+    addresses: list[Address]  # exit addresses on a few /24s of one provider, shared by every account
+    agent: str  # its gateway's user agent, sent through its own client stack
+    card: str
+    card_share: float  # accounts billed to ``card``
+
+
 @dataclass(slots=True)
 class Population:
     accounts: list[Account]
@@ -129,6 +142,7 @@ def build_population(
     event_seeds = iter(np.random.SeedSequence([seed, _EVENTS]).spawn(sum(mix.values())))
     tables = Tables()
     ids = _UniqueIds(rng)
+    egresses = _egresses(seed, [archetypes[name] for name in sorted(mix)])
     plan: list[tuple[Archetype, Fleet | None]] = []
     for name in sorted(mix):  # sorted: the same mix in any order gives the same population
         archetype = archetypes[name]
@@ -149,7 +163,8 @@ def build_population(
         member = fleet_members.get(fleet.fleet_id, 0) if fleet else 0
         if fleet:
             fleet_members[fleet.fleet_id] = member + 1
-        accounts.append(_account(rng, index, archetype, fleet, member, tables, ids, next(event_seeds)))
+        egress = egresses[archetype.reseller.name] if archetype.reseller else None
+        accounts.append(_account(rng, index, archetype, (fleet, member, egress), tables, ids, next(event_seeds)))
     _share_sibling_payments(rng, accounts)
     _set_rates(accounts, start_s, duration_s, rate_eps)
     return Population(accounts, tables)
@@ -190,6 +205,24 @@ def _topics(rng: np.random.Generator, archetype: Archetype) -> tuple[np.ndarray,
     return np.array([TOPICS.index(t) for t in names], dtype=np.int16), weights
 
 
+def _egresses(seed: int, archetypes: list[Archetype]) -> dict[str, Egress]:
+    """Every reseller of ``archetypes``, each from its own stream: the rest of the population stays as it was."""
+    resellers: dict[str, Reseller] = {a.reseller.name: a.reseller for a in archetypes if a.reseller is not None}
+    out = {}
+    for name, reseller in sorted(resellers.items()):
+        stream = int(unit_draw(name, "reseller") * 2**32)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, _RESELLERS, stream]))
+        net = reseller.egress
+        prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), ipv6_share=net.ipv6_share,
+                                 one_provider=True)
+        addresses = draw_addresses(rng, prefixes, max(len(prefixes), _between(rng, net.ips)),
+                                   unknown_share=net.unknown_share)
+        agent = net.agents[int(rng.integers(len(net.agents)))]
+        reseller_id = f"reseller-{int(rng.integers(0, 16**6)):06x}"
+        out[name] = Egress(reseller_id, addresses, agent, _payment(rng), reseller.card_share)
+    return out
+
+
 def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: int) -> Fleet:
     net = archetype.network
     prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes))
@@ -203,10 +236,11 @@ def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: 
     return Fleet(fleet_id, prefixes, addresses, payments, agent, templates, template_tokens, topics)
 
 
-def _clients(account_id: str, net: Network, agent_names: list[str], fleet: Fleet | None) -> list[Client]:
+def _clients(account_id: str, net: Network, agent_names: list[str], stack: str | None) -> list[Client]:
+    """``stack``: the fleet or reseller whose own client stack sends the calls (None: the library's)."""
     # Drawn from the account id, not the RNG: the rest of the population stays as it was.
-    if fleet is not None:
-        return [fleet_client(name, fleet.fleet_id) for name in agent_names]
+    if stack is not None:
+        return [fleet_client(name, stack) for name in agent_names]
     browser = BROWSER_AGENTS[int(unit_draw(account_id, "which") * len(BROWSER_AGENTS))]
     if unit_draw(account_id, "browser") < net.browser:
         return [client_of(browser)]
@@ -225,22 +259,26 @@ def _account(
     rng: np.random.Generator,
     index: int,
     archetype: Archetype,
-    fleet: Fleet | None,
-    member: int,
+    group: tuple[Fleet | None, int, Egress | None],  # its fleet and member number, its reseller
     tables: Tables,
     ids: _UniqueIds,
     seed: np.random.SeedSequence,
 ) -> Account:
     net, content, prompts, timing = archetype.network, archetype.content, archetype.prompts, archetype.timing
+    fleet, member, egress = group
     account_id = ids.new("org-", 12)
     keys = tables.add_keys([ids.new("key-", 10) for _ in range(_between(rng, net.keys))])
+    if egress is not None:  # the reseller's exits, gateway and (mostly) card; its own keys and prompts
+        addresses, agent_names = egress.addresses, [egress.agent]
+        payment = egress.card if rng.random() < egress.card_share else None
     if fleet is None or archetype.fleet_own_infra:
-        prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), ipv6_share=net.ipv6_share)
-        addresses = draw_addresses(rng, prefixes, _between(rng, net.ips), unknown_share=net.unknown_share)
-        chosen = rng.choice(len(net.agents), size=min(len(net.agents), _between(rng, net.agents_per_account)),
-                            replace=False)
-        agent_names = [net.agents[int(i)] for i in chosen]
-        payment = None if rng.random() < net.payment_missing else _payment(rng)
+        if egress is None:
+            prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), ipv6_share=net.ipv6_share)
+            addresses = draw_addresses(rng, prefixes, _between(rng, net.ips), unknown_share=net.unknown_share)
+            chosen = rng.choice(len(net.agents), size=min(len(net.agents), _between(rng, net.agents_per_account)),
+                                replace=False)
+            agent_names = [net.agents[int(i)] for i in chosen]
+            payment = None if rng.random() < net.payment_missing else _payment(rng)
         templates, template_tokens = _templates(rng, archetype)
         topics, topic_weights = _topics(rng, archetype)
         if fleet is not None:  # the campaign's prompts, sent from the member's own infrastructure
@@ -275,7 +313,8 @@ def _account(
         batch_len = 0
     address_ids = tables.add_addresses(addresses)
     sigma = archetype.volume_sigma  # mean-one spread of volume between accounts
-    agents = tables.client_ids(_clients(account_id, net, agent_names, fleet))
+    stack = fleet.fleet_id if fleet else egress.reseller_id if egress else None
+    agents = tables.client_ids(_clients(account_id, net, agent_names, stack))
     account = Account(
         index=index,
         account_id=account_id,
@@ -296,6 +335,7 @@ def _account(
         completion_median=content.completion_tokens[0] * float(rng.lognormal(0.0, 0.25)),
         reasoning_median=content.reasoning_tokens[0] * float(rng.lognormal(0.0, 0.2)),
         seed=seed,
+        reseller_id=egress.reseller_id if egress else None,
     )
     _set_language_and_pivot(account)
     return account
@@ -315,7 +355,8 @@ def _set_language_and_pivot(account: Account) -> None:
 
 def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -> None:
     # A company with several organisations pays with one card: a benign shared fingerprint.
-    benign = [a for a in accounts if not a.archetype.is_attack and a.payment is not None]
+    # A reseller's customers already share its card.
+    benign = [a for a in accounts if not a.archetype.is_attack and a.payment is not None and a.reseller_id is None]
     pairs = int(len(benign) * _SIBLING_SHARE) // 2
     chosen = rng.permutation(len(benign))[: pairs * 2]
     for first, second in zip(chosen[::2], chosen[1::2], strict=True):

@@ -31,7 +31,8 @@ from schemas.event import TS_MAX_MS, TS_MIN_MS
 # Accounts per archetype: mostly benign, a few attackers, one hydra fleet of 12, one template fleet of 12.
 # Two of the attacks and two of the hard negatives belong to the 2026 campaign patterns: moving to a
 # newly released model (model_pivot; early_adopter) and writing in another language
-# (multilingual_sweeper; non_english_app).
+# (multilingual_sweeper; non_english_app). One reseller fronts 64 accounts: 60 low-rate legitimate customers
+# and 4 distillers calling at a customer's rate (its thousands of accounts: a larger mix, e.g. eval --mix-scale 20).
 DEFAULT_MIX: Final = MappingProxyType(
     {
         "chat_app": 40,
@@ -54,6 +55,8 @@ DEFAULT_MIX: Final = MappingProxyType(
         "non_english_app": 4,
         "model_pivot": 2,
         "multilingual_sweeper": 2,
+        "reseller_customer": 60,
+        "reseller_distiller": 4,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z
@@ -128,12 +131,12 @@ def population(config: ScenarioConfig) -> Population:
 
 
 def labels(config: ScenarioConfig) -> dict[str, Label]:
-    """Ground truth per account id: archetype, attack or not, fleet id."""
+    """Ground truth per account id: archetype, attack or not, fleet id, reseller id."""
     return population(config).labels()
 
 
 def write_labels(config: ScenarioConfig, path: Path | str) -> int:
-    """Write ``{account_id: {archetype, is_attack, fleet_id}}`` as JSON; returns the account count."""
+    """Write ``{account_id: {archetype, is_attack, fleet_id, reseller_id}}`` as JSON; returns the account count."""
     mapping = {account_id: asdict(label) for account_id, label in sorted(labels(config).items())}
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

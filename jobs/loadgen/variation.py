@@ -3,8 +3,9 @@
 The detection was tuned on the default archetypes. A varied scenario draws, from a seed,
 new values for every archetype's numbers (volume, regularity, diurnal shape, batch sizes,
 token sizes, shares, pool and template counts, IP/prefix/key counts, choice weights, how
-much and how soon traffic moves to the newly released model) and a new fleet size and
-account mix, so thresholds that only fit the default numbers show up.
+much and how soon traffic moves to the newly released model, a reseller's egress size and
+card share) and a new fleet size and account mix, so thresholds that only fit the default
+numbers show up.
 
 Each archetype stays recognisably itself: a share moves in log-odds (0 and 1 stay put, so a
 field an archetype never sends stays absent), counts and sizes move by a bounded factor,
@@ -32,6 +33,7 @@ from jobs.loadgen.archetypes import (
     Network,
     Pivot,
     Prompts,
+    Reseller,
     Sampling,
     Timing,
 )
@@ -146,6 +148,7 @@ _FIELDS: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType({
               "switch": "at_most_1:scalar", "skew": "scale:scalar", "ipv6_share": "share",
               "unknown_share": "share", "keys": "count:counts", "payment_missing": "share"},
     Pivot: {"share": "shares", "lag_s": "count:pivot_lag", "trial": "share"},
+    Reseller: {"card_share": "share"},
     Archetype: {"volume": "scale:volume", "volume_sigma": "scale:sigma", "status": "choice"},
 })
 
@@ -164,6 +167,12 @@ def vary_archetype(a: Archetype, rng: np.random.Generator, ranges: Ranges = RANG
     return replace(_moved(d, a), **parts)
 
 
+def vary_reseller(r: Reseller, rng: np.random.Generator, ranges: Ranges = RANGES) -> Reseller:
+    """A perturbed copy of ``r``: its egress (/24s, exit addresses) and card share; same provider type and agents."""
+    d = _Draw(rng, ranges)
+    return replace(_moved(d, r), egress=_moved(d, r.egress))
+
+
 def _rng(seed: int, *path: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, _BRANCH, *path]))
 
@@ -175,9 +184,16 @@ def _stream(name: str) -> int:
 
 def varied_archetypes(seed: int, ranges: Ranges = RANGES,
                       base: Mapping[str, Archetype] = ARCHETYPES) -> MappingProxyType[str, Archetype]:
-    """Every archetype perturbed; each from its own stream, so adding one leaves the others unchanged."""
+    """Every archetype perturbed; each from its own stream, so adding one leaves the others unchanged.
+
+    A reseller is varied once, from its own stream, and stays shared by the archetypes naming it.
+    """
+    resellers = {a.reseller.name: a.reseller for a in base.values() if a.reseller is not None}
+    moved = {name: vary_reseller(r, _rng(seed, _stream(f"reseller:{name}")), ranges)
+             for name, r in sorted(resellers.items())}
+    varied = {name: vary_archetype(a, _rng(seed, _stream(name)), ranges) for name, a in sorted(base.items())}
     return MappingProxyType({
-        name: vary_archetype(a, _rng(seed, _stream(name)), ranges) for name, a in sorted(base.items())
+        name: a if a.reseller is None else replace(a, reseller=moved[a.reseller.name]) for name, a in varied.items()
     })
 
 

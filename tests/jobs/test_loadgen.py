@@ -166,6 +166,7 @@ def test_write_labels_round_trips(tmp_path: Path) -> None:
             "archetype": label.archetype,
             "is_attack": label.is_attack,
             "fleet_id": label.fleet_id,
+            "reseller_id": label.reseller_id,
         }
 
 
@@ -229,11 +230,14 @@ def test_hydra_fleet_shares_payment_prefixes_agent_and_stays_quiet(by_archetype:
 
 
 def test_benign_accounts_rarely_share_payment_and_never_with_attackers(truth: dict, events: list) -> None:
+    # Except behind a reseller, whose card pays for customers and distillers alike (test_loadgen_reseller.py).
     owners: dict[str, set[str]] = defaultdict(set)
     for e in events:
         if "payment_fingerprint" in e:
             owners[e["payment_fingerprint"]].add(e["account_id"])
-    shared = [accounts for accounts in owners.values() if len(accounts) > 1]
+    routers = [a for a in owners.values() if all(truth[x].reseller_id for x in a)]
+    assert len(routers) == 1 and {truth[x].is_attack for x in routers[0]} == {True, False}
+    shared = [accounts for accounts in owners.values() if len(accounts) > 1 and accounts not in routers]
     benign_shared = [a for a in shared if not any(truth[x].is_attack for x in a)]
     assert benign_shared, "sibling organisations paying with one card are a hard negative"
     assert all(len(a) == 2 for a in benign_shared)
