@@ -5,7 +5,9 @@ order, column values and dtypes, rejects with reason, field, bytes and detail);
 the differential tests hold it to that. The batch is joined into one buffer and
 scanned by ``pipeline.kernels.json_scan.scan_events``; per message it either
 decides (valid / rejected), leaves a cheap check to Python (IPv6 addresses,
-floats that need exact rounding) or falls back to ``pydantic_path.decode_one``.
+floats that need exact rounding), leaves the fields ``prompt_text`` derives to
+Python (``PEND_DERIVE``: the whole batch's at once, each distinct text once, with
+``schemas.prompt_derive.derive_many``) or falls back to ``pydantic_path.decode_one``.
 
 String columns are built per distinct value, not per event: the scanner interns
 them (``pipeline.kernels.intern``), each distinct value is decoded once (one
@@ -29,6 +31,7 @@ from pipeline.kernels import event_spec as spec
 from pipeline.kernels.json_scan import scan_events
 from schemas.event import ApiCallEvent
 from schemas.event_rules import message
+from schemas.prompt_derive import DERIVED_FIELDS, derive_many
 
 # Row of each output column in the scanner's arrays.
 _I = {spec.FIELD_NAMES[f]: r for r, f in enumerate(spec.INT_FIELDS)}
@@ -45,7 +48,7 @@ class PathCounts:
     """How the messages of a batch were decided: it is the throughput story."""
 
     fast: int = 0  # by the scanner alone
-    pending: int = 0  # by the scanner plus a cheap Python check (IPv6, float rounding)
+    pending: int = 0  # by the scanner plus Python: a cheap check (IPv6, float rounding), or prompt_text derivation
     fallback: int = 0  # by pydantic
 
     def add(self, other: PathCounts) -> None:
@@ -72,8 +75,8 @@ class _Scan:
         starts = np.zeros(n, np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         (self.status, self.err_field, self.err_code, self.err_count, self.pend, self.ints, self.uints,
-         self.floats, self.str_ids, arena, self.num_start, self.num_end) = scan_events(
-            buf, starts, lens, int(max_message_bytes), int(max_ts_ms))
+         self.floats, self.str_ids, arena, self.num_start, self.num_end, self.missing, self.text_start,
+         self.text_end, self.scratch) = scan_events(buf, starts, lens, int(max_message_bytes), int(max_ts_ms))
         # Every distinct string of the batch, decoded once; id 0 is "".
         self.distinct = np.array(arena.tobytes().decode().split("\x00"), dtype=object)
         self.max_ts_ms = max_ts_ms
@@ -101,6 +104,38 @@ class _Scan:
                 self.floats[row, i] = x
         self.status[i] = spec.S_FUTURE if self.ints[_I["ts"], i] > self.max_ts_ms else spec.S_OK
         return ip_text
+
+    def resolve_derive_only(self, rows: np.ndarray) -> None:
+        """S_PENDING rows with nothing but PEND_DERIVE: valid, so in the future or kept (derivation cannot fail)."""
+        future = self.ints[_I["ts"], rows] > self.max_ts_ms
+        self.status[rows] = np.where(future, spec.S_FUTURE, spec.S_OK)
+
+    def derive(self, rows: np.ndarray) -> None:
+        """Fill the derived fields the rows lack from their prompt_text, as the model does.
+
+        Each distinct text is derived once, for every field some row lacks; a row takes
+        only the fields it lacks (the others keep the values it carried).
+        """
+        nb = len(self.joined)
+        scratch = self.scratch.tobytes() if (self.text_start[rows] >= nb).any() else b""
+        index: dict[bytes, int] = {}
+        text_of = np.fromiter(
+            (index.setdefault(self.joined[s:e] if s < nb else scratch[s - nb:e - nb], len(index))
+             for s, e in zip(self.text_start[rows].tolist(), self.text_end[rows].tolist(), strict=True)),
+            np.int64, rows.size)
+        lacks = {name: (self.missing[rows] >> j) & 1 == 1 for j, name in enumerate(DERIVED_FIELDS)}
+        fields = [name for name in DERIVED_FIELDS if lacks[name].any()]
+        values = derive_many([raw.decode() for raw in index], fields)  # the scanner checked the UTF-8
+        for name in fields:
+            at, of = rows[lacks[name]], text_of[lacks[name]]
+            if name in _U:  # the hashes
+                self.uints[_U[name], at] = np.array([hex64(str(h)) for h in values[name]], np.uint64)[of]
+            elif name in _I:  # elicits_reasoning
+                self.ints[_I[name], at] = np.array(values[name], np.int64)[of]
+            else:  # topic: its values join the distinct strings
+                names, ids = np.unique(np.array(values[name], dtype=object), return_inverse=True)
+                self.str_ids[_STR[name], at] = len(self.distinct) + ids[of]
+                self.distinct = np.concatenate([self.distinct, names])
 
     def write_event(self, i: int, e: ApiCallEvent) -> None:
         """Put a pydantic-decoded event's values into row i of the scanner's columns."""
@@ -138,12 +173,16 @@ def decode_json_batch_fast(
     status = scan.status
     counts = PathCounts()
     ip_patch: dict[int, str] = {}
+    pending = np.flatnonzero(status == spec.S_PENDING)
+    scan.resolve_derive_only(pending[scan.pend[pending] == spec.PEND_DERIVE])
     for i in np.flatnonzero(status == spec.S_PENDING).tolist():
         ip_text = scan.resolve_pending(i)
-        if status[i] != spec.S_FALLBACK:
-            counts.pending += 1
         if ip_text is not None and status[i] == spec.S_OK:
             ip_patch[i] = ip_text
+    counts.pending = int(np.count_nonzero(status[pending] != spec.S_FALLBACK))
+    derive = pending[(scan.pend[pending] & spec.PEND_DERIVE != 0) & (status[pending] == spec.S_OK)]
+    if derive.size:
+        scan.derive(derive)
     slow_events: dict[int, ApiCallEvent] = {}
     slow_rejects: dict[int, Rejected] = {}
     for i in np.flatnonzero(status == spec.S_FALLBACK).tolist():

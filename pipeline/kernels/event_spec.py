@@ -25,10 +25,10 @@ from schemas.tables import API_CALLS
 # --- the contract's fields, in model order (pydantic reports errors in this order) ----
 FIELD_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 NF = len(FIELD_NAMES)
-F_CLIENT_IP, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_TEMPERATURE, F_TOP_P, F_TS = map(
-    FIELD_NAMES.index, ("client_ip", "prompt_hash", "prompt_simhash", "temperature", "top_p", "ts"))
-# What prompt_text derives when the event lacks it (schemas.prompt_derive): such an
-# event goes to the pydantic path, which derives it.
+F_CLIENT_IP, F_PROMPT_HASH, F_PROMPT_SIMHASH, F_PROMPT_TEXT, F_TEMPERATURE, F_TOP_P, F_TS = map(
+    FIELD_NAMES.index, ("client_ip", "prompt_hash", "prompt_simhash", "prompt_text", "temperature", "top_p", "ts"))
+# What prompt_text derives when the event lacks it (schemas.prompt_derive), in DERIVED_FIELDS
+# order: bit j of a row's ``missing`` mask is DERIVED[j] (Python derives those, PEND_DERIVE).
 DERIVED = np.array([FIELD_NAMES.index(name) for name in DERIVED_FIELDS], np.int64)
 
 # Field kinds: how a value is judged.
@@ -84,8 +84,8 @@ STR_UNIQUE = np.array([FIELD_NAMES[f] == "event_id" for f in STR_FIELDS], np.boo
 
 # Message status.
 S_OK, S_PENDING, S_REJECT, S_FUTURE, S_OVERSIZED, S_FALLBACK = range(6)
-# Pending bits: what Python still has to judge for an S_PENDING message.
-PEND_IP, PEND_TEMPERATURE, PEND_TOP_P = 1, 2, 4
+# Pending bits: what Python still has to judge (or, PEND_DERIVE, derive) for an S_PENDING message.
+PEND_IP, PEND_TEMPERATURE, PEND_TOP_P, PEND_DERIVE = 1, 2, 4, 8
 
 # Error codes: how a field failed (``schemas.event_rules.FAILURES``; fast_json words them as pydantic does).
 ERRORS = ("none", "missing", "int_type", "ge", "le", "str_type", "too_short", "too_long", "pattern", "literal",

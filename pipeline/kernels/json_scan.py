@@ -12,11 +12,13 @@ status:
 - ``S_FUTURE``: valid but stamped later than ``max_ts_ms``.
 - ``S_PENDING``: valid if a value only Python can judge cheaply is valid (an IPv6
   ``client_ip``, a float the exact fast path cannot round); ``PEND_*`` bits say which.
+  ``PEND_DERIVE``: valid, and ``prompt_text`` must give the derived fields the event
+  lacks (absent or null; ``missing`` says which, ``text_start``/``text_end`` where the
+  unescaped text is): Python derives them (``schemas.prompt_derive.derive_many``).
 - ``S_OVERSIZED``: longer than ``max_bytes``.
 - ``S_FALLBACK``: anything not decided with certainty here (invalid JSON, escaped
-  keys, NaN/Infinity, long numbers, unusual timestamp forms, ``prompt_text`` from
-  which a missing hash, topic or elicits_reasoning must be derived, …): the caller
-  runs the pydantic path on it.
+  keys, NaN/Infinity, long numbers, unusual timestamp forms, …): the caller runs the
+  pydantic path on it.
 
 The rule is: decide only what is certain, fall back on everything else. The
 differential tests compare this path with pydantic on generated input.
@@ -51,6 +53,7 @@ from pipeline.kernels.event_spec import (
     DERIVED,
     E_MISSING,
     F_CLIENT_IP,
+    F_PROMPT_TEXT,
     F_TEMPERATURE,
     F_TS,
     FLOAT_FIELDS,
@@ -59,6 +62,7 @@ from pipeline.kernels.event_spec import (
     KEY_OFFSETS,
     KEY_SLOTS,
     NF,
+    PEND_DERIVE,
     PEND_IP,
     PEND_TEMPERATURE,
     PEND_TOP_P,
@@ -250,7 +254,8 @@ def _intern_span(src, s, e, unique, table, mask, d_hash, d_start, d_len, arena, 
 
 
 # Output and work arrays of one scan, grouped (scan_events allocates them, _scan fills them).
-_Out = namedtuple("_Out", "status err_field err_code err_count pend ints uints floats num_start num_end str_ids")
+_Out = namedtuple("_Out", "status err_field err_code err_count pend ints uints floats num_start num_end str_ids "
+                         "missing text_start text_end")
 _Strings = namedtuple("_Strings", "arena d_start d_len d_hash")
 _Work = namedtuple("_Work", "vt res code iv fv uv ss se ps pe after")
 
@@ -259,7 +264,7 @@ _Work = namedtuple("_Work", "vt res code iv fv uv ss se ps pe after")
 # scan_events holds every array argument until the call returns.
 @njit(cache=True, nogil=True)
 def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings, work):
-    """scan_events' loop. Returns the arena's end, and the intern table so that it outlives its pointer."""
+    """scan_events' loop. Returns the arena's and scratch's ends, and the intern table (to outlive its pointer)."""
     n = starts.size
     nb = buf.size
     ns = len(STR_FIELDS)
@@ -294,7 +299,7 @@ def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings,
             continue
         # Combine in model order: the first failing field is pydantic's first error.
         unsure = False
-        derive = False
+        derive = False  # a valid prompt_text
         pending = 0
         n_err = 0
         for f in range(NF):
@@ -314,10 +319,7 @@ def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings,
             elif r == R_PENDING:
                 pending |= PEND_IP if f == F_CLIENT_IP else (PEND_TEMPERATURE if f == F_TEMPERATURE else PEND_TOP_P)
             elif r == R_DERIVE:
-                # prompt_text only matters when a derived field is absent or null: then Python derives it.
-                for d in DERIVED:
-                    if vt_[d] == V_MISSING or vt_[d] == V_NULL:
-                        derive = True
+                derive = True
         if unsure or (pending and n_err):
             status[i] = S_FALLBACK  # the error count or the first error is not certain
             continue
@@ -326,8 +328,16 @@ def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings,
             err_count[i] = n_err
             continue
         if derive:
-            status[i] = S_FALLBACK
-            continue
+            # prompt_text only matters when a derived field is absent or null: Python derives those
+            # from the text, which is buf[s:e] (or scratch[s - nb:e - nb] when it had escapes).
+            lack = 0
+            for j in range(DERIVED.size):
+                if vt_[DERIVED[j]] == V_MISSING or vt_[DERIVED[j]] == V_NULL:
+                    lack |= 1 << j
+            if lack:
+                pending |= PEND_DERIVE
+                out.missing[i] = lack
+                out.text_start[i], out.text_end[i] = ss_[F_PROMPT_TEXT], se_[F_PROMPT_TEXT]
         for r in range(len(INT_FIELDS)):
             ints[r, i] = iv_[INT_FIELDS[r]]
         for r in range(len(UINT_FIELDS)):
@@ -359,7 +369,7 @@ def _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, stack, out, strings,
             status[i] = S_FUTURE
         else:
             status[i] = S_OK
-    return q, table
+    return q, sp, table
 
 
 @njit(cache=True, nogil=True)
@@ -367,11 +377,15 @@ def scan_events(buf, starts, lens, max_bytes, max_ts_ms):
     """Parse and judge every message of a batch.
 
     Returns (status, err_field, err_code, err_count, pend, ints, uints, floats,
-    str_ids, arena, num_start, num_end): per message its status and, for S_REJECT,
-    the first failing field, its code and how many fields fail; for S_PENDING the
-    PEND_* bits; column rows in the order of INT_FIELDS / UINT_FIELDS / FLOAT_FIELDS / STR_FIELDS (strings as
-    distinct ids: value d is the d-th NUL-separated piece of ``arena``, 0 is "");
-    the number token spans of the float fields (for pending floats).
+    str_ids, arena, num_start, num_end, missing, text_start, text_end, scratch): per
+    message its status and, for S_REJECT, the first failing field, its code and how
+    many fields fail; for S_PENDING the PEND_* bits; column rows in the order of
+    INT_FIELDS / UINT_FIELDS / FLOAT_FIELDS / STR_FIELDS (strings as distinct ids: value
+    d is the d-th NUL-separated piece of ``arena``, 0 is ""); the number token spans of
+    the float fields (for pending floats); for PEND_DERIVE, the bits of the DERIVED
+    fields the event lacks and the span of its prompt_text (UTF-8, unescaped: in
+    ``buf``, or at ``buf.size + offset`` in ``scratch`` when it had escapes). Derived
+    fields the event lacks hold their defaults (0, "", false) until Python fills them.
     """
     n = starts.size
     nb = buf.size
@@ -383,6 +397,7 @@ def scan_events(buf, starts, lens, max_bytes, max_ts_ms):
         np.zeros(n, np.int8), np.empty((len(INT_FIELDS), n), np.int64), np.empty((len(UINT_FIELDS), n), np.uint64),
         np.empty((len(FLOAT_FIELDS), n), np.float64), np.empty((len(FLOAT_FIELDS), n), np.int64),
         np.empty((len(FLOAT_FIELDS), n), np.int64), np.empty((ns, n), np.int32),
+        np.zeros(n, np.int8), np.empty(n, np.int64), np.empty(n, np.int64),
     )
     # Interning: at worst every string is distinct (its bytes plus a separator).
     strings = _Strings(np.empty(nb + ns * n + 16, np.uint8), np.empty(ns * n + 1, np.int64),
@@ -391,10 +406,12 @@ def scan_events(buf, starts, lens, max_bytes, max_ts_ms):
     work = _Work(np.zeros(NF, np.int8), np.zeros(NF, np.int8), np.zeros(NF, np.int8), np.zeros(NF, np.int64),
                  np.zeros(NF, np.float64), np.zeros(NF, np.uint64), np.zeros(NF, np.int64), np.zeros(NF, np.int64),
                  np.zeros(NF, np.int64), np.zeros(NF, np.int64), np.full(NF + 1, -1, np.int64))
-    q, _ = _scan(buf, starts, lens, max_bytes, max_ts_ms, np.empty(nb + 8, np.uint8),
-                 np.zeros(MAX_DEPTH + 1, np.uint8), out, strings, work)
+    scratch = np.empty(nb + 8, np.uint8)
+    q, sp, _ = _scan(buf, starts, lens, max_bytes, max_ts_ms, scratch, np.zeros(MAX_DEPTH + 1, np.uint8), out,
+                     strings, work)
     return (out.status, out.err_field, out.err_code, out.err_count, out.pend, out.ints, out.uints, out.floats,
-            out.str_ids, strings.arena[:q], out.num_start, out.num_end)
+            out.str_ids, strings.arena[:q], out.num_start, out.num_end, out.missing, out.text_start, out.text_end,
+            scratch[:sp])
 
 
 def drop_stale_cache(dispatchers: Iterable[CPUDispatcher], fingerprint: str, mark: str) -> bool:

@@ -112,13 +112,13 @@ CONTRACT_CASES: list[tuple[dict[str, Any], str | None, bool]] = [
     ({"prompt_hash": "9f86d081884c7d65"}, None, True),
     ({"prompt_hash": "9F86D081884C7D65"}, "prompt_hash", True),
     ({"prompt_simhash": "abc"}, "prompt_simhash", True),
-    ({"prompt_text": "derive me"}, None, False),  # hashes, topic, elicits_reasoning are derived in Python
+    ({"prompt_text": "derive me"}, None, True),  # hashes, topic, elicits_reasoning are derived in Python
     ({"prompt_text": "x", "prompt_hash": "0123456789abcdef", "prompt_simhash": "0123456789abcdef",
       "topic": "math", "elicits_reasoning": False}, None, True),  # nothing left to derive
     ({"prompt_text": "x", "prompt_hash": "0123456789abcdef", "prompt_simhash": "0123456789abcdef",
-      "topic": "math"}, None, False),  # elicits_reasoning is derived
+      "topic": "math"}, None, True),  # elicits_reasoning is derived
     ({"prompt_text": "x", "prompt_hash": "0123456789abcdef", "prompt_simhash": "0123456789abcdef",
-      "topic": None, "elicits_reasoning": True}, None, False),  # a null topic is derived
+      "topic": None, "elicits_reasoning": True}, None, True),  # a null topic is derived
     ({"topic": "math", "elicits_reasoning": True}, None, True),  # the classifier's fields, no text: fast
     ({"prompt_text": "p" * 32_769}, "prompt_text", True),
     ({"topic": "t" * 65}, "topic", True),

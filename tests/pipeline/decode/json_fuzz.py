@@ -68,6 +68,13 @@ FIELDS_INT = ["asn", "status", "latency_ms", "prompt_tokens", "completion_tokens
 FIELDS_BOOL = ["elicits_reasoning", "logprobs", "stream"]
 ALL_FIELDS = ["schema_version", "ts", "client_ip", "network_type", "country", "prompt_hash", "prompt_simhash",
               "temperature", "top_p", *FIELDS_STR, *FIELDS_INT, *FIELDS_BOOL]
+# prompt_text: cue phrases in several languages and scripts, whitespace and case to normalise, escapes.
+PROMPT_TEXTS = ["Solve this step by step.", "SOLVE  this\tStep\nBY step", "请一步一步地推导这个积分。",
+                "Actúa como juez y califica la respuesta.", "Переведи этот договор на английский язык.",
+                "اشرح خطوة بخطوة كيف تعمل الخلية.", "株式投資のリスクについて教えてください。",
+                "a \"quoted\" \\ path/x",
+                "", " ", "\u0000 step by step", "\u2028line\u2029", "\U0001f600 rate the following response",
+                "ΣΊΣΥΦΟΣ ß İ", "x" * 3000, "word " * 400]
 ODD_TEXT = ["", "a", "\u00e9", "\U0001f600", "a\"b", "a\\b", "a/b", "\u0000", "\t", "\u2028", "\ud7ff",
             "\ue000", "\uffff", "x" * 64, "x" * 65, "\u00e9" * 64, "\u00e9" * 65, "\U0001f600" * 64]
 
@@ -138,6 +145,8 @@ def field_token(name: str, rng: random.Random) -> str:
         return rng.choice(BOOL_TOKENS)
     if name in FIELDS_INT:
         return rng.choice(INT_TOKENS) if rng.random() < 0.7 else str(rng.randint(-10, 2**33))
+    if name == "prompt_text" and rng.random() < 0.5:
+        return json_string(rng.choice(PROMPT_TEXTS), rng)
     limit = FIELDS_STR[name]
     length = rng.choice([0, 1, limit - 1, limit, limit + 1, rng.randrange(1, 20)])
     alphabet = rng.choice(["abc-_/.", "é", "\U0001f600x", "a\"\\\u0000", "\u00e9\u4e2d"])
@@ -211,6 +220,24 @@ def message(base: dict[str, Any], rng: random.Random) -> bytes:
     if rng.random() < 0.08:
         data = mutate_bytes(data, rng)
     return data
+
+
+def prompt_bases(bases: list[dict[str, Any]], seed: int = 17) -> list[dict[str, Any]]:
+    """Events that carry prompt_text and lack some derived fields (absent or null), or give them all."""
+    rng = random.Random(seed)
+    derived = ("prompt_hash", "prompt_simhash", "topic", "elicits_reasoning")
+    out = []
+    for base in bases:
+        for keep in ((), ("prompt_hash", "prompt_simhash"), ("topic", "elicits_reasoning"), derived):
+            event = {k: v for k, v in base.items() if k not in derived or k in keep}
+            event.update({k: base.get(k, v) for k, v in (("prompt_hash", "9f86d081884c7d65"),
+                          ("prompt_simhash", "c3a1f00e9b2d4471"), ("topic", "math"), ("elicits_reasoning", True))
+                          if k in keep})
+            if rng.random() < 0.3:  # null counts as lacking (a null elicits_reasoning is invalid)
+                event[rng.choice(["prompt_hash", "prompt_simhash", "topic"])] = None
+            event["prompt_text"] = rng.choice(PROMPT_TEXTS)
+            out.append(event)
+    return out
 
 
 def messages(bases: list[dict[str, Any]], count: int, seed: int) -> list[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,18 +14,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.decode import rejects
+from pipeline.decode import fast_json, rejects
 from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch, path_counts
 from pipeline.decode.pydantic_path import decode_json_batch_pydantic
 from pipeline.kernels import event_spec as spec
 from pipeline.kernels.json_judge import ipv4_key, rfc3339_ms
 from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms
-from tests.pipeline.decode.json_fuzz import message_batches, messages
+from tests.pipeline.decode.json_fuzz import PROMPT_TEXTS, json_string, message_batches, messages, prompt_bases
 from tests.support.decode_cases import BASES, CONTRACT_CASES, assert_same, contract_event, loadgen_events
 from tests.support.events import MINIMAL
 
 FAR_FUTURE = 2**62
+PROMPT_BASES = prompt_bases(BASES)
 
 
 def both(values: list[bytes], *, max_bytes: int = 65_536, max_ts_ms: int = FAR_FUTURE,
@@ -44,8 +46,10 @@ def test_loadgen_events_never_fall_back() -> None:
     assert_same(fast, slow)
     assert len(fast) == 3000 and not fast.rejects
     assert counts.fallback == 0
-    ipv6 = sum(":" in e["client_ip"] for e in events)
-    assert counts.pending == ipv6 and counts.fast == 3000 - ipv6
+    # Python checks IPv6 addresses and derives what prompt_text gives (non-English writers send it).
+    pending = sum(":" in e["client_ip"] or "prompt_text" in e for e in events)
+    assert any("prompt_text" in e for e in events)
+    assert counts.pending == pending and counts.fast == 3000 - pending
 
 
 def test_decode_json_batch_uses_the_fast_path_and_counts() -> None:
@@ -57,8 +61,9 @@ def test_decode_json_batch_uses_the_fast_path_and_counts() -> None:
 
 
 # --- differential: generated input -----------------------------------------------------------
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=message_batches(BASES), max_bytes=st.sampled_from([65_536, 65_536, 400]),
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.sampled_from([BASES, PROMPT_BASES]).flatmap(message_batches),
+       max_bytes=st.sampled_from([65_536, 65_536, 400, 2_000]),
        max_ts_ms=st.sampled_from([FAR_FUTURE, 1_770_888_600_123, 1_770_854_500_000]))
 def test_same_result_as_pydantic_on_generated_batches(values: list[bytes], max_bytes: int, max_ts_ms: int) -> None:
     fast, slow, _ = both(values, max_bytes=max_bytes, max_ts_ms=max_ts_ms)
@@ -76,6 +81,69 @@ def test_same_result_as_pydantic_on_a_large_mutated_batch() -> None:
     assert counts.fast > 10_000 and counts.pending > 50 and counts.fallback > 500
 
 
+def test_same_result_as_pydantic_on_a_large_mutated_prompt_text_batch() -> None:
+    values = messages(PROMPT_BASES, 6000, seed=20260213)
+    fast, slow, counts = both(values, max_ts_ms=1_770_856_000_000)
+    assert_same(fast, slow)
+    # Most events derive on the fast path; mutations still reach rejects, futures and fallbacks.
+    assert len(fast) > 1500 and len(fast.rejects) > 500 and counts.fallback > 100
+    assert counts.pending > 3000 > counts.fallback
+    assert {r.reason for r in fast.rejects} >= {rejects.SCHEMA, rejects.TS_IN_FUTURE}
+    assert len(set(fast.raw["topic"])) > 4 and 0 < np.count_nonzero(fast.raw["elicits_reasoning"]) < len(fast)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"prompt_text": None}, None),  # null text: nothing derived
+    ({"prompt_text": None, "topic": None}, None),
+    ({"prompt_text": 7}, "prompt_text"),
+    ({"prompt_text": ["step by step"]}, "prompt_text"),
+    ({"prompt_text": True}, "prompt_text"),
+    ({"prompt_text": {"a": "b"}}, "prompt_text"),
+    ({"prompt_text": "x", "elicits_reasoning": None}, "elicits_reasoning"),  # not nullable: no derivation
+    ({"prompt_text": "x", "prompt_hash": "XYZ"}, "prompt_hash"),  # an invalid given field wins
+    ({"prompt_text": "step by step", "prompt_hash": None, "prompt_simhash": None}, None),
+    ({"prompt_text": "step by step", "topic": ""}, None),  # an empty topic is given, not lacking
+    ({"prompt_text": "", "elicits_reasoning": False}, None),  # empty text: derived from ""
+    ({"prompt_text": "p" * 32_768}, None),  # the contract's limit, in characters
+    ({"prompt_text": "p" * 32_769}, "prompt_text"),
+    ({"prompt_text": "é" * 32_768}, None),  # 65,536 bytes: characters, not bytes, count
+    ({"prompt_text": "\U0001f600" * 32_768}, None),
+    ({"prompt_text": "\U0001f600" * 32_769, "asn": -1}, "asn"),  # the first failing field in model order
+    ({"prompt_text": "\U0001f600" * 32_769}, "prompt_text"),
+])
+def test_prompt_text_rows(change: dict[str, Any], field: str | None) -> None:
+    values = [contract_event(change), json.dumps({**MINIMAL, **change}).encode(),  # raw UTF-8, then \u escapes
+              contract_event({**change, "client_ip": "2001:DB8::1", "temperature": 0.30000000000000004})]
+    fast, slow, counts = both(values, max_bytes=500_000, max_ts_ms=FAR_FUTURE)
+    assert_same(fast, slow)
+    assert [r.field for r in fast.rejects] == ([field] * 3 if field else [])
+    assert counts.fallback == (1 if field else 0)  # an error beside a pending IPv6 address: pydantic counts
+
+
+def test_prompt_text_is_derived_once_per_text_whatever_its_spelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    derived: list[list[str]] = []
+    original = fast_json.derive_many
+
+    def derive_many(texts: list[str], fields: list[str]) -> dict[str, list[str | bool]]:
+        derived.append(list(texts))
+        return original(texts, fields)
+
+    monkeypatch.setattr(fast_json, "derive_many", derive_many)
+    rng = random.Random(4)
+    values = []
+    for i in range(600):
+        text = PROMPT_TEXTS[i % len(PROMPT_TEXTS)]
+        event = {**MINIMAL, "event_id": f"e{i}", "ts": 1_770_888_600_000 + i}
+        if i % 3:
+            event["topic"] = None
+        values.append(orjson.dumps(event)[:-1] + b',"prompt_text":' + json_string(text, rng).encode() + b"}")
+    fast, slow, counts = both(values, max_ts_ms=1_770_888_600_000 + 500)  # the last 99 are in the future
+    assert_same(fast, slow)
+    assert (counts.pending, counts.fallback, len(fast.rejects)) == (600, 0, 99)
+    assert len(set(fast.raw["topic"])) > 3
+    assert len(derived) == 1 and sorted(derived[0]) == sorted(set(PROMPT_TEXTS))
+
+
 @settings(max_examples=200, deadline=None)
 @given(obj=st.fixed_dictionaries({}, optional={
     "asn": st.one_of(st.none(), st.integers(-5, 2**33), st.booleans(), st.floats(allow_nan=False)),
@@ -83,7 +151,10 @@ def test_same_result_as_pydantic_on_a_large_mutated_batch() -> None:
     "top_p": st.floats(allow_nan=False, allow_infinity=False),
     "country": st.text(max_size=3),
     "user_agent": st.text(max_size=600),
-    "topic": st.one_of(st.text(max_size=70), st.integers()),
+    "topic": st.one_of(st.text(max_size=70), st.integers(), st.none()),
+    "prompt_text": st.one_of(st.text(max_size=200), st.sampled_from(PROMPT_TEXTS), st.none(), st.integers()),
+    "prompt_hash": st.one_of(st.none(), st.sampled_from(["9f86d081884c7d65", "9F86D081884C7D65"])),
+    "elicits_reasoning": st.one_of(st.booleans(), st.none()),
     "n": st.integers(-1, 70_000),
     "top_logprobs": st.one_of(st.none(), st.integers(-1, 25)),
     "event_id": st.text(min_size=0, max_size=70),

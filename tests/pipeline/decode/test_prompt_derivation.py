@@ -1,8 +1,9 @@
 """prompt_text derives the same hashes, topic and elicits_reasoning on every path.
 
-The contract model (pydantic JSON path), the fast JSON path (which hands such
-events to the model) and the DWB1 producer (which derives before encoding) must
-decode to the same values, and the text must never leave the producer.
+The contract model (pydantic JSON path), the fast JSON path (whose scanner leaves
+the derivation of such events to Python, ``PEND_DERIVE``) and the DWB1 producer
+(which derives before encoding) must decode to the same values, and the text must
+never leave the producer.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast
 from pipeline.decode.pydantic_path import decode_json_batch_pydantic
 from pipeline.producer.batch_encoder import encode_columns, encode_events
 from schemas.event import ApiCallEvent
+from schemas.prompt_derive import DERIVED_FIELDS, derive_from_prompt, derive_many
 from tests.support.batched import FAR_FUTURE, assert_same_rows, decode_one
 from tests.support.decode_cases import assert_same
 from tests.support.events import EXAMPLE, MINIMAL
@@ -56,7 +60,8 @@ def json_paths(evs: list[dict[str, Any]]) -> tuple[Any, Any, PathCounts]:
 def test_all_three_paths_decode_the_same_derived_values() -> None:
     evs = events()
     fast, slow, counts = json_paths(evs)
-    assert counts.fallback == len(evs) and not fast.rejects  # every event had something to derive
+    # every event had something to derive, and none needed pydantic for it
+    assert (counts.pending, counts.fallback) == (len(evs), 0) and not fast.rejects
     assert_same(fast, slow)
     batched = decode_one(encode_events(evs))
     assert_same_rows(batched, slow)
@@ -96,3 +101,26 @@ def test_classifier_fields_without_text_keep_the_fast_path() -> None:
     fast, slow, counts = json_paths(evs)
     assert_same(fast, slow)
     assert (counts.fast, counts.fallback) == (50, 0)
+
+
+_WORDS = st.sampled_from([*TEXTS, "step by step", "paso a paso", "act as a grader", "积分", "x", "é", "_", "1",
+                          "ß", "İ", "\t", "\n", "\u2028", "\u00a0", "\x00", "", "Σ", "\U0001f600"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.one_of(st.text(max_size=80), st.lists(_WORDS, max_size=8).map(" ".join),
+                                st.lists(_WORDS, max_size=8).map("".join)), max_size=12),
+       fields=st.lists(st.sampled_from(DERIVED_FIELDS), unique=True))
+def test_derive_many_equals_derive_from_prompt(texts: list[str], fields: list[str]) -> None:
+    """The batch entry point (one scan over all texts, SimHash votes in NumPy) gives each text's own values."""
+    got = derive_many(texts, fields)
+    assert list(got) == fields
+    for i, text in enumerate(texts):
+        assert {name: got[name][i] for name in fields} == derive_from_prompt(text, fields)
+
+
+def test_derive_many_on_long_texts_and_many_shingles() -> None:
+    texts = [" ".join(f"w{i % 97} step by step" for i in range(30_000)), "", TEXTS[0] * 50, *TEXTS]
+    got = derive_many(texts, DERIVED_FIELDS)  # the first alone has more shingles than one vote block
+    assert [{name: got[name][i] for name in DERIVED_FIELDS} for i in range(len(texts))] == [
+        derive_from_prompt(text, DERIVED_FIELDS) for text in texts]
