@@ -2,8 +2,8 @@
 
 Every version in ``cluster_history`` (active versions, in event-time order of ``updated_ts``) is
 one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
-and ``size`` from the row; ``member_mean_score`` / ``member_max_score`` from the members' highest
-frame scores in ``signatures_1m`` among frames ended by ``updated_ts``, ``calls`` their calls in
+and ``size`` from the row; ``member_mean_score`` / ``member_max_score`` / ``member_score`` from the members'
+highest frame scores in ``signatures_1m`` among frames ended by ``updated_ts``, ``calls`` their calls in
 those frames. Two differences from live, both stated in docs/alerting.md: a member fires at
 the version's ``updated_ts`` (live: the earliest time the link evidence qualified, which can be
 earlier; here a member qualifies from the first version of an unbroken run of qualifying
@@ -110,8 +110,7 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
         since: dict[tuple[str, str], int] = {}  # (rule, member) -> first version time of a qualifying run
         for f in facts:
             for name, check in holds.items():
-                ok = check(f.values)
-                for m in f.members:
+                for m, ok in zip(f.members, check(f.values, [f.member_max[m] for m in f.members]), strict=True):
                     if ok:
                         since.setdefault((name, m), f.updated_ts)
                     else:

@@ -1,7 +1,8 @@
 """Cluster rules (subject ``cluster``): evaluated by linking stage B on each re-evaluated cluster version.
 
 A cluster rule's condition reads ``score``, ``size``, ``member_mean_score``, ``member_max_score``
-and ``calls`` (``rules.CLUSTER_NAMES``). When it holds, every member gets its own alert (one
+and ``calls`` of the cluster, and ``member_score``, the member's own max extraction score
+(``rules.CLUSTER_NAMES``); it is evaluated per member. Every member it holds for gets its own alert (one
 ``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
 them by (alertname, cluster_id) into one page per campaign, and the actions topic gets one
 message for the cluster with its members (``actions.py``).
@@ -20,7 +21,7 @@ raising the threshold lets a member page only once its own max score reaches it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -42,7 +43,8 @@ from pipeline.alerting.engine import (
 from pipeline.alerting.lifecycle import MINUTE_MS, NONE, SubjectState
 from pipeline.alerting.rules import CLUSTER, CompiledRule, load_rules
 
-Predicate = Callable[[Mapping[str, float]], bool]
+# A cluster version's values and its members' own max scores -> whether the condition holds, per member.
+Predicate = Callable[[Mapping[str, float], Sequence[float]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,18 @@ def default_predicate() -> Predicate:
     return predicate(default_setup().rules.for_subject(CLUSTER)[0])
 
 
+def member_columns(values: Mapping[str, float], member_scores: Sequence[float]) -> dict[str, np.ndarray]:
+    """The condition's columns, one row per member: the cluster's values repeated, ``member_score`` its own."""
+    n = len(member_scores)
+    columns = {k: np.full(n, float(v)) for k, v in values.items()}
+    columns["member_score"] = np.asarray(member_scores, np.float64)
+    return columns
+
+
 def predicate(rule: CompiledRule) -> Predicate:
-    """``rule``'s condition on one set of cluster values."""
-    def holds(values: Mapping[str, float]) -> bool:
-        return bool(rule.condition({k: np.array([float(v)]) for k, v in values.items()}, 1)[0])
+    """``rule``'s condition on one cluster version, per member."""
+    def holds(values: Mapping[str, float], member_scores: Sequence[float]) -> np.ndarray:
+        return rule.condition(member_columns(values, member_scores), len(member_scores))
     return holds
 
 
@@ -86,13 +96,15 @@ class ClusterAlerting:
         """Apply every cluster rule to one cluster version; ``since(rule)`` gives the members'
         qualifying times (called only when the rule holds). Changed member states are written
         back into ``alerted`` (a Faust table logs each assignment)."""
+        columns = member_columns(facts.values, [facts.member_max.get(m, 0.0) for m in facts.members])
+        rows = np.arange(len(facts.members))
         for cr in self.rules:
-            holds = predicate(cr)(facts.values)
-            times = since(cr) if holds else {}
-            severity = cr.severities({k: np.array([float(v)]) for k, v in facts.values.items()},
-                                     np.array([0]))[0] if holds else ""
-            for member in facts.members:
-                self._member(cr, facts, member, holds, times, severity, alerted, out)
+            holds = cr.condition(columns, len(rows))
+            times = since(cr) if holds.any() else {}
+            severities = cr.severities(columns, rows) if holds.any() else [""] * len(rows)
+            for i, member in enumerate(facts.members):
+                self._member(cr, facts, member, bool(holds[i]), times, severities[i] if holds[i] else "",
+                             alerted, out)
 
     def _member(self, cr: CompiledRule, facts: ClusterFacts, member: str, holds: bool, times: Mapping[str, int],
                 severity: str, alerted: MutableMapping[str, object], out: AlertBatch) -> None:

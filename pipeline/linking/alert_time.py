@@ -81,10 +81,10 @@ class _Sets:
 def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
                     accounts: Mapping[str, Mapping[str, object]], config: LinkingConfig,
                     qualifies: Predicate | None = None) -> dict[str, int]:
-    """Member -> earliest event time its cluster met ``qualifies`` (a cluster rule's condition on
-    ``score``, ``size``, ``member_mean_score``, ``member_max_score``, ``calls``; default the packaged
-    ``cluster_extraction``); members that never did are absent. ``linked``: the cluster's linked
-    pairs with their evidence (``LinkState.pair_evidence``)."""
+    """Member -> earliest event time its cluster met ``qualifies`` for it (a cluster rule's condition on
+    ``score``, ``size``, ``member_mean_score``, ``member_max_score``, ``calls`` and the member's own
+    ``member_score``; default the packaged ``cluster_extraction``); members that never did are absent.
+    ``linked``: the cluster's linked pairs with their evidence (``LinkState.pair_evidence``)."""
     holds = qualifies or default_predicate()
     policy = config.cluster
     link_full = policy.factors["link_strength"].full_at
@@ -121,9 +121,10 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
             mean = member_mean_score([score[m] for m in group])
             links = max(sets.links[root], 1)
             total = score_from_means(len(group), mean, sets.ramp_sum[root] / links, sets.calls[root], policy).score
+            waiting = sorted(group - since.keys())
             values = {"score": total, "size": len(group), "member_mean_score": mean,
                       "member_max_score": max(score[m] for m in group), "calls": sets.calls[root]}
-            if holds(values):
-                for m in group:
-                    since.setdefault(m, ts)
+            for m, ok in zip(waiting, holds(values, [score[m] for m in waiting]), strict=True):
+                if ok:
+                    since[m] = ts
     return since

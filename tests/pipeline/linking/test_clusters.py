@@ -100,9 +100,10 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
     clock = iter(range(1, 100))
     rules = rules_doc()
     rules["rules"][1]["for"] = "0m"  # fire at the qualifying time (here: the cluster's updated_ts)
-    tracker = ClusterTracker(config, alerted, clock_us=lambda: next(clock),
-                             alerting=AlertSetup(load_rules(write_yaml(tmp_path / "rules.yaml", rules))))
     accounts = {m: {"calls": 5000, "max": 60.0, "ts": 9_000} for m in ("b", "c", "d", "a")}
+    tracker = ClusterTracker(config, alerted, clock_us=lambda: next(clock),
+                             alerting=AlertSetup(load_rules(write_yaml(tmp_path / "rules.yaml", rules))),
+                             accounts=accounts)
     features: dict[str, dict[str, object]] = {}
     share(features, "pay:x", ["b", "c", "d"], 1_000, config)
 
@@ -128,6 +129,21 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
                                                                           bcd.cluster_id: abcd.cluster_id}
     # b, c, d's alerts under the retired id resolved (transitions) and fired again under the new id.
     assert alerts.account_id == ["a", "b", "c", "d"] and set(alerts.cluster_id) == {abcd.cluster_id}
+
+
+def test_only_members_with_evidence_of_their_own_page(config: LinkingConfig, tmp_path: Path) -> None:
+    # A reseller's card links three extractors and two customers: the campaign pages the extractors only.
+    accounts = {**{m: {"calls": 5000, "max": 80.0, "ts": 9_000} for m in "abc"},
+                **{m: {"calls": 5000, "max": 5.0, "ts": 9_000} for m in "de"}}
+    features: dict[str, dict[str, object]] = {}
+    share(features, "pay:reseller", list("abcde"), 1_000, config)
+    cluster = _describe(config, features, set("abcde"), accounts)
+    rules = rules_doc()
+    rules["rules"][1]["for"] = "0m"
+    tracker = ClusterTracker(config, {}, alerting=AlertSetup(load_rules(write_yaml(tmp_path / "r.yaml", rules))),
+                             accounts=accounts)
+    _, alerts = tracker.emit([cluster], lambda a: cluster.cluster_id, no_times)
+    assert cluster.score.score >= 60 and sorted(alerts.account_id) == ["a", "b", "c"]
 
 
 def test_quiet_members_or_a_pair_do_not_alert(config: LinkingConfig) -> None:
