@@ -2,14 +2,15 @@
 
 Every version in ``cluster_history`` (active versions, in event-time order of ``updated_ts``) is
 one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
-and ``size`` from the row; ``member_mean_score`` / ``member_max_score`` / ``member_score`` from the members'
-highest frame scores in ``signatures_1m`` among frames ended by ``updated_ts``, ``calls`` their calls in
-those frames. Two differences from live, both stated in docs/alerting.md: a member fires at
-the version's ``updated_ts`` (live: the earliest time the link evidence qualified, which can be
-earlier; here a member qualifies from the first version of an unbroken run of qualifying
-versions of its cluster), and versions written before migration m0008 created the history, and already merged
-away in ``clusters``, are not seen. After the last stored version, time moves on to the end of the members' scored
-history, so a rule's ``for`` elapses as it does live.
+and ``size`` from the row; ``member_top_score``, ``member_mean_score``, ``member_max_score`` and
+``member_score`` from the members' highest frame scores in ``signatures_1m`` among frames ended
+by ``updated_ts``, ``calls`` their calls in those frames. Two differences from live, both stated
+in docs/alerting.md: a member fires at the version's ``updated_ts`` (live: the earliest time the
+link evidence qualified, which can be earlier; here a member qualifies from the first version of
+an unbroken run of qualifying versions of its cluster), and versions written before migration
+m0008 created the history, and already merged away in ``clusters``, are not seen. After the last
+stored version, time moves on to the end of the members' scored history, so a rule's ``for``
+elapses as it does live.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts, predicate
 from pipeline.alerting.engine import AlertBatch, AlertSetup
 from pipeline.alerting.rules import CompiledRule
-from pipeline.linking.clusters import member_mean_score
+from pipeline.linking.clusters import member_aggregates
 from pipeline.sinks.clickhouse import query_rows
 from schemas.tables import CLUSTER_HISTORY, SIGNATURES_1M
 
@@ -81,7 +82,7 @@ def facts_of(versions: list[dict[str, Any]], histories: dict[str, _History]) -> 
         seen = [histories[m].at(at) if m in histories else (0.0, 0.0) for m in members]
         scores = [s for s, _ in seen]
         values = {"score": float(v["score"]), "size": float(v["size"]),
-                  "member_mean_score": member_mean_score(scores), "member_max_score": max(scores, default=0.0),
+                  **member_aggregates(scores),
                   "calls": sum(c for _, c in seen)}
         yield ClusterFacts(v["cluster_id"], members, values, at, list(v["factor_names"]),
                            [float(p) for p in v["factor_points"]], dict(zip(members, scores, strict=True)))

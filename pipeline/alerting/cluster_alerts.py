@@ -1,7 +1,7 @@
 """Cluster rules (subject ``cluster``): evaluated by linking stage B on each re-evaluated cluster version.
 
-A cluster rule's condition reads ``score``, ``size``, ``member_mean_score``, ``member_max_score``
-and ``calls`` of the cluster, and ``member_score``, the member's own max extraction score
+A cluster rule's condition reads ``score``, ``size``, ``member_top_score``, ``member_mean_score``,
+``member_max_score`` and ``calls`` of the cluster, and ``member_score``, the member's own max extraction score
 (``rules.CLUSTER_NAMES``); it is evaluated per member. Every member it holds for gets its own alert (one
 ``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
 them by (alertname, cluster_id) into one page per campaign, and the actions topic gets one

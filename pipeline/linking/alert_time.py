@@ -21,7 +21,7 @@ import math
 from collections.abc import Collection, Mapping
 
 from pipeline.alerting.cluster_alerts import Predicate, default_predicate
-from pipeline.linking.clusters import Evidence, crossing_ts, member_mean_score, pair_strength, score_from_means
+from pipeline.linking.clusters import Evidence, crossing_ts, member_aggregates, pair_strength, score_from_means
 from pipeline.linking.config import LinkingConfig
 
 Staircase = list[list[int]]
@@ -82,7 +82,7 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
                     accounts: Mapping[str, Mapping[str, object]], config: LinkingConfig,
                     qualifies: Predicate | None = None) -> dict[str, int]:
     """Member -> earliest event time its cluster met ``qualifies`` for it (a cluster rule's condition on
-    ``score``, ``size``, ``member_mean_score``, ``member_max_score``, ``calls`` and the member's own
+    ``score``, ``size``, the ``member_aggregates``, ``calls`` and the member's own
     ``member_score``; default the packaged ``cluster_extraction``); members that never did are absent.
     ``linked``: the cluster's linked pairs with their evidence (``LinkState.pair_evidence``)."""
     holds = qualifies or default_predicate()
@@ -118,12 +118,12 @@ def qualified_since(members: Collection[str], linked: Mapping[tuple[str, str], E
             group = sets.members[root]
             if len(group) < 2 or group <= since.keys():
                 continue
-            mean = member_mean_score([score[m] for m in group])
+            members = member_aggregates([score[m] for m in group])
             links = max(sets.links[root], 1)
-            total = score_from_means(len(group), mean, sets.ramp_sum[root] / links, sets.calls[root], policy).score
+            total = score_from_means(len(group), members["member_top_score"], sets.ramp_sum[root] / links,
+                                     sets.calls[root], policy).score
             waiting = sorted(group - since.keys())
-            values = {"score": total, "size": len(group), "member_mean_score": mean,
-                      "member_max_score": max(score[m] for m in group), "calls": sets.calls[root]}
+            values = {"score": total, "size": len(group), **members, "calls": sets.calls[root]}
             for m, ok in zip(waiting, holds(values, [score[m] for m in waiting]), strict=True):
                 if ok:
                     since[m] = ts

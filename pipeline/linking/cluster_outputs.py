@@ -157,8 +157,7 @@ class ClusterTracker:
 
     def _facts(self, cluster: Cluster) -> ClusterFacts:
         score = cluster.score
-        values = {"score": score.score, "size": len(cluster.members), "member_mean_score": score.mean_member_score,
-                  "member_max_score": score.max_member_score, "calls": score.calls}
+        values = {"score": score.score, "size": len(cluster.members), **score.members, "calls": score.calls}
         signals = [*score.factors, *cluster.shared_features]
         points = [*score.factors.values(), *(self.config.weight(kind_of(f)) for f in cluster.shared_features)]
         member_max = {m: float(self.accounts.get(m, {}).get("max") or 0.0) for m in cluster.members}  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.hashing import stable_id
 from pipeline.linking.config import ClusterConfig, LinkingConfig
@@ -64,8 +64,7 @@ def crossing_ts(evidence: Mapping[str, int], config: LinkingConfig) -> int | Non
 class ClusterScore:
     score: float  # 0..100
     factors: dict[str, float]  # factor name -> points
-    mean_member_score: float  # the members' mean max extraction score (the alert gate)
-    max_member_score: float = 0.0  # the highest of the members' max extraction scores
+    members: Mapping[str, float] = field(default_factory=dict)  # member_aggregates (cluster rule names)
     calls: float = 0.0  # the members' calls
 
 
@@ -76,39 +75,43 @@ def _ramp(value: float, full_at: float) -> float:
 TOP_MEMBERS = 3  # the cluster rule's size gate: a campaign has at least three members
 
 
-def member_mean_score(member_max_scores: Collection[float]) -> float:
-    """The mean of the ``TOP_MEMBERS`` highest member max scores (missing members count 0).
+def member_aggregates(member_max_scores: Collection[float]) -> dict[str, float]:
+    """The cluster rule names over the members' max extraction scores (missing members count 0).
 
-    A fleet spread over time zones has members asleep while the awake ones extract: a plain mean
-    waits for the sleepers. A company's accounts on one card are benign, its strongest ones too.
-    Neither a new member nor a rising score lowers it, so a cluster qualifies from one evidence
-    time on, whichever order its members were linked in."""
-    return sum(sorted(member_max_scores, reverse=True)[:TOP_MEMBERS]) / TOP_MEMBERS
+    ``member_top_score``, the mean of the ``TOP_MEMBERS`` highest: a fleet spread over time zones has
+    members asleep while the awake ones extract, and it does not wait for the sleepers; neither a new
+    member nor a rising score lowers it. ``member_mean_score``, the plain mean: a reseller's or a
+    company's many quiet accounts on one card keep it low whatever a few of them do.
+    ``member_max_score``, the highest."""
+    scores = sorted(member_max_scores, reverse=True)
+    return {"member_top_score": sum(scores[:TOP_MEMBERS]) / TOP_MEMBERS,
+            "member_mean_score": sum(scores) / max(len(scores), 1),
+            "member_max_score": scores[0] if scores else 0.0}
 
 
 def score_cluster(size: int, member_max_scores: Sequence[float], link_strengths: Sequence[float], calls: float,
                   config: ClusterConfig) -> ClusterScore:
     link_full = config.factors["link_strength"].full_at
+    members = member_aggregates(member_max_scores)
     score = score_from_means(
-        size, member_mean_score(member_max_scores),
+        size, members["member_top_score"],
         sum(_ramp(s, link_full) for s in link_strengths) / max(len(link_strengths), 1), calls, config,
     )
-    return ClusterScore(score.score, score.factors, score.mean_member_score, max(member_max_scores, default=0.0),
-                        calls)
+    return ClusterScore(score.score, score.factors, members, calls)
 
 
-def score_from_means(size: int, mean_member: float, mean_link_ramp: float, calls: float,
+def score_from_means(size: int, top_member: float, mean_link_ramp: float, calls: float,
                      config: ClusterConfig) -> ClusterScore:
-    """The score from aggregates: ``member_mean_score``, mean of the links' strength ramps, total calls."""
+    """The score from aggregates: ``member_top_score``, mean of the links' strength ramps, total calls."""
     f = config.factors
     ramps = {
         "size": _ramp(math.log2(max(size, 1)), math.log2(max(f["size"].full_at, 2.0))),
-        "member_scores": _ramp(mean_member, f["member_scores"].full_at),
+        "member_scores": _ramp(top_member, f["member_scores"].full_at),
         "link_strength": mean_link_ramp,
         "volume": _ramp(math.log10(1 + max(calls, 0)), math.log10(1 + f["volume"].full_at)),
     }
     points = {name: round(f[name].weight * ramps[name], 2) for name in f}
-    return ClusterScore(round(min(100.0, sum(points.values())), 2), points, round(mean_member, 2))
+    return ClusterScore(round(min(100.0, sum(points.values())), 2), points)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,11 @@ def test_packaged_rules_reproduce_the_former_policies() -> None:
         ["warning", "warning", "warning", "critical"]
     cluster = rules["cluster_extraction"]
     assert cluster.rule.subject == CLUSTER and cluster.rule.action == "takedown"
-    values = {"score": np.array([60.0, 59.9, 60.0, 60.0, 60.0]), "size": np.array([3.0, 3, 2, 3, 3]),
-              "member_mean_score": np.array([20.0, 50, 50, 19.9, 20.0]),
-              "member_score": np.array([20.0, 50, 50, 50, 19.9])}
-    assert cluster.condition(values).tolist() == [True, False, False, False, False]
+    values = {"score": np.array([60.0, 59.9, 60.0, 60.0, 60.0, 60.0]), "size": np.array([3.0, 3, 2, 3, 3, 3]),
+              "member_top_score": np.array([20.0, 50, 50, 19.9, 50, 50]),
+              "member_score": np.array([20.0, 50, 50, 50, 19.9, 0]),
+              "member_mean_score": np.array([0.0, 50, 50, 50, 19.9, 20])}
+    assert cluster.condition(values).tolist() == [True, False, False, False, False, True]
     assert cluster.severities({"score": np.array([84.9, 85.0])}, np.arange(2)) == ["warning", "critical"]
 
 

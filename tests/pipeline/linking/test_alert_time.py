@@ -55,11 +55,13 @@ def test_qualifying_times_do_not_depend_on_evidence_order(config: LinkingConfig)
     assert results == {(("a", 30), ("b", 30), ("c", 30), ("d", 30))}
 
 
-def test_a_quiet_member_qualifies_only_once_its_own_score_does(config: LinkingConfig) -> None:
-    # A reseller's card links three extractors to two quiet customers: the cluster qualifies at 20 for the
-    # extractors; customer e, quiet until 500, qualifies then; customer d never does (member_score >= 20).
-    linked = _linked(config, [("a", "b", "pay:1", 10), ("b", "c", "pay:1", 20), ("c", "d", "pay:1", 20),
-                              ("d", "e", "pay:1", 20)])
+def test_a_quiet_member_qualifies_only_once_its_own_score_or_the_members_mean_does(config: LinkingConfig) -> None:
+    # A reseller's card links three extractors to quiet customers: the cluster qualifies at 20 for the
+    # extractors; customer e, quiet until 500, qualifies then; the others never do (the plain mean stays low).
+    customers = [f"q{i}" for i in range(16)]
+    chain = ["a", "b", "c", "e", *customers]
+    linked = _linked(config, [(x, y, "pay:1", 20 if x != "a" else 10) for x, y in itertools.pairwise(chain)])
     accounts = {**{m: {"calls": 10_000, "steps": [[5, 90]]} for m in "abc"},
-                "d": {"calls": 10_000, "steps": [[5, 12]]}, "e": {"calls": 10_000, "steps": [[5, 3], [500, 25]]}}
-    assert qualified_since(set("abcde"), linked, accounts, config) == {"a": 20, "b": 20, "c": 20, "e": 500}
+                **{m: {"calls": 10_000, "steps": [[5, 2]]} for m in customers},
+                "e": {"calls": 10_000, "steps": [[5, 3], [500, 25]]}}
+    assert qualified_since(set(chain), linked, accounts, config) == {"a": 20, "b": 20, "c": 20, "e": 500}

@@ -13,7 +13,7 @@ from pipeline.linking.clusters import (
     cluster_id,
     crossing_ts,
     describe_cluster,
-    member_mean_score,
+    member_aggregates,
     pair_strength,
     score_cluster,
 )
@@ -55,19 +55,22 @@ def test_score_grows_with_size_member_scores_and_links(config: LinkingConfig) ->
     assert score_cluster(2, [60, 60], [1.0], 100, c).score > small.score
     assert score_cluster(2, [10, 10], [2.0], 100, c).score > small.score
     full = score_cluster(50, [100] * 50, [5.0] * 60, 10**9, c)
-    assert full.score == 100.0 and full.mean_member_score == 100.0
+    assert full.score == 100.0 and full.members["member_top_score"] == 100.0
 
 
-def test_the_member_score_is_the_mean_of_the_three_strongest_members(config: LinkingConfig) -> None:
-    # Half a fleet asleep in another time zone does not hold the awake, extracting half back.
-    assert member_mean_score([80, 70, 60, 5, 5, 5]) == 70.0
-    assert member_mean_score([90, 30]) == 40.0  # missing members count 0
-    assert member_mean_score([]) == 0.0
+def test_member_aggregates_top_three_mean_and_max(config: LinkingConfig) -> None:
+    # Half a fleet asleep in another time zone does not hold the awake, extracting half back (top three) ...
+    assert member_aggregates([80, 70, 60, 5, 5, 5]) == {"member_top_score": 70.0, "member_mean_score": 37.5,
+                                                        "member_max_score": 80.0}
+    assert member_aggregates([90, 30])["member_top_score"] == 40.0  # missing members count 0
+    assert member_aggregates([]) == {"member_top_score": 0.0, "member_mean_score": 0.0, "member_max_score": 0.0}
     scores = [40.0, 20.0, 10.0]
     for extra in ([0.0], [0.0, 5.0], [50.0]):  # neither a new member nor a rising score lowers it
-        assert member_mean_score(scores + extra) >= member_mean_score(scores)
+        assert member_aggregates(scores + extra)["member_top_score"] >= member_aggregates(scores)["member_top_score"]
+    # ... while a reseller's quiet customers keep the plain mean low whatever its few extractors do.
+    assert member_aggregates([100.0] * 3 + [10.0] * 57)["member_mean_score"] == pytest.approx(14.5)
     company = score_cluster(12, [15] + [5] * 11, [1.0] * 11, 5000, config.cluster)  # one busy org, quiet siblings
-    assert company.mean_member_score == pytest.approx(25 / 3, abs=0.01)
+    assert company.members["member_top_score"] == pytest.approx(25 / 3, abs=0.01)
 
 
 def no_times(cluster: object, rule: object) -> dict[str, int]:
@@ -91,7 +94,7 @@ def test_describe_cluster_explains_its_score(config: LinkingConfig) -> None:
     assert cluster.members == ("m1", "m2", "m3") and cluster.cluster_id == cluster_id(["m1"])
     assert cluster.shared_features == ("pay:x", "pay:y", "ip24:1.2.3")  # strongest kind first
     assert cluster.first_seen_ts == 1_000 and cluster.updated_ts == 3_000
-    assert cluster.score.mean_member_score == 50.0
+    assert cluster.score.members["member_mean_score"] == 50.0
     assert cluster.score.factors["link_strength"] == pytest.approx(25 * (1.45 / 2 + 0.5) / 2, abs=0.01)
 
 
@@ -131,19 +134,27 @@ def test_tracker_writes_changes_retires_merged_ids_and_alerts_once(config: Linki
     assert alerts.account_id == ["a", "b", "c", "d"] and set(alerts.cluster_id) == {abcd.cluster_id}
 
 
-def test_only_members_with_evidence_of_their_own_page(config: LinkingConfig, tmp_path: Path) -> None:
-    # A reseller's card links three extractors and two customers: the campaign pages the extractors only.
+def test_quiet_members_page_only_when_the_members_on_the_whole_extract(config: LinkingConfig,
+                                                                      tmp_path: Path) -> None:
+    # A reseller's card links three extractors and twelve quiet customers: the extractors page, the
+    # customers do not (member mean (3 * 80 + 12 * 2) / 15 = 17.6 < 20) ...
+    customers = [f"q{i:02d}" for i in range(12)]
     accounts = {**{m: {"calls": 5000, "max": 80.0, "ts": 9_000} for m in "abc"},
-                **{m: {"calls": 5000, "max": 5.0, "ts": 9_000} for m in "de"}}
+                **{m: {"calls": 5000, "max": 2.0, "ts": 9_000} for m in customers}}
     features: dict[str, dict[str, object]] = {}
-    share(features, "pay:reseller", list("abcde"), 1_000, config)
-    cluster = _describe(config, features, set("abcde"), accounts)
+    share(features, "pay:reseller", ["a", "b", "c", *customers], 1_000, config)
+    cluster = _describe(config, features, {"a", "b", "c", *customers}, accounts)
     rules = rules_doc()
     rules["rules"][1]["for"] = "0m"
     tracker = ClusterTracker(config, {}, alerting=AlertSetup(load_rules(write_yaml(tmp_path / "r.yaml", rules))),
                              accounts=accounts)
     _, alerts = tracker.emit([cluster], lambda a: cluster.cluster_id, no_times)
     assert cluster.score.score >= 60 and sorted(alerts.account_id) == ["a", "b", "c"]
+    # ... but a fleet whose members mostly extract pages its quiet members with it.
+    fleet = {**accounts, **{m: {"calls": 5000, "max": 5.0, "ts": 9_000} for m in customers[:2]}}
+    small = _describe(config, features, {"a", "b", "c", *customers[:2]}, fleet)
+    _, alerts = tracker.emit([small], lambda a: small.cluster_id, no_times)
+    assert sorted(alerts.account_id) == ["q00", "q01"]  # a, b, c already firing
 
 
 def test_quiet_members_or_a_pair_do_not_alert(config: LinkingConfig) -> None:
