@@ -9,6 +9,7 @@ the alert rules' lifecycle state (``pipeline/alerting/engine.py``, checkpointed 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from pipeline.alerting.transitions import AlertTransition
 from pipeline.decode.client_claims import client_mismatch
 from pipeline.decode.derived import derived_kernel_columns
 from pipeline.decode.json_events import DecodedBatch
+from pipeline.decode.model_release import ModelReleases
 from pipeline.kernels import layout as L
 from pipeline.scoring import Scores, ScoringConfig, load_scoring_config, score_frames
 from pipeline.settings import Settings
@@ -58,7 +60,8 @@ class DetectionOutput:
 
 def request_shape_flags(raw: dict[str, object]) -> np.ndarray:
     """Flag bits the decoder does not set, from the raw columns: a wide logit bias, a tiny max_tokens,
-    a browser user agent on a client whose handshake is not that browser's.
+    a browser user agent on a client whose handshake is not that browser's (the new-model bit, which
+    needs the detector's state, is ``new_model_flags``).
 
     Parameter stealing (docs/signals.md, ``logit_stealing``) is told apart from label
     calibration by how many token ids a call biases, which the decoder's flags reduce to a bit.
@@ -70,6 +73,12 @@ def request_shape_flags(raw: dict[str, object]) -> np.ndarray:
     mismatch = client_mismatch(raw["user_agent"], raw["tls_fingerprint"], raw["http2_fingerprint"])  # type: ignore[arg-type]
     flags |= np.where(mismatch, L.FLAG_CLIENT_MISMATCH, 0)
     return flags.astype(_FLAGS_DTYPE)
+
+
+def new_model_flags(releases: ModelReleases, batch: DecodedBatch) -> np.ndarray:
+    """FLAG_NEW_MODEL on each call whose model is newly released (``releases`` first folds the batch in)."""
+    new = releases.observe(batch.raw["model"], batch.kernel["ts_ms"], batch.kernel["status"])  # type: ignore[arg-type]
+    return np.where(new, L.FLAG_NEW_MODEL, 0).astype(_FLAGS_DTYPE)
 
 
 def _frame_cv(frames: ClosedFrames) -> np.ndarray:
@@ -100,6 +109,9 @@ class Detector:
         self.alerting = alerting or AlertSetup.from_settings(settings, self.config)
         self.alert_state = AlertState()
         self.max_score: dict[str, float] = {}
+        # Model -> first-seen event time over everything this worker reads (not per partition): which
+        # models are newly released. Checkpointed in every partition marker (pipeline/state/manager.py).
+        self.models = ModelReleases()
         # The same kernels per API key, for keys whose frames are not their account's.
         self.track_keys = settings.track_api_keys
         self.key_frames = FrameStore(
@@ -113,7 +125,8 @@ class Detector:
     def process(self, batch: DecodedBatch, *, force_close: bool = False) -> DetectionOutput:
         columns = dict(batch.kernel)
         columns.update(derived_kernel_columns(batch.raw))  # type: ignore[arg-type]
-        columns["flags"] = np.asarray(columns["flags"], _FLAGS_DTYPE) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
+        columns["flags"] = (np.asarray(columns["flags"], _FLAGS_DTYPE) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
+                            | new_model_flags(self.models, batch))
         account_slots = self.accounts.slots_for(batch.account_ids)
         if not self.track_keys:
             columns["slot"] = account_slots
@@ -223,6 +236,17 @@ class Detector:
         if account in self.max_score:
             extras["max_score"] = self.max_score[account]
         return extras
+
+    def worker_state(self) -> dict[str, object]:
+        """State of the worker that belongs to no entity or partition (JSON-able): the model
+        first-seen map. Written in every partition marker of a checkpoint."""
+        return {"models": self.models.as_json()}
+
+    def load_worker_state(self, state: Mapping[str, object]) -> None:
+        """Merge ``worker_state`` of a checkpoint (of this worker or another) into this one."""
+        models = state.get("models")
+        if isinstance(models, Mapping):
+            self.models.merge_json(models)
 
     def load_entity_extras(self, store: str, slot: int, extras: dict[str, object]) -> None:
         """Inverse of ``entity_extras`` for an entity just registered at ``slot``."""

@@ -52,6 +52,7 @@ from pipeline.kernels.layout import (
     FLAG_LOGIT_BIAS,
     FLAG_LOGPROBS,
     FLAG_MULTI_N,
+    FLAG_NEW_MODEL,
     FLAG_REASONING,
     FLAG_STREAM,
     FLAG_TINY_MAX_TOKENS,
@@ -78,6 +79,7 @@ from pipeline.kernels.layout import (
     NET_PROXY,
     NET_TOR,
     NET_VPN,
+    NEW_MODEL_CALLS,
     NO_FRAME,
     NO_TIME,
     PROMPT_TOKENS,
@@ -418,6 +420,7 @@ def ingest_events(start, events, state, lateness_ms, out):
         counters[s, r, WIDE_BIAS_CALLS] += (f & FLAG_WIDE_LOGIT_BIAS) != 0
         counters[s, r, TINY_OUTPUT_CALLS] += (f & FLAG_TINY_MAX_TOKENS) != 0
         counters[s, r, CLIENT_MISMATCH_CALLS] += (f & FLAG_CLIENT_MISMATCH) != 0
+        counters[s, r, NEW_MODEL_CALLS] += (f & FLAG_NEW_MODEL) != 0
         st = status[e]
         counters[s, r, ERROR_CALLS] += st >= 400
         counters[s, r, RATE_LIMITED_CALLS] += st == 429

@@ -16,6 +16,7 @@ FLAG_DEEP_LOGPROBS = 32
 FLAG_WIDE_LOGIT_BIAS = 64  # logit_bias_count >= WIDE_LOGIT_BIAS
 FLAG_TINY_MAX_TOKENS = 128  # 0 < max_tokens <= TINY_MAX_TOKENS
 FLAG_CLIENT_MISMATCH = 256  # browser user agent, non-browser TLS / HTTP/2 handshake (decode.client_claims)
+FLAG_NEW_MODEL = 512  # the call's model is newly released (decode.model_release, set by the detector)
 # Calibration needs the top few alternatives; distribution theft asks for many.
 DEEP_TOP_LOGPROBS = 10
 # A classifier biases its few label tokens (2-20); parameter stealing (Carlini et al. 2024)
@@ -56,7 +57,8 @@ TOPIC_BUCKETS = 8
 WIDE_BIAS_CALLS = TOPIC_BUCKET0 + TOPIC_BUCKETS  # logit bias on >= WIDE_LOGIT_BIAS token ids
 TINY_OUTPUT_CALLS = WIDE_BIAS_CALLS + 1  # max_tokens requested in 1..TINY_MAX_TOKENS
 CLIENT_MISMATCH_CALLS = TINY_OUTPUT_CALLS + 1  # FLAG_CLIENT_MISMATCH set
-N_COUNTERS = CLIENT_MISMATCH_CALLS + 1
+NEW_MODEL_CALLS = CLIENT_MISMATCH_CALLS + 1  # FLAG_NEW_MODEL set
+N_COUNTERS = NEW_MODEL_CALLS + 1
 TOKEN_COUNTER0 = PROMPT_TOKENS  # the token columns, whose sums carry into ``token_carry``
 N_TOKEN_COUNTERS = 3
 _TOKEN_COLUMNS = (PROMPT_TOKENS, COMPLETION_TOKENS, REASONING_TOKENS)
@@ -68,7 +70,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "deep_logprob_calls", "anon_calls", "hosting_calls", "temp_calls", "temp_zero_calls", "near_dup_calls",
     "gap_count", "stream_calls",
     *(f"topic_bucket_{i}" for i in range(TOPIC_BUCKETS)), "wide_bias_calls", "tiny_output_calls",
-    "client_mismatch_calls",
+    "client_mismatch_calls", "new_model_calls",
 )
 assert len(COUNTER_NAMES) == N_COUNTERS
 

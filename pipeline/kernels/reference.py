@@ -120,7 +120,8 @@ class ReferenceFrames:
                               (L.FLAG_MULTI_N, L.MULTI_N_CALLS), (L.FLAG_STREAM, L.STREAM_CALLS),
                               (L.FLAG_WIDE_LOGIT_BIAS, L.WIDE_BIAS_CALLS),
                               (L.FLAG_TINY_MAX_TOKENS, L.TINY_OUTPUT_CALLS),
-                              (L.FLAG_CLIENT_MISMATCH, L.CLIENT_MISMATCH_CALLS)):
+                              (L.FLAG_CLIENT_MISMATCH, L.CLIENT_MISMATCH_CALLS),
+                              (L.FLAG_NEW_MODEL, L.NEW_MODEL_CALLS)):
                 c[idx] += bool(f & flag)
             status = int(e["status"])
             c[L.ERROR_CALLS] += status >= 400

@@ -83,6 +83,7 @@ FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "wide_bias_share": _share(L.WIDE_BIAS_CALLS),
     "tiny_output_share": _share(L.TINY_OUTPUT_CALLS),
     "client_mismatch_share": _share(L.CLIENT_MISMATCH_CALLS),
+    "new_model_share": _share(L.NEW_MODEL_CALLS, window=L.W5),
     "take_ratio": _take_ratio,
     "multi_n_share": _share(L.MULTI_N_CALLS),
     "temp_std": _temp_std,

@@ -6,7 +6,8 @@ extras and ordinals, then every slot array of the store as ``members × row``
 bytes, lz4; rewritten whole when a member changed), a *marker* (key
 ``__partition__/<p>``, written after a checkpoint's blocks: ``seq``, ``base_seq``,
 the next input offset, the partition's row of every per-partition array, the
-layouts) and a *tombstone* (a block key with a null value).
+layouts, the worker's partition-less state such as the model first-seen map) and
+a *tombstone* (a block key with a null value).
 
 ``PartitionLog`` keeps, per block, the latest record whose ``seq`` lies in
 ``[M.base_seq, M.seq]`` of the last marker M; a larger ``seq`` is an *orphan* of
@@ -293,6 +294,9 @@ class Marker:
     next_offset: int  # the state reflects every input message of ``part`` before this offset
     rows: dict[str, dict[str, np.ndarray]]  # store -> row of every per-partition array
     layouts: dict[str, StoreLayout] = field(default_factory=dict)
+    # The worker's own small state that belongs to no partition (Detector.worker_state: the model
+    # first-seen map), JSON; written in every marker, merged on restore. Absent in older markers: {}.
+    worker: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_marker(marker: Marker) -> bytes:
@@ -300,7 +304,7 @@ def encode_marker(marker: Marker) -> bytes:
                      "partitions": [[n, d, list(s)] for n, d, s in lay.partitions]}
               for name, lay in marker.layouts.items()}
     header = {"part": marker.part, "seq": marker.seq, "base_seq": marker.base_seq,
-              "next_offset": marker.next_offset, "stores": stores}
+              "next_offset": marker.next_offset, "stores": stores, "worker": marker.worker}
     payload = [b for name, lay in marker.layouts.items() for b in _rows_bytes(marker.rows[name], lay.partitions)]
     return _pack(KIND_MARKER, header, payload)
 
@@ -345,8 +349,11 @@ def decode_marker(value: bytes, layouts: Mapping[str, StoreLayout]) -> Marker:
                     f"the checkpoint of partition {header['part']} was written with other {name} {what} arrays "
                     f"than this worker's ({describe_layout_change(old, new)}). {RESET_ADVICE}")
         rows[name] = {k: v[0] for k, v in part_rows.items()}
+    worker = header.get("worker") or {}
+    if not isinstance(worker, dict):
+        raise CheckpointError(f"the checkpoint of partition {header['part']}: worker state is not an object")
     return Marker(int(header["part"]), int(header["seq"]), int(header["base_seq"]), int(header["next_offset"]),
-                  rows, written)
+                  rows, written, worker)
 
 
 # --- choosing the valid records of one partition -------------------------------------------

@@ -145,9 +145,10 @@ class StateManager:
         # A key written now is no longer dead (a block refilled after a crash): never delete it after.
         written = {key for _, key, _ in entities}
         entities += [(p, key, None) for p, keys in tombstones.items() for key in keys if key not in written]
+        worker = detector.worker_state()
         markers: list[Record] = [
             (p, marker_key(p), encode_marker(Marker(p, self.seq[p], self.base_seq.get(p, 0), self.positions[p],
-                                                    partition_rows(detector, p), layouts)))
+                                                    partition_rows(detector, p), layouts, worker)))
             for p in sorted(touched)
         ]
         return PreparedCheckpoint(entities, markers)
@@ -191,6 +192,7 @@ class StateManager:
                 self.blocks[store] = index
         for p in kept:
             load_partition_rows(fresh, p, partition_rows(old, p))
+        fresh.load_worker_state(old.worker_state())  # the worker's, not a partition's: kept whole
         self.detector = fresh
         dropped = self.owned - kept
         self.dedup.drop_partitions(dropped | (self.dedup.partitions() - kept))
@@ -235,6 +237,7 @@ class StateManager:
             marker = decode_marker(state.marker, layouts)
             self.base_seq[p] = marker.base_seq
             load_partition_rows(detector, p, marker.rows)
+            detector.load_worker_state(marker.worker)
             rewrite = set(state.rewrite)
             entities = 0
             for key, value in state.blocks.items():

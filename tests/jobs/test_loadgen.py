@@ -36,6 +36,7 @@ from jobs.loadgen.network import slash24
 from jobs.loadgen.sink import Pacer, event_time_ms
 from pipeline.kernels.layout import TINY_MAX_TOKENS, WIDE_LOGIT_BIAS
 from schemas.event import ApiCallEvent
+from tests.support.generated import near_duplicate_share
 
 Grouped = dict[str, list[GeneratedEvent]]
 
@@ -261,13 +262,6 @@ def test_logprob_miner_probes_distributions(by_archetype: Grouped) -> None:
     assert len({e.get("temperature") for e in miner}) >= 6
     for name in BENIGN:
         assert share(by_archetype[name], lambda e: e.get("top_logprobs") == 20) == 0
-
-
-def near_duplicate_share(evs: list[GeneratedEvent], max_bits: int = 8) -> float:
-    hashes = np.array([int(e["prompt_simhash"], 16) for e in evs[:400]], dtype=np.uint64)
-    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :]).astype(np.int64)
-    np.fill_diagonal(distance, 64)
-    return float(np.mean(distance.min(axis=1) <= max_bits))
 
 
 def test_capability_sweeper_prompts_are_distinct_but_templated(by_archetype: Grouped) -> None:

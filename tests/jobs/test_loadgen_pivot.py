@@ -17,7 +17,7 @@ from jobs.loadgen.scenario import population
 from jobs.loadgen.texts import LANGUAGES, TEXT_TOPICS, frames, prompt_text, reasoning_requests
 from jobs.loadgen.variation import RANGES, mix_factors, varied_archetypes
 from schemas.event import ApiCallEvent
-from tests.jobs.test_loadgen import near_duplicate_share
+from tests.support.generated import near_duplicate_share
 
 NEW_ARCHETYPES = ("model_pivot", "early_adopter", "multilingual_sweeper", "non_english_app")
 MIX = {"model_pivot": 2, "early_adopter": 4, "multilingual_sweeper": 2, "non_english_app": 4, "chat_app": 4}

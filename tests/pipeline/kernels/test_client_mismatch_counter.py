@@ -1,4 +1,5 @@
-"""The client-mismatch flag bit (bit 8: flags are uint16) through the frame kernel and its reference."""
+"""The flag bits above the first byte (client mismatch, new model: flags are uint16) through the frame kernel and
+its reference."""
 
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ def _store(n_accounts: int) -> FrameStore:
 
 
 def test_flags_above_the_first_byte_reach_the_kernel_and_equal_the_reference() -> None:
-    assert EVENT_COLUMNS["flags"] == np.uint16 and L.FLAG_CLIENT_MISMATCH > 255
+    # bit 8 (client mismatch) and bit 9 (new model, pipeline/decode/model_release.py)
+    assert EVENT_COLUMNS["flags"] == np.uint16 and 255 < L.FLAG_CLIENT_MISMATCH < L.FLAG_NEW_MODEL
     rng = np.random.default_rng(11)
     n, n_accounts = 3000, 13
     events = random_events(rng, n, n_accounts, 2)
-    events["flags"] = rng.integers(0, 2 * L.FLAG_CLIENT_MISMATCH, n).astype(np.uint16)  # every bit, bit 8 too
+    events["flags"] = rng.integers(0, 2 * L.FLAG_NEW_MODEL, n).astype(np.uint16)  # every bit at random
     store = _store(n_accounts)
     evicted, late = store.ingest(events)
     got = as_rows(evicted) | as_rows(store.close_frames(force=True))
     ref = ReferenceFrames(lateness_ms=60_000, n_partitions=2)
     ref_late = ref.ingest([{k: events[k][i] for k in EVENT_COLUMNS} for i in range(n)])
     assert got == set(ref.close(force=True)) and late == ref_late
-    counted = sum(row[2][L.CLIENT_MISMATCH_CALLS] for row in got)
-    assert 0 < counted < n - late
+    mismatch = sum(row[2][L.CLIENT_MISMATCH_CALLS] for row in got)
+    new = sum(row[2][L.NEW_MODEL_CALLS] for row in got)
+    assert 0 < mismatch < n - late and 0 < new < n - late and new != mismatch  # each its own bit
 
 
 def test_an_accounts_mismatching_calls_are_counted_per_frame() -> None:

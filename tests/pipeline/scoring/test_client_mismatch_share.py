@@ -8,21 +8,13 @@ import pytest
 from pipeline.kernels import layout as L
 from pipeline.scoring import load_scoring_config, score_frames
 from pipeline.scoring.features import compute_features
-from pipeline.state.frames import EVENT_COLUMNS, ClosedFrames, FrameStore
-
-T0 = 1_770_000_000_000
+from pipeline.state.frames import ClosedFrames
+from tests.support.flag_frames import flagged_frames
 
 
 def _frames(mismatch_every: int, n: int = 600) -> ClosedFrames:
-    cols: dict[str, np.ndarray] = {name: np.zeros(n, dtype) for name, dtype in EVENT_COLUMNS.items()}
-    cols["ts_ms"] = T0 + np.arange(n, dtype=np.int64) * 400
-    cols["temperature"] = np.full(n, np.nan, np.float32)
     marked = (np.arange(n) % mismatch_every == 0) if mismatch_every else np.zeros(n, bool)
-    cols["flags"] = np.where(marked, L.FLAG_CLIENT_MISMATCH, 0).astype(np.uint16)
-    store = FrameStore(n_partitions=1, allowed_lateness_ms=0, max_accounts=2)
-    store.ensure_slots(1)
-    evicted, _ = store.ingest(cols)
-    return ClosedFrames.concat([evicted, store.close_frames(force=True)])
+    return flagged_frames(np.where(marked, L.FLAG_CLIENT_MISMATCH, 0), 400)
 
 
 def test_share_is_the_ratio_of_the_hour_windows() -> None:
