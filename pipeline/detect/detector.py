@@ -128,6 +128,11 @@ class Detector:
         columns["flags"] = (np.asarray(columns["flags"], _FLAGS_DTYPE) | request_shape_flags(batch.raw)  # type: ignore[arg-type]
                             | new_model_flags(self.models, batch))
         account_slots = self.accounts.slots_for(batch.account_ids)
+        # An account's partition is its events' even when all of them come too late to fold (the kernel sets
+        # it only for folded events): route() may mark a new account changed, and the checkpoint files its
+        # block under that partition, whose input position must be the one these events came from.
+        self.frames.ensure_slots(len(self.accounts))
+        self.frames.slot_part[account_slots] = columns["part"]
         if not self.track_keys:
             columns["slot"] = account_slots
             closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)

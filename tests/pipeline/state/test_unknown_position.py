@@ -34,3 +34,14 @@ def test_blocks_of_a_partition_without_a_position_wait_for_its_first_batch() -> 
     later = m.prepare_checkpoint({0: 3})
     assert {p for p, _, _ in later.markers} == {0}
     assert {p for p, _, _ in later.entities} == {0}
+
+
+def test_a_new_account_whose_only_event_is_too_late_is_filed_under_its_events_partition() -> None:
+    # org-4 and org-7 are both in partition 1; org-7's only event is far behind partition 1's watermark, so
+    # the kernel drops it, but the account (new, with a new key) is registered and changed all the same.
+    m = manager()
+    m.detector.process(decoded([_event(600, 4)], 0))
+    m.detector.process(decoded([{**_event(1, 7), "event_id": "late"}], 1))
+    assert m.detector.frames.slot_part[m.detector.accounts.slot_of("org-7")] == 1
+    prepared = m.prepare_checkpoint({1: 2})
+    assert {p for p, _, _ in prepared.markers} == {1} and {p for p, _, _ in prepared.entities} == {1}
