@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from schemas.prompt_cues import CUES, OTHER_TOPIC
-from schemas.prompt_hashing import _WORD, _hash64, hash_of_normalised, normalise_prompt, simhash_of_normalised
+from schemas.prompt_hashing import hash_of_normalised, normalise_prompt, shingle_hashes, simhash_of_normalised
 
 DERIVED_FIELDS: tuple[str, ...] = ("prompt_hash", "prompt_simhash", "topic", "elicits_reasoning")
 
@@ -103,9 +103,8 @@ def _simhashes(norms: Sequence[str]) -> np.ndarray:
     counts: list[int] = []
     first = 0
     for k, norm in enumerate(norms):
-        words = _WORD.findall(norm)
-        shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else [""]
-        hashes.extend(_hash64(shingle.encode()) for shingle in shingles)
+        shingles = shingle_hashes(norm)
+        hashes.extend(shingles)
         counts.append(len(shingles))
         if len(hashes) >= _SHINGLES_PER_VOTE or k == len(norms) - 1:  # bounded memory: 64 bytes a shingle
             out[first : k + 1] = _majority_bits(hashes, np.array(counts, np.int64))

@@ -38,13 +38,18 @@ def hash_of_normalised(norm: str) -> str:
     return f"{_hash64(norm.encode()):016x}"
 
 
-def simhash_of_normalised(norm: str) -> str:
-    """``prompt_simhash`` of an already normalised prompt."""
+def shingle_hashes(norm: str) -> list[int]:
+    """The 64-bit hashes of a normalised prompt's word 3-shingles (one empty shingle for a prompt without
+    words): what ``prompt_simhash`` votes over."""
     words = _WORD.findall(norm)
     shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else [""]
+    return [_hash64(shingle.encode()) for shingle in shingles]
+
+
+def simhash_of_normalised(norm: str) -> str:
+    """``prompt_simhash`` of an already normalised prompt."""
     weights = [0] * 64
-    for shingle in shingles:
-        h = _hash64(shingle.encode())
+    for h in shingle_hashes(norm):
         for bit in range(64):
             weights[bit] += 1 if (h >> bit) & 1 else -1
     value = 0

@@ -100,8 +100,9 @@ class ClusterAlerting:
         rows = np.arange(len(facts.members))
         for cr in self.rules:
             holds = cr.condition(columns, len(rows))
-            times = since(cr) if holds.any() else {}
-            severities = cr.severities(columns, rows) if holds.any() else [""] * len(rows)
+            held = bool(holds.any())
+            times = since(cr) if held else {}
+            severities = cr.severities(columns, rows) if held else [""] * len(rows)
             for i, member in enumerate(facts.members):
                 self._member(cr, facts, member, bool(holds[i]), times, severities[i] if holds[i] else "",
                              alerted, out)
