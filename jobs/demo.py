@@ -33,7 +33,7 @@ from pipeline.sinks.clickhouse import close, connect, query_rows
 from pipeline.topics import ensure_topics
 
 TOP_N = 25
-# The generator's ground truth ({account_id: {archetype, is_attack, fleet_id, reseller_id}}), kept beside the data.
+# The generator's ground truth ({account_id: {archetype, is_attack, fleet_id, reseller_id, company_id}}), kept beside the data.
 LABELS_FILE = "labels.json"
 
 

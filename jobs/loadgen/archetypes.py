@@ -1,4 +1,4 @@
-"""Behaviour models of API accounts: eleven benign archetypes and eleven extraction attacks.
+"""Behaviour models of API accounts: twelve benign archetypes and twelve extraction attacks.
 
 An archetype is pure data: how often an account calls (rate, daily and weekly shape,
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
@@ -9,7 +9,8 @@ into concrete accounts; ``behaviour`` draws their events.
 Attacks are deliberately not trivially separable: every attack signal also appears in
 some benign archetype (volume and regularity in batch_summarizer, templates and logit
 bias in classifier_pipeline, temperature 0 / logprobs / n>1 / repeated prompts in
-eval_harness, many IPs and countries in coding_assistant, hosting /24s everywhere).
+eval_harness, many IPs and countries in coding_assistant, hosting /24s everywhere, accounts whose
+calls per minute rise and fall together in cron_company).
 What separates them is the combination.
 
 Choices are ``((value, weight), ...)`` tuples; a value of ``None`` means the field is
@@ -24,6 +25,11 @@ Archetypes with a ``Reseller`` are the accounts of a third-party router: each cu
 account of its own, but every call leaves from the router's egress (a few /24s of one cloud),
 through its one HTTP client, mostly on its card. Most are legitimate customers; a few are
 distillers hiding among them.
+
+Two archetypes take their timing from their group instead of a diurnal week: the members of a
+``Waves`` campaign fleet all follow the campaign's rate as it rises and falls (a load balancer
+splitting every burst over them), and the accounts of a ``Cron`` company all fire at the same
+minutes of its schedule. Counts per minute correlate across both groups; only what they take differs.
 """
 
 from __future__ import annotations
@@ -175,6 +181,28 @@ class Reseller:
 
 
 @dataclass(frozen=True, slots=True)
+class Waves:
+    """A campaign's rate over time, shared by every member of a fleet (drawn once per fleet, no time zone):
+    active blocks, each at its own intensity, separated by lulls."""
+
+    active_min: tuple[int, int]  # minutes per active block
+    lull_min: tuple[int, int]  # minutes per lull
+    intensity_sigma: float  # lognormal spread of the blocks' intensities
+    lull_level: float  # rate in a lull, relative to a typical active block
+
+
+@dataclass(frozen=True, slots=True)
+class Cron:
+    """One company's accounts run by one scheduler: grouped into companies of ``accounts`` accounts, each
+    company's accounts firing together every ``period_min`` minutes (at a minute offset of its own) and
+    calling for ``burst_s`` seconds per run. Drawn once per company."""
+
+    accounts: tuple[int, int]  # accounts per company
+    period_min: tuple[int, int]
+    burst_s: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Archetype:
     name: str
     is_attack: bool
@@ -194,6 +222,11 @@ class Archetype:
     pivot: Pivot | None = None  # moves to NEW_MODEL after its release
     # Calls through a reseller: of ``network`` only the keys, switch and skew are the account's own.
     reseller: Reseller | None = None
+    # A fleet whose members share only this campaign clock: their own prompts and client stacks too.
+    campaign: Waves | None = None
+    # Accounts grouped into companies on one schedule, each sharing its company's card, network, user agent
+    # and templates (a label company_id, not fleet_id); timing: the cron's, not ``timing.hourly``.
+    cron: Cron | None = None
 
 
 # A campaign and the early adopters move to a new model equally fast (10 to 90 minutes after
@@ -460,6 +493,26 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         status=((200, 0.97), (400, 0.01), (429, 0.01), (500, 0.005), (503, 0.005)),
         reseller=ROUTER,
     ),
+    Archetype(
+        name="cron_company",
+        is_attack=False,
+        summary="one company's accounts run by one scheduler (hard negative for synchronised_fleet): one card, the "
+        "company's cloud egress and SDK, shared templates, every account firing at the same minutes in lock-step "
+        "bursts; classification, summarisation and extraction of its own data, short outputs, no reasoning",
+        volume=0.6,
+        volume_sigma=0.5,
+        timing=Timing(hourly=FLAT, regularity=8.0),
+        prompts=Prompts(repeat_share=0.03, pool=(50, 300), templates=(2, 4), template_share=0.9, flip_bits=4),
+        content=Content(topics=_topics(classification=0.4, summarization=0.35, data_extraction=0.25),
+                        topics_per_account=2, reasoning_share=0.0, prompt_tokens=(1200, 0.6),
+                        completion_tokens=(60, 0.6), reasoning_tokens=(200, 0.5), cot_boost=1.0,
+                        models=((MINI, 0.85), (LARGE, 0.15))),
+        sampling=Sampling(temperature=((0.0, 0.7), (0.2, 0.3)), max_tokens=((128, 0.5), (256, 0.3), (512, 0.2))),
+        network=Network(types=_net(hosting=1.0), prefixes=(1, 2), ips=(1, 3), keys=(1, 2),
+                        agents=("OpenAI/Python 1.40.0", "python-httpx/0.27.0", "OpenAI/NodeJS 4.52.0")),
+        status=((200, 0.98), (429, 0.015), (500, 0.005)),
+        cron=Cron(accounts=(5, 15), period_min=(5, 15), burst_s=(30, 120)),
+    ),
     # ---------------------------------------------------------------- attacks
     Archetype(
         name="reasoning_harvester",
@@ -677,6 +730,28 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         status=((200, 0.96), (429, 0.03), (500, 0.01)),
         reseller=ROUTER,
     ),
+    Archetype(
+        name="synchronised_fleet",
+        is_attack=True,
+        summary="one distillation campaign spread by a load balancer over many accounts, each looking like a separate "
+        "small developer (own card, network, user agent, client stack and prompts): only time ties them, every "
+        "member's calls rising and falling with the campaign's waves; reasoning extraction over broad topics",
+        volume=0.25,
+        volume_sigma=0.3,
+        fleet=True,
+        fleet_own_infra=True,
+        timing=Timing(hourly=FLAT, regularity=3.0),
+        prompts=Prompts(repeat_share=0.01, pool=(10, 40), templates=(1, 3), template_share=0.4, flip_bits=9),
+        content=Content(topics=BROAD_TOPICS, topics_per_account=6, reasoning_share=0.5, prompt_tokens=(240, 0.7),
+                        completion_tokens=(700, 0.6), reasoning_tokens=(2500, 0.6), cot_boost=2.5,
+                        endpoints=((CHAT, 0.85), (RESPONSES, 0.15)), models=((LARGE, 0.6), (REASONING, 0.4))),
+        sampling=Sampling(temperature=((None, 0.4), (0.7, 0.4), (1.0, 0.2)),
+                          max_tokens=((None, 0.4), (4096, 0.4), (8192, 0.2)), stream=0.2),
+        network=Network(types=_net(residential=0.6, business=0.15, mobile=0.1, hosting=0.15), prefixes=(1, 2),
+                        ips=(1, 3), switch=0.01, keys=(1, 2), agents=SDK_AGENTS + SCRIPT_AGENTS),
+        status=((200, 0.97), (400, 0.005), (429, 0.02), (500, 0.005)),
+        campaign=Waves(active_min=(2, 15), lull_min=(2, 20), intensity_sigma=0.5, lull_level=0.02),
+    ),
 )
 
 # fmt: on
@@ -693,8 +768,12 @@ def _check(archetypes: tuple[Archetype, ...]) -> None:
         unknown = set(a.content.languages) - set(LANGUAGES)
         if unknown:
             raise ValueError(f"{a.name}: no prompt text for languages {sorted(unknown)}")
-        if a.reseller is not None and a.fleet:
-            raise ValueError(f"{a.name}: a reseller's accounts send through its infrastructure, not a fleet's")
+        if a.reseller is not None and (a.fleet or a.cron):
+            raise ValueError(f"{a.name}: a reseller's accounts send through its infrastructure, not a group's")
+        if a.campaign is not None and not (a.fleet and a.fleet_own_infra):
+            raise ValueError(f"{a.name}: a campaign clock ties the members of a fleet with infrastructure of their own")
+        if a.cron is not None and a.fleet:
+            raise ValueError(f"{a.name}: a company's accounts are grouped by its cron, not into fleets")
     resellers = {a.reseller.name: a.reseller for a in archetypes if a.reseller is not None}
     if any(a.reseller not in (None, resellers[a.reseller.name]) for a in archetypes if a.reseller):
         raise ValueError("archetypes naming one reseller must share its definition")

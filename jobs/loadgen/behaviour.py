@@ -12,7 +12,7 @@ import numpy as np
 from jobs.loadgen.archetypes import EMBED, EMBED_SMALL, NEW, REASONING_MODELS, Choice, Pivot
 from jobs.loadgen.population import Account
 from jobs.loadgen.prompts import fresh, pick
-from jobs.loadgen.timing import Arrivals, Clock
+from jobs.loadgen.timing import Arrivals
 
 EVENT_DTYPE = np.dtype(
     [
@@ -90,8 +90,8 @@ class AccountStream:
         self._account = account
         self._release_s = release_s
         self._rng = np.random.default_rng(account.seed)
-        clock = Clock(account.profile, start_s)
-        self._arrivals = Arrivals(self._rng, clock, account.rate, spec.timing, batch_len=account.batch_len)
+        self._arrivals = Arrivals(self._rng, account.clock(start_s), account.rate, spec.timing,
+                                  batch_len=account.batch_len)
         # Chunks of several slices' worth (numpy call overhead per event stays small) but
         # not much more than the account will send in the whole scenario.
         expected = account.rate * min(slice_s * 8, duration_s * 1.2)

@@ -16,10 +16,10 @@ from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype, Network, Rese
 from jobs.loadgen.clients import BROWSER_AGENTS, Client, claiming_browser, client_of, fleet_client, unit_draw
 from jobs.loadgen.network import Address, Prefix, draw_addresses, draw_prefixes
 from jobs.loadgen.prompts import PromptPool, PromptSource, fresh, random64, zipf_cum
-from jobs.loadgen.timing import Clock, weekly_profile
+from jobs.loadgen.timing import Clock, Rhythm, campaign_rhythm, cron_rhythm, weekly_profile
 
 _SIBLING_SHARE = 0.06  # benign accounts that share a card with another benign account (same company)
-_SETUP, _EVENTS, _RESELLERS = 0, 1, 4  # SeedSequence branches (scenario uses 2 for delivery, variation 3)
+_SETUP, _EVENTS, _RESELLERS, _RHYTHMS = 0, 1, 4, 5  # SeedSequence branches (scenario: 2 delivery, variation: 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class Label:
     is_attack: bool
     fleet_id: str | None
     reseller_id: str | None = None  # the router all its calls went through (customers and distillers alike)
+    company_id: str | None = None  # the company (one scheduler, one card) whose accounts it is one of
 
 
 @dataclass(slots=True)
@@ -58,10 +59,16 @@ class Account:
     pivot_lag_s: float = 0.0  # with a Pivot: seconds from NEW_MODEL's release until the account moves to it
     pivot_share: float = 0.0  # ... and the share of its generation calls on NEW_MODEL from then on
     reseller_id: str | None = None  # calls through this reseller's egress
+    company_id: str | None = None  # one of this company's accounts
+    rhythm: Rhythm | None = None  # its group's activity curve, followed instead of ``profile``
 
     @property
     def label(self) -> Label:
-        return Label(self.archetype.name, self.archetype.is_attack, self.fleet_id, self.reseller_id)
+        return Label(self.archetype.name, self.archetype.is_attack, self.fleet_id, self.reseller_id, self.company_id)
+
+    def clock(self, start_s: float) -> Clock:
+        """The account's activity clock: its group's rhythm, or else its week."""
+        return self.rhythm.clock(start_s) if self.rhythm is not None else Clock(self.profile, start_s)
 
 
 @dataclass(slots=True)
@@ -100,7 +107,12 @@ class Tables:
 
 @dataclass(slots=True)
 class Fleet:
-    fleet_id: str
+    """What a group's accounts share: a fleet's infrastructure and prompts, a company's too, a campaign's clock.
+
+    Of a campaign fleet (``Archetype.campaign``) only the id and the rhythm are used.
+    """
+
+    fleet_id: str  # a fleet's id, or a company's (``Archetype.cron``)
     prefixes: list[Prefix]
     addresses: list[Address]
     payments: list[str]
@@ -108,6 +120,7 @@ class Fleet:
     templates: np.ndarray
     template_tokens: np.ndarray
     topics: np.ndarray
+    rhythm: Rhythm | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +160,12 @@ def build_population(
     for name in sorted(mix):  # sorted: the same mix in any order gives the same population
         archetype = archetypes[name]
         count = mix[name]
-        if archetype.fleet:
-            for start in range(0, count, fleet_size):
-                size = min(fleet_size, count - start)
-                shared = _fleet(rng, archetype, ids.new("fleet-", 6), size)
+        if archetype.fleet or archetype.cron is not None:
+            prefix = "fleet-" if archetype.fleet else "company-"
+            for size in _group_sizes(rng, archetype, count, fleet_size):
+                group_id = ids.new(prefix, 6)
+                rhythm = _rhythm(seed, archetype, group_id, start_s, duration_s)
+                shared = _fleet(rng, archetype, group_id, size, rhythm)
                 plan.extend((archetype, shared) for _ in range(size))
         else:
             plan.extend((archetype, None) for _ in range(count))
@@ -223,17 +238,41 @@ def _egresses(seed: int, archetypes: list[Archetype]) -> dict[str, Egress]:
     return out
 
 
-def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: int) -> Fleet:
+def _group_sizes(rng: np.random.Generator, archetype: Archetype, count: int, fleet_size: int) -> list[int]:
+    """Accounts per group: fleets of ``fleet_size`` (the last one the rest), companies of a size each draws."""
+    if archetype.cron is None:
+        return [min(fleet_size, count - start) for start in range(0, count, fleet_size)]
+    sizes: list[int] = []
+    while count > 0:
+        sizes.append(min(count, _between(rng, archetype.cron.accounts)))
+        count -= sizes[-1]
+    return sizes
+
+
+def _rhythm(seed: int, archetype: Archetype, group_id: str, start_s: float, duration_s: float) -> Rhythm | None:
+    """A group's shared clock, from a stream of its own (keyed by its id): the rest of the population stays."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _RHYTHMS, int(unit_draw(group_id, "rhythm") * 2**32)]))
+    if archetype.cron is not None:
+        return cron_rhythm(rng, archetype.cron)
+    if archetype.campaign is not None:
+        return campaign_rhythm(rng, archetype.campaign, start_s=start_s, duration_s=duration_s)
+    return None
+
+
+def _fleet(rng: np.random.Generator, archetype: Archetype, fleet_id: str, size: int, rhythm: Rhythm | None) -> Fleet:
+    if archetype.campaign is not None:  # its members bring everything else themselves
+        return Fleet(fleet_id, [], [], [], "", np.empty(0, np.uint64), np.empty(0), np.empty(0, np.int16), rhythm)
     net = archetype.network
-    prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes))
+    company = archetype.cron is not None  # one company: one cloud provider, one card
+    prefixes = draw_prefixes(rng, net.types, _between(rng, net.prefixes), one_provider=company)
     # Fewer addresses than accounts: members reuse each other's exit IPs.
     count = max(len(prefixes), size * 2 // 3)
     addresses = draw_addresses(rng, prefixes, count, unknown_share=net.unknown_share)
-    payments = [_payment(rng) for _ in range(min(size, _between(rng, (2, 3))))]
+    payments = [_payment(rng) for _ in range(1 if company else min(size, _between(rng, (2, 3))))]
     templates, template_tokens = _templates(rng, archetype)
     topics, _ = _topics(rng, archetype)
     agent = net.agents[int(rng.integers(len(net.agents)))]
-    return Fleet(fleet_id, prefixes, addresses, payments, agent, templates, template_tokens, topics)
+    return Fleet(fleet_id, prefixes, addresses, payments, agent, templates, template_tokens, topics, rhythm)
 
 
 def _clients(account_id: str, net: Network, agent_names: list[str], stack: str | None) -> list[Client]:
@@ -281,7 +320,9 @@ def _account(
             payment = None if rng.random() < net.payment_missing else _payment(rng)
         templates, template_tokens = _templates(rng, archetype)
         topics, topic_weights = _topics(rng, archetype)
-        if fleet is not None:  # the campaign's prompts, sent from the member's own infrastructure
+        # A template fleet's prompts are the campaign's, sent from the member's own infrastructure; a
+        # campaign fleet's members (tied only by its rhythm) write their own.
+        if fleet is not None and archetype.campaign is None:
             templates, template_tokens, topics = fleet.templates, fleet.template_tokens, fleet.topics
             topic_weights = rng.dirichlet(np.full(topics.size, 4.0))
     else:
@@ -313,13 +354,17 @@ def _account(
         batch_len = 0
     address_ids = tables.add_addresses(addresses)
     sigma = archetype.volume_sigma  # mean-one spread of volume between accounts
-    stack = fleet.fleet_id if fleet else egress.reseller_id if egress else None
+    # A fleet runs its own client stack, a reseller its gateway's; a campaign's members and a company's
+    # accounts call through ordinary libraries.
+    stack = egress.reseller_id if egress else None
+    if fleet is not None and archetype.fleet and archetype.campaign is None:
+        stack = fleet.fleet_id
     agents = tables.client_ids(_clients(account_id, net, agent_names, stack))
     account = Account(
         index=index,
         account_id=account_id,
         archetype=archetype,
-        fleet_id=fleet.fleet_id if fleet else None,
+        fleet_id=fleet.fleet_id if fleet and archetype.fleet else None,
         weight=archetype.volume * float(rng.lognormal(-0.5 * sigma**2, sigma)),
         profile=weekly_profile(timing.hourly, timing.weekend, int(rng.choice(timing.tz))),
         keys=keys,
@@ -336,6 +381,8 @@ def _account(
         reasoning_median=content.reasoning_tokens[0] * float(rng.lognormal(0.0, 0.2)),
         seed=seed,
         reseller_id=egress.reseller_id if egress else None,
+        company_id=fleet.fleet_id if fleet and archetype.cron is not None else None,
+        rhythm=fleet.rhythm if fleet else None,
     )
     _set_language_and_pivot(account)
     return account
@@ -355,8 +402,9 @@ def _set_language_and_pivot(account: Account) -> None:
 
 def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -> None:
     # A company with several organisations pays with one card: a benign shared fingerprint.
-    # A reseller's customers already share its card.
-    benign = [a for a in accounts if not a.archetype.is_attack and a.payment is not None and a.reseller_id is None]
+    # A reseller's customers already share its card, a cron company's accounts their company's.
+    benign = [a for a in accounts if not a.archetype.is_attack and a.payment is not None and a.reseller_id is None
+              and a.company_id is None]
     pairs = int(len(benign) * _SIBLING_SHARE) // 2
     chosen = rng.permutation(len(benign))[: pairs * 2]
     for first, second in zip(chosen[::2], chosen[1::2], strict=True):
@@ -366,7 +414,7 @@ def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -
 def _set_rates(accounts: list[Account], start_s: float, duration_s: float, rate_eps: float) -> None:
     # Scale so the expected number of events over the window is exactly rate * duration,
     # whatever hour of the day or week the window starts at.
-    loads = np.array([Clock(a.profile, start_s).load(np.array([duration_s]))[0] for a in accounts])
+    loads = np.array([a.clock(start_s).load(np.array([duration_s]))[0] for a in accounts])
     weights = np.array([a.weight for a in accounts])
     scale = rate_eps * duration_s / float(np.dot(weights, loads))
     for account, weight in zip(accounts, weights, strict=True):

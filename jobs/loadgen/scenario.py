@@ -33,6 +33,8 @@ from schemas.event import TS_MAX_MS, TS_MIN_MS
 # newly released model (model_pivot; early_adopter) and writing in another language
 # (multilingual_sweeper; non_english_app). One reseller fronts 64 accounts: 60 low-rate legitimate customers
 # and 4 distillers calling at a customer's rate (its thousands of accounts: a larger mix, e.g. eval --mix-scale 20).
+# One synchronised fleet of 12 (a campaign whose members share nothing but its waves) and, as its hard negative,
+# 12 accounts of one or two companies whose accounts fire together on a cron.
 DEFAULT_MIX: Final = MappingProxyType(
     {
         "chat_app": 40,
@@ -57,6 +59,8 @@ DEFAULT_MIX: Final = MappingProxyType(
         "multilingual_sweeper": 2,
         "reseller_customer": 60,
         "reseller_distiller": 4,
+        "synchronised_fleet": 12,
+        "cron_company": 12,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z
@@ -131,12 +135,13 @@ def population(config: ScenarioConfig) -> Population:
 
 
 def labels(config: ScenarioConfig) -> dict[str, Label]:
-    """Ground truth per account id: archetype, attack or not, fleet id, reseller id."""
+    """Ground truth per account id: archetype, attack or not, fleet id, reseller id, company id."""
     return population(config).labels()
 
 
 def write_labels(config: ScenarioConfig, path: Path | str) -> int:
-    """Write ``{account_id: {archetype, is_attack, fleet_id, reseller_id}}`` as JSON; returns the account count."""
+    """Write ``{account_id: {archetype, is_attack, fleet_id, reseller_id, company_id}}`` as JSON; returns the
+    account count."""
     mapping = {account_id: asdict(label) for account_id, label in sorted(labels(config).items())}
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ The detection was tuned on the default archetypes. A varied scenario draws, from
 new values for every archetype's numbers (volume, regularity, diurnal shape, batch sizes,
 token sizes, shares, pool and template counts, IP/prefix/key counts, choice weights, how
 much and how soon traffic moves to the newly released model, a reseller's egress size and
-card share) and a new fleet size and account mix, so thresholds that only fit the default
-numbers show up.
+card share, a campaign's waves, a company's size and cron) and a new fleet size and account
+mix, so thresholds that only fit the default numbers show up.
 
 Each archetype stays recognisably itself: a share moves in log-odds (0 and 1 stay put, so a
 field an archetype never sends stays absent), counts and sizes move by a bounded factor,
@@ -30,12 +30,14 @@ from jobs.loadgen.archetypes import (
     Archetype,
     Choice,
     Content,
+    Cron,
     Network,
     Pivot,
     Prompts,
     Reseller,
     Sampling,
     Timing,
+    Waves,
 )
 
 _BRANCH: Final = 3  # SeedSequence branch: independent of population (0, 1) and delivery (2)
@@ -62,6 +64,8 @@ class Ranges:
     mix: float = 1.6  # accounts per archetype
     fleet_size: tuple[int, int] = (6, 24)  # accounts per fleet (default 12)
     pivot_lag: float = 2.0  # time from the new model's release to an account's move to it
+    waves: float = 1.6  # a campaign's active blocks and lulls (minutes)
+    cron: float = 1.6  # a company's cron period (minutes) and run length (seconds)
 
 
 RANGES: Final = Ranges()
@@ -149,6 +153,9 @@ _FIELDS: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType({
               "unknown_share": "share", "keys": "count:counts", "payment_missing": "share"},
     Pivot: {"share": "shares", "lag_s": "count:pivot_lag", "trial": "share"},
     Reseller: {"card_share": "share"},
+    Waves: {"active_min": "count:waves", "lull_min": "count:waves", "intensity_sigma": "scale:sigma",
+            "lull_level": "share"},
+    Cron: {"accounts": "count:counts", "period_min": "count:cron", "burst_s": "count:cron"},
     Archetype: {"volume": "scale:volume", "volume_sigma": "scale:sigma", "status": "choice"},
 })
 
@@ -162,8 +169,9 @@ def vary_archetype(a: Archetype, rng: np.random.Generator, ranges: Ranges = RANG
     """A perturbed copy of ``a``: same name, kind and markers, new numbers."""
     d = _Draw(rng, ranges)
     parts = {part: _moved(d, getattr(a, part)) for part in ("timing", "prompts", "content", "sampling", "network")}
-    if a.pivot is not None:
-        parts["pivot"] = _moved(d, a.pivot)
+    for part in ("pivot", "campaign", "cron"):  # after the rest: an archetype without them draws as before
+        if getattr(a, part) is not None:
+            parts[part] = _moved(d, getattr(a, part))
     return replace(_moved(d, a), **parts)
 
 

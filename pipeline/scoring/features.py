@@ -14,9 +14,7 @@ import numpy as np
 from pipeline.kernels import layout as L
 from pipeline.state.frames import ClosedFrames
 
-# Decayed count of active minutes for an account active every minute for ever:
-# sum_k exp(-k / tau) = 1 / (1 - exp(-1 / tau)).
-_ALWAYS_ON = {w: 1.0 / (1.0 - np.exp(-1.0 / tau)) for w, tau in enumerate(L.WINDOW_MINUTES)}
+_TAU = np.asarray(L.WINDOW_MINUTES, np.float64)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -50,6 +48,25 @@ def _topic_entropy(f: ClosedFrames) -> np.ndarray:
     total = counts.sum(axis=1, keepdims=True)
     p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     return -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=1)
+
+
+def _active_share(window: int) -> Callable[[ClosedFrames], np.ndarray]:
+    """Decayed active minutes over the most they could be for the account's active minutes of the day.
+
+    An account with k active minutes (W1440, about a count at that time scale) reaches the most
+    when they are the k latest minutes: sum_{j<k} exp(-j / tau) = (1 - exp(-k / tau)) / (1 - exp(-1 / tau)).
+    So an account calling every minute since its first call has a share of 1 from its first
+    minute, instead of ramping up over the window's time scale as it would against an account
+    active for ever (the same denominator once k is a few times tau).
+    """
+    tau = _TAU[window]
+
+    def share(f: ClosedFrames) -> np.ndarray:
+        k = np.maximum(_w(f, L.W1440, L.WQ_ACTIVE), 1.0)
+        most = -np.expm1(-k / tau) / -np.expm1(-1.0 / tau)
+        return np.minimum(_w(f, window, L.WQ_ACTIVE) / most, 1.0)
+
+    return share
 
 
 def _per_active_minute(q: int) -> Callable[[ClosedFrames], np.ndarray]:
@@ -96,9 +113,8 @@ FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "anon_share": _share(L.ANON_CALLS),
     "hosting_share": _share(L.HOSTING_CALLS),
     "gap_cv": _gap_cv,
-    "active_share_5m": lambda f: _w(f, L.W5, L.WQ_ACTIVE) / _ALWAYS_ON[L.W5],
-    "active_share_1h": lambda f: _w(f, L.W60, L.WQ_ACTIVE) / _ALWAYS_ON[L.W60],
-    "active_share_24h": lambda f: _w(f, L.W1440, L.WQ_ACTIVE) / _ALWAYS_ON[L.W1440],
+    "active_share_5m": _active_share(L.W5),
+    "active_share_1h": _active_share(L.W60),
     "rate_limited_share": _share(L.RATE_LIMITED_CALLS),
     "error_share": _share(L.ERROR_CALLS),
     "topic_entropy": _topic_entropy,

@@ -83,6 +83,31 @@ def test_every_parameter_moves_within_its_range_and_the_markers_stay(seed: int) 
         assert [s for s, _ in v.status] == [s for s, _ in a.status]
 
 
+def test_a_campaigns_waves_and_a_companys_cron_move_within_their_ranges() -> None:
+    fleet, company = ARCHETYPES["synchronised_fleet"].campaign, ARCHETYPES["cron_company"].cron
+    assert fleet is not None and company is not None
+    seen = set()
+    for seed in SEEDS:
+        varied = varied_archetypes(seed)
+        waves, cron = varied["synchronised_fleet"].campaign, varied["cron_company"].cron
+        assert waves is not None and cron is not None
+        assert _count_ok(waves.active_min, fleet.active_min, RANGES.waves)
+        assert _count_ok(waves.lull_min, fleet.lull_min, RANGES.waves)
+        assert _within(waves.intensity_sigma, fleet.intensity_sigma, RANGES.sigma)
+        assert _share_ok(waves.lull_level, fleet.lull_level)
+        assert _count_ok(cron.accounts, company.accounts, RANGES.counts)
+        assert _count_ok(cron.period_min, company.period_min, RANGES.cron)
+        assert _count_ok(cron.burst_s, company.burst_s, RANGES.cron)
+        seen.add((waves, cron))
+    assert len(seen) == len(SEEDS)
+    # A varied scenario runs on the varied ones.
+    config = ScenarioConfig(seed=3, duration_s=600, rate_eps=20, mix={"synchronised_fleet": 4, "cron_company": 6},
+                            vary_seed=3)
+    accounts = population(config).accounts
+    assert all(a.rhythm is not None for a in accounts)
+    assert {a.archetype.cron for a in accounts if a.company_id} == {varied_archetypes(3)["cron_company"].cron}
+
+
 def test_attacks_stay_recognisable() -> None:
     for seed in SEEDS:
         varied = varied_archetypes(seed)

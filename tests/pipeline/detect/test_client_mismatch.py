@@ -11,7 +11,7 @@ from pipeline.detect.detector import Detector, request_shape_flags
 from pipeline.kernels import layout as L
 from pipeline.settings import load_settings
 from tests.support.client_fingerprints import CHROME, JA4_H1, JA4_H2, h2
-from tests.support.events import MINIMAL
+from tests.support.events import MINIMAL, poisson_offsets_ms
 from tests.support.state import decode
 
 T0 = 1_770_888_600_000
@@ -24,8 +24,8 @@ def batch(events: list[dict]) -> DecodedBatch:
 
 
 def _calls(account: str, n: int, **fields: object) -> list[dict]:
-    return [{**MINIMAL, "event_id": f"{account}-{i}", "ts": T0 + i * 500, "account_id": account, **fields}
-            for i in range(n)]
+    return [{**MINIMAL, "event_id": f"{account}-{i}", "ts": T0 + t, "account_id": account, **fields}
+            for i, t in enumerate(poisson_offsets_ms(n, 500))]
 
 
 def test_request_shape_flags_sets_the_client_mismatch_bit() -> None:

@@ -7,7 +7,7 @@ import orjson
 from pipeline.decode.json_events import decode_json_batch
 from pipeline.detect.detector import Detector
 from pipeline.settings import load_settings
-from tests.support.events import MINIMAL
+from tests.support.events import MINIMAL, poisson_offsets_ms
 
 T0 = 1_770_888_600_000
 
@@ -22,9 +22,9 @@ def batch(events: list[dict]) -> object:
 def test_rows_per_account_and_per_key_add_up() -> None:
     det = Detector(load_settings(), n_partitions=1)
     events = [
-        {**MINIMAL, "event_id": f"e{i}", "ts": T0 + i * 1000, "account_id": "org-a" if i % 3 else "org-b",
+        {**MINIMAL, "event_id": f"e{i}", "ts": T0 + t, "account_id": "org-a" if i % 3 else "org-b",
          "api_key_id": f"k{i % 4}", "prompt_tokens": i}
-        for i in range(300)
+        for i, t in enumerate(poisson_offsets_ms(300, 1000))
     ]
     out = det.process(batch(events), force_close=True)
     sig, keys = out.signatures, out.key_signatures
@@ -50,10 +50,10 @@ def test_rows_per_account_and_per_key_add_up() -> None:
 def test_reasoning_harvest_alerts_with_signal_points() -> None:
     det = Detector(load_settings(), n_partitions=1)
     events = [
-        {**MINIMAL, "event_id": f"h{i}", "ts": T0 + i * 400, "account_id": "org-x", "elicits_reasoning": True,
+        {**MINIMAL, "event_id": f"h{i}", "ts": T0 + t, "account_id": "org-x", "elicits_reasoning": True,
          "prompt_tokens": 80, "completion_tokens": 2400, "reasoning_tokens": 1500,
          "prompt_hash": f"{(i + 1) * 0x9E3779B97F4A7C15 % 2**64:016x}"}
-        for i in range(1500)
+        for i, t in enumerate(poisson_offsets_ms(1500, 400))
     ]
     out = det.process(batch(events), force_close=True)
     assert len(out.alerts) == 1

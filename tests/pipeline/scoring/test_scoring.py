@@ -103,7 +103,8 @@ def test_features_match_a_plain_python_computation_from_the_windows() -> None:
         "reasoning_tokens_per_call": w60[L.REASONING_TOKENS] / calls,
         "temp_zero_share": w60[L.TEMP_ZERO_CALLS] / w60[L.TEMP_CALLS],
         "ips_per_minute": w60[L.WQ_DISTINCT + L.D_IPS] / w60[L.WQ_ACTIVE],
-        "active_share_5m": w5[L.WQ_ACTIVE] * (1 - math.exp(-1 / 5)),
+        "active_share_5m": min(w5[L.WQ_ACTIVE] * (1 - math.exp(-1 / 5))
+                               / (1 - math.exp(-max(w1440[L.WQ_ACTIVE], 1.0) / 5)), 1.0),
         "volume_ratio": (w5[L.CALLS] / w5[L.WQ_ACTIVE]) / max(w1440[L.CALLS] / w1440[L.WQ_ACTIVE], 1.0),
     }
     n_t = w60[L.TEMP_CALLS]
@@ -118,7 +119,9 @@ def test_features_match_a_plain_python_computation_from_the_windows() -> None:
 
 def test_score_is_capped_weighted_sum_with_named_top_signals() -> None:
     config = load_scoring_config()
-    miner = closed_frames(events(400, 150, flags=L.FLAG_DEEP_LOGPROBS | L.FLAG_LOGPROBS,
+    # Poisson-like arrivals over a minute: a metronome would also (rightly) be machine_regularity.
+    ts = T0 + np.sort(np.random.default_rng(3).integers(0, 60_000, 400))
+    miner = closed_frames(events(400, 150, ts_ms=ts, flags=L.FLAG_DEEP_LOGPROBS | L.FLAG_LOGPROBS,
                                  temperature=np.tile(np.array([0.0, 1.0], np.float32), 200)))
     scores = score_frames(miner, config)
     assert np.allclose(scores.score, np.minimum(scores.contributions.sum(axis=1), 100.0), atol=1e-3)
@@ -167,3 +170,14 @@ def test_template_signals_need_what_is_taken() -> None:
     for name in ("template_sweep", "prompt_diversity"):
         assert digest.contributions[:, digest.names.index(name)].max() == 0.0
     assert digest.score.max() < _threshold()
+
+
+def test_an_account_calling_every_minute_since_its_first_call_is_fully_active_from_the_start() -> None:
+    # One call every 20 s for 4 minutes: each closed frame is as active as its age allows.
+    busy = compute_features(closed_frames(events(12, 20_000)), ["active_share_5m", "active_share_1h"])
+    assert np.allclose(busy["active_share_5m"], 1.0, atol=1e-3)
+    assert np.allclose(busy["active_share_1h"], 1.0, atol=1e-3)
+    # The same calls with a pause of 10 minutes after the first two: the minutes after it are not full.
+    ts = np.r_[np.arange(2) * 20_000, 600_000 + np.arange(10) * 20_000]
+    paused = compute_features(closed_frames(events(12, 20_000, ts_ms=T0 + ts)), ["active_share_5m"])
+    assert paused["active_share_5m"][1] < 0.8  # the first minute after the pause
