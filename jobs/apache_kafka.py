@@ -14,7 +14,6 @@ import base64
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
-from jobs.embedded_broker import BrokerStartError, free_port
+from jobs.embedded_broker import BrokerStartError, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA_DIR = ROOT / "infra" / "kafka"
@@ -183,16 +182,7 @@ class ApacheKafkaBroker:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Shut down cleanly (SIGTERM: the log is flushed), SIGKILL after ``timeout_s``. The data stays."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc, timeout_s)
 
     def restart(self, down_s: float = 0.0, timeout_s: float = 90.0) -> ApacheKafkaBroker:
         """Stop, stay down ``down_s`` seconds, start again on the same ports and data directory."""

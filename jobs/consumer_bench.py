@@ -152,7 +152,7 @@ def main() -> None:
     with _broker(args.broker) as broker:
         topic = "consumer-bench"
         create_topics(broker.bootstrap, [topic], args.partitions)
-        n = produce(broker.bootstrap, topic, messages, args.partitions)
+        n = produce(broker.bootstrap, topic, messages)
         print(f"{args.broker}: {n} loadgen events, {sum(len(m[2]) for m in messages) / n:.0f} bytes each, "
               f"{args.partitions} partitions, fetches of {FETCH}", flush=True)
         results: dict[str, list[Run]] = {name: [] for name in READERS}

@@ -33,7 +33,8 @@ from pipeline.sinks.clickhouse import close, connect, query_rows
 from pipeline.topics import ensure_topics
 
 TOP_N = 25
-# The generator's ground truth ({account_id: {archetype, is_attack, fleet_id, reseller_id, company_id}}), kept beside the data.
+# The generator's ground truth ({account_id: {archetype, is_attack, fleet_id, reseller_id, company_id}}),
+# kept beside the data.
 LABELS_FILE = "labels.json"
 
 
@@ -101,7 +102,7 @@ def produce_raw(settings: Settings, values: list[bytes]) -> None:
     """Send these message values as they are (keyless, spread over the partitions), acknowledged."""
     n = settings.partitions
     asyncio.run(produce_messages([(i % n, None, v) for i, v in enumerate(values)], settings.bootstrap_servers,
-                                 settings.topic_events, n))
+                                 settings.topic_events))
 
 
 def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: WorkerProcess,

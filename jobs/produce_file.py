@@ -4,6 +4,9 @@ Keys are the account ids (the contract's message key) and partitions follow
 Kafka's default murmur2 partitioner, so a replayed account lands where a gateway's
 producer would put it. Lines that are not valid JSON objects are produced as they
 are (with no key): the pipeline, not the loader, decides what is invalid.
+
+``send_in_batches`` is the one bulk send of the commands: replay, the demo's malformed
+messages and the bench (its topics, and its paced latency runs) all go through it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from pipeline.hashing import kafka_partition
 
@@ -67,36 +71,49 @@ def read_lines(path: Path) -> Iterator[bytes]:
 Message = tuple[int, bytes | None, bytes]  # partition, key, value
 
 
-async def produce_messages(messages: Iterable[Message], bootstrap_servers: list[str] | str, topic: str,
-                           n_partitions: int, *, compression: str = COMPRESSION, batch_bytes: int = BATCH_BYTES,
-                           on_progress: Callable[[int], None] | None = None) -> int:
-    """Send (partition, key, value) messages in one producer batch per partition, acknowledged by the
-    broker (``acks=all``); how many were sent. ValueError names a message too large for a batch."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
-                                max_request_size=16 << 20, max_batch_size=batch_bytes, compression_type=compression)
-    await producer.start()
-    try:
-        batches = [producer.create_batch() for _ in range(n_partitions)]
-        pending: list[asyncio.Future[object]] = []
-        count = 0
+def bulk_producer(bootstrap_servers: list[str] | str, *, compression: str = COMPRESSION,
+                  batch_bytes: int = BATCH_BYTES, linger_ms: int = 5) -> AIOKafkaProducer:
+    """An aiokafka producer for ``send_in_batches``: broker acknowledgements (``acks=all``), large requests."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=linger_ms,
+                            max_request_size=16 << 20, max_batch_size=batch_bytes, compression_type=compression)
 
-        async def flush(p: int) -> None:
-            batch = batches[p]
+
+async def send_in_batches(producer: AIOKafkaProducer, topic: str, messages: Iterable[Message],
+                          on_progress: Callable[[int], None] | None = None) -> tuple[int, list[asyncio.Future[object]]]:
+    """Append (partition, key, value) messages to one producer batch per partition, sending a batch when it
+    is full and every batch at the end: how many were sent, and the acknowledgements to await.
+    ValueError names a message too large for a batch."""
+    batches: dict[int, BatchBuilder] = {}
+    pending: list[asyncio.Future[object]] = []
+    count = 0
+    for p, key, value in messages:
+        batch = batches.get(p)
+        if batch is None:
+            batch = batches[p] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:
             batch.close()
             pending.append(await producer.send_batch(batch, topic, partition=p))
-            batches[p] = producer.create_batch()
+            batch = batches[p] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"message {count + 1} ({len(value)} bytes) is larger than a producer batch")
+        count += 1
+        if on_progress and count % 100_000 == 0:
+            on_progress(count)
+    for p, batch in batches.items():  # each holds at least the message that created it
+        batch.close()
+        pending.append(await producer.send_batch(batch, topic, partition=p))
+    return count, pending
 
-        for p, key, value in messages:
-            if batches[p].append(key=key, value=value, timestamp=None) is None:
-                await flush(p)
-                if batches[p].append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"message {count + 1} ({len(value)} bytes) is larger than a producer batch")
-            count += 1
-            if on_progress and count % 100_000 == 0:
-                on_progress(count)
-        for p in range(n_partitions):
-            if batches[p].record_count():
-                await flush(p)
+
+async def produce_messages(messages: Iterable[Message], bootstrap_servers: list[str] | str, topic: str, *,
+                           compression: str = COMPRESSION, batch_bytes: int = BATCH_BYTES,
+                           on_progress: Callable[[int], None] | None = None) -> int:
+    """Send (partition, key, value) messages in batches per partition (``send_in_batches``), acknowledged by
+    the broker; how many were sent."""
+    producer = bulk_producer(bootstrap_servers, compression=compression, batch_bytes=batch_bytes)
+    await producer.start()
+    try:
+        count, pending = await send_in_batches(producer, topic, messages, on_progress)
         await asyncio.gather(*pending)
         return count
     finally:
@@ -118,5 +135,4 @@ async def produce_lines(
     n_partitions: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    return await produce_messages(keyed_lines(lines, n_partitions), bootstrap_servers, topic, n_partitions,
-                                  on_progress=on_progress)
+    return await produce_messages(keyed_lines(lines, n_partitions), bootstrap_servers, topic, on_progress=on_progress)

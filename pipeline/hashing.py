@@ -6,6 +6,8 @@ import hashlib
 
 from kafka.partitioner.default import murmur2
 
+from schemas.prompt_hashing import blake2b64 as blake2b64  # the one definition: a stable 64-bit string hash
+
 
 def kafka_partition(key: bytes, n_partitions: int) -> int:
     """Partition of a keyed message under Kafka's default partitioner (Java client and kafka-python)."""
@@ -16,8 +18,3 @@ def stable_id(*parts: object, size: int) -> str:
     """Hex BLAKE2b digest (``size`` bytes) of the parts joined by the unit separator: an id that is the same
     in every process and run for the same parts (alert keys, notification ids, feedback ids, cluster ids)."""
     return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=size).hexdigest()
-
-
-def blake2b64(text: str) -> bytes:
-    """8-byte BLAKE2b digest of ``text``'s UTF-8 bytes: a stable 64-bit hash of a string."""
-    return hashlib.blake2b(text.encode(), digest_size=8).digest()

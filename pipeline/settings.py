@@ -196,10 +196,6 @@ class Settings(BaseSettings):
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 
     @property
-    def embedded_clickhouse(self) -> bool:
-        return self.effective_clickhouse_dsn.startswith("chdb://")
-
-    @property
     def state_topic(self) -> str:
         return self.topic_state or f"{self.consumer_group}-state"
 

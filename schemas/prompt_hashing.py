@@ -21,8 +21,12 @@ def normalise_prompt(text: str) -> str:
     return _SPACE.sub(" ", text.casefold()).strip()
 
 
-def _hash64(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+def blake2b64(text: str) -> bytes:
+    """8-byte BLAKE2b digest of ``text``'s UTF-8 bytes: the contract's 64-bit string hash (``prompt_hash``,
+    big-endian, and the shingles of ``prompt_simhash``), and the pipeline's stable string hash
+    (``pipeline.hashing``: user agents, topics, fingerprints). Defined here because schemas import nothing
+    from pipeline."""
+    return hashlib.blake2b(text.encode(), digest_size=8).digest()
 
 
 def prompt_hash_hex(text: str) -> str:
@@ -35,7 +39,7 @@ def prompt_simhash_hex(text: str) -> str:
 
 def hash_of_normalised(norm: str) -> str:
     """``prompt_hash`` of an already normalised prompt (callers deriving several fields normalise once)."""
-    return f"{_hash64(norm.encode()):016x}"
+    return blake2b64(norm).hex()
 
 
 def shingle_hashes(norm: str) -> list[int]:
@@ -43,7 +47,7 @@ def shingle_hashes(norm: str) -> list[int]:
     words): what ``prompt_simhash`` votes over."""
     words = _WORD.findall(norm)
     shingles = [" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))] if words else [""]
-    return [_hash64(shingle.encode()) for shingle in shingles]
+    return [int.from_bytes(blake2b64(shingle), "big") for shingle in shingles]
 
 
 def simhash_of_normalised(norm: str) -> str:

@@ -12,7 +12,6 @@ ASN, client user agent and prompt templates; see ``_as_bench_account``). Keys an
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import orjson
 from jobs.bench.options import BenchOptions
 from jobs.loadgen import ScenarioConfig, generate_batches
 from pipeline.decode.batch_rules import Columns
-from pipeline.hashing import kafka_partition
+from pipeline.hashing import blake2b64, kafka_partition
 from pipeline.producer.batch_encoder import columns_from_events, columns_to_wire, encode_wire, take_rows
 from pipeline.producer.batching_producer import DEFAULT_MAX_EVENTS
 
@@ -89,7 +88,7 @@ class _Identity:
     def simhash_mask(self, k: int) -> int:
         if k % SHARED_TEMPLATES_EVERY == 0:
             return 0
-        return int.from_bytes(hashlib.blake2b(f"{self.seed}:{k}".encode(), digest_size=8).digest(), "little")
+        return int.from_bytes(blake2b64(f"{self.seed}:{k}"), "little")
 
 
 def _as_bench_account(event: dict[str, Any], k: int, names: list[str], identity: _Identity) -> None:

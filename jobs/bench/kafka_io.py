@@ -24,10 +24,9 @@ def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
         admin.close()
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[Message], partitions: int) -> int:
+def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> int:
     # As a gateway's producer would: lz4-compressed batches, acks from the broker.
-    return asyncio.run(produce_messages(messages, bootstrap, topic, partitions, compression="lz4",
-                                        batch_bytes=1 << 20))
+    return asyncio.run(produce_messages(messages, bootstrap, topic, compression="lz4", batch_bytes=1 << 20))
 
 
 @dataclass(frozen=True)

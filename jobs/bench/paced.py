@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
 
 from jobs.bench.data import BenchData
-from jobs.bench.kafka_io import Message
+from jobs.produce_file import Message, bulk_producer, send_in_batches
 from pipeline.decode.batch_format import NumericWire
 from pipeline.decode.batch_rules import StrColumn
 from pipeline.producer.batch_encoder import encode_wire, take_rows
@@ -115,32 +114,13 @@ class Paced:
     achieved_rate: float
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, messages: list[Message]) -> list[asyncio.Future[object]]:
-    batches: dict[int, object] = {}
-    futures = []
-    for p, key, value in messages:
-        batch = batches.get(p)
-        if batch is None:
-            batch = batches[p] = producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # type: ignore[attr-defined]
-            batch.close()  # type: ignore[attr-defined]
-            futures.append(await producer.send_batch(batch, topic, partition=p))
-            batch = batches[p] = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)  # type: ignore[attr-defined]
-    for p, batch in batches.items():
-        batch.close()  # type: ignore[attr-defined]
-        futures.append(await producer.send_batch(batch, topic, partition=p))
-    return futures
-
-
 async def _run(bootstrap: str, topic: str, source: PacedSource, rate: float, seconds: float, warm_up: bool) -> Paced:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, compression_type="lz4",
-                                max_request_size=16 << 20, max_batch_size=1 << 20)
+    producer = bulk_producer(bootstrap, compression="lz4", batch_bytes=1 << 20, linger_ms=0)
     await producer.start()
     try:
         if warm_up:
             n, messages = source.warm_messages(int(time.time() * 1000))
-            await asyncio.gather(*await _send(producer, topic, messages))
+            await asyncio.gather(*(await send_in_batches(producer, topic, messages))[1])
             return Paced(n, 0.0)
         total = min(source.capacity, int(rate * seconds))
         futures: list[asyncio.Future[object]] = []
@@ -150,7 +130,7 @@ async def _run(bootstrap: str, topic: str, source: PacedSource, rate: float, sec
             due = min(total, int((time.time() - t0) * rate))
             if due > sent:
                 ts_ms = ((t0 + np.arange(sent, due) / rate) * 1000).astype(np.int64)
-                futures += await _send(producer, topic, source.messages(sent, due, ts_ms))
+                futures += (await send_in_batches(producer, topic, source.messages(sent, due, ts_ms)))[1]
                 sent, last = due, time.time()
             if sent < total:
                 await asyncio.sleep(source.tick_s)

@@ -100,7 +100,7 @@ class BenchWorker:
         return [json.loads(line) for line in done.stdout.splitlines()]
 
     def check_crash(self, *, drained: bool = False) -> None:
-        """A crashed Faust agent leaves the process running: fail at once instead of waiting it out.
+        """A crashed Faust service or task leaves the process running: fail at once instead of waiting it out.
 
         Once the worker has drained (every row written, offsets committed) the run's
         measurement is complete: a service crashing while the worker stops is recorded
@@ -113,7 +113,7 @@ class BenchWorker:
         if b"Crashed reason=" not in new:
             return
         if not drained:
-            raise BenchError(f"the worker's agent crashed:\n{self.log_tail()}")
+            raise BenchError(f"a service of the worker crashed:\n{self.log_tail()}")
         for line in new.decode(errors="replace").splitlines():
             if "Crashed reason=" in line and len(self.shutdown_errors) < 5:
                 self.shutdown_errors.append(line.strip()[-300:])

@@ -118,9 +118,8 @@ def _measure_kafka(opts: BenchOptions, data: BenchData, work: Path, clock: _Cloc
         kafka_io.create_topics(boot, topics, opts.partitions)
 
         t = time.monotonic()
-        kafka_io.produce(boot, "bench-json", json_messages(data), opts.partitions)
-        kafka_io.produce(boot, "bench-batched", ((c.partition, None, c.value) for c in data.containers),
-                         opts.partitions)
+        kafka_io.produce(boot, "bench-json", json_messages(data))
+        kafka_io.produce(boot, "bench-batched", ((c.partition, None, c.value) for c in data.containers))
         clock.step("produce", t)
 
         t = time.monotonic()

@@ -23,8 +23,6 @@ from jobs.grafana.datasources import DATASOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra" / "grafana"
-DASHBOARDS_DIR = INFRA / "dashboards"
-PROVISIONING_DIR = INFRA / "provisioning"
 DATASOURCES_FILE = Path("datasources") / "distillwatch.yml"
 PROVIDERS_FILE = Path("dashboards") / "distillwatch.yml"
 FOLDER = "distillwatch"

@@ -33,9 +33,7 @@ PER_SECOND = "short"  # tokens/s: a plain number, the title says per second
 COUNT = "short"
 SECONDS = "s"
 SHARE = "percentunit"  # 0..1 shown as a percentage
-PERCENT = "percent"  # 0..100
 SCORE = "none"  # 0..100 score points
-BYTES = "bytes"
 
 Sized = TypeVar("Sized", timeseries.Panel, stat.Panel, table.Panel, heatmap.Panel, barchart.Panel)
 

@@ -21,13 +21,10 @@ from typing import Final
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
-# Entity kinds of account_entities_1h (ROLLUPS.md), by section of the page.
+# Entity kinds of account_entities_1h (docs/cookbook.md), by section of the page.
 NETWORK_KINDS: Final = ("api_key", "ip_net", "asn", "network_type", "country", "user_agent", "tls_fingerprint",
                         "http2_fingerprint", "payment")
 TEMPLATE: Final = "template"
-MODEL: Final = "model"
-# Every call has an endpoint, so the endpoint rows of an account sum to all its calls and tokens.
-TOTALS_KIND: Final = "endpoint"
 
 
 def sql(template: str, database: str) -> str:

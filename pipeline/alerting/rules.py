@@ -30,7 +30,6 @@ DEFAULT_RULES: Final = Path(__file__).with_name("rules.v1.yaml")
 ACCOUNT: Final = "account"
 CLUSTER: Final = "cluster"
 PAGE: Final = "page"
-MONITOR: Final = "monitor"
 # The rule DW_ALERT_SCORE_THRESHOLD tunes (its params.threshold).
 SCORE_RULE: Final = "extraction_score_high"
 THRESHOLD_PARAM: Final = "threshold"

@@ -31,12 +31,6 @@ def mix64(x: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def leading_zeros64(x: np.uint64) -> int:
-    """Count of leading zero bits of a 64-bit value (64 for zero)."""
-    return clz64(uint64(x))
-
-
-@njit(cache=True, nogil=True)
 def hll_add(registers: np.ndarray, h: np.uint64, bits: int) -> None:
     """Add a hashed item to the sketch (registers has 2**bits entries)."""
     h = uint64(h)

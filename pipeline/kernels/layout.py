@@ -80,7 +80,6 @@ TEMP_SQ = 1
 GAP_SUM = 2  # seconds between consecutive calls of the account
 GAP_SQ = 3
 N_FLOATS = 4
-FLOAT_NAMES: tuple[str, ...] = ("temp_sum", "temp_sq", "gap_sum", "gap_sq")
 
 # --- HyperLogLog sketches per frame: one uint8 register array, sections by offset ------
 HLL_PROMPT_BITS, HLL_IP_BITS, HLL_UA_BITS, HLL_ASN_BITS, HLL_TOPIC_BITS = 6, 5, 4, 4, 4
@@ -91,9 +90,6 @@ D_PROMPTS, D_IPS, D_UAS, D_ASNS, D_TOPICS = range(5)
 N_DISTINCT = 5
 DISTINCT_NAMES: tuple[str, ...] = ("distinct_prompts", "distinct_ips", "distinct_uas", "distinct_asns",
                                    "distinct_topics")
-# Kept for callers that size one sketch.
-HLL_PROMPT_REGISTERS = 1 << HLL_PROMPT_BITS
-HLL_IP_REGISTERS = 1 << HLL_IP_BITS
 
 # --- rolled windows per account (decayed sums over closed frames) ------------------------
 # Each closed frame is folded into exponentially decayed sums with these time

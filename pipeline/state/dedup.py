@@ -7,7 +7,7 @@ same key occurred at an offset in ``[o - window, o]`` of its partition (earlier
 in the log; a batch container's events share its offset). The rule depends only
 on the partition's log, not on how it is cut into batches, so after a restart
 the window is rebuilt exactly by re-reading the ``window`` offsets before the
-resume point (``pipeline/state/recovery.py``) — nothing to checkpoint.
+resume point (``StateManager._rebuild_dedup``, ``pipeline/state/manager.py``) — nothing to checkpoint.
 
 Memory: one dict entry (a 64-bit hash of the key and its offset) per recent
 event, at most ``window`` offsets' worth per partition. A hash collision could

@@ -29,15 +29,12 @@ from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import ensure_topics
 from tests.support.clickhouse_faults import FAULT_HOOKS
-from tests.support.events import MINIMAL
+from tests.support.events import BASE_TS, MINIMAL, numbered_event
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_TS = 1_770_888_600_000  # 2026-02-12T09:30:00Z
 PARTITIONS = 4
-ACCOUNTS = [f"org-{i}" for i in range(12)]
 N_VALID = 6000
 LATENESS_S = 120
-NETWORKS = ("residential", "hosting", "vpn", "tor", "business", "mobile")
 ANON = {"vpn", "proxy", "tor"}
 
 # Poison messages and the reason the event contract gives each (README "Input", schemas/event.py).
@@ -61,33 +58,6 @@ POISON: list[tuple[bytes, str]] = [
     (orjson.dumps({**_OK, "user_agent": "x" * 70_000}), "oversized"),
     (orjson.dumps(_OK)[:-1] + b', "temperature": NaN}', "schema_violation"),  # not a finite number
 ]
-
-
-def numbered_event(i: int) -> dict[str, Any]:
-    account = ACCOUNTS[(i * 7 + i // 13) % len(ACCOUNTS)]
-    e: dict[str, Any] = {
-        **MINIMAL, "event_id": f"ev-{i}", "account_id": account, "api_key_id": f"key-{account}-{i % 3}",
-        # In order, with up to 5 s of jitter: never late (lateness is 120 s).
-        "ts": BASE_TS + i * 100 - (i * 7919) % 5000,
-        "client_ip": f"198.51.100.{i % 23}", "network_type": NETWORKS[i % len(NETWORKS)],
-        "prompt_tokens": 50 + (i * 31) % 900, "completion_tokens": (i * 17) % 700,
-        "reasoning_tokens": (i % 5) * 40, "status": (200, 200, 200, 429, 500, 400)[i % 6],
-        "prompt_hash": f"{(i * 2654435761) % 2**64:016x}",
-    }
-    if i % 4 == 0:
-        e["elicits_reasoning"] = True
-    if i % 5 == 0:
-        e["logprobs"] = True
-        e["top_logprobs"] = (i // 5) % 21
-    if i % 7 == 0:
-        e["n"] = 2 + i % 3
-    if i % 3 == 0:
-        e["temperature"] = (0.0, 0.7, 1.3)[(i // 3) % 3]
-    if i % 11 == 0:
-        e["stream"] = True
-    if i % 9 == 0:
-        e["logit_bias_count"] = i % 4
-    return e
 
 
 @dataclass(frozen=True)

@@ -148,11 +148,11 @@ def test_clickhouse_down_applies_back_pressure_then_loses_nothing(
     worker = start_worker(settings, bounded=True, name="worker", env={FAULT_CLICKHOUSE_DOWN_FILE: str(down)})
     stats = wait_for(worker, lambda s: s["clickhouse_retries"] >= 3, 240, "ClickHouse retries")
     assert stats["clickhouse_available"] is False
-    time.sleep(1.0)  # the source has had time to fill the channel and stop
+    time.sleep(1.0)  # the source has had time to fill the detect loop's queue and stop
     held = worker.stats()
     assert held is not None
     # Nothing got past ClickHouse, and the source stopped: at most the batch being written,
-    # the one detected behind it (the detect step's overlap_writes), two in the channel and
+    # the one detected behind it (the detect step's overlap_writes), two in the queue and
     # one waiting to enter it.
     assert held["batches"] == held["batches_committed"] == 0
     assert 0 < held["source_fetched_events"] <= 5 * batch < len(fault_input.lines)

@@ -32,7 +32,7 @@ def test_every_message_lands_in_its_partition_in_order_with_its_key_a_big_one_in
     create_topics(kafka_broker.bootstrap, [topic], 3)
     big = b"x" * 100_000  # larger than a producer batch: sent as a batch of its own
     messages = [(i % 3, b"k%d" % i if i % 2 else None, b"v%d" % i) for i in range(2_000)] + [(1, None, big)]
-    sent = asyncio.run(produce_messages(messages, [kafka_broker.bootstrap], topic, 3))
+    sent = asyncio.run(produce_messages(messages, [kafka_broker.bootstrap], topic))
     assert sent == len(messages)
 
     async def read_back() -> dict[int, list[tuple[bytes | None, bytes]]]:

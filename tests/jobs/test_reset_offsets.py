@@ -18,7 +18,7 @@ from jobs.reset_offsets import Target, _targets, parse_datetime, run_reset
 from pipeline.settings import Settings
 from pipeline.state.state_topic import StateTopic
 from pipeline.topics import ensure_topics
-from tests.faults.harness import numbered_event
+from tests.support.events import numbered_event
 from tests.support.state import N_PARTS, new_manager, part_of, produce, settings_for, step
 
 pytestmark = pytest.mark.kafka

@@ -11,7 +11,7 @@ def test_defaults_are_embedded(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("DW_DATA_DIR", str(tmp_path))
     s = load_settings()
     assert s.effective_clickhouse_dsn == f"chdb://{(tmp_path / 'clickhouse').resolve()}"
-    assert s.embedded_clickhouse and s.topic_events == "api-calls" and s.topic_dlq == "api-calls-dlq"
+    assert s.topic_events == "api-calls" and s.topic_dlq == "api-calls-dlq"
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +20,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DW_PARTITIONS", "12")
     s = load_settings()
     assert s.bootstrap_servers == ["b1:9092", "b2:9093"] and s.partitions == 12
-    assert not s.embedded_clickhouse
+    assert s.effective_clickhouse_dsn == "http://default:pw@ch:8123"
 
 
 @pytest.mark.parametrize("var, value, fragment", [

@@ -1,4 +1,4 @@
-"""Contract events for tests: the documented example, and its required fields only."""
+"""Contract events for tests: the documented example, its required fields only, and a numbered stream."""
 
 from __future__ import annotations
 
@@ -27,3 +27,36 @@ def poisson_offsets_ms(n: int, mean_gap_ms: float, seed: int = 0) -> list[int]:
     """
     gaps = np.random.default_rng(seed).exponential(mean_gap_ms, n)
     return np.concatenate([[0.0], np.cumsum(gaps[1:])]).astype(np.int64).tolist()
+
+
+# The numbered stream: varied valid events over 12 accounts, in time order within 5 s of jitter.
+BASE_TS = 1_770_888_600_000  # 2026-02-12T09:30:00Z
+ACCOUNTS = [f"org-{i}" for i in range(12)]
+NETWORKS = ("residential", "hosting", "vpn", "tor", "business", "mobile")
+
+
+def numbered_event(i: int) -> dict[str, Any]:
+    account = ACCOUNTS[(i * 7 + i // 13) % len(ACCOUNTS)]
+    e: dict[str, Any] = {
+        **MINIMAL, "event_id": f"ev-{i}", "account_id": account, "api_key_id": f"key-{account}-{i % 3}",
+        # In order, with up to 5 s of jitter: never late (lateness is 120 s).
+        "ts": BASE_TS + i * 100 - (i * 7919) % 5000,
+        "client_ip": f"198.51.100.{i % 23}", "network_type": NETWORKS[i % len(NETWORKS)],
+        "prompt_tokens": 50 + (i * 31) % 900, "completion_tokens": (i * 17) % 700,
+        "reasoning_tokens": (i % 5) * 40, "status": (200, 200, 200, 429, 500, 400)[i % 6],
+        "prompt_hash": f"{(i * 2654435761) % 2**64:016x}",
+    }
+    if i % 4 == 0:
+        e["elicits_reasoning"] = True
+    if i % 5 == 0:
+        e["logprobs"] = True
+        e["top_logprobs"] = (i // 5) % 21
+    if i % 7 == 0:
+        e["n"] = 2 + i % 3
+    if i % 3 == 0:
+        e["temperature"] = (0.0, 0.7, 1.3)[(i // 3) % 3]
+    if i % 11 == 0:
+        e["stream"] = True
+    if i % 9 == 0:
+        e["logit_bias_count"] = i % 4
+    return e

@@ -19,7 +19,7 @@ from pipeline.state.checkpoint import PartitionLog
 from pipeline.state.dedup import without_rows
 from pipeline.state.manager import StateManager
 from pipeline.state.state_topic import StateTopic
-from tests.faults.harness import numbered_event
+from tests.support.events import numbered_event
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from jobs.bench.msgspec_decode import EventStruct, decode_json_batch_msgspec
 from jobs.loadgen import ScenarioConfig, generate
 from pipeline.decode.fast_json import decode_json_batch_fast
 from schemas.event import ApiCallEvent
-from tests.pipeline.decode.json_fuzz import messages
 from tests.support.decode_cases import BASES, CONTRACT_CASES, assert_same, contract_event
+from tests.support.json_fuzz import messages
 
 
 def _both(values: list[bytes], max_ts_ms: int = 2**62, *, whole: bool = False) -> tuple[object, object]:

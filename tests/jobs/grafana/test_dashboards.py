@@ -152,7 +152,7 @@ def test_account_and_cluster_cells_link_to_the_drill_downs_keeping_the_time_rang
 
 
 def test_checked_in_json_is_what_grafana_imports() -> None:
-    for path in sorted((build.DASHBOARDS_DIR).glob("*.json")):
+    for path in sorted((build.INFRA / "dashboards").glob("*.json")):
         model = json.loads(path.read_text())
         assert path.stem == model["uid"]
         assert model["schemaVersion"] >= 39 and model["tags"] == ["distillwatch"]

@@ -47,19 +47,6 @@ def cluster_inv(demo_db: DemoData, hydra_cluster: str) -> Investigation:
     return investigate(demo_db.client, demo_db.database, hydra_cluster)
 
 
-# The demo run's base tables: copying them into a fresh migrated database refills its rollups (views).
-BASE_TABLES = ("api_calls", "signatures_1m", "key_signatures_1m", "alerts", "clusters", "rejected_events")
-
-
-def copy_demo(demo_db: DemoData, database: str) -> None:
-    """``database`` (fresh) migrated and filled with the demo run's rows; dw_demo itself is never written."""
-    from schemas.migrate import apply_migrations
-
-    apply_migrations(demo_db.client, database)
-    for table in BASE_TABLES:
-        demo_db.client.command(f"INSERT INTO `{database}`.{table} SELECT * FROM `{demo_db.database}`.{table}")
-
-
 @pytest.fixture
 def restore_default_database(ch_client: Client) -> Iterator[None]:
     """CLI runs in this process share the session client and point its default database elsewhere."""

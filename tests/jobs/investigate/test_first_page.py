@@ -13,7 +13,6 @@ from clickhouse_connect.driver.client import Client
 from jobs.investigate.collect import investigate
 from jobs.investigate.render_text import render
 from jobs.report.data import Window, load
-from tests.jobs.investigate.conftest import copy_demo
 from tests.support.demo_data import DemoData
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
@@ -64,7 +63,7 @@ def test_monitor_and_suppressed_alerts_are_not_the_first_alert(demo_db: DemoData
     before = investigate(demo_db.client, demo_db.database, attacker).pages[0]
     first = before.harvest.first_alert
     assert first is not None and before.harvest.before_alert > 0
-    copy_demo(demo_db, ch_database)
+    demo_db.copy_into(ch_database)
     # Two alerts ahead of the first page that paged nobody: a monitor-mode rule and a suppressed page.
     earlier = (first - timedelta(minutes=2)).replace(tzinfo=None, microsecond=0)
     demo_db.client.command(f"""

@@ -21,9 +21,9 @@ from pipeline.decode.pydantic_path import decode_json_batch_pydantic
 from pipeline.kernels import event_spec as spec
 from pipeline.kernels.json_judge import ipv4_key, rfc3339_ms
 from schemas.event import NETWORK_TYPES, TS_MAX_MS, TS_MIN_MS, ApiCallEvent, _rfc3339_to_ms
-from tests.pipeline.decode.json_fuzz import PROMPT_TEXTS, json_string, message_batches, messages, prompt_bases
 from tests.support.decode_cases import BASES, CONTRACT_CASES, assert_same, contract_event, loadgen_events
 from tests.support.events import MINIMAL
+from tests.support.json_fuzz import PROMPT_TEXTS, json_string, message_batches, messages, prompt_bases
 
 FAR_FUTURE = 2**62
 PROMPT_BASES = prompt_bases(BASES)

@@ -15,8 +15,8 @@ from jobs.embedded_broker import EmbeddedBroker
 from pipeline.state.checkpoint import CheckpointLayoutError, PartitionLog, block_key, decode_block
 from pipeline.state.state_topic import StateTopic, read_to_end, restore_consumer
 from pipeline.topics import ensure_topics
-from tests.faults.harness import numbered_event
 from tests.support.checkpoint_records import LAYOUTS, ent, mk
+from tests.support.events import numbered_event
 from tests.support.state import (
     N_PARTS,
     entities_in,
