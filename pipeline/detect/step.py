@@ -3,7 +3,7 @@
 Commit order, followed for every batch (``handle``, ``_checkpoint_and_ack``):
   1. dead letters produced and acknowledged by Kafka;
   2. ClickHouse inserts acknowledged (retried with back-off while ClickHouse is
-     unavailable: the agent holds the batch, the bounded channel fills, and the
+     unavailable: the detect loop holds the batch, the bounded queue fills, and the
      source pauses its partitions — back-pressure, nothing dropped), then the
      batch's alert transitions stored as pending notifications (``Outbox.add``;
      the delivery task sends them, nothing here waits for a receiver), then the
@@ -243,7 +243,7 @@ class DetectStep:
         sig = found.output.signatures
         prepared = await asyncio.to_thread(
             publisher.prepare, found.decoded, sig["account_id"], np.asarray(sig["window_start"]),
-            np.asarray(sig["score"]), self.detector.max_score,
+            np.asarray(sig["score"]), self.detector.max_score, np.asarray(sig["calls"]),
         )
         await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
                           "writing to the linking topics failed")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.hashing import stable_id
@@ -127,12 +127,14 @@ class Cluster:
 
 
 def describe_cluster(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
-                     accounts: Mapping[str, Mapping[str, float]], config: LinkingConfig) -> Cluster:
+                     accounts: Mapping[str, Mapping[str, float]], config: LinkingConfig,
+                     label: Callable[[str], str] = str) -> Cluster:
     """Score and explain the cluster of ``members`` from its linked pairs (``LinkState.pair_evidence``,
     sorted) and the members' account state.
 
     ``accounts`` maps account -> {"calls", "max", "ts"} (stage B's account table); missing
-    accounts count as score 0 and no calls.
+    accounts count as score 0 and no calls. ``label`` names a listed feature (``LinkState.label``:
+    a sync feature with what its members' calls did).
     """
     evidence = list(linked.values())
     shares = Counter(feature for ev in evidence for feature in ev)
@@ -146,6 +148,6 @@ def describe_cluster(members: Collection[str], linked: Mapping[tuple[str, str], 
     latest = [ts for ev in evidence for ts in ev.values()] + [int(s.get("ts") or 0) for s in state]
     return Cluster(
         cluster_id(members), tuple(sorted(members)), score,
-        tuple(listed[: config.cluster.max_listed_features]),
+        tuple(label(f) for f in listed[: config.cluster.max_listed_features]),
         min(crossings, default=0), max(latest, default=0),
     )

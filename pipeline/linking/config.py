@@ -23,9 +23,9 @@ DEFAULT_CONFIG: Final = Path(__file__).with_name("linking.v1.json")
 
 # Feature kinds the file must weigh, and the feature prefixes of each: an IPv4 /24 and an
 # IPv6 /48 are both "the same network", so a pair sharing both counts that evidence once.
-KINDS: Final = ("pay", "ip", "tpl", "asn", "ua", "tls", "h2")
+KINDS: Final = ("pay", "ip", "tpl", "asn", "ua", "tls", "h2", "sync")
 FEATURE_KINDS: Final = {"pay": "pay", "ip24": "ip", "ip48": "ip", "tpl": "tpl", "asn": "asn", "ua": "ua",
-                        "tls": "tls", "h2": "h2"}
+                        "tls": "tls", "h2": "h2", "sync": "sync"}
 FACTORS: Final = ("size", "member_scores", "link_strength", "volume")
 
 
@@ -49,6 +49,45 @@ class TemplateConfig(BaseModel):
         if self.bands * self.band_bits != 64:
             raise ValueError(f"bands × band_bits must be 64 (got {self.bands} × {self.band_bits})")
         return self
+
+
+class SyncConfig(BaseModel):
+    """Cross-account timing correlation (``sync.py``, ``sync_tracker.py``): windows of calls per minute."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window_minutes: int = Field(ge=16, le=240, description="minutes compared: every boundary looks this far back")
+    step_minutes: int = Field(ge=1, le=240, description="boundaries every this many minutes of event time")
+    settle_minutes: int = Field(ge=0, le=60, description="a boundary is evaluated once a frame this much later came")
+    min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
+    min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
+    trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
+    clip_mads: float = Field(gt=0, le=20, description="deviations clipped at this many robust sigmas")
+    periodic_share: float = Field(gt=0, le=1, description="a short period explaining this share of a curve is removed")
+    step_share: float = Field(gt=0, le=1, description="a curve this much one level shift is left out")
+    repeat_minutes: int = Field(ge=0, le=1440, description="a curve repeating this long ago (a schedule) is removed")
+    repeat_r: float = Field(gt=0, le=1, description="... when it correlates at least this with that earlier curve")
+    follow_r: float = Field(gt=0, lt=1, description="an account follows a group's curve at this r or more")
+    popular_share: float = Field(gt=0, le=1, description="a curve followed by this share of the others: no evidence")
+    bands: int = Field(ge=1, le=64, description="LSH bands of signed random projections")
+    max_bucket: int = Field(ge=2, le=256, description="buckets up to this size give all pairs; bigger: a star")
+    seed: int = Field(ge=0, description="seed of the random projection directions")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyncConfig:
+        if self.min_active_minutes > self.window_minutes:
+            raise ValueError(f"min_active_minutes ({self.min_active_minutes}) exceeds window_minutes "
+                             f"({self.window_minutes})")
+        if self.trend_minutes > self.window_minutes:
+            raise ValueError(f"trend_minutes ({self.trend_minutes}) exceeds window_minutes ({self.window_minutes})")
+        if self.step_minutes > self.window_minutes:
+            raise ValueError(f"step_minutes ({self.step_minutes}) exceeds window_minutes ({self.window_minutes})")
+        return self
+
+    @property
+    def ring_minutes(self) -> int:
+        """Minutes each account's ring holds: a window, the period before it and the frames that may come
+        before it is evaluated."""
+        return self.repeat_minutes + self.window_minutes + self.settle_minutes + 1
 
 
 class Factor(BaseModel):
@@ -79,6 +118,7 @@ class LinkingConfig(BaseModel):
     kinds: dict[str, KindConfig]
     link_threshold: float = Field(gt=0)
     template: TemplateConfig
+    sync: SyncConfig
     cluster: ClusterConfig
 
     @field_validator("kinds")

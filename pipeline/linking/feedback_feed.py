@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.alerting.feedback import VERDICTS, Feedback, FeedbackSuppressions
-from pipeline.linking.messages import VERSION, MessageError, open_message
+from pipeline.linking.messages import ENVELOPE_VERSION, MessageError, open_message
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ _INT_FIELDS = frozenset({"recorded_at_ms", "suppress_until_ms"})
 
 def encode_feedback(feedback: FeedbackSuppressions) -> bytes:
     """One message holding every entry the set was built from (equal sets encode equally)."""
-    return orjson.dumps({"v": VERSION, "type": FEEDBACK_TYPE, "entries": [astuple(e) for e in feedback.entries]})
+    return orjson.dumps({"v": ENVELOPE_VERSION, "type": FEEDBACK_TYPE,
+                         "entries": [astuple(e) for e in feedback.entries]})
 
 
 def decode_feedback(value: bytes) -> FeedbackSuppressions:

@@ -23,6 +23,7 @@ import numpy as np
 from pipeline.linking.clusters import Evidence, pair_strength
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.membership import hamming, kind_of, partners
+from pipeline.linking.sync_tracker import unpack_sample
 from pipeline.linking.union_find import UnionFind
 
 Pair = tuple[str, str]  # (a, b) with a < b
@@ -169,6 +170,18 @@ class LinkState:
             members = frozenset(names[i] for i in group.tolist())
             out.update(dict.fromkeys(members, members))
         return out
+
+    def label(self, feature: str) -> str:
+        """A feature as listed: its name, and for ``sync`` what its members' calls did (their mean r with
+        their group when they joined it, over the configured window)."""
+        if kind_of(feature) != "sync":
+            return feature
+        samples = [unpack_sample(sample) for _, sample in self._members(feature).values()]
+        if not samples:
+            return feature
+        r = sum(r for r, _ in samples) / len(samples)
+        return (f"{feature} (calls per minute correlate r={r:.2f} over "
+                f"{self.config.sync.window_minutes} minutes, {len(samples)} accounts)")
 
     def pair_evidence(self, members: Collection[str]) -> dict[Pair, Evidence]:
         """The linked pairs among ``members`` (sorted) with their evidence, from their co-memberships."""

@@ -12,12 +12,21 @@ at most one message per partition per detect batch)::
 
 ``dw-link-edges`` (1 partition; written by the detect step)::
 
-    {"v": 1, "type": "accounts", "src": "...",
+    {"v": 2, "type": "accounts", "src": "...",
      "account": [...], "calls": [int], "ts": [ms],                     # calls in the batch, latest event time
      "score": [float | null], "max_score": [float | null],             # latest closed frame, running max
-     "best": [float | null], "best_ts": [ms | null]}                   # the batch's best frame and its end
+     "best": [float | null], "best_ts": [ms | null],                   # the batch's best frame and its end
                                                                        # (null: no frame closed in the batch)
-    {"v": 1, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
+     "frame_account": [int], "frame_minute": [int], "frame_calls": [int]}  # every closed frame: its account
+                                                                       # (index into "account"), epoch minute, calls
+    {"v": 2, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
+
+Versions: the linking messages are written as ``VERSION`` (2) and read as 1 or 2. Version 2
+added the frame columns (the timing evidence, ``sync_tracker``); a version-1 accounts message
+(an older worker, or the topic's backlog after an upgrade) reads with none. An older linking
+process refuses version-2 messages (logged, counted in ``bad_messages``): upgrade the linking
+process with or before the workers. The link results and feedback sets that share this envelope
+(``open_message``) have their own version, ``ENVELOPE_VERSION``.
 
 Stage A hands stage B a ``MemberChanges`` in memory (same process), never on a topic.
 Kind weights are not on the wire: stage B applies the weights of its config file.
@@ -35,7 +44,9 @@ import orjson
 
 from pipeline.linking.observations import AccountSummary, Observations
 
-VERSION = 1
+VERSION = 2  # the linking messages as written (2: account updates carry their frames' minute counts)
+READ_VERSIONS = (1, 2)  # ... and as read
+ENVELOPE_VERSION = 1  # the link results and feedback sets (results.py, feedback_feed.py)
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 # Rows per message, at most: keeps every message far below Kafka's default 1 MB
 # (message.max.bytes, the producer's max_request_size) whatever the batch size.
@@ -83,6 +94,10 @@ class AccountUpdates:
     max_score: list[float | None]
     best: list[float | None]
     best_ts: list[int | None]
+    # Every frame the batch closed (version 2): its account (index into ``account``), epoch minute, calls.
+    frame_account: list[int] = field(default_factory=list)
+    frame_minute: list[int] = field(default_factory=list)
+    frame_calls: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.account)
@@ -139,11 +154,14 @@ def account_updates(
     frame_score: np.ndarray,
     max_scores: Mapping[str, float],
     src: str,
+    frame_calls: np.ndarray | None = None,
 ) -> AccountUpdates:
-    """Per account of a detect batch: calls, latest event time, latest and best closed frame.
+    """Per account of a detect batch: calls, latest event time, latest and best closed frame, and the
+    calls of every closed frame.
 
     ``frame_*`` are the batch's closed frames (signatures_1m rows: account, window start in
-    seconds, score); ``max_scores`` the detector's running maximum per account. An account
+    seconds, score, calls; without ``frame_calls`` no frame's calls are sent); ``max_scores``
+    the detector's running maximum per account. An account
     with calls but no closed frame gets None for the frame fields. ``best``/``best_ts`` (the
     highest-scoring frame of the batch, the earliest on ties) let stage B know when each
     score was reached whatever the batching (``alert_time``).
@@ -181,22 +199,44 @@ def account_updates(
     ts = np.where(has_frame, np.maximum(last_ts, latest_end), last_ts)
     framed = has_frame.tolist()
     latest = latest_val.tolist()
+    counted = np.empty(0, np.int64)
+    if frame_calls is not None and n:
+        frame_calls = np.asarray(frame_calls, dtype=np.int64)
+        counted = np.flatnonzero(frame_calls > 0)
+        counted = counted[np.lexsort((end_ms[counted], code[counted]))]  # by account, then minute
     return AccountUpdates(
         src, names, calls.tolist(), ts.tolist(),
         [v if f else None for v, f in zip(latest, framed, strict=True)],
         [round(float(max_scores.get(a, v)), 3) if f else None for a, v, f in zip(names, latest, framed, strict=True)],
         [v if f else None for v, f in zip(best_val.tolist(), framed, strict=True)],
         [e if f else None for e, f in zip(best_end.tolist(), framed, strict=True)],
+        code[counted].tolist(), (end_ms[counted] // 60_000 - 1).tolist(),
+        frame_calls[counted].tolist() if frame_calls is not None else [],
     )
 
 
 def pack_accounts(updates: AccountUpdates, max_rows: int = MAX_ROWS) -> list[bytes]:
-    """Messages of at most ``max_rows`` accounts (each account of a batch is in one row only)."""
-    return [orjson.dumps({"v": VERSION, "type": "accounts", "src": updates.src, "account": updates.account[rows],
-                          "calls": updates.calls[rows], "ts": updates.ts[rows], "score": updates.score[rows],
-                          "max_score": updates.max_score[rows], "best": updates.best[rows],
-                          "best_ts": updates.best_ts[rows]})
-            for rows in _row_chunks(len(updates), max_rows)]
+    """Messages of at most ``max_rows`` accounts and frames (each account of a batch is in one message only,
+    with its frames)."""
+    owner = np.asarray(updates.frame_account, np.int64)
+    # Rows per account: itself and its frames; messages are cut between accounts.
+    weight = np.bincount(owner, minlength=len(updates)) + 1
+    ends = np.cumsum(weight)
+    out = []
+    first = 0
+    while first < len(updates):
+        last = max(first + 1, int(np.searchsorted(ends, (ends[first - 1] if first else 0) + max_rows, "right")))
+        frames = np.flatnonzero((owner >= first) & (owner < last)).tolist()
+        out.append(orjson.dumps({
+            "v": VERSION, "type": "accounts", "src": updates.src, "account": updates.account[first:last],
+            "calls": updates.calls[first:last], "ts": updates.ts[first:last], "score": updates.score[first:last],
+            "max_score": updates.max_score[first:last], "best": updates.best[first:last],
+            "best_ts": updates.best_ts[first:last],
+            "frame_account": [updates.frame_account[i] - first for i in frames],
+            "frame_minute": [updates.frame_minute[i] for i in frames],
+            "frame_calls": [updates.frame_calls[i] for i in frames]}))
+        first = last
+    return out
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -214,21 +254,22 @@ def _columns(body: dict[str, object], names: tuple[str, ...]) -> list[list[objec
     return cols
 
 
-def open_message(value: bytes, what: str, kind: str | None = None) -> dict[str, Any]:
-    """The JSON object of a version-``VERSION`` message (of type ``kind`` when given); MessageError naming
+def open_message(value: bytes, what: str, kind: str | None = None,
+                 versions: tuple[int, ...] = (ENVELOPE_VERSION,)) -> dict[str, Any]:
+    """The JSON object of a message of one of ``versions`` (of type ``kind`` when given); MessageError naming
     ``what`` otherwise. The linking messages, the link results and the feedback sets share this envelope."""
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise MessageError(f"{what} is not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION or (kind is not None and body.get("type") != kind):
-        raise MessageError(f"not a version-{VERSION} {what}")
+    if not isinstance(body, dict) or body.get("v") not in versions or (kind is not None and body.get("type") != kind):
+        raise MessageError(f"not a version-{'/'.join(map(str, versions))} {what}")
     return body
 
 
 def decode(value: bytes) -> Message:
-    """Parse one linking message; raises MessageError when it is not a valid version-1 message."""
-    body = open_message(value, "linking message")
+    """Parse one linking message; raises MessageError when it is not a valid version-1 or -2 message."""
+    body = open_message(value, "linking message", versions=READ_VERSIONS)
     kind = body.get("type")
     src = str(body.get("src", ""))
     if kind == "obs":
@@ -237,7 +278,12 @@ def decode(value: bytes) -> Message:
         return ObservationBatch(src, int(body.get("seq", 0)), features, accounts, f, a, ts, sample)  # type: ignore[arg-type]
     if kind == "accounts":
         cols = _columns(body, ("account", "calls", "ts", "score", "max_score", "best", "best_ts"))
-        return AccountUpdates(src, *cols)  # type: ignore[arg-type]
+        frames: list[list[object]] = [[], [], []]
+        if body["v"] >= 2:
+            frames = _columns(body, ("frame_account", "frame_minute", "frame_calls"))
+            if not all(isinstance(i, int) and 0 <= i < len(cols[0]) for i in frames[0]):
+                raise MessageError("frame_account must index the message's accounts")
+        return AccountUpdates(src, *cols, *frames)  # type: ignore[arg-type]
     if kind == "end":
         partition = body.get("partition")
         return EndMarker(src, int(partition) if partition is not None else None)

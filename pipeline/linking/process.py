@@ -13,7 +13,10 @@ proves that first), then either gets the partitions back (same in-memory state: 
 state topic has not grown since its last write) or becomes a standby. Logged as
 "linking: active, restored generation N" / "linking: standby".
 Per fetch: stage A turns each observation message into ``MemberChanges`` (in memory, no
-topic), stage B applies those, the account updates and the drain markers in one call,
+topic); each account-update message also feeds the sync tracker (``sync_tracker``: calls per
+minute, timing evidence at event-time boundaries, as ``sync:`` observations for stage A; at the
+drain, once every drain source's edges marker is in, its remaining boundaries); stage B applies
+those changes, the account updates and the drain markers in one call,
 and what it produced goes to ``<group>-link-results`` as ``LinkResult`` messages (acked)
 for the workers to write; a stats-only result follows at least every ``STATS_EVERY_S``.
 Every ``checkpoint_interval_s`` (and at the drain and on SIGTERM) the state is written
@@ -74,6 +77,7 @@ from pipeline.linking.messages import (
 from pipeline.linking.ownership import SingleOwnerAssignor
 from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
+from pipeline.linking.sync_tracker import SyncTracker
 from pipeline.linking.topics import LinkTopics
 from pipeline.retry import RETRY_BACKOFF_S, fetch_or_wait, retry
 from pipeline.settings import Settings, SettingsError, load_settings
@@ -166,6 +170,8 @@ class LinkingProcess:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.alerted: dict[str, object] = {}
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
+        self.sync = SyncTracker(self.config, self.features)
+        self.sync_drains: set[str] = set()  # drain sources whose account updates all arrived (edges markers)
         self.stage_b: ClusterStage | None = None  # once the observation partition count is known
         self.partitions = 0
         self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
@@ -234,9 +240,14 @@ class LinkingProcess:
                 await self.checkpoint()
                 await self._send_stats()
 
+    def _stored(self) -> dict[str, dict[str, Any]]:
+        """The stage state held in dicts, by checkpoint section."""
+        return {"features": self.features, "accounts": self.accounts, "alerted": self.alerted,
+                "sync": self.sync.member_of}
+
     def sections(self) -> dict[str, dict[str, Any]]:
         """The stage state a checkpoint holds (``checkpoint.SECTIONS``), by name."""
-        return {"features": self.features, "accounts": self.accounts, "alerted": self.alerted}
+        return {**self._stored(), "timing": self.sync.section()}
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -245,10 +256,12 @@ class LinkingProcess:
 
     def _drop_state(self) -> None:
         """Forget the stage state: a standby holds none, a takeover restores the newest."""
-        for section in self.sections().values():
+        for section in self._stored().values():
             section.clear()
         self.stats = StageStats()
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
+        self.sync = SyncTracker(self.config, self.features)
+        self.sync_drains = set()
         self.stage_b = None
         self.offsets.clear()
         self.committed.clear()
@@ -277,18 +290,22 @@ class LinkingProcess:
         restored = state_log.restore()
         self.slot_blocks = {slot: state_log.slot_blocks(slot) for slot in self.slot_blocks}
         del state_log  # the blocks' bytes: only their count per slot is needed from here on
-        if restored is None:
-            return None
+        if restored is not None:
+            self.restore(restored)
+        return restored
+
+    def restore(self, restored: Restored) -> None:
+        """Take a restored checkpoint generation into the (empty) stage state."""
         self.gen = self.restored_gen = restored.gen
-        for name, target in self.sections().items():
+        for name, target in self._stored().items():
             target.update(restored.sections[name])
-        restored.sections.clear()  # the stages' dicts hold the entries now
         meta = restored.meta
+        self.sync.restore(restored.sections["timing"], meta.get("sync_clock"))
+        restored.sections.clear()  # the stages' dicts hold the entries now
         for key, value in dict(meta.get("stats") or {}).items():
             if key in StageStats.__dataclass_fields__:
                 setattr(self.stats, key, Counter(value) if isinstance(value, dict) else value)
         self.restored_markers = {(str(src), None if p is None else int(p)) for src, p in meta.get("markers", [])}
-        return restored
 
     async def _start_consumer(self) -> None:
         """Join ``<group>.linking`` (as a standby until the assignor names this member the owner)."""
@@ -482,6 +499,10 @@ class LinkingProcess:
             for record in records:
                 msg = self._parse(record.value)
                 if isinstance(msg, EndMarker):
+                    if not from_observations and msg.src in self.drain_sources:
+                        self.sync_drains.add(msg.src)
+                        if self.sync_drains >= set(self.drain_sources):  # every frame of the bounded input is in
+                            to_b += self._sync_changes(self.sync.flush())
                     # Observations partition p's marker comes after its observations: tag it with p.
                     to_b.append(EndMarker(msg.src, tp.partition if from_observations else None))
                 elif isinstance(msg, ObservationBatch) and from_observations:
@@ -490,6 +511,7 @@ class LinkingProcess:
                         to_b.append(changes)
                 elif isinstance(msg, AccountUpdates) and not from_observations:
                     to_b.append(msg)
+                    to_b += self._sync_changes(self.sync.handle(msg))
                 elif msg is not None:
                     self.stats.bad_messages += 1
                     log.error("linking process: a %s message in %s: dropped", type(msg).__name__, tp.topic)
@@ -501,6 +523,15 @@ class LinkingProcess:
         started = time.perf_counter()
         out = stage_b.handle(to_b)
         self.stats.stage_b_s += time.perf_counter() - started
+        return out
+
+    def _sync_changes(self, batches: list[ObservationBatch]) -> list[Message]:
+        """Stage A's changes from the sync tracker's observations (timing evidence)."""
+        out: list[Message] = []
+        for batch in batches:
+            changes = self.stage_a.handle(batch)
+            if len(changes):
+                out.append(changes)
         return out
 
     def take_drained(self) -> list[str]:
@@ -563,12 +594,9 @@ class LinkingProcess:
             return True
         if not await self._still_member():
             return False
-        stage_b = self.stage_b
         started = time.perf_counter()
         gen = self.gen + 1
-        meta = {"markers": sorted(([src, p] for src, p in (stage_b.markers if stage_b else ())),
-                                  key=lambda m: (m[0], -1 if m[1] is None else m[1])),
-                "stats": self.stats.as_dict(), "written_at": time.time()}
+        meta = self.checkpoint_meta()
         offsets = {offset_key(tp.topic, tp.partition): offset for tp, offset in self.offsets.items()}
         plan = plan_checkpoint(self.sections(), gen, offsets, meta, slot_blocks=self.slot_blocks[gen % 2],
                                writer=self.writer)
@@ -583,6 +611,13 @@ class LinkingProcess:
         log.debug("linking checkpoint generation %d: %d records, %d bytes, %.3fs", gen, len(plan.blocks),
                   plan.bytes, self.last_checkpoint_s)
         return True
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """The manifest's extra fields: drain markers, counters, the sync tracker's clock."""
+        stage_b = self.stage_b
+        return {"markers": sorted(([src, p] for src, p in (stage_b.markers if stage_b else ())),
+                                  key=lambda m: (m[0], -1 if m[1] is None else m[1])),
+                "stats": self.stats.as_dict(), "written_at": time.time(), "sync_clock": self.sync.clock()}
 
     async def _still_member(self) -> bool:
         """Commit the last checkpoint's offsets again: the group refuses it once it has moved on
@@ -624,7 +659,8 @@ class LinkingProcess:
             self.backlog = await stage_backlog(consumer, stage_topics)
 
     def stats_dict(self) -> dict[str, object]:
-        return {**self.stats.as_dict(), "backlog": dict(self.backlog), "lag": sum(self.backlog.values()),
+        return {**self.stats.as_dict(), **self.sync.as_dict(), "backlog": dict(self.backlog),
+                "lag": sum(self.backlog.values()),
                 "accounts": len(self.accounts), "features": len(self.features),
                 "read_messages": self.read_messages, "uncheckpointed_messages": self.uncheckpointed,
                 "checkpoint_generation": self.gen, "restored_generation": self.restored_gen,

@@ -7,9 +7,10 @@ pair evidence are idempotent, only the account call counters count it twice).
 Per batch: ``prepare`` (CPU: extraction and packing; run it in a worker thread)
 then ``send`` (awaits the broker's acknowledgement of every message):
 at most one observation message per partition of ``dw-link-observations``, one
-account-update message on ``dw-link-edges``, and on the drain batch an end marker
-to every observations partition and to ``dw-link-edges`` — sent only after everything
-else of this source is acknowledged, which is what makes stage B's drain barrier sound.
+account-update message on ``dw-link-edges`` (with the calls of every frame the batch
+closed), and on the drain batch an end marker to every observations partition and to
+``dw-link-edges`` — sent only after everything else of this source is acknowledged, which
+is what makes stage B's drain barrier sound.
 
 Not thread-safe: one publisher per detect source, batches in order (it carries
 recent simhashes from batch to batch).
@@ -65,8 +66,12 @@ class LinkPublisher:
         self.send_s = 0.0
 
     def prepare(self, decoded: LinkColumns, frame_accounts: Sequence[str], frame_start_s: np.ndarray,
-                frame_score: np.ndarray, max_scores: Mapping[str, float]) -> PreparedBatch:
-        """Observations and account updates of one batch, packed. CPU only; call in order."""
+                frame_score: np.ndarray, max_scores: Mapping[str, float],
+                frame_calls: np.ndarray | None = None) -> PreparedBatch:
+        """Observations and account updates of one batch, packed. CPU only; call in order.
+
+        ``frame_*``: the batch's closed frames (signatures_1m rows); their ``frame_calls`` are the
+        linking process's timing evidence (``sync_tracker``; None: not sent)."""
         started = time.perf_counter()
         pairs, summary, self._carry = extract_pairs(decoded, self.config.template, self._carry)
         if len(pairs):
@@ -74,7 +79,8 @@ class LinkPublisher:
         # Names (strings) only for the pairs to send: after an account's first batches, few.
         obs = pairs.named(decoded.raw, self.config.template.band_bits)
         self._seq += 1
-        updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id)
+        updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id,
+                                  frame_calls)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
                                  pack_accounts(updates), len(obs))
         self.prepare_s += time.perf_counter() - started

@@ -28,7 +28,7 @@ import orjson
 from pipeline.alerting.alert_rows import AlertRows
 from pipeline.alerting.transitions import FIRING, RESOLVED, AlertTransition, State
 from pipeline.linking.cluster_outputs import ClusterRows
-from pipeline.linking.messages import VERSION, MessageError, open_message
+from pipeline.linking.messages import ENVELOPE_VERSION, MessageError, open_message
 
 # At most this many bytes per results message, below Kafka's default 1 MB limit with room to spare.
 MAX_RESULT_BYTES = 900_000
@@ -59,7 +59,7 @@ def _transition_dict(t: AlertTransition) -> dict[str, object]:
 
 def encode_result(r: LinkResult) -> bytes:
     return orjson.dumps({
-        "v": VERSION, "type": RESULT_TYPE, "rows": vars(r.rows), "alerts": vars(r.alerts),
+        "v": ENVELOPE_VERSION, "type": RESULT_TYPE, "rows": vars(r.rows), "alerts": vars(r.alerts),
         "transitions": [_transition_dict(t) for t in r.transitions], "cluster_of": r.cluster_of,
         "drained_sources": r.drained_sources, "stats": r.stats,
     }, option=orjson.OPT_SERIALIZE_NUMPY)

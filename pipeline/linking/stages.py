@@ -231,7 +231,7 @@ class ClusterStage:
             if members:
                 seen |= members
                 clusters.append(describe_cluster(members, self.links.pair_evidence(members), self.accounts,  # type: ignore[arg-type]
-                                                 self.config))
+                                                 self.config, self.links.label))
             elif self.cluster_ids.pop(account, None) is not None:
                 self._changed_ids.add(account)
         for cluster in clusters:

@@ -26,6 +26,8 @@ def state(n: int, tag: str = "") -> dict[str, dict[str, Any]]:
         "accounts": {f"acct-{i}": {"calls": i, "ts": 5, "score": 1.5, "score_ts": 5, "max": 2.0,
                                    "steps": [[5, 2.0]]} for i in range(n)},
         "alerted": {f"acct-{i}": {"cluster_extraction": {"state": "firing"}} for i in range(0, n, 7)},
+        "timing": {f"acct-{i}": [29_000_000 + i, [3, 0, 5, i]] for i in range(0, n, 3)},
+        "sync": {f"acct-{i}": f"sync:{i % 5:08x}" for i in range(0, n, 3)},
     }
 
 

@@ -23,6 +23,10 @@ def test_default_file_is_valid_and_complete() -> None:
     # A client stack links beside a template; without one it is no evidence (every library user shares it).
     assert config.strength({"tpl", "tls", "h2"}) >= threshold
     assert config.points({"ip", "asn", "ua", "tls", "h2"}) == {"ip": w("ip"), "asn": w("asn"), "ua": w("ua")}
+    # Timing correlation links on its own: a load-balanced fleet may share nothing else (docs/linking.md).
+    assert w("sync") >= threshold
+    assert config.sync.ring_minutes == config.sync.repeat_minutes + config.sync.window_minutes + \
+        config.sync.settle_minutes + 1
 
 
 def _write(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -41,6 +45,11 @@ def _write(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     (lambda d: d["kinds"]["tls"].update(only_with="tls"), r"kinds: .*tls\.only_with must name another kind"),
     (lambda d: d["kinds"]["h2"].update(only_with="email"), r"kinds: .*h2\.only_with must name another kind"),
     (lambda d: d["template"].update(bands=3), r"template: .*bands × band_bits must be 64"),
+    (lambda d: d["sync"].update(min_active_minutes=61), r"sync: .*min_active_minutes \(61\) exceeds window_minutes"),
+    (lambda d: d["sync"].update(trend_minutes=90), r"sync: .*trend_minutes \(90\) exceeds"),
+    (lambda d: d["sync"].update(step_minutes=70), r"sync: .*step_minutes \(70\) exceeds"),
+    (lambda d: d["sync"].update(min_r=1.0), r"sync\.min_r"),
+    (lambda d: d.pop("sync"), r"sync: Field required"),
     (lambda d: d["cluster"]["factors"]["size"].update(weight=50), r"cluster\.factors: .*sum to 100"),
     (lambda d: d["cluster"].update(max_listed_features=0), r"cluster\.max_listed_features"),
     (lambda d: d["cluster"].update(alert_threshold=60), r"cluster\.alert_threshold: Extra inputs"),

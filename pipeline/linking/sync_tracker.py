@@ -1,0 +1,213 @@
+"""Timing evidence for stage A: per-minute call counts in, ``sync:`` feature memberships out.
+
+The linking process hands every account-update message (``messages.AccountUpdates``: the
+calls of each frame the detect worker closed) to ``SyncTracker.handle``. The tracker keeps
+the counts in a ``timing.CountRing`` and, at event-time *boundaries* aligned for everyone
+(every ``step_minutes`` minutes since the epoch, so all accounts are compared over the same
+minutes), runs ``sync.find_groups`` over the accounts active in the window before the
+boundary. Each group becomes members of one ``sync:<8 hex>`` feature, handed to stage A as
+an ``ObservationBatch`` (event time: the boundary; sample: the member's correlation and
+active minutes), so the evidence flows through the same memberships, caps, popularity and
+union-find as a shared card or network.
+
+* **When.** Boundary B (window ``[B - window, B)``) is evaluated once a frame of minute
+  ``B + settle_minutes`` or later has arrived — the frames of other partitions that lag by
+  less than that are in — or, in a bounded run, at the drain (``flush``). Frames are applied
+  minute by minute, and a boundary that falls due is evaluated before the newer frames are
+  written, so the ring never overwrites a minute a pending boundary still needs.
+* **Which feature.** A group whose members already hold a sync feature continues the one
+  holding most of them (its new members join it); otherwise a new feature is named from the
+  boundary and its smallest member. A group continuing a feature that stage A made popular
+  (more members than the kind's cap) is dropped: the pattern is shared too widely to tell
+  anyone apart, as for a big cloud ASN.
+* **Checkpoint.** ``section`` (the ring: account → recent counts), ``member_of`` (account →
+  its sync feature) and ``clock`` (the newest minute, the next boundary) go into the linking
+  checkpoint; ``restore`` reads the ring and the clock back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.hashing import stable_id
+from pipeline.linking.config import LinkingConfig
+from pipeline.linking.messages import AccountUpdates, ObservationBatch
+from pipeline.linking.sync import Group, find_groups
+from pipeline.linking.timing import CountRing
+
+PREFIX = "sync:"
+MINUTE_MS = 60_000
+_R_SCALE = 1000  # sample = active minutes << 16 | round(r × 1000)
+
+
+def pack_sample(r: float, active: int) -> int:
+    return int(active) << 16 | max(0, min(_R_SCALE, round(r * _R_SCALE)))
+
+
+def unpack_sample(sample: int) -> tuple[float, int]:
+    """(member's mean Pearson r with its group, its active minutes in that window)."""
+    return (sample & 0xFFFF) / _R_SCALE, sample >> 16
+
+
+@dataclass
+class SyncTotals:
+    """Counters since start (``/stats`` under ``linking``)."""
+
+    boundaries: int = 0
+    eligible: int = 0  # at the last boundary
+    candidates: int = 0
+    edges: int = 0
+    groups: int = 0
+    grouped: int = 0
+    popular_groups: int = 0  # groups dropped: they continued a popular sync feature
+    periodic: int = 0
+    repeating: int = 0
+    stepped: int = 0
+    widely_followed: int = 0  # groups dropped: the platform's curve, not a fleet's
+    seconds: float = 0.0
+    last_s: float = 0.0  # the last boundary's time
+
+
+class SyncTracker:
+    def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]]) -> None:
+        """``features``: stage A's memberships (read only: which sync features are popular)."""
+        self.config = config.sync
+        self.features = features
+        self.ring = CountRing(self.config.ring_minutes)
+        self.newest = -1  # newest frame minute seen
+        self.next_boundary = -1  # -1: no frame yet
+        self.member_of: dict[str, str] = {}  # account -> the sync feature it was last grouped into
+        self.totals = SyncTotals()
+
+    # --- input ----------------------------------------------------------------------------------
+
+    def handle(self, updates: AccountUpdates) -> list[ObservationBatch]:
+        """Apply one message's frames; observations of the boundaries that fell due."""
+        if not updates.frame_minute:
+            return []
+        minutes = np.asarray(updates.frame_minute, np.int64)
+        calls = np.asarray(updates.frame_calls, np.int64)
+        owner = np.asarray(updates.frame_account, np.int64)
+        keep = calls > 0
+        minutes, calls, owner = minutes[keep], calls[keep], owner[keep]
+        names = np.asarray(updates.account, dtype=object)
+        out: list[ObservationBatch] = []
+        order = np.argsort(minutes, kind="stable")
+        bounds = np.flatnonzero(np.diff(minutes[order])) + 1
+        for rows in np.split(order, bounds) if len(order) else []:
+            minute = int(minutes[rows[0]])
+            out += self._advance(minute)
+            self.ring.put(self.ring.slots_of(names[owner[rows]].tolist()), minute, calls[rows])
+            self.newest = max(self.newest, minute)
+        return out
+
+    def flush(self) -> list[ObservationBatch]:
+        """Evaluate every boundary up to the first one after the newest minute (the end of bounded input)."""
+        if self.newest < 0:
+            return []
+        step = self.config.step_minutes
+        return self._advance((self.newest // step + 1) * step + self.config.settle_minutes)
+
+    # --- boundaries -----------------------------------------------------------------------------
+
+    def _advance(self, minute: int) -> list[ObservationBatch]:
+        """Evaluate the boundaries due once a frame of ``minute`` is in (before it is written)."""
+        cfg = self.config
+        step = cfg.step_minutes
+        if self.next_boundary < 0:
+            self.next_boundary = (minute // step + 1) * step
+        out = []
+        while self.next_boundary + cfg.settle_minutes <= minute:
+            boundary = self.next_boundary
+            if boundary - cfg.window_minutes > self.newest:  # nothing since: skip to the first window holding it
+                self.next_boundary = max(boundary + step, (minute // step + 1) * step)
+                continue
+            batch = self._evaluate(boundary)
+            if batch is not None:
+                out.append(batch)
+            self.next_boundary = boundary + step
+            self.ring.evict(self.next_boundary - cfg.window_minutes - cfg.repeat_minutes)
+        return out
+
+    def _evaluate(self, boundary: int) -> ObservationBatch | None:
+        cfg = self.config
+        started = time.perf_counter()
+        span = cfg.repeat_minutes + cfg.window_minutes
+        slots = self.ring.active(boundary - cfg.window_minutes)
+        found = find_groups(self.ring.window(slots, boundary - span, span), cfg)
+        t = self.totals
+        st = found.stats
+        t.boundaries += 1
+        t.eligible = st.eligible
+        t.candidates += st.candidates
+        t.edges += st.edges
+        t.periodic += st.periodic
+        t.repeating += st.repeating
+        t.stepped += st.stepped
+        t.widely_followed += st.widely_followed
+        batch = self._observations(boundary, [([self.ring.names[s] for s in slots[g.rows].tolist()], g)
+                                              for g in found.groups])
+        t.last_s = time.perf_counter() - started
+        t.seconds += t.last_s
+        return batch
+
+    def _feature_for(self, boundary: int, members: Sequence[str]) -> str | None:
+        """The sync feature a group joins (None: it continues a popular one)."""
+        held = Counter(f for f in (self.member_of.get(a) for a in members) if f is not None)
+        if held:
+            feature = min(held, key=lambda f: (-held[f], f))
+            state = self.features.get(feature)
+            return None if state is not None and "pop" in state else feature
+        return PREFIX + stable_id(f"{boundary}:{min(members)}", size=4)
+
+    def _observations(self, boundary: int, groups: list[tuple[list[str], Group]]) -> ObservationBatch | None:
+        features: list[str] = []
+        accounts: list[str] = []
+        f: list[int] = []
+        samples: list[int] = []
+        for members, group in groups:
+            feature = self._feature_for(boundary, members)
+            if feature is None:
+                self.totals.popular_groups += 1
+                continue
+            self.totals.groups += 1
+            self.totals.grouped += len(members)
+            f += [len(features)] * len(members)
+            features.append(feature)
+            samples += [pack_sample(r, n) for r, n in zip(group.r.tolist(), group.active.tolist(), strict=True)]
+            accounts += members
+            self.member_of.update(dict.fromkeys(members, feature))
+        if not accounts:
+            return None
+        n = len(accounts)
+        return ObservationBatch("sync", boundary, features, accounts, f, list(range(n)),
+                                [boundary * MINUTE_MS] * n, samples)
+
+    # --- checkpoint -----------------------------------------------------------------------------
+
+    def section(self) -> dict[str, list[Any]]:
+        return self.ring.section()
+
+    def clock(self) -> list[int]:
+        return [self.newest, self.next_boundary]
+
+    def restore(self, counts: Mapping[str, Sequence[Any]], clock: Sequence[int] | None) -> None:
+        """The ring (``section``) and the clock back; ``member_of`` is a plain dict its owner restores."""
+        self.ring.restore(counts)
+        if clock:
+            self.newest, self.next_boundary = int(clock[0]), int(clock[1])
+
+    def as_dict(self) -> dict[str, object]:
+        t = self.totals
+        return {"sync_boundaries": t.boundaries, "sync_eligible": t.eligible, "sync_candidates": t.candidates,
+                "sync_edges": t.edges, "sync_groups": t.groups, "sync_grouped": t.grouped,
+                "sync_popular_groups": t.popular_groups, "sync_periodic": t.periodic,
+                "sync_repeating": t.repeating, "sync_stepped": t.stepped, "sync_widely_followed": t.widely_followed,
+                "sync_s": round(t.seconds, 3), "sync_last_s": round(t.last_s, 3),
+                "sync_accounts": len(self.ring), "sync_ring_bytes": self.ring.nbytes()}
