@@ -4,10 +4,11 @@ Every version in ``cluster_history`` (active versions, in event-time order of ``
 one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
 and ``size`` from the row; ``member_top_score``, ``member_mean_score``, ``member_max_score`` and
 ``member_score`` from the members' highest frame scores in ``signatures_1m`` among frames ended
-by ``updated_ts``, ``calls`` their calls in those frames. Two differences from live, both stated
-in docs/alerting.md: a member fires at the version's ``updated_ts`` (live: the earliest time the
-link evidence qualified, which can be earlier; here a member qualifies from the first version of
-an unbroken run of qualifying versions of its cluster), and versions written before migration
+by ``updated_ts``, ``calls`` their calls in those frames, ``pooled_score`` the pooled score of their
+frames' counters of the last hour before ``updated_ts`` (``pipeline.linking.pooled``, as live). Two
+differences from live, both stated in docs/alerting.md: a member fires at the version's ``updated_ts``
+(live: the earliest time the link evidence qualified, which can be earlier; here a member qualifies from the
+first version of an unbroken run of qualifying versions of its cluster), and versions written before migration
 m0008 created the history, and already merged away in ``clusters``, are not seen. After the last
 stored version, time moves on to the end of the members' scored history, so a rule's ``for``
 elapses as it does live.
@@ -26,21 +27,30 @@ from pipeline.alerting.cluster_alerts import ClusterAlerting, ClusterFacts, pred
 from pipeline.alerting.engine import AlertBatch, AlertSetup
 from pipeline.alerting.rules import CompiledRule
 from pipeline.linking.clusters import member_aggregates
+from pipeline.linking.config import load_linking_config
+from pipeline.linking.pooled import MINUTE_MS, POOLED, PooledScorer
 from pipeline.sinks.clickhouse import query_rows
 from schemas.tables import CLUSTER_HISTORY, SIGNATURES_1M
 
 
 @dataclass(frozen=True)
 class _History:
-    """One member's frames: end times (ms), running max score, running calls."""
+    """One member's frames: end times (ms), running max score, running calls, running ``POOLED`` counters."""
 
     ends_ms: np.ndarray
     max_score: np.ndarray
     calls: np.ndarray
+    counters: np.ndarray  # [frames + 1, len(POOLED)], cumulative from a zero row
 
     def at(self, ts_ms: int) -> tuple[float, float]:
         i = int(np.searchsorted(self.ends_ms, ts_ms, side="right"))
         return (float(self.max_score[i - 1]), float(self.calls[i - 1])) if i else (0.0, 0.0)
+
+    def window(self, ts_ms: int, minutes: int) -> np.ndarray:
+        """The counters of the frames ended by ``ts_ms`` within its last ``minutes`` minutes."""
+        hi = int(np.searchsorted(self.ends_ms, ts_ms, side="right"))
+        lo = int(np.searchsorted(self.ends_ms, (ts_ms // MINUTE_MS - minutes + 1) * MINUTE_MS, side="left"))
+        return self.counters[hi] - self.counters[min(lo, hi)]
 
 
 def cluster_versions(client: Client, database: str, since_ms: int | None) -> list[dict[str, Any]]:
@@ -58,7 +68,7 @@ def cluster_versions(client: Client, database: str, since_ms: int | None) -> lis
 def member_histories(client: Client, database: str, members: list[str]) -> dict[str, _History]:
     if not members:
         return {}
-    rows = client.query(f"SELECT account_id, toUnixTimestamp(window_start) AS ws, score, calls "
+    rows = client.query(f"SELECT account_id, toUnixTimestamp(window_start) AS ws, score, {', '.join(POOLED)} "
                         f"FROM {SIGNATURES_1M.qualified(database)} FINAL WHERE account_id IN {{m:Array(String)}} "
                         f"ORDER BY account_id, window_start", parameters={"m": members}).result_columns
     if not rows or not len(rows[0]):
@@ -67,23 +77,31 @@ def member_histories(client: Client, database: str, members: list[str]) -> dict[
     ends = (np.asarray(rows[1], np.int64) + 60) * 1000
     score = np.asarray(rows[2], np.float64)
     calls = np.asarray(rows[3], np.float64)
+    counters = np.column_stack([np.asarray(c, np.float64) for c in rows[3:3 + len(POOLED)]])
     starts = np.flatnonzero(np.r_[True, accounts[1:] != accounts[:-1]])
     out = {}
     for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(accounts)], strict=True):
         out[str(accounts[lo])] = _History(ends[lo:hi], np.maximum.accumulate(score[lo:hi]),
-                                          np.cumsum(calls[lo:hi]))
+                                          np.cumsum(calls[lo:hi]),
+                                          np.vstack([np.zeros((1, len(POOLED))), np.cumsum(counters[lo:hi], axis=0)]))
     return out
 
 
-def facts_of(versions: list[dict[str, Any]], histories: dict[str, _History]) -> Iterator[ClusterFacts]:
+def facts_of(versions: list[dict[str, Any]], histories: dict[str, _History],
+             scorer: PooledScorer | None = None, window: int | None = None) -> Iterator[ClusterFacts]:
+    scorer = scorer or PooledScorer()
+    window = window or load_linking_config().pooled.window_minutes
     for v in versions:
         members = tuple(v["account_ids"])
         at = int(v["updated_ms"])
         seen = [histories[m].at(at) if m in histories else (0.0, 0.0) for m in members]
         scores = [s for s, _ in seen]
+        pooled = [histories[m].window(at, window) for m in members if m in histories]
+        sums = np.sum(pooled, axis=0) if pooled else np.zeros(len(POOLED))
         values = {"score": float(v["score"]), "size": float(v["size"]),
                   **member_aggregates(scores),
-                  "calls": sum(c for _, c in seen)}
+                  "calls": sum(c for _, c in seen),
+                  "pooled_score": scorer.score(sums, sum(int(p[0] > 0) for p in pooled)).score}
         yield ClusterFacts(v["cluster_id"], members, values, at, list(v["factor_names"]),
                            [float(p) for p in v["factor_points"]], dict(zip(members, scores, strict=True)))
 

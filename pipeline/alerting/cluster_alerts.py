@@ -1,9 +1,9 @@
 """Cluster rules (subject ``cluster``): evaluated by linking stage B on each re-evaluated cluster version.
 
 A cluster rule's condition reads ``score``, ``size``, ``member_top_score``, ``member_mean_score``,
-``member_max_score`` and ``calls`` of the cluster, and ``member_score``, the member's own max extraction score
-(``rules.CLUSTER_NAMES``); it is evaluated per member. Every member it holds for gets its own alert (one
-``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
+``member_max_score``, ``calls`` and ``pooled_score`` of the cluster, and ``member_score``, the member's own max
+extraction score (``rules.CLUSTER_NAMES``); it is evaluated per member. Every member it holds for gets its own
+alert (one ``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
 them by (alertname, cluster_id) into one page per campaign, and the actions topic gets one
 message for the cluster with its members (``actions.py``).
 
@@ -43,8 +43,9 @@ from pipeline.alerting.engine import (
 from pipeline.alerting.lifecycle import MINUTE_MS, NONE, SubjectState
 from pipeline.alerting.rules import CLUSTER, CompiledRule, load_rules
 
-# A cluster version's values and its members' own max scores -> whether the condition holds, per member.
-Predicate = Callable[[Mapping[str, float], Sequence[float]], np.ndarray]
+# A cluster version's values and its members' own max scores -> whether the condition holds, per member
+# (``[members]``); values given as arrays of T times (alert_time: a pooled score per minute) -> ``[T, members]``.
+Predicate = Callable[[Mapping[str, Any], Sequence[float]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,28 @@ def default_predicate() -> Predicate:
     return predicate(default_setup().rules.for_subject(CLUSTER)[0])
 
 
-def member_columns(values: Mapping[str, float], member_scores: Sequence[float]) -> dict[str, np.ndarray]:
-    """The condition's columns, one row per member: the cluster's values repeated, ``member_score`` its own."""
+def _times(values: Mapping[str, Any]) -> int | None:
+    """T when any value is an array of T times, else None."""
+    sizes = {np.size(v) for v in values.values() if np.ndim(v)}
+    return sizes.pop() if sizes else None
+
+
+def member_columns(values: Mapping[str, Any], member_scores: Sequence[float]) -> dict[str, np.ndarray]:
+    """The condition's columns, one row per member: the cluster's values repeated, ``member_score`` its own.
+    Values that are arrays of T times give T × members rows, time-major."""
     n = len(member_scores)
-    columns = {k: np.full(n, float(v)) for k, v in values.items()}
-    columns["member_score"] = np.asarray(member_scores, np.float64)
+    times = _times(values) or 1
+    columns = {k: np.repeat(np.broadcast_to(np.asarray(v, np.float64), times), n) for k, v in values.items()}
+    columns["member_score"] = np.tile(np.asarray(member_scores, np.float64), times)
     return columns
 
 
 def predicate(rule: CompiledRule) -> Predicate:
-    """``rule``'s condition on one cluster version, per member."""
-    def holds(values: Mapping[str, float], member_scores: Sequence[float]) -> np.ndarray:
-        return rule.condition(member_columns(values, member_scores), len(member_scores))
+    """``rule``'s condition on one cluster version, per member (per time and member for arrays of times)."""
+    def holds(values: Mapping[str, Any], member_scores: Sequence[float]) -> np.ndarray:
+        times = _times(values)
+        held = rule.condition(member_columns(values, member_scores), (times or 1) * len(member_scores))
+        return held if times is None else held.reshape(times, len(member_scores))
     return holds
 
 

@@ -38,10 +38,12 @@ THRESHOLD_PARAM: Final = "threshold"
 _NUMERIC = re.compile(r"^(U?Int\d+|Float\d+)$")
 ACCOUNT_NAMES: Final = tuple(name for name, ch_type in SIGNATURES_1M.columns if _NUMERIC.match(ch_type))
 # Cluster conditions read a cluster version: stage B's score, member count, the members' max
-# extraction scores (linking.clusters.member_aggregates: mean of the top three, mean, max) and their
-# calls; and, per member, that member's own max score.
+# extraction scores (linking.clusters.member_aggregates: mean of the top three, mean, max), their
+# calls, the score of what they take together (pooled_score: linking.pooled, their summed counters of
+# the last 60 minutes through the scoring's ratio signals and volume gate); and, per member, that
+# member's own max score.
 CLUSTER_NAMES: Final = ("score", "size", "member_top_score", "member_mean_score", "member_max_score", "calls",
-                        "member_score")
+                        "pooled_score", "member_score")
 # Labels the engine sets itself; a rule's own labels may not use them.
 RESERVED_LABELS: Final = ("alertname", "severity", "account_id", "cluster_id", "model", "action", "mode")
 # Placeholders an annotation template may use.

@@ -62,6 +62,7 @@ from pipeline.decode.isolate import decode_isolating
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.rejects import Rejected
 from pipeline.detect.detector import DetectionOutput, Detector
+from pipeline.linking.messages import FRAME_COUNTERS
 from pipeline.linking.publish import LinkPublisher
 from pipeline.metrics import WorkerMetrics
 from pipeline.retry import RETRY_BACKOFF_S, T, retry
@@ -244,6 +245,7 @@ class DetectStep:
         prepared = await asyncio.to_thread(
             publisher.prepare, found.decoded, sig["account_id"], np.asarray(sig["window_start"]),
             np.asarray(sig["score"]), self.detector.max_score, np.asarray(sig["calls"]),
+            {name: np.asarray(sig[name]) for name in FRAME_COUNTERS},
         )
         await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
                           "writing to the linking topics failed")

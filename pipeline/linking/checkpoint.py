@@ -2,7 +2,8 @@
 
 A checkpoint is a *generation* ``g``: the whole stage state (FeatureStage.features,
 ClusterStage.accounts/alerted, the sync tracker's recent calls per minute (``timing``) and sync memberships
-(``sync``): plain JSON values; the links are derived from the features) cut into blocks of at most
+(``sync``), the pooled evidence's counters per minute (``pooled``): plain JSON values; the links are derived
+from the features) cut into blocks of at most
 ``BLOCK_BYTES``, then a manifest. Records (key -> orjson value):
 
 * ``g{slot}:b{i}`` -> ``{"gen": g, "w": writer, "i": i, "s": section, "d": {key: value, ...}}`` with
@@ -34,7 +35,7 @@ import orjson
 
 VERSION = 1
 MANIFEST_KEY = "manifest"
-SECTIONS = ("features", "accounts", "alerted", "timing", "sync")  # older checkpoints: the missing ones empty
+SECTIONS = ("features", "accounts", "alerted", "timing", "sync", "pooled")  # older checkpoints: the missing ones empty
 DERIVED = ("pairs",)  # sections of older checkpoints, derived from the others now: skipped on restore
 BLOCK_BYTES = 512 << 10
 _FIRST_CHUNK = 1_000  # entries per block tried first; adapted to the entries' size as blocks are cut

@@ -16,8 +16,10 @@ only what changed since the last rows it produced:
   suppression; ``alerted``, a Faust table in the worker, holds each member's state).
   ``fired_ts`` is the member's qualifying time (``alert_time.qualified_since``): the
   earliest event time at which its cluster, as far as the evidence then showed, met
-  the condition. ``signals`` lists the score factors, then the shared features;
-  ``signal_points`` their points (factors) and kind weights (features).
+  the condition. ``signals`` lists the score factors, the pooled evidence when there is any
+  (``pooled: reasoning_elicitation 40, output_harvest 20 over 12 members' 48 calls``, its points
+  the pooled score), then the shared features; ``signal_points`` their points (factors, pooled)
+  and kind weights (features).
 
 ``version`` is the wall clock in microseconds, not event time: rows written after
 a restart re-processed older evidence must still replace the rows written before.
@@ -158,8 +160,10 @@ class ClusterTracker:
     def _facts(self, cluster: Cluster) -> ClusterFacts:
         score = cluster.score
         values = {"score": score.score, "size": len(cluster.members), **score.members, "calls": score.calls}
-        signals = [*score.factors, *cluster.shared_features]
-        points = [*score.factors.values(), *(self.config.weight(kind_of(f)) for f in cluster.shared_features)]
+        pooled = [score.pooled.explain()] if score.pooled.score > 0 else []
+        signals = [*score.factors, *pooled, *cluster.shared_features]
+        points = [*score.factors.values(), *[score.pooled.score] * len(pooled),
+                  *(self.config.weight(kind_of(f)) for f in cluster.shared_features)]
         member_max = {m: float(self.accounts.get(m, {}).get("max") or 0.0) for m in cluster.members}  # type: ignore[arg-type]
         return ClusterFacts(cluster.cluster_id, cluster.members, values, cluster.updated_ts, signals, points,
                             member_max)

@@ -33,9 +33,12 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pipeline.hashing import stable_id
 from pipeline.linking.config import ClusterConfig, LinkingConfig
 from pipeline.linking.membership import kind_of
+from pipeline.linking.pooled import PooledScore
 
 Evidence = dict[str, int]  # feature -> event time (ms) the pair first shared it
 
@@ -64,8 +67,9 @@ def crossing_ts(evidence: Mapping[str, int], config: LinkingConfig) -> int | Non
 class ClusterScore:
     score: float  # 0..100
     factors: dict[str, float]  # factor name -> points
-    members: Mapping[str, float] = field(default_factory=dict)  # member_aggregates (cluster rule names)
+    members: Mapping[str, float] = field(default_factory=dict)  # member_aggregates and pooled_score (rule names)
     calls: float = 0.0  # the members' calls
+    pooled: PooledScore = field(default_factory=PooledScore)  # what the members take together (pooled.py)
 
 
 def _ramp(value: float, full_at: float) -> float:
@@ -90,28 +94,38 @@ def member_aggregates(member_max_scores: Collection[float]) -> dict[str, float]:
 
 
 def score_cluster(size: int, member_max_scores: Sequence[float], link_strengths: Sequence[float], calls: float,
-                  config: ClusterConfig) -> ClusterScore:
+                  config: ClusterConfig, pooled: PooledScore | None = None) -> ClusterScore:
     link_full = config.factors["link_strength"].full_at
-    members = member_aggregates(member_max_scores)
+    pooled = pooled or PooledScore()
+    members = {**member_aggregates(member_max_scores), "pooled_score": pooled.score}
     score = score_from_means(
         size, members["member_top_score"],
-        sum(_ramp(s, link_full) for s in link_strengths) / max(len(link_strengths), 1), calls, config,
+        sum(_ramp(s, link_full) for s in link_strengths) / max(len(link_strengths), 1), calls, config, pooled.score,
     )
-    return ClusterScore(score.score, score.factors, members, calls)
+    return ClusterScore(score.score, score.factors, members, calls, pooled)
 
 
 def score_from_means(size: int, top_member: float, mean_link_ramp: float, calls: float,
-                     config: ClusterConfig) -> ClusterScore:
-    """The score from aggregates: ``member_top_score``, mean of the links' strength ramps, total calls."""
+                     config: ClusterConfig, pooled: float = 0.0) -> ClusterScore:
+    """The score from aggregates: ``member_top_score``, mean of the links' strength ramps, total calls, and the
+    members' ``pooled_score``: the member factor takes the higher of the top three and the pooled score, so a
+    fleet whose members are each under the volume gate scores on what they take together."""
+    points = score_series(size, top_member, mean_link_ramp, calls, config, np.array([pooled]))
+    return ClusterScore(float(points["score"][0]), {name: float(points[name][0]) for name in config.factors})
+
+
+def score_series(size: int, top_member: float, mean_link_ramp: float, calls: float, config: ClusterConfig,
+                 pooled: np.ndarray) -> dict[str, np.ndarray]:
+    """``score_from_means`` over a series of pooled scores: each factor's points and ``score``, per entry."""
     f = config.factors
     ramps = {
         "size": _ramp(math.log2(max(size, 1)), math.log2(max(f["size"].full_at, 2.0))),
-        "member_scores": _ramp(top_member, f["member_scores"].full_at),
+        "member_scores": np.clip(np.maximum(top_member, pooled) / f["member_scores"].full_at, 0.0, 1.0),
         "link_strength": mean_link_ramp,
         "volume": _ramp(math.log10(1 + max(calls, 0)), math.log10(1 + f["volume"].full_at)),
     }
-    points = {name: round(f[name].weight * ramps[name], 2) for name in f}
-    return ClusterScore(round(min(100.0, sum(points.values())), 2), points)
+    points = {name: np.round(f[name].weight * np.broadcast_to(ramps[name], pooled.shape), 2) for name in f}
+    return {**points, "score": np.round(np.minimum(100.0, sum(points.values())), 2)}  # type: ignore[dict-item]
 
 
 @dataclass(frozen=True)
@@ -128,26 +142,29 @@ class Cluster:
 
 def describe_cluster(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
                      accounts: Mapping[str, Mapping[str, float]], config: LinkingConfig,
-                     label: Callable[[str], str] = str) -> Cluster:
+                     label: Callable[[str], str] = str,
+                     pooled: Callable[[Collection[str], int], PooledScore] | None = None) -> Cluster:
     """Score and explain the cluster of ``members`` from its linked pairs (``LinkState.pair_evidence``,
     sorted) and the members' account state.
 
     ``accounts`` maps account -> {"calls", "max", "ts"} (stage B's account table); missing
     accounts count as score 0 and no calls. ``label`` names a listed feature (``LinkState.label``:
-    a sync feature with what its members' calls did).
+    a sync feature with what its members' calls did). ``pooled(members, ts)``: their pooled score at
+    the cluster's latest evidence time (``pooled.PooledEvidence.at``; None: none).
     """
     evidence = list(linked.values())
     shares = Counter(feature for ev in evidence for feature in ev)
     listed = sorted(shares, key=lambda ft: (-config.weight(kind_of(ft)), -shares[ft], ft))
     state = [accounts.get(m, {}) for m in members]
+    latest = max([ts for ev in evidence for ts in ev.values()] + [int(s.get("ts") or 0) for s in state], default=0)
     score = score_cluster(
         len(members), [float(s.get("max") or 0.0) for s in state], [pair_strength(ev, config) for ev in evidence],
         sum(float(s.get("calls") or 0) for s in state), config.cluster,
+        pooled(members, latest) if pooled is not None else None,
     )
     crossings = [t for t in (crossing_ts(ev, config) for ev in evidence) if t is not None]
-    latest = [ts for ev in evidence for ts in ev.values()] + [int(s.get("ts") or 0) for s in state]
     return Cluster(
         cluster_id(members), tuple(sorted(members)), score,
         tuple(label(f) for f in listed[: config.cluster.max_listed_features]),
-        min(crossings, default=0), max(latest, default=0),
+        min(crossings, default=0), latest,
     )

@@ -90,6 +90,15 @@ class SyncConfig(BaseModel):
         return self.repeat_minutes + self.window_minutes + self.settle_minutes + 1
 
 
+class PooledConfig(BaseModel):
+    """Pooled cluster evidence (``pooled.py``): the members' counters per minute, summed over a window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window_minutes: int = Field(60, ge=1, le=240, description="minutes summed (the scoring's calls_1h: 60)")
+    history_minutes: int = Field(60, ge=0, le=1440, description="minutes kept before the window: how far back "
+                                 "an alert time can find pooled evidence (a bounded run keeps at least a day)")
+
+
 class Factor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     weight: float = Field(ge=0, le=100)
@@ -119,6 +128,7 @@ class LinkingConfig(BaseModel):
     link_threshold: float = Field(gt=0)
     template: TemplateConfig
     sync: SyncConfig
+    pooled: PooledConfig = PooledConfig()
     cluster: ClusterConfig
 
     @field_validator("kinds")

@@ -12,20 +12,23 @@ at most one message per partition per detect batch)::
 
 ``dw-link-edges`` (1 partition; written by the detect step)::
 
-    {"v": 2, "type": "accounts", "src": "...",
+    {"v": 3, "type": "accounts", "src": "...",
      "account": [...], "calls": [int], "ts": [ms],                     # calls in the batch, latest event time
      "score": [float | null], "max_score": [float | null],             # latest closed frame, running max
      "best": [float | null], "best_ts": [ms | null],                   # the batch's best frame and its end
                                                                        # (null: no frame closed in the batch)
-     "frame_account": [int], "frame_minute": [int], "frame_calls": [int]}  # every closed frame: its account
+     "frame_account": [int], "frame_minute": [int], "frame_calls": [int],  # every closed frame: its account
                                                                        # (index into "account"), epoch minute, calls
-    {"v": 2, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
+     "frame_prompt_tokens": [int], ...}                                # and its FRAME_COUNTERS (version 3)
+    {"v": 3, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
 
-Versions: the linking messages are written as ``VERSION`` (2) and read as 1 or 2. Version 2
-added the frame columns (the timing evidence, ``sync_tracker``); a version-1 accounts message
-(an older worker, or the topic's backlog after an upgrade) reads with none. An older linking
-process refuses version-2 messages (logged, counted in ``bad_messages``): upgrade the linking
-process with or before the workers. The link results and feedback sets that share this envelope
+Versions: the linking messages are written as ``VERSION`` (3) and read as 1, 2 or 3. Version 2
+added the frame columns (the timing evidence, ``sync_tracker``); version 3 the frames' additive
+counters ``FRAME_COUNTERS`` (``frame_<name>``: the pooled cluster evidence, ``pooled``). A version-1
+accounts message (an older worker, or the topic's backlog after an upgrade) reads with no frames, a
+version-2 one with their calls only (no pooled evidence from it). An older linking process refuses
+newer messages (logged, counted in ``bad_messages``): upgrade the linking process with or before
+the workers. The link results and feedback sets that share this envelope
 (``open_message``) have their own version, ``ENVELOPE_VERSION``.
 
 Stage A hands stage B a ``MemberChanges`` in memory (same process), never on a topic.
@@ -44,8 +47,12 @@ import orjson
 
 from pipeline.linking.observations import AccountSummary, Observations
 
-VERSION = 2  # the linking messages as written (2: account updates carry their frames' minute counts)
-READ_VERSIONS = (1, 2)  # ... and as read
+VERSION = 3  # the linking messages as written (2: frames' calls per minute; 3: and their FRAME_COUNTERS)
+READ_VERSIONS = (1, 2, 3)  # ... and as read
+# The closed frames' additive counters (signatures_1m columns) the account updates carry besides calls (version 3):
+# those the scoring features are ratios of (pooled.PooledScorer derives which signals they make computable).
+FRAME_COUNTERS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "reasoning_calls", "deep_logprob_calls",
+                  "rate_limited_calls")
 ENVELOPE_VERSION = 1  # the link results and feedback sets (results.py, feedback_feed.py)
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 # Rows per message, at most: keeps every message far below Kafka's default 1 MB
@@ -98,6 +105,8 @@ class AccountUpdates:
     frame_account: list[int] = field(default_factory=list)
     frame_minute: list[int] = field(default_factory=list)
     frame_calls: list[int] = field(default_factory=list)
+    # Version 3: counter name (FRAME_COUNTERS) -> per frame; empty when the sender did not send them.
+    frame_counters: dict[str, list[int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.account)
@@ -155,9 +164,10 @@ def account_updates(
     max_scores: Mapping[str, float],
     src: str,
     frame_calls: np.ndarray | None = None,
+    frame_counters: Mapping[str, np.ndarray] | None = None,
 ) -> AccountUpdates:
     """Per account of a detect batch: calls, latest event time, latest and best closed frame, and the
-    calls of every closed frame.
+    calls (and ``frame_counters``: FRAME_COUNTERS, all or none) of every closed frame.
 
     ``frame_*`` are the batch's closed frames (signatures_1m rows: account, window start in
     seconds, score, calls; without ``frame_calls`` no frame's calls are sent); ``max_scores``
@@ -212,6 +222,8 @@ def account_updates(
         [e if f else None for e, f in zip(best_end.tolist(), framed, strict=True)],
         code[counted].tolist(), (end_ms[counted] // 60_000 - 1).tolist(),
         frame_calls[counted].tolist() if frame_calls is not None else [],
+        {n: np.asarray(frame_counters[n], np.int64)[counted].tolist() for n in FRAME_COUNTERS}
+        if frame_calls is not None and frame_counters is not None else {},
     )
 
 
@@ -234,7 +246,8 @@ def pack_accounts(updates: AccountUpdates, max_rows: int = MAX_ROWS) -> list[byt
             "best_ts": updates.best_ts[first:last],
             "frame_account": [updates.frame_account[i] - first for i in frames],
             "frame_minute": [updates.frame_minute[i] for i in frames],
-            "frame_calls": [updates.frame_calls[i] for i in frames]}))
+            "frame_calls": [updates.frame_calls[i] for i in frames],
+            **{f"frame_{n}": [col[i] for i in frames] for n, col in updates.frame_counters.items()}}))
         first = last
     return out
 
@@ -268,7 +281,7 @@ def open_message(value: bytes, what: str, kind: str | None = None,
 
 
 def decode(value: bytes) -> Message:
-    """Parse one linking message; raises MessageError when it is not a valid version-1 or -2 message."""
+    """Parse one linking message; raises MessageError when it is not a valid version-1, -2 or -3 message."""
     body = open_message(value, "linking message", versions=READ_VERSIONS)
     kind = body.get("type")
     src = str(body.get("src", ""))
@@ -283,7 +296,11 @@ def decode(value: bytes) -> Message:
             frames = _columns(body, ("frame_account", "frame_minute", "frame_calls"))
             if not all(isinstance(i, int) and 0 <= i < len(cols[0]) for i in frames[0]):
                 raise MessageError("frame_account must index the message's accounts")
-        return AccountUpdates(src, *cols, *frames)  # type: ignore[arg-type]
+        counters: dict[str, list[object]] = {}
+        if body["v"] >= 3 and any(f"frame_{n}" in body for n in FRAME_COUNTERS):  # all or none (not sent)
+            named = _columns(body, ("frame_calls", *(f"frame_{n}" for n in FRAME_COUNTERS)))
+            counters = dict(zip(FRAME_COUNTERS, named[1:], strict=True))
+        return AccountUpdates(src, *cols, *frames, counters)  # type: ignore[arg-type]
     if kind == "end":
         partition = body.get("partition")
         return EndMarker(src, int(partition) if partition is not None else None)

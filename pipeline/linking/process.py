@@ -75,6 +75,7 @@ from pipeline.linking.messages import (
     decode,
 )
 from pipeline.linking.ownership import SingleOwnerAssignor
+from pipeline.linking.pooled import PooledEvidence
 from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from pipeline.linking.sync_tracker import SyncTracker
@@ -171,6 +172,8 @@ class LinkingProcess:
         self.alerted: dict[str, object] = {}
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
         self.sync = SyncTracker(self.config, self.features)
+        # Members' counters per minute: stage B's pooled evidence.
+        self.pooled = PooledEvidence(self.config, bounded=self.bounded)
         self.sync_drains: set[str] = set()  # drain sources whose account updates all arrived (edges markers)
         self.stage_b: ClusterStage | None = None  # once the observation partition count is known
         self.partitions = 0
@@ -247,7 +250,7 @@ class LinkingProcess:
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """The stage state a checkpoint holds (``checkpoint.SECTIONS``), by name."""
-        return {**self._stored(), "timing": self.sync.section()}
+        return {**self._stored(), "timing": self.sync.section(), "pooled": self.pooled.section()}
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -261,6 +264,7 @@ class LinkingProcess:
         self.stats = StageStats()
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
         self.sync = SyncTracker(self.config, self.features)
+        self.pooled = PooledEvidence(self.config, bounded=self.bounded)
         self.sync_drains = set()
         self.stage_b = None
         self.offsets.clear()
@@ -301,6 +305,7 @@ class LinkingProcess:
             target.update(restored.sections[name])
         meta = restored.meta
         self.sync.restore(restored.sections["timing"], meta.get("sync_clock"))
+        self.pooled.restore(restored.sections["pooled"])
         restored.sections.clear()  # the stages' dicts hold the entries now
         for key, value in dict(meta.get("stats") or {}).items():
             if key in StageStats.__dataclass_fields__:
@@ -328,7 +333,8 @@ class LinkingProcess:
         self.partitions = partitions
         self.stage_b = ClusterStage(self.config, self.features, self.accounts, self.alerted,
                                     drain_sources=self.drain_sources, partitions=partitions,
-                                    defer_alerts=self.bounded, stats=self.stats, alerting=self.alerting)
+                                    defer_alerts=self.bounded, stats=self.stats, alerting=self.alerting,
+                                    pooled=self.pooled)
         self.stage_b.markers |= self.restored_markers
         return self.stage_b
 
@@ -659,7 +665,7 @@ class LinkingProcess:
             self.backlog = await stage_backlog(consumer, stage_topics)
 
     def stats_dict(self) -> dict[str, object]:
-        return {**self.stats.as_dict(), **self.sync.as_dict(), "backlog": dict(self.backlog),
+        return {**self.stats.as_dict(), **self.sync.as_dict(), **self.pooled.as_dict(), "backlog": dict(self.backlog),
                 "lag": sum(self.backlog.values()),
                 "accounts": len(self.accounts), "features": len(self.features),
                 "read_messages": self.read_messages, "uncheckpointed_messages": self.uncheckpointed,

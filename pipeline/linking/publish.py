@@ -67,11 +67,13 @@ class LinkPublisher:
 
     def prepare(self, decoded: LinkColumns, frame_accounts: Sequence[str], frame_start_s: np.ndarray,
                 frame_score: np.ndarray, max_scores: Mapping[str, float],
-                frame_calls: np.ndarray | None = None) -> PreparedBatch:
+                frame_calls: np.ndarray | None = None,
+                frame_counters: Mapping[str, np.ndarray] | None = None) -> PreparedBatch:
         """Observations and account updates of one batch, packed. CPU only; call in order.
 
         ``frame_*``: the batch's closed frames (signatures_1m rows); their ``frame_calls`` are the
-        linking process's timing evidence (``sync_tracker``; None: not sent)."""
+        linking process's timing evidence (``sync_tracker``; None: not sent), their ``frame_counters``
+        (``messages.FRAME_COUNTERS`` columns) with the calls its pooled cluster evidence (``pooled``)."""
         started = time.perf_counter()
         pairs, summary, self._carry = extract_pairs(decoded, self.config.template, self._carry)
         if len(pairs):
@@ -80,7 +82,7 @@ class LinkPublisher:
         obs = pairs.named(decoded.raw, self.config.template.band_bits)
         self._seq += 1
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id,
-                                  frame_calls)
+                                  frame_calls, frame_counters)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
                                  pack_accounts(updates), len(obs))
         self.prepare_s += time.perf_counter() - started

@@ -44,6 +44,7 @@ from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
 from pipeline.linking.membership import Member, kind_of, observe
 from pipeline.linking.messages import AccountUpdates, EndMarker, MemberChanges, Message, ObservationBatch
+from pipeline.linking.pooled import PooledEvidence
 
 # {"calls", "ts", "score", "score_ts", "max", "steps"}: steps is the max-score staircase (alert_time).
 AccountState = dict[str, Any]
@@ -143,10 +144,14 @@ class ClusterStage:
     def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]],
                  accounts: MutableMapping[str, AccountState], alerted: MutableMapping[str, object], *,
                  drain_sources: Collection[str], partitions: int, defer_alerts: bool = False,
-                 stats: StageStats | None = None, alerting: AlertSetup | None = None) -> None:
+                 stats: StageStats | None = None, alerting: AlertSetup | None = None,
+                 pooled: PooledEvidence | None = None) -> None:
         """``defer_alerts`` (bounded input): evaluate cluster alerts once, at the drain, on all the evidence.
-        ``alerting``: the rules (cluster rules), allow-list and feedback (default: the packaged rules)."""
+        ``alerting``: the rules (cluster rules), allow-list and feedback (default: the packaged rules).
+        ``pooled``: the members' counters per minute (the pooled cluster evidence; default a new one, fed by
+        the account updates this stage handles)."""
         self.config = config
+        self.pooled = pooled if pooled is not None else PooledEvidence(config)
         self.defer_alerts = defer_alerts
         self.features = features
         self.accounts = accounts
@@ -199,6 +204,7 @@ class ClusterStage:
                     dropped += members
             elif isinstance(msg, AccountUpdates):
                 changed = apply_account_updates(self.accounts, msg)
+                self.pooled.handle(msg)
                 touched.update(a for a in changed if links.linked(a))
                 self.stats.account_updates += len(msg)
             elif isinstance(msg, EndMarker):
@@ -219,7 +225,7 @@ class ClusterStage:
         members = frozenset(cluster.members)
         # Enumerated again rather than kept from describe_cluster: at a drain that would be every pair at once.
         return qualified_since(members, self.links.pair_evidence(members), self.accounts, self.config,
-                               predicate(rule))
+                               predicate(rule), self.pooled)
 
     def _evaluate(self, accounts: list[str] | set[str], *, final: bool) -> StageOutput:
         clusters: list[Cluster] = []
@@ -231,7 +237,7 @@ class ClusterStage:
             if members:
                 seen |= members
                 clusters.append(describe_cluster(members, self.links.pair_evidence(members), self.accounts,  # type: ignore[arg-type]
-                                                 self.config, self.links.label))
+                                                 self.config, self.links.label, self.pooled.at))
             elif self.cluster_ids.pop(account, None) is not None:
                 self._changed_ids.add(account)
         for cluster in clusters:

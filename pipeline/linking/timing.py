@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 _MAX_COUNT = np.iinfo(np.uint16).max  # calls of one account in one minute, clipped
+_MAX_COUNTER = np.iinfo(np.uint32).max  # CounterRing's cells (tokens of one account in one minute), clipped
 
 
 class CountRing:
@@ -52,11 +53,10 @@ class CountRing:
             slot = len(self.names)
             self.names.append(account)
             if slot == len(self.last):
-                grown = 2 * slot
-                self.counts = np.concatenate([self.counts, np.zeros((grown - slot, self.width), np.uint16)])
-                self.tags = np.concatenate([self.tags, np.full((grown - slot, self.width), -1, np.int32)])
-                self.last = np.concatenate([self.last, np.full(grown - slot, -1, np.int32)])
-                self.first = np.concatenate([self.first, np.full(grown - slot, -1, np.int32)])
+                self.counts = np.concatenate([self.counts, np.zeros_like(self.counts)])
+                self.tags = np.concatenate([self.tags, np.full_like(self.tags, -1)])
+                self.last = np.concatenate([self.last, np.full_like(self.last, -1)])
+                self.first = np.concatenate([self.first, np.full_like(self.first, -1)])
         self.slots[account] = slot
         return slot
 
@@ -146,3 +146,54 @@ class CountRing:
         self.last[slots] = last
         self.first[slots] = np.fromiter((int(v[2]) if len(v) > 2 else int(v[0]) for v in section.values()),
                                         dtype=np.int64, count=len(section))
+
+
+class CounterRing(CountRing):
+    """Ring of several additive counters per minute per account (``columns`` of them, uint32, clipped): the
+    pooled cluster evidence's input (``pooled``). Slots, tags and eviction as ``CountRing``; memory
+    ``width × (4 × columns + 4)`` bytes per account."""
+
+    def __init__(self, width: int, columns: int, capacity: int = 64) -> None:
+        super().__init__(width, capacity)
+        self.columns = columns
+        self.counts = np.zeros((capacity, width, columns), np.uint32)  # type: ignore[assignment]
+
+    def put_many(self, slots: np.ndarray, minutes: np.ndarray, values: np.ndarray) -> None:
+        """Frames of any minutes (``values`` ``[n, columns]``): each sets its cell unless the cell holds a newer
+        minute; the same minute again is overwritten (idempotent)."""
+        order = np.argsort(minutes, kind="stable")  # a later minute of the same cell is written last
+        slots, minutes, values = slots[order], np.asarray(minutes, np.int64)[order], values[order]
+        cells = minutes % self.width
+        newer = self.tags[slots, cells] <= minutes
+        slots, minutes, cells, values = slots[newer], minutes[newer], cells[newer], values[newer]
+        self.counts[slots, cells] = np.minimum(values, _MAX_COUNTER).astype(np.uint32)
+        self.tags[slots, cells] = minutes
+        np.maximum.at(self.last, slots, minutes.astype(np.int32))
+        self.first[slots[self.first[slots] < 0]] = np.iinfo(np.int32).max
+        np.minimum.at(self.first, slots, minutes.astype(np.int32))
+
+    def matrix(self, slots: np.ndarray, start: int, length: int) -> np.ndarray:
+        """Counters of ``slots`` over minutes ``start .. start + length - 1``: float64 ``[len(slots), length,
+        columns]``, 0 where the ring holds no frame of that minute."""
+        minutes = np.arange(start, start + length, dtype=np.int64)
+        cells = minutes % self.width
+        held = self.tags[np.ix_(slots, cells)] == minutes
+        return np.where(held[..., None], self.counts[np.ix_(slots, cells)], 0).astype(np.float64)
+
+    def section(self) -> dict[str, list[Any]]:
+        """Account -> ``[[minute, c1, c2, ...], ...]``, the minutes it holds (JSON-able)."""
+        out: dict[str, list[Any]] = {}
+        for account, slot in self.slots.items():
+            held = np.flatnonzero(self.tags[slot] >= 0)
+            rows = np.column_stack([self.tags[slot, held].astype(np.int64), self.counts[slot, held].astype(np.int64)])
+            out[account] = rows[np.argsort(rows[:, 0])].tolist()
+        return out
+
+    def restore(self, section: Mapping[str, Sequence[Any]]) -> None:
+        """Load a ``section`` (as written by ``section``; rows of another column count are skipped)."""
+        rows = [(account, row) for account, held in section.items() for row in held if len(row) == self.columns + 1]
+        if not rows:
+            return
+        slots = self.slots_of(a for a, _ in rows)
+        values = np.asarray([r for _, r in rows], np.int64)
+        self.put_many(slots, values[:, 0], values[:, 1:])

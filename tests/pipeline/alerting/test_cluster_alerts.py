@@ -30,7 +30,7 @@ def immediate(tmp_path: Path, **setup: Any) -> AlertSetup:
 
 def facts(score: float, at_min: int, members: tuple[str, ...] = MEMBERS, cid: str = "c-1") -> ClusterFacts:
     values = {"score": score, "size": len(members), "member_top_score": 60.0, "member_mean_score": 40.0,
-              "member_max_score": 70.0, "calls": 9000.0}
+              "member_max_score": 70.0, "calls": 9000.0, "pooled_score": 0.0}
     return ClusterFacts(cid, members, values, at_min * MINUTE_MS, ["size", "pay:x"], [12.0, 1.0],
                         dict.fromkeys(members, 40.0))
 

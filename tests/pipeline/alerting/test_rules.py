@@ -44,8 +44,13 @@ def test_packaged_rules_reproduce_the_former_policies() -> None:
     values = {"score": np.array([60.0, 59.9, 60.0, 60.0, 60.0, 60.0]), "size": np.array([3.0, 3, 2, 3, 3, 3]),
               "member_top_score": np.array([20.0, 50, 50, 19.9, 50, 50]),
               "member_score": np.array([20.0, 50, 50, 50, 19.9, 0]),
-              "member_mean_score": np.array([0.0, 50, 50, 50, 19.9, 20])}
+              "member_mean_score": np.array([0.0, 50, 50, 50, 19.9, 20]), "pooled_score": np.zeros(6)}
     assert cluster.condition(values).tolist() == [True, False, False, False, False, True]
+    # What the members take together stands in for both the strongest members and a member's own evidence.
+    quiet = {"score": np.array([60.0, 60, 59.9, 60]), "size": np.full(4, 12.0), "member_top_score": np.full(4, 12.0),
+             "member_score": np.full(4, 5.0), "member_mean_score": np.full(4, 5.0),
+             "pooled_score": np.array([50.0, 49.9, 80, 80])}
+    assert cluster.condition(quiet).tolist() == [True, False, False, True]
     assert cluster.severities({"score": np.array([84.9, 85.0])}, np.arange(2)) == ["warning", "critical"]
 
 

@@ -28,6 +28,7 @@ def state(n: int, tag: str = "") -> dict[str, dict[str, Any]]:
         "alerted": {f"acct-{i}": {"cluster_extraction": {"state": "firing"}} for i in range(0, n, 7)},
         "timing": {f"acct-{i}": [29_000_000 + i, [3, 0, 5, i]] for i in range(0, n, 3)},
         "sync": {f"acct-{i}": f"sync:{i % 5:08x}" for i in range(0, n, 3)},
+        "pooled": {f"acct-{i}": [[29_000_000 + i, 3, 300, 900, 0, 1, 0, 0]] for i in range(0, n, 4)},
     }
 
 

@@ -1,0 +1,213 @@
+"""Pooled cluster evidence: score what a cluster's members take *together*.
+
+A fleet spread thin keeps each member under the scoring's volume gate (``volume_gate`` on
+``calls_1h``): twelve members at one call a minute each score little alone, and members at
+0.1–0.3 calls a minute stay under 20 for hours. What they take together is one campaign's
+traffic. ``pooled_score`` sums the members' additive per-minute counters (the closed frames'
+``POOLED`` counters, carried by the account updates since message version 3) over the
+``window_minutes`` (60) up to an event time, computes the scoring features that are ratios of
+those sums *with the scoring's own feature code* (a frame whose 60-minute window holds the sums)
+and applies the scoring config's ramps, weights and volume gate for exactly the signals whose
+features are all computable from them (``PooledScorer.signals``, derived from the config and the
+features by probing which window cells each feature reads, not listed here).
+
+The same function serves stage B live (``PooledEvidence.at``), the alert times
+(``alert_time.qualified_since``, from ``PooledEvidence.minutes``: a group's per-minute series,
+summed over its members as the union-find joins them) and the backtest (``jobs/backtest_clusters``,
+from ``signatures_1m``).
+
+``PooledEvidence`` keeps the counters in a ``timing.CounterRing``: per account ``window_minutes +
+history_minutes`` cells of ``len(POOLED)`` uint32 counters and an int32 minute tag. Minutes older
+than the ring's horizon (the newest minute seen minus its width) read as unknown (0), whatever
+order the frames came in, so the evidence at a time is a function of the frames, not of their
+arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final
+
+import numpy as np
+
+from pipeline.kernels import layout as L
+from pipeline.linking.config import LinkingConfig
+from pipeline.linking.messages import FRAME_COUNTERS, AccountUpdates
+from pipeline.linking.timing import CounterRing
+from pipeline.scoring.config import ScoringConfig, load_scoring_config
+from pipeline.scoring.features import FEATURES
+from pipeline.scoring.model import ramp
+from pipeline.state.frames import ClosedFrames
+
+MINUTE_MS: Final = 60_000
+POOLED: Final = ("calls", *FRAME_COUNTERS)  # the ring's columns, in this order
+_COLUMNS: Final = tuple(L.COUNTER_NAMES.index(name) for name in POOLED)  # their frame counter index
+GATE_FEATURE: Final = "calls_1h"
+
+
+def _frames(windows: np.ndarray) -> ClosedFrames:
+    n = len(windows)
+    return ClosedFrames(np.zeros(n, np.int32), np.zeros(n, np.int64), np.zeros((n, L.N_COUNTERS), np.int64),
+                        np.zeros((n, L.N_FLOATS)), np.zeros((n, L.N_DISTINCT), np.int64), windows)
+
+
+@cache
+def feature_inputs(name: str) -> frozenset[tuple[int, int]]:
+    """The (window, quantity) cells of a frame's rolled windows that feature ``name`` reads: each cell is
+    changed alone on a copy of a random frame, and the feature's value compared (two draws at two scales,
+    so a clip or a floor that hides a cell in one shows it in the other)."""
+    cells = L.N_WINDOWS * L.N_WINDOW_Q
+    rng = np.random.default_rng(1217)
+    found: set[int] = set()
+    for low, high in ((2.0, 12.0), (20.0, 400.0)):
+        windows = np.tile(rng.uniform(low, high, cells), (cells + 1, 1))
+        windows[np.arange(1, cells + 1), np.arange(cells)] *= 1.5
+        out = FEATURES[name](_frames(windows.reshape(cells + 1, L.N_WINDOWS, L.N_WINDOW_Q)))
+        found.update(np.flatnonzero(out[1:] != out[0]).tolist())
+    return frozenset(divmod(c, L.N_WINDOW_Q) for c in found)
+
+
+def poolable(feature: str) -> bool:
+    """A feature computable from the pooled sums: it reads 60-minute window counters of ``POOLED`` only."""
+    inputs = feature_inputs(feature)
+    return bool(inputs) and inputs <= {(L.W60, c) for c in _COLUMNS}
+
+
+def window_sums(per_minute: np.ndarray, window: int) -> np.ndarray:
+    """``out[j]``: the sum of rows ``j - window + 1 .. j`` of ``per_minute`` (``[minutes, columns]``; fewer
+    rows at the start)."""
+    c = np.cumsum(per_minute, axis=0)
+    out = c.copy()
+    out[window:] -= c[:-window]
+    return out
+
+
+@dataclass(frozen=True)
+class PooledScore:
+    """A group's pooled score at one time, with what it is made of (for the explanation)."""
+
+    score: float = 0.0  # 0..100
+    points: Mapping[str, float] = field(default_factory=dict)  # pooled signal -> points (> 0 only)
+    members: int = 0  # members with calls in the window
+    calls: int = 0  # their calls in the window
+
+    def explain(self) -> str:
+        """E.g. ``pooled: reasoning_elicitation 40, output_harvest 20 over 12 members' 48 calls``."""
+        shown = sorted(((round(p), n) for n, p in self.points.items() if round(p) >= 1), key=lambda x: (-x[0], x[1]))
+        what = ", ".join(f"{n} {p}" for p, n in shown) or "no signal"
+        return f"pooled: {what} over {self.members} members' {self.calls} calls"
+
+
+class PooledScorer:
+    """The scoring config applied to pooled sums: the signals whose features are all poolable."""
+
+    def __init__(self, scoring: ScoringConfig | None = None) -> None:
+        self.scoring = scoring or load_scoring_config()
+        if not poolable(GATE_FEATURE):
+            raise ValueError(f"the volume gate's feature {GATE_FEATURE} must be computable from {POOLED}")
+        self.signals = tuple(name for name, s in self.scoring.signals.items() if all(map(poolable, s.ramps)))
+        self.features = sorted({f for n in self.signals for f in self.scoring.signals[n].ramps} | {GATE_FEATURE})
+
+    def series(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled scores (``[T]``, rounded to 0.01) and points (``[T, len(signals)]``) of window sums
+        ``[T, len(POOLED)]``."""
+        sums = np.atleast_2d(np.asarray(sums, np.float64))
+        windows = np.zeros((len(sums), L.N_WINDOWS, L.N_WINDOW_Q))
+        windows[:, L.W60, list(_COLUMNS)] = sums
+        frames = _frames(windows)
+        values = {f: FEATURES[f](frames) for f in self.features}
+        gate = ramp(values[GATE_FEATURE], self.scoring.volume_gate)
+        points = np.zeros((len(sums), len(self.signals)))
+        for j, name in enumerate(self.signals):
+            signal = self.scoring.signals[name]
+            points[:, j] = signal.weight * gate * np.prod([ramp(values[f], r) for f, r in signal.ramps.items()], axis=0)
+        return np.round(np.minimum(points.sum(axis=1), 100.0), 2), points
+
+    def score(self, sums: np.ndarray, members: int) -> PooledScore:
+        """The pooled score of one window's sums (``[len(POOLED)]``) over ``members`` members with calls."""
+        score, points = self.series(sums)
+        named = {n: round(float(p), 2) for n, p in zip(self.signals, points[0].tolist(), strict=True) if p > 0}
+        return PooledScore(float(score[0]), named, members, int(np.asarray(sums)[0]))
+
+
+@dataclass(frozen=True)
+class MemberMinutes:
+    """Members' counters per minute from ``start``: ``values[i, j]`` is member i's minute ``start + j``."""
+
+    start: int
+    values: np.ndarray  # float64 [members, minutes, len(POOLED)]
+
+
+# A bounded run (replay, eval) evaluates its cluster alerts at the drain, over the whole input: the
+# ring then covers a day of event time (a day's replay at 32 B per account-minute: 46 KB per account).
+BOUNDED_HISTORY_MINUTES = 1440
+
+
+class PooledEvidence:
+    """Stage B's pooled evidence: the members' recent counters per minute, and their pooled score."""
+
+    def __init__(self, config: LinkingConfig, scoring: ScoringConfig | None = None, *, bounded: bool = False) -> None:
+        """``bounded``: cluster alerts are evaluated once, at the drain (``stages`` ``defer_alerts``), so the
+        ring keeps ``BOUNDED_HISTORY_MINUTES`` (or the configured history, if longer) for them to look back on."""
+        self.window = config.pooled.window_minutes
+        history = config.pooled.history_minutes
+        if bounded:
+            history = max(history, BOUNDED_HISTORY_MINUTES)
+        self.ring = CounterRing(config.pooled.window_minutes + history, len(POOLED))
+        self.scorer = PooledScorer(scoring)
+        self.newest = -1  # newest minute held
+        self.frames = 0
+
+    @property
+    def horizon(self) -> int:
+        """The oldest minute known: earlier ones read as 0 whatever the ring still holds."""
+        return self.newest - self.ring.width + 1
+
+    def handle(self, updates: AccountUpdates) -> None:
+        """Apply one message's frames (a message without the counters, version 2 or older, brings none)."""
+        if not updates.frame_minute or not updates.frame_counters:
+            return
+        owner = np.asarray(updates.frame_account, np.int64)
+        values = np.column_stack([np.asarray(updates.frame_calls, np.int64),
+                                  *(np.asarray(updates.frame_counters[n], np.int64) for n in FRAME_COUNTERS)])
+        names = np.asarray(updates.account, dtype=object)[owner].tolist()
+        minutes = np.asarray(updates.frame_minute, np.int64)
+        self.ring.put_many(self.ring.slots_of(names), minutes, values)
+        self.frames += len(minutes)
+        self.newest = max(self.newest, int(minutes.max()))
+        self.ring.evict(self.horizon)
+
+    def minutes(self, members: Sequence[str], first: int | None = None) -> MemberMinutes:
+        """``members``' counters per minute from ``first`` (at least the horizon) to the newest minute."""
+        start = self.horizon if first is None else max(first, self.horizon)
+        length = max(self.newest - start + 1, 0)
+        slots = np.fromiter((self.ring.slots.get(m, -1) for m in members), np.int64, len(members))
+        out = np.zeros((len(members), length, len(POOLED)))
+        held = slots >= 0
+        if held.any() and length:
+            out[held] = self.ring.matrix(slots[held], start, length)
+        return MemberMinutes(start, out)
+
+    def at(self, members: Collection[str], ts_ms: int) -> PooledScore:
+        """The pooled score of ``members`` at event time ``ts_ms``: frames ended by then, the last ``window``."""
+        last = ts_ms // MINUTE_MS - 1
+        got = self.minutes(sorted(members), last - self.window + 1)
+        rows = got.values[:, : max(last - got.start + 1, 0)].sum(axis=1)  # [members, columns]
+        return self.scorer.score(rows.sum(axis=0), int((rows[:, 0] > 0).sum()))
+
+    # --- checkpoint and stats --------------------------------------------------------------------
+
+    def section(self) -> dict[str, list[Any]]:
+        return self.ring.section()
+
+    def restore(self, section: Mapping[str, Sequence[Any]]) -> None:
+        self.ring.restore(section)
+        n = len(self.ring.names)
+        self.newest = max(int(self.ring.last[:n].max(initial=-1)), self.newest)
+        self.ring.evict(self.horizon)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pooled_accounts": len(self.ring), "pooled_ring_bytes": self.ring.nbytes(),
+                "pooled_frames": self.frames, "pooled_signals": list(self.scorer.signals)}
