@@ -11,7 +11,8 @@ Two kinds, each in fresh child processes (``python -m jobs.bench.limits …``):
   parent then starts them together. Summed rate: all events over the slowest child.
 * ``insert`` — the embedded chDB insert ceiling: the rows the worker writes for a
   batch (api_calls, signatures, key signatures, alerts; same tables, same
-  materialized views) inserted alone, events per second of insert time. The same
+  materialized views) inserted alone, events per second of insert time, with each
+  table's share (``table_insert_s``, ``table_rows``; a table's views count in it). The same
   batches then run again into a second database with batch N's inserts in a thread
   while batch N+1 is decoded and detected (the detect step's write overlap): if
   chDB held the GIL through an insert, the overlapped wall would be the serial sum.
@@ -222,28 +223,51 @@ GIL_PROBE_BATCHES = 3
 ROUNDS = 2  # serial and overlapped passes, alternated (the machine is shared), each into a fresh database
 
 
+class PerTableInserts:
+    """Insert seconds and rows per table, from the writer's counters after each batch's writes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.rows: dict[str, int] = {}
+
+    def add(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """``before`` and ``after``: ``ClickHouseWriter.stats`` around one batch (each table written once)."""
+        for table, now in after.items():
+            was = before.get(table)
+            if was is None or now.inserts > was.inserts:
+                self.seconds[table] = self.seconds.get(table, 0.0) + now.last_insert_s
+                self.rows[table] = self.rows.get(table, 0) + now.rows - (was.rows if was else 0)
+
+    def entry(self) -> dict[str, dict[str, float]]:
+        return {"table_insert_s": {t: round(s, 3) for t, s in sorted(self.seconds.items())},
+                "table_rows": dict(sorted(self.rows.items()))}
+
+
 def _serial(settings: Settings, writer: Any, batches: list[Batch], partitions: int, budget_s: float
-            ) -> dict[str, float]:
+            ) -> dict[str, Any]:
     """Decode + detect, then insert, batch after batch, until the insert time reaches ``budget_s``."""
     from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 
     detector = Detector(settings, partitions)
     detect_s = insert_s = 0.0
     events = used = 0
+    per_table = PerTableInserts()
     started = time.perf_counter()
     for batch in batches:
         t = time.perf_counter()
         decoded = _decode(settings, batch)
         output = detector.process(decoded)
         detect_s += time.perf_counter() - t
+        before = writer.stats
         insert_s += write_batch_outputs(writer, decoded, output, batch_token(batch[2], batch[3]),
                                         store_raw=settings.store_raw_events)
+        per_table.add(before, writer.stats)
         events += _events(decoded)
         used += 1
         if insert_s >= budget_s:
             break
     return {"events": events, "batches": used, "insert_s": insert_s, "decode_detect_s": detect_s,
-            "wall_s": time.perf_counter() - started}
+            "wall_s": time.perf_counter() - started, **per_table.entry()}
 
 
 def _overlapped(settings: Settings, writer: Any, batches: list[Batch], partitions: int) -> float:
@@ -326,7 +350,7 @@ def _insert(bootstrap: str, topic: str, partitions: int, budget_s: float) -> dic
         try:
             settings, warm = writer("bench_insert_warm")
             _serial(settings, warm, batches[:2], partitions, 0.0)  # first inserts of the process: not measured
-            serial: list[dict[str, float]] = []
+            serial: list[dict[str, Any]] = []
             overlapped: list[float] = []
             for r in range(ROUNDS):
                 serial.append(_serial(settings, writer(f"bench_insert_serial_{r}")[1], batches, partitions,

@@ -74,6 +74,9 @@ _SECRET_PARAMS = frozenset({"password", "access_token"})
 # counts once, and still reaches a view that missed it. 26.x defaults to 1; older servers or a
 # user profile may not, so every insert sends it (tests/schemas/test_rollups.py).
 _INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+# Added for tables whose TableSpec.merge_on_insert is False (the per-batch tables): the block is
+# written as sent, and the views' rollup blocks too, instead of being merged by key once more.
+_NO_MERGE_ON_INSERT = {"optimize_on_insert": 0}
 
 
 class ClickHouseError(Exception):
@@ -368,13 +371,22 @@ class ClickHouseWriter:
             )
             self._contexts[spec.name] = context
         context.data = data
-        # Set on every call: a token left from the previous batch would make this one a "duplicate".
-        context.settings = {**_INSERT_SETTINGS, "insert_deduplication_token": dedup_token} if dedup_token \
-            else dict(_INSERT_SETTINGS)
+        context.settings = insert_settings(spec, dedup_token)
         try:
             self._client.insert(context=context)
         finally:
             context.data = None  # don't keep the batch alive until the next write
+
+
+def insert_settings(spec: TableSpec, dedup_token: str | None) -> dict[str, Any]:
+    """The settings of one insert into ``spec``'s table: built anew for every call, since a token left
+    from the previous batch would make this one a "duplicate"."""
+    settings: dict[str, Any] = dict(_INSERT_SETTINGS)
+    if not spec.merge_on_insert:
+        settings.update(_NO_MERGE_ON_INSERT)
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    return settings
 
 
 def _ordered_columns(

@@ -23,6 +23,7 @@ from pipeline.sinks.clickhouse import (
     ClickHouseWriter,
     classify,
     connect,
+    insert_settings,
     mask_dsn,
     query_rows,
 )
@@ -265,6 +266,32 @@ def test_token_does_not_leak_into_next_write(ch_client: Client, db: str, writer:
     other["event_id"] = ["x-0", "x-1", "x-2"]
     writer.write("api_calls", other)  # no token: must not reuse "t" and be dropped as a duplicate
     assert count(ch_client, db, "api_calls") == 5
+
+
+def test_only_the_per_batch_tables_skip_the_merge_on_insert() -> None:
+    per_batch = {"api_calls", "signatures_1m", "key_signatures_1m", "alerts"}
+    assert {name for name, spec in TABLES.items() if not spec.merge_on_insert} == per_batch
+    for name, spec in TABLES.items():
+        settings = insert_settings(spec, None)
+        assert settings["deduplicate_blocks_in_dependent_materialized_views"] == 1, name
+        assert settings.get("optimize_on_insert", 1) == (0 if name in per_batch else 1), name
+        assert "insert_deduplication_token" not in settings, name
+    assert insert_settings(TABLES["alerts"], "alert:x")["insert_deduplication_token"] == "alert:x"
+
+
+def _first_row_twice(batch: Columns) -> Columns:
+    return {k: np.repeat(v[:1], 2) if isinstance(v, np.ndarray) else [v[0], v[0]] for k, v in batch.items()}
+
+
+@pytest.mark.clickhouse
+def test_a_per_batch_block_is_stored_as_sent(ch_client: Client, db: str, writer: ClickHouseWriter) -> None:
+    """optimize_on_insert = 0 reaches ClickHouse: two rows of one api_calls block with the same key stay two
+    until a merge, as rows of two blocks always did (FINAL reads one); rejected_events still merges them."""
+    writer.write("api_calls", _first_row_twice(api_calls_batch(2)))
+    assert count(ch_client, db, "api_calls") == 2
+    assert int(cast(int, ch_client.command(f"SELECT count() FROM `{db}`.api_calls FINAL"))) == 1
+    writer.write("rejected_events", _first_row_twice(rejected_batch()))
+    assert count(ch_client, db, "rejected_events") == 1
 
 
 @pytest.mark.clickhouse
