@@ -60,6 +60,8 @@ class SyncConfig(BaseModel):
     settle_minutes: int = Field(ge=0, le=60, description="a boundary is evaluated once a frame this much later came")
     min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
     min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
+    min_group: int = Field(3, ge=2, description="accounts a group needs to be evidence: one pair at min_r happens "
+                           "by chance among thousands compared (seen in make eval), three mutually far more rarely")
     trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
     clip_mads: float = Field(gt=0, le=20, description="deviations clipped at this many robust sigmas")
     periodic_share: float = Field(gt=0, le=1, description="a short period explaining this share of a curve is removed")

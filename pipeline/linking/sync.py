@@ -299,7 +299,7 @@ def _coherent(z: np.ndarray, members: np.ndarray, min_r: float) -> tuple[np.ndar
     return np.empty(0, np.int64), np.empty(0), np.asarray(pruned, np.int64)
 
 
-def _groups(z: np.ndarray, a: np.ndarray, b: np.ndarray, min_r: float, *,
+def _groups(z: np.ndarray, a: np.ndarray, b: np.ndarray, min_r: float, min_size: int, *,
             again: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     labels = components(len(z), a, b)
     nodes = np.unique(np.r_[a, b])
@@ -308,11 +308,11 @@ def _groups(z: np.ndarray, a: np.ndarray, b: np.ndarray, min_r: float, *,
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     for members in np.split(order, bounds) if len(order) else []:
         kept, mean_r, pruned = _coherent(z, members, min_r)
-        if len(kept) >= 2:
+        if len(kept) >= min_size:
             out.append((kept, mean_r))
-        if again and len(pruned) >= 2:
+        if again and len(pruned) >= min_size:
             inside = np.isin(a, pruned) & np.isin(b, pruned)
-            out += _groups(z, a[inside], b[inside], min_r, again=False)
+            out += _groups(z, a[inside], b[inside], min_r, min_size, again=False)
     return out
 
 
@@ -352,7 +352,7 @@ def find_groups(counts: np.ndarray, config: SyncConfig) -> Found:
     a, b = a[edge], b[edge]
     st.edges = len(a)
     active = (counts[vectors.rows, -config.window_minutes:] > 0).sum(axis=1)
-    groups = _groups(z, a, b, config.min_r, again=True)
+    groups = _groups(z, a, b, config.min_r, config.min_group, again=True)
     shared = _followed_widely(z, [members for members, _ in groups], config)
     st.widely_followed = int(shared.sum())
     for (members, mean_r), wide in zip(groups, shared.tolist(), strict=True):

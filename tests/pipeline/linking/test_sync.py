@@ -101,7 +101,7 @@ def test_a_change_the_whole_platform_sees_is_not_a_fleet(sync: SyncConfig, seed:
     step = np.r_[np.ones(minutes - 30), np.full(30, 3.0)]
     outage = np.ones(minutes)
     outage[-25:-20], outage[-20:-17] = 0.05, 3.0
-    unguarded = sync.model_copy(update={"popular_share": 1.0, "step_share": 1.0})
+    unguarded = sync.model_copy(update={"popular_share": 1.0, "step_share": 1.0, "min_group": 2})
     for curve in (step, outage):
         counts = rng.poisson(np.outer(rates, curve))
         assert find_groups(counts, sync).groups == []
@@ -130,7 +130,7 @@ def test_steady_clients_whose_rate_changes_at_the_top_of_the_hour_are_not_a_flee
     counts = np.round(level + rng.normal(0, 1.0, (n, minutes))).clip(0)
     found = find_groups(counts, sync)
     assert found.groups == [] and found.stats.stepped >= 20
-    assert sum(len(g) for g in grouped(counts, sync.model_copy(update={"step_share": 1.0}))) >= 6
+    assert sum(len(g) for g in grouped(counts, sync.model_copy(update={"step_share": 1.0, "min_group": 2}))) >= 6
 
 
 def test_low_rate_synchronised_accounts_are_below_what_minutes_can_show(sync: SyncConfig) -> None:
@@ -168,3 +168,14 @@ def test_a_window_without_enough_active_minutes_or_movement_is_not_compared(sync
     sparse[:, ::4] = 9  # active a quarter of the minutes: below min_active_minutes
     found = find_groups(np.vstack([steady, sparse]), sync)
     assert found.stats.eligible == 0 and found.groups == []
+
+
+def test_a_synchronised_pair_is_not_evidence_until_a_third_account_follows(sync: SyncConfig) -> None:
+    """One pair at r >= min_r turns up by chance among thousands of compared accounts (make eval linked a
+    benign app to a fleet member that way); a group needs ``min_group`` accounts."""
+    rng = np.random.default_rng(5)
+    minutes = span(sync)
+    fleet = round_robin_fleet(rng, 3, minutes, 10.0)
+    assert grouped(fleet[:2], sync) == []
+    assert grouped(fleet[:2], sync.model_copy(update={"min_group": 2})) == [{0, 1}]
+    assert grouped(fleet, sync) == [{0, 1, 2}]
