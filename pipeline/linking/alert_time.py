@@ -41,11 +41,6 @@ def add_step(steps: Staircase, ts: int, score: float) -> Staircase:
     return [*steps[:i], [ts, value], *kept]
 
 
-def score_at(steps: Staircase, ts: int) -> int:
-    i = bisect.bisect_right([t for t, _ in steps], ts)
-    return steps[i - 1][1] if i else 0
-
-
 class _Sets:
     """Union-find with the running sums the cluster score needs (member scores are read per group)."""
 

@@ -283,14 +283,6 @@ def _template_keys(simhash: np.ndarray, acc: np.ndarray, ts: np.ndarray, carry: 
     return _TemplateKeys(KIND_TPL, np.full(len(keys), -1, np.int64), keys, t_acc, t_ts, t_sample.astype(np.uint64))
 
 
-def extract_observations(
-    batch: LinkColumns, template: TemplateConfig, carry: TemplateCarry | None = None
-) -> tuple[Observations, AccountSummary, TemplateCarry]:
-    """``extract_pairs`` with every pair named: the batch's distinct link observations."""
-    pairs, summary, carry = extract_pairs(batch, template, carry)
-    return pairs.named(batch.raw, template.band_bits), summary, carry
-
-
 def _summary(accounts: list[str], acc: np.ndarray, ts: np.ndarray) -> AccountSummary:
     n = len(accounts)
     calls = np.bincount(acc, minlength=n).astype(np.int64)

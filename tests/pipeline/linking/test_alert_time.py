@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import bisect
 import itertools
 
-from pipeline.linking.alert_time import add_step, qualified_since, score_at
+from pipeline.linking.alert_time import Staircase, add_step, qualified_since
 from pipeline.linking.clusters import Evidence
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
 from tests.pipeline.linking.builders import share
+
+
+def score_at(steps: Staircase, ts: int) -> int:
+    """The staircase's value at ``ts`` (0 before its first step)."""
+    i = bisect.bisect_right([t for t, _ in steps], ts)
+    return steps[i - 1][1] if i else 0
 
 
 def test_staircase_is_the_running_max_whatever_the_insertion_order() -> None:

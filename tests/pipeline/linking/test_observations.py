@@ -7,13 +7,21 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline.linking.config import LinkingConfig
+from pipeline.linking.config import LinkingConfig, TemplateConfig
 from pipeline.linking.feature_keys import feature_partition, h2_feature, ip_prefix, ua_feature
 from pipeline.linking.messages import decode, pack_observations
-from pipeline.linking.observations import TemplateCarry, extract_observations, extract_pairs
+from pipeline.linking.observations import AccountSummary, LinkColumns, Observations, TemplateCarry, extract_pairs
 from tests.pipeline.linking.builders import Columns, make_batch
 
 Obs = dict[tuple[str, str], tuple[int, int]]  # (feature, account) -> (ts, sample)
+
+
+def extract_observations(
+    batch: LinkColumns, template: TemplateConfig, carry: TemplateCarry | None = None
+) -> tuple[Observations, AccountSummary, TemplateCarry]:
+    """``extract_pairs`` with every pair named (the publisher names only the pairs it has not sent)."""
+    pairs, summary, carry = extract_pairs(batch, template, carry)
+    return pairs.named(batch.raw, template.band_bits), summary, carry
 
 
 def _keep_first(out: Obs, key: tuple[str, str], ts: int, sample: int) -> None:
