@@ -19,8 +19,8 @@ from pipeline.linking.producer import LinkProducer
 from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.results import LinkResult, decode_result
 from pipeline.linking.topics import LinkTopics
-from tests.pipeline.alerting.support import rules_doc, write_yaml
-from tests.pipeline.linking.builders import make_batch
+from tests.support.alerting import rules_doc, write_yaml
+from tests.support.link_builders import make_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "linktest"

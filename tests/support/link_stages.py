@@ -10,7 +10,7 @@ from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import EndMarker, Message, ObservationBatch, decode
 from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
-from tests.pipeline.linking.builders import Columns, FakeBroker, fleet_scenario
+from tests.support.link_builders import Columns, FakeBroker, fleet_scenario
 
 PARTITIONS = 4
 

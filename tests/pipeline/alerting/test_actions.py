@@ -25,7 +25,7 @@ from pipeline.detect.step import DetectStep
 from pipeline.settings import load_settings
 from pipeline.state.manager import StateManager
 from pipeline.stats import PipelineStats
-from tests.pipeline.alerting.support import MIN_MS, rules_doc, signatures, write_yaml
+from tests.support.alerting import MIN_MS, rules_doc, signatures, write_yaml
 from tests.support.detect_step import Effects, FakeDeadLetters, FakeStateTopic, FakeWriter, harvest, make_batch
 
 

@@ -13,7 +13,7 @@ from pipeline.alerting.engine import AlertSetup, AlertState
 from pipeline.alerting.feedback import FeedbackSuppressions, new_feedback
 from pipeline.alerting.rules import load_rules
 from pipeline.alerting.transitions import RESOLVED
-from tests.pipeline.alerting.support import MIN_MS, evaluate, write_yaml
+from tests.support.alerting import MIN_MS, evaluate, write_yaml
 
 DAY0_MS = 0  # the tests' frames sit at the start of 1970: entries expiring in 2030 apply, 1969 ones do not
 

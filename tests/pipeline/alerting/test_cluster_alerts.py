@@ -15,8 +15,8 @@ from pipeline.linking.clusters import cluster_id
 from pipeline.linking.config import load_linking_config
 from pipeline.linking.messages import AccountUpdates, MemberChanges
 from pipeline.linking.stages import ClusterStage
-from tests.pipeline.alerting.support import rules_doc, write_yaml
-from tests.pipeline.linking.builders import share
+from tests.support.alerting import rules_doc, write_yaml
+from tests.support.link_builders import share
 
 MEMBERS = ("m1", "m2", "m3")
 

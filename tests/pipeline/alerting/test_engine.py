@@ -11,7 +11,7 @@ from pipeline.alerting.engine import AlertSetup, AlertState, evaluate_accounts
 from pipeline.alerting.lifecycle import reference_lifecycle
 from pipeline.alerting.rules import load_rules
 from pipeline.alerting.transitions import FIRING, RESOLVED
-from tests.pipeline.alerting.support import MIN_MS, SIGNALS, evaluate, setup_from, signatures
+from tests.support.alerting import MIN_MS, SIGNALS, evaluate, setup_from, signatures
 
 
 def test_default_rule_fires_once_with_labels_and_resolves_after_its_quiet_period(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.pipeline.alerting.support import write_yaml
+from tests.support.alerting import write_yaml
 from tests.support.detect_step import harvest, make_batch
 from tests.support.metrics import make_linking, make_worker, scrape, value
 

@@ -7,7 +7,7 @@ from pipeline.linking.alert_time import Staircase, add_step, qualified_since
 from pipeline.linking.clusters import Evidence
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
-from tests.pipeline.linking.builders import share
+from tests.support.link_builders import share
 
 
 def score_at(steps: Staircase, ts: int) -> int:

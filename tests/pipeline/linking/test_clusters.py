@@ -19,8 +19,8 @@ from pipeline.linking.clusters import (
 )
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
-from tests.pipeline.alerting.support import rules_doc, write_yaml
-from tests.pipeline.linking.builders import share
+from tests.support.alerting import rules_doc, write_yaml
+from tests.support.link_builders import share
 
 
 @pytest.mark.parametrize(("features", "linked"), [

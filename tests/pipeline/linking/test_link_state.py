@@ -11,7 +11,7 @@ from pipeline.linking.link_state import LinkState
 from pipeline.linking.membership import hamming, kind_of
 from pipeline.linking.messages import MemberChanges
 from pipeline.linking.union_find import UnionFind
-from tests.pipeline.linking.builders import share
+from tests.support.link_builders import share
 
 
 def apply(links: LinkState, changes: MemberChanges) -> None:

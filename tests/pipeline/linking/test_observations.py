@@ -11,7 +11,7 @@ from pipeline.linking.config import LinkingConfig, TemplateConfig
 from pipeline.linking.feature_keys import feature_partition, h2_feature, ip_prefix, ua_feature
 from pipeline.linking.messages import decode, pack_observations
 from pipeline.linking.observations import AccountSummary, LinkColumns, Observations, TemplateCarry, extract_pairs
-from tests.pipeline.linking.builders import Columns, make_batch
+from tests.support.link_builders import Columns, make_batch
 
 Obs = dict[tuple[str, str], tuple[int, int]]  # (feature, account) -> (ts, sample)
 

@@ -18,7 +18,7 @@ from pipeline.linking.process import LinkingProcess
 from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.topics import LinkTopics
 from pipeline.settings import load_settings
-from tests.pipeline.linking.builders import FakeBroker, make_batch
+from tests.support.link_builders import FakeBroker, make_batch
 
 TOPICS = LinkTopics.for_group("unit")
 PARTITIONS = 2

@@ -6,7 +6,7 @@ import pytest
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import ObservationBatch, decode
 from pipeline.linking.sent_pairs import SentPairs
-from tests.pipeline.linking.builders import FakeBroker, make_batch
+from tests.support.link_builders import FakeBroker, make_batch
 from tests.support.link_stages import PARTITIONS, Harness
 
 

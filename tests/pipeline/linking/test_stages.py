@@ -12,7 +12,7 @@ from pipeline.linking.messages import (
     pack_end,
 )
 from pipeline.linking.stages import ClusterStage
-from tests.pipeline.linking.builders import Columns, fleet_scenario, make_batch, share
+from tests.support.link_builders import Columns, fleet_scenario, make_batch, share
 from tests.support.link_stages import PARTITIONS, Harness, run_fleet
 
 

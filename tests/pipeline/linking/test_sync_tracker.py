@@ -20,7 +20,6 @@ from pipeline.linking.stages import FeatureStage
 from pipeline.linking.sync_tracker import MINUTE_MS, SyncTracker, unpack_sample
 from pipeline.linking.topics import LinkTopics
 from pipeline.settings import load_settings
-from tests.pipeline.linking.builders import FakeBroker, make_batch
 from tests.pipeline.linking.sync_data import (
     START_MINUTE,
     cron_crowd,
@@ -30,6 +29,7 @@ from tests.pipeline.linking.sync_data import (
     updates,
     waves_fleet,
 )
+from tests.support.link_builders import FakeBroker, make_batch
 
 TOPICS = LinkTopics.for_group("sync")
 PARTITIONS = 2
