@@ -68,10 +68,40 @@ class Restored:
     meta: dict[str, Any]
 
 
+PART = "\x00part"  # "<key>\x00part<i>": a piece of an entry too big for one block (a hub's members)
+
+
+def _split(key: str, value: Any, pieces: int) -> list[tuple[str, Any]] | None:
+    """An entry cut into ``pieces`` by its biggest dict field (``key`` keeps the other fields and the first
+    piece, ``key + PART + i`` the others); None when it has no such field to cut."""
+    fields = [f for f, v in value.items() if isinstance(v, dict) and len(v) > 1] if isinstance(value, dict) else []
+    if not fields:
+        return None
+    big = max(fields, key=lambda f: len(value[f]))
+    items = list(value[big].items())
+    step = -(-len(items) // min(pieces, len(items)))
+    parts = [dict(items[i:i + step]) for i in range(0, len(items), step)]
+    return [(key, {**value, big: parts[0]}), *((f"{key}{PART}{i}", {big: p}) for i, p in enumerate(parts[1:], 1))]
+
+
+def _join_parts(section: dict[str, Any]) -> None:
+    """Put the pieces of split entries (``_split``) back into their entry, in place."""
+    for key in [k for k in section if PART in k]:
+        base = key.partition(PART)[0]
+        for name, piece in section.pop(key).items():
+            section[base][name].update(piece)
+
+
 def _fit(entries: list[tuple[str, Any]], max_bytes: int) -> Iterator[bytes]:
     data = orjson.dumps(dict(entries))
-    if len(data) <= max_bytes or len(entries) == 1:  # one entry bigger than the limit stays whole
-        yield data
+    if len(data) <= max_bytes or len(entries) == 1:
+        # One entry bigger than the limit is cut by its biggest dict field (a hub of 50,000 members would be a
+        # 2.5 MB record, over a broker's default 1 MB limit); one that cannot be cut stays whole.
+        parts = _split(*entries[0], 2 * -(-len(data) // max_bytes)) if len(data) > max_bytes else None
+        if parts is None or len(parts) == 1:
+            yield data
+        else:
+            yield from _fit(parts, max_bytes)
         return
     half = len(entries) // 2
     yield from _fit(entries[:half], max_bytes)
@@ -148,6 +178,8 @@ class StateLog:
                 raise CheckpointError(f"linking checkpoint generation {gen}: block {block_key(slot, i)} is {found}")
             if block["s"] in sections:
                 sections[block["s"]].update(block["d"])
+        for section in sections.values():
+            _join_parts(section)
         return Restored(gen, sections, {str(k): int(v) for k, v in manifest["offsets"].items()},
                         dict(manifest.get("meta") or {}))
 

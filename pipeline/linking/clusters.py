@@ -23,7 +23,10 @@ Rules:
   attack, unless they behave like extraction.
 
 The evidence is not stored: ``link_state.LinkState`` derives it from stage A's
-memberships and hands ``describe_cluster`` the linked pairs of one cluster.
+memberships and hands ``describe_cluster`` the linked pairs of one cluster, and its
+hubs (``HubLinks``): a hub of N members in the cluster is listed as one shared feature
+(``tpl:… shared by 200 accounts (hub)``) and counts as N − 1 links of its kind's weight
+in the link-strength factor; its pairs are never enumerated.
 """
 
 from __future__ import annotations
@@ -61,6 +64,20 @@ def crossing_ts(evidence: Mapping[str, int], config: LinkingConfig) -> int | Non
             if config.strength(kinds) >= config.link_threshold:
                 return ts
     return None
+
+
+@dataclass(frozen=True)
+class HubLinks:
+    """A hub's links inside one cluster: each member joins it at its link time (``joins``, sorted by time
+    then account; the first is the member the others join), each join a link of strength ``weight``."""
+
+    feature: str
+    weight: float
+    joins: tuple[tuple[int, str], ...]  # (link time ms, member)
+
+    @property
+    def links(self) -> int:
+        return len(self.joins) - 1
 
 
 @dataclass(frozen=True)
@@ -143,26 +160,35 @@ class Cluster:
 def describe_cluster(members: Collection[str], linked: Mapping[tuple[str, str], Evidence],
                      accounts: Mapping[str, Mapping[str, float]], config: LinkingConfig,
                      label: Callable[[str], str] = str,
-                     pooled: Callable[[Collection[str], int], PooledScore] | None = None) -> Cluster:
+                     pooled: Callable[[Collection[str], int], PooledScore] | None = None,
+                     hubs: Sequence[HubLinks] = ()) -> Cluster:
     """Score and explain the cluster of ``members`` from its linked pairs (``LinkState.pair_evidence``,
     sorted) and the members' account state.
 
     ``accounts`` maps account -> {"calls", "max", "ts"} (stage B's account table); missing
     accounts count as score 0 and no calls. ``label`` names a listed feature (``LinkState.label``:
     a sync feature with what its members' calls did). ``pooled(members, ts)``: their pooled score at
-    the cluster's latest evidence time (``pooled.PooledEvidence.at``; None: none).
+    the cluster's latest evidence time (``pooled.PooledEvidence.at``; None: none). ``hubs``: the hubs
+    linking members (``LinkState.hub_links``), each listed once and counted as its links.
     """
     evidence = list(linked.values())
     shares = Counter(feature for ev in evidence for feature in ev)
+    for hub in hubs:
+        shares[hub.feature] += hub.links
     listed = sorted(shares, key=lambda ft: (-config.weight(kind_of(ft)), -shares[ft], ft))
     state = [accounts.get(m, {}) for m in members]
-    latest = max([ts for ev in evidence for ts in ev.values()] + [int(s.get("ts") or 0) for s in state], default=0)
+    latest = max([ts for ev in evidence for ts in ev.values()] + [hub.joins[-1][0] for hub in hubs]
+                 + [int(s.get("ts") or 0) for s in state], default=0)
+    strengths = [pair_strength(ev, config) for ev in evidence]
+    for hub in hubs:
+        strengths += [hub.weight] * hub.links
     score = score_cluster(
-        len(members), [float(s.get("max") or 0.0) for s in state], [pair_strength(ev, config) for ev in evidence],
+        len(members), [float(s.get("max") or 0.0) for s in state], strengths,
         sum(float(s.get("calls") or 0) for s in state), config.cluster,
         pooled(members, latest) if pooled is not None else None,
     )
     crossings = [t for t in (crossing_ts(ev, config) for ev in evidence) if t is not None]
+    crossings += [hub.joins[1][0] for hub in hubs]
     return Cluster(
         cluster_id(members), tuple(sorted(members)), score,
         tuple(label(f) for f in listed[: config.cluster.max_listed_features]),

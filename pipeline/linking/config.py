@@ -27,6 +27,12 @@ KINDS: Final = ("pay", "ip", "tpl", "asn", "ua", "tls", "h2", "sync")
 FEATURE_KINDS: Final = {"pay": "pay", "ip24": "ip", "ip48": "ip", "tpl": "tpl", "asn": "asn", "ua": "ua",
                         "tls": "tls", "h2": "h2", "sync": "sync"}
 FACTORS: Final = ("size", "member_scores", "link_strength", "volume")
+# Kinds whose feature may become a *hub* past its cap (``hub_cap``) instead of popular: evidence that is
+# specific to the accounts sharing it however many they are. A prompt template (near-duplicate prompts,
+# Hamming-checked against the hub's centre) and a timing pattern (verified correlation, the platform's own
+# curve left out) are; a popular card, network, ASN, user agent or client stack is a reseller, a cloud, an
+# SDK or a browser build: shared by thousands of unrelated accounts, never a hub.
+HUB_KINDS: Final = ("tpl", "sync")
 
 
 class KindConfig(BaseModel):
@@ -34,6 +40,9 @@ class KindConfig(BaseModel):
     weight: float = Field(gt=0, le=10, description="link evidence a shared feature of this kind carries")
     cap: int = Field(ge=2, le=4096, description="more accounts than this make a feature popular: no links")
     only_with: str | None = Field(default=None, description="evidence only for a pair also sharing this kind")
+    hub_cap: int | None = Field(default=None, ge=3, le=1_000_000, description="past its cap a feature of this "
+                                "kind becomes a hub uniting its members (N unions, no pairs) up to this many "
+                                "members, then popular (None: popular at its cap); HUB_KINDS only")
     why: str = Field(min_length=1)
 
 
@@ -143,6 +152,11 @@ class LinkingConfig(BaseModel):
         for name, kind in kinds.items():
             if kind.only_with is not None and (kind.only_with not in KINDS or kind.only_with == name):
                 raise ValueError(f"{name}.only_with must name another kind of {list(KINDS)}, got {kind.only_with!r}")
+            if kind.hub_cap is not None and name not in HUB_KINDS:
+                raise ValueError(f"{name}.hub_cap: only {list(HUB_KINDS)} may become hubs (a popular {name} is "
+                                 "shared by unrelated accounts)")
+            if kind.hub_cap is not None and kind.hub_cap <= kind.cap:
+                raise ValueError(f"{name}.hub_cap ({kind.hub_cap}) must exceed its cap ({kind.cap})")
         return kinds
 
     def weight(self, kind: str) -> float:

@@ -10,8 +10,17 @@ is kept: an index account -> features and a union-find over interned account ids
   so N members cost N unions.
 * A new member of another feature is united with each partner whose pair strength,
   computed from the two accounts' features, reaches the threshold.
+* A *hub* (a ``tpl`` or ``sync`` feature past its cap, ``membership``) unites each member
+  linked through it (``near``: for ``tpl`` near the hub's centre) with one other such member:
+  N unions, and its pairs are never enumerated. Re-evaluating a cluster, it is one link
+  record (``HubLinks``): each member linked at the later of its first sighting and the
+  hub's *since* (the event time the feature had more members than its kind's cap, from
+  the members' times alone), with its kind's weight as link strength. A pair enumerated
+  through other features counts a hub both are linked through in its evidence.
 * A feature made popular drops its members; a union-find cannot split, so the sets are
-  rebuilt from the memberships (``relink``, bounded by the caps; rare after warm-up).
+  rebuilt from the memberships (``relink``, bounded by the caps; rare after warm-up). A
+  feature becoming a hub rebuilds its former members' clusters the same way: the pairs
+  it linked before are replaced by the hub's unions.
 """
 
 from __future__ import annotations
@@ -20,9 +29,9 @@ from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
 
-from pipeline.linking.clusters import Evidence, pair_strength
+from pipeline.linking.clusters import Evidence, HubLinks, pair_strength
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.membership import hamming, kind_of, partners
+from pipeline.linking.membership import hamming, kind_of, near, partners
 from pipeline.linking.sync_tracker import unpack_sample
 from pipeline.linking.union_find import UnionFind
 
@@ -43,8 +52,9 @@ class LinkState:
         self.names: list[str] = []
         self.index: dict[str, set[str]] = {}
         self.sets = UnionFind()
+        self.anchors: dict[str, int] = {}  # hub -> id of a member linked through it (the others join it)
         for feature, state in features.items():
-            for account in state.get("m", ()):  # type: ignore[attr-defined]
+            for account in state.get("m") or state.get("h") or ():  # type: ignore[attr-defined]
                 self._id(account)
                 self.index.setdefault(account, set()).add(feature)
         self.relink()
@@ -77,14 +87,37 @@ class LinkState:
         return i
 
     def _members(self, feature: str) -> dict[str, list[int]]:
+        """A (non-hub) feature's members; a hub has none of these: its members are ``_linked_through``."""
         state = self.features.get(feature)
         return state.get("m", {}) if state else {}  # type: ignore[return-value]
+
+    def _hub(self, feature: str) -> dict[str, object] | None:
+        state = self.features.get(feature)
+        return state if state is not None and "h" in state else None
+
+    def _linked_through(self, feature: str, hub: Mapping[str, object]) -> dict[str, int]:
+        """The members a hub links: account -> its first sighting (``tpl``: near the centre only)."""
+        members: dict[str, list[int]] = hub["h"]  # type: ignore[assignment]
+        if kind_of(feature) != "tpl":
+            return {a: ts for a, (ts, _) in members.items()}
+        centre, max_hamming = int(hub["c"]), self.max_hamming  # type: ignore[call-overload]
+        return {a: ts for a, (ts, sample) in members.items() if (sample ^ centre).bit_count() <= max_hamming}
+
+    def hub_since(self, feature: str) -> int:
+        """Event time the hub first had more members than its kind's cap: the (cap + 1)-th first sighting.
+        From the members' times only, so whatever order they arrived in."""
+        hub = self._hub(feature)
+        if hub is None:
+            return 0
+        times = np.fromiter((ts for ts, _ in hub["h"].values()), np.int64)  # type: ignore[attr-defined]
+        k = min(self.config.kinds[kind_of(feature)].cap, len(times) - 1)
+        return int(np.partition(times, k)[k])
 
     def evidence(self, a: str, b: str) -> Evidence:
         """The features ``a`` and ``b`` share as evidence, each since the later of their first sightings."""
         out: Evidence = {}
         for feature in self.index.get(a, set()) & self.index.get(b, set()):
-            members = self._members(feature)
+            members = self._members(feature)  # a hub's members are already in one set: not needed
             if a not in members or b not in members:
                 continue  # made popular later in this fetch: dropped from the index after its joins
             (ta, sa), (tb, sb) = members[a], members[b]
@@ -118,6 +151,13 @@ class LinkState:
         """Union the members of ``features``: strong ones as a chain, then the pairs of pivot-kind ones."""
         weak = []
         for feature in features:
+            if (hub := self._hub(feature)) is not None:
+                linked = [self._id(a) for a in self._linked_through(feature, hub)]
+                for i in linked[1:]:
+                    self.sets.union(linked[0], i)
+                if linked:
+                    self.anchors[feature] = linked[0]
+                continue
             members = list(self._members(feature))
             kind = kind_of(feature)
             if kind in self.strong and members:
@@ -134,7 +174,11 @@ class LinkState:
                         self._link(a, b)
 
     def join(self, feature: str, account: str) -> list[str]:
-        """Link ``account``, a new member of ``feature``; the partners it now shares the feature with."""
+        """Link ``account``, a new member of ``feature``; the partners it now shares the feature with (none
+        for a hub: it is united with the hub's anchor)."""
+        if (hub := self._hub(feature)) is not None:
+            self._join_hub(feature, hub, account)
+            return []
         members = self._members(feature)
         if account not in members:
             return []  # made popular since
@@ -149,8 +193,23 @@ class LinkState:
                 self._link(account, b)
         return others
 
+    def _join_hub(self, feature: str, hub: Mapping[str, object], account: str) -> None:
+        members: dict[str, list[int]] = hub["h"]  # type: ignore[assignment]
+        if account not in members:
+            return
+        self.index.setdefault(account, set()).add(feature)
+        ia = self._id(account)
+        if not near(hub, feature, members[account][1], self.max_hamming):
+            return
+        anchor = self.anchors.get(feature)
+        if anchor is None:
+            self.anchors[feature] = ia
+        else:
+            self.sets.union(anchor, ia)
+
     def drop(self, feature: str, accounts: Iterable[str]) -> None:
         """``feature`` became popular: it is no evidence for its former ``accounts`` (call ``relink`` after)."""
+        self.anchors.pop(feature, None)
         for account in accounts:
             self.index.get(account, set()).discard(feature)
 
@@ -172,27 +231,55 @@ class LinkState:
         return out
 
     def label(self, feature: str) -> str:
-        """A feature as listed: its name, and for ``sync`` what its members' calls did (their mean r with
-        their group when they joined it, over the configured window)."""
+        """A feature as listed: its name, for a hub how many accounts it links, and for ``sync`` what its
+        members' calls did (their mean r with their group when they joined it, over the configured window)."""
+        hub = self._hub(feature)
+        members: dict[str, list[int]] = hub["h"] if hub is not None else self._members(feature)  # type: ignore[assignment]
+        linked = list(self._linked_through(feature, hub)) if hub is not None else list(members)
+        shown = f"{feature} shared by {len(linked)} accounts (hub)" if hub is not None else feature
         if kind_of(feature) != "sync":
-            return feature
-        samples = [unpack_sample(sample) for _, sample in self._members(feature).values()]
+            return shown
+        samples = [unpack_sample(members[a][1]) for a in linked]
         if not samples:
-            return feature
+            return shown
         r = sum(r for r, _ in samples) / len(samples)
-        return (f"{feature} (calls per minute correlate r={r:.2f} over "
+        return (f"{shown} (calls per minute correlate r={r:.2f} over "
                 f"{self.config.sync.window_minutes} minutes, {len(samples)} accounts)")
+
+    def hub_links(self, members: Collection[str]) -> list[HubLinks]:
+        """The hubs linking ``members`` (one cluster), each with its members' link times, sorted."""
+        out = []
+        for feature in sorted({f for a in members for f in self.index.get(a, ()) if self._hub(f) is not None}):
+            hub = self._hub(feature)
+            since = self.hub_since(feature)
+            joins = sorted((max(ts, since), a) for a, ts in self._linked_through(feature, hub).items()  # type: ignore[arg-type]
+                           if a in members)
+            if len(joins) > 1:
+                out.append(HubLinks(feature, self.config.weight(kind_of(feature)), tuple(joins)))
+        return out
 
     def pair_evidence(self, members: Collection[str]) -> dict[Pair, Evidence]:
         """The linked pairs among ``members`` (sorted) with their evidence, from their co-memberships."""
         found: dict[Pair, Evidence] = {}
         max_hamming = self.max_hamming
+        hubs: dict[str, dict[str, int]] = {}  # hub -> member -> link time (a hub's pairs are not enumerated)
         for feature in {f for a in members for f in self.index.get(a, ())}:
+            if (hub := self._hub(feature)) is not None:
+                since = self.hub_since(feature)
+                hubs[feature] = {a: max(ts, since) for a, ts in self._linked_through(feature, hub).items()}
+                continue
+            state = self.features.get(feature)
+            if state is None or len(state.get("m", ())) < 2:  # type: ignore[arg-type]
+                continue
             inside = [(m, ts, sample) for m, (ts, sample) in self._members(feature).items() if m in members]
             tpl = kind_of(feature) == "tpl"
             for i, (a, ta, sa) in enumerate(inside):
                 for b, tb, sb in inside[i + 1:]:
                     if not tpl or (sa ^ sb).bit_count() <= max_hamming:
                         found.setdefault((a, b) if a < b else (b, a), {})[feature] = ta if ta > tb else tb
+        for (a, b), ev in found.items():
+            for feature, times in hubs.items():
+                if a in times and b in times:
+                    ev[feature] = max(times[a], times[b])
         threshold = self.config.link_threshold
         return {p: ev for p, ev in sorted(found.items()) if pair_strength(ev, self.config) >= threshold}

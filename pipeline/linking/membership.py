@@ -3,6 +3,8 @@
 State per feature (a JSON-able dict, the value of stage A's table)::
 
     {"m": {account: [first_ts_ms, sample]}}     # members, at most the kind's cap
+    {"h": {account: [first_ts_ms, sample]}, "c": centre, "ts": ts_ms}
+                                                # hub (kinds with a hub_cap): past the cap, at most hub_cap
     {"pop": ts_ms, "n": cap + 1}                # popular: members dropped, no more evidence
 
 Rules, applied by ``observe`` to one message's observations of one feature:
@@ -13,7 +15,15 @@ Rules, applied by ``observe`` to one message's observations of one feature:
   colliding bands of unrelated prompts do not link;
 * the member that would exceed the kind's cap makes the feature *popular*: its
   members are dropped (``dropped``: stage B forgets their evidence too). A popular
-  feature stays popular (a big cloud ASN, a common SDK user agent).
+  feature stays popular (a big cloud ASN, a common SDK user agent);
+* except for a kind with a ``hub_cap`` (``tpl``, ``sync``: ``config.HUB_KINDS``): there that
+  member makes the feature a *hub* (``hubbed``: the members it held). A hub unites its
+  members through itself (``link_state``: N unions, never its pairs); for ``tpl`` only the
+  members whose sample is within ``max_hamming`` bits of the hub's *centre* (``near``), the
+  sample of the member with most near-duplicates when it became a hub, so one band shared
+  by two templates does not join them. The member past ``hub_cap`` makes the hub popular.
+  A hub's member dict is updated in place (copying 50,000 members per message would cost
+  more than the message).
 
 Idempotent: observing a member again changes nothing and yields nothing, so a
 re-read message after a crash never duplicates evidence.
@@ -23,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pipeline.linking.config import FEATURE_KINDS, LinkingConfig
 
@@ -36,6 +48,21 @@ def kind_of(feature: str) -> str:
 
 def hamming(x: int, y: int) -> int:
     return (x ^ y).bit_count()
+
+
+def centre(members: Mapping[str, Sequence[int]], max_hamming: int) -> int:
+    """The sample of the member with the most members within ``max_hamming`` bits (ties: earliest, then
+    smallest account): the hub's centre. Vectorised (cap + 1 members: about 4,000 XORs)."""
+    names = sorted(members, key=lambda a: (members[a][0], a))
+    samples = np.asarray([members[a][1] for a in names], np.uint64)
+    xor = samples[:, None] ^ samples[None, :]
+    bits = np.unpackbits(xor.view(np.uint8).reshape(len(names), len(names), 8), axis=2).sum(axis=2)
+    return int(samples[int(np.argmax((bits <= max_hamming).sum(axis=1)))])
+
+
+def near(state: Mapping[str, object], feature: str, sample: int, max_hamming: int) -> bool:
+    """Whether a hub member with ``sample`` is linked through the hub (``tpl``: near its centre)."""
+    return kind_of(feature) != "tpl" or hamming(sample, int(state["c"])) <= max_hamming  # type: ignore[call-overload]
 
 
 def partners(members: Mapping[str, Sequence[int]], account: str, feature: str, max_hamming: int) -> list[str]:
@@ -54,6 +81,8 @@ class FeatureUpdate:
     joined: list[str] = field(default_factory=list)  # new members, in event-time order
     popular_ts: int | None = None
     dropped: list[str] = field(default_factory=list)  # the members a feature made popular had before
+    hub_ts: int | None = None  # the feature became a hub at this event time
+    hubbed: list[str] = field(default_factory=list)  # the members it held then (their pairs are gone)
     pairs: int = 0  # (new member, existing member) pairs formed, tpl ones before the Hamming check
 
 
@@ -62,18 +91,47 @@ def observe(state: dict[str, object] | None, feature: str, seen: Iterable[Member
     """Apply sightings of ``feature`` (any order, repeats allowed) to its ``state``; see the module rules."""
     if state is not None and "pop" in state:
         return FeatureUpdate()
-    cap = config.kinds[kind_of(feature)].cap
+    kind = config.kinds[kind_of(feature)]
+    # Event-time order, so the same sightings give the same members whatever the message order.
+    ordered = sorted(seen, key=lambda m: (m[1], m[0]))
+    if state is not None and "h" in state:
+        return _observe_hub(state, ordered, kind.hub_cap or 0, FeatureUpdate())
     members: dict[str, list[int]] = dict(state["m"]) if state else {}  # type: ignore[call-overload]
     update = FeatureUpdate()
-    # Event-time order, so the same sightings give the same members whatever the message order.
-    for account, ts, sample in sorted(seen, key=lambda m: (m[1], m[0])):
+    for i, (account, ts, sample) in enumerate(ordered):
         if account in members:
             continue
-        if len(members) >= cap:
-            before = list(state["m"]) if state else []  # type: ignore[call-overload]
-            return FeatureUpdate(state={"pop": ts, "n": cap + 1}, popular_ts=ts, dropped=before)
+        if len(members) >= kind.cap:
+            if kind.hub_cap is None:
+                before = list(state["m"]) if state else []  # type: ignore[call-overload]
+                return FeatureUpdate(state={"pop": ts, "n": kind.cap + 1}, popular_ts=ts, dropped=before)
+            update.hub_ts, update.hubbed = ts, list(members)
+            members[account] = [ts, sample]
+            middle = centre(members, config.template.max_hamming) if kind_of(feature) == "tpl" else 0
+            hub: dict[str, object] = {"h": members, "c": middle, "ts": ts}
+            update.joined.append(account)
+            update.state = hub
+            return _observe_hub(hub, ordered[i + 1:], kind.hub_cap, update, before=list(state["m"]) if state else [])  # type: ignore[call-overload]
         update.pairs += len(members)
         members[account] = [ts, sample]
         update.joined.append(account)
         update.state = {"m": members}
+    return update
+
+
+def _observe_hub(state: dict[str, object], ordered: Sequence[Member], hub_cap: int, update: FeatureUpdate,
+                 before: list[str] | None = None) -> FeatureUpdate:
+    """Sightings of a hub: new members added in place; past ``hub_cap`` it is popular. ``before``: the
+    members stage B knew when this call began (None: the hub's members)."""
+    members: dict[str, list[int]] = state["h"]  # type: ignore[assignment]
+    known = len(members)
+    for account, ts, sample in ordered:
+        if account in members:
+            continue
+        if len(members) >= hub_cap:  # the popular state replaces the hub, members added here included
+            dropped = before if before is not None else list(members)[:known]  # (insertion order)
+            return FeatureUpdate(state={"pop": ts, "n": hub_cap + 1}, popular_ts=ts, dropped=dropped)
+        members[account] = [ts, sample]
+        update.joined.append(account)
+        update.state = state
     return update

@@ -86,9 +86,10 @@ class MemberChanges:
 
     joined: list[tuple[str, str]] = field(default_factory=list)  # (feature, new member)
     dropped: list[tuple[str, list[str]]] = field(default_factory=list)  # (feature made popular, its members)
+    hubbed: list[tuple[str, list[str]]] = field(default_factory=list)  # (feature made a hub, its members then)
 
     def __len__(self) -> int:
-        return len(self.joined) + len(self.dropped)
+        return len(self.joined) + len(self.dropped) + len(self.hubbed)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class StageStats:
     observations: int = 0
     edges: int = 0  # (new member, existing member) pairs formed (not stored: FeatureUpdate.pairs)
     popular_features: int = 0
+    hub_features: int = 0  # features past their cap made hubs instead of popular (tpl, sync)
     account_updates: int = 0
     linked_accounts: int = 0
     clusters: int = 0
@@ -99,10 +100,13 @@ class FeatureStage:
                 self.features[feature] = update.state  # a whole value: mappings may log each change
             if update.popular_ts is not None:
                 out.dropped.append((feature, update.dropped))
+            if update.hub_ts is not None:
+                out.hubbed.append((feature, update.hubbed))
             out.joined.extend((feature, account) for account in update.joined)
             self.stats.edges += update.pairs
         self.stats.observations += len(batch.f)
         self.stats.popular_features += len(out.dropped)
+        self.stats.hub_features += len(out.hubbed)
         return out
 
 
@@ -202,6 +206,9 @@ class ClusterStage:
                     links.drop(feature, members)
                     touched.update(members)
                     dropped += members
+                for _, members in msg.hubbed:  # their pairs through it become the hub's unions
+                    touched.update(members)
+                    dropped += members
             elif isinstance(msg, AccountUpdates):
                 changed = apply_account_updates(self.accounts, msg)
                 self.pooled.handle(msg)
@@ -225,7 +232,7 @@ class ClusterStage:
         members = frozenset(cluster.members)
         # Enumerated again rather than kept from describe_cluster: at a drain that would be every pair at once.
         return qualified_since(members, self.links.pair_evidence(members), self.accounts, self.config,
-                               predicate(rule), self.pooled)
+                               predicate(rule), self.pooled, self.links.hub_links(members))
 
     def _evaluate(self, accounts: list[str] | set[str], *, final: bool) -> StageOutput:
         clusters: list[Cluster] = []
@@ -237,7 +244,8 @@ class ClusterStage:
             if members:
                 seen |= members
                 clusters.append(describe_cluster(members, self.links.pair_evidence(members), self.accounts,  # type: ignore[arg-type]
-                                                 self.config, self.links.label, self.pooled.at))
+                                                 self.config, self.links.label, self.pooled.at,
+                                                 self.links.hub_links(members)))
             elif self.cluster_ids.pop(account, None) is not None:
                 self._changed_ids.add(account)
         for cluster in clusters:

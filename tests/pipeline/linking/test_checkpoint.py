@@ -136,8 +136,16 @@ def test_blocks_of_another_writer_are_refused_not_mixed_in() -> None:
         log.restore()
 
 
-def test_one_entry_bigger_than_a_block_stays_whole() -> None:
-    big = {"features": {"ua:x": {"m": {f"acct-{i}": [i, i] for i in range(500)}}, "ua:y": {"pop": 1, "n": 3}}}
+def test_one_entry_bigger_than_a_block_is_cut_by_its_biggest_dict_or_stays_whole() -> None:
+    hub = {"h": {f"acct-{i}": [i, i] for i in range(500)}, "c": 7, "ts": 3}
+    big: dict[str, dict[str, Any]] = {"features": {"tpl:0:x": hub, "ua:y": {"pop": 1, "n": 3}},
+                                      "timing": {"acct-1": [29_000_000, list(range(500))]}}
     blocks = encode_blocks(big, 2, max_bytes=1_000)
-    assert [k for k, _ in blocks] == [block_key(0, 0), block_key(0, 1)]
-    assert len(blocks[0][1]) > 1_000
+    sizes = [len(v) for _, v in blocks]
+    assert len(blocks) > 10 and max(sizes[:-1]) <= 1_000  # the hub's members in pieces
+    assert sizes[-1] > 1_000  # a list cannot be cut: it stays whole
+    log = StateLog()
+    write(log, plan_checkpoint(big, 2, {}, {}, slot_blocks=0, max_bytes=1_000))
+    restored = log.restore()
+    assert restored is not None and restored.sections["features"] == big["features"]
+    assert restored.sections["timing"] == big["timing"]

@@ -18,7 +18,7 @@ def apply(links: LinkState, changes: MemberChanges) -> None:
     """What stage B does with one message's member changes."""
     for feature, account in changes.joined:
         links.join(feature, account)
-    dropped = [m for feature, members in changes.dropped for m in members]
+    dropped = [m for _, members in [*changes.dropped, *changes.hubbed] for m in members]
     for feature, members in changes.dropped:
         links.drop(feature, members)
     if dropped:
@@ -82,9 +82,15 @@ def test_a_join_ignores_features_made_popular_later_in_the_same_fetch(config: Li
 
 
 def _brute_force(features: dict[str, dict[str, object]], config: LinkingConfig) -> set[frozenset[str]]:
-    """Clusters from every pair's evidence, computed directly (the pair table the old stage B kept)."""
+    """Clusters from every pair's evidence, computed directly (the pair table the old stage B kept); a hub
+    links every member near its centre."""
     evidence: dict[tuple[str, str], set[str]] = {}
+    hubs = []
     for feature, state in features.items():
+        if "h" in state:
+            centre, near = state["c"], config.template.max_hamming
+            hubs.append(sorted(a for a, (_, sample) in state["h"].items()  # type: ignore[attr-defined]
+                               if kind_of(feature) != "tpl" or hamming(sample, centre) <= near))  # type: ignore[arg-type]
         members = state.get("m", {})
         for (a, (_, sa)), (b, (_, sb)) in itertools.combinations(sorted(members.items()), 2):  # type: ignore[attr-defined]
             if kind_of(feature) != "tpl" or hamming(sa, sb) <= config.template.max_hamming:
@@ -98,6 +104,9 @@ def _brute_force(features: dict[str, dict[str, object]], config: LinkingConfig) 
 
     for (a, b), shared in evidence.items():
         if pair_strength(shared, config) >= config.link_threshold:
+            parent[find(a)] = find(b)
+    for linked in hubs:
+        for a, b in itertools.pairwise(linked):
             parent[find(a)] = find(b)
     found: dict[str, set[str]] = {}
     for x in list(parent):
@@ -151,3 +160,4 @@ def test_incremental_links_equal_the_clusters_of_every_pairs_evidence(config: Li
             assert groups(links) == expected == groups(LinkState(features, config))
             counts.append(len(expected))
     assert any("pop" in s for s in features.values()) and max(counts) > 3, counts
+    assert any("h" in s for s in features.values())  # templates past their cap: hubs

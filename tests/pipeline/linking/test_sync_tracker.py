@@ -88,25 +88,47 @@ def test_the_same_frames_give_the_same_evidence_however_they_are_cut_or_resent(c
     assert summary(observed(SyncTracker(config, {}), twice, flush=True)) == per_minute
 
 
-def test_a_group_continues_its_feature_and_a_pattern_beyond_the_cap_is_popular(config: LinkingConfig) -> None:
+def _sync_beyond_the_cap(config: LinkingConfig) -> tuple[dict[str, dict[str, object]], SyncTracker, list[str]]:
     rng = np.random.default_rng(4)
     cap = config.kinds["sync"].cap
     big = round_robin_fleet(rng, cap + 20, 100, 4.0)  # one curve followed by more accounts than the cap
     small = round_robin_fleet(rng, 6, 100, 6.0)
-    names = [f"crowd-{i}" for i in range(cap + 20)] + [f"fleet-{i}" for i in range(6)]
+    crowd = [f"crowd-{i}" for i in range(cap + 20)]
+    names = crowd + [f"fleet-{i}" for i in range(6)]
     features: dict[str, dict[str, object]] = {}
     tracker = SyncTracker(config, features)
     stage_a = FeatureStage(features, config)
     for u in updates(names, np.vstack([big, small])):
         for obs in tracker.handle(u):  # as the linking process does: stage A at once
             stage_a.handle(obs)
+    return features, tracker, crowd
+
+
+def test_a_group_continues_its_feature_and_a_pattern_beyond_the_hub_cap_is_popular(config: LinkingConfig) -> None:
+    doc = config.model_dump()
+    doc["kinds"]["sync"]["hub_cap"] = None  # no hub: popular at the cap
+    no_hub = LinkingConfig.model_validate(doc)
+    cap = config.kinds["sync"].cap
+    features, tracker, _ = _sync_beyond_the_cap(no_hub)
     sync_features = {f: state for f, state in features.items() if f.startswith("sync:")}
     assert len(sync_features) == 2  # each group kept one feature over every boundary
     popular = [state for state in sync_features.values() if "pop" in state]
     assert popular == [{"pop": (START_MINUTE + 60) * MINUTE_MS, "n": cap + 1}]
     assert tracker.totals.popular_groups >= 2  # later boundaries found the crowd again and dropped it
-    links = LinkState(features, config)
+    links = LinkState(features, no_hub)
     assert set(links.components()) == {f"fleet-{i}" for i in range(6)}
+
+
+def test_a_pattern_beyond_the_cap_is_a_hub_linking_its_members(config: LinkingConfig) -> None:
+    features, tracker, crowd = _sync_beyond_the_cap(config)
+    sync_features = {f: state for f, state in features.items() if f.startswith("sync:")}
+    assert len(sync_features) == 2 and tracker.totals.popular_groups == 0
+    (hub,) = [f for f, state in sync_features.items() if "h" in state]
+    assert set(features[hub]["h"]) == set(crowd)  # type: ignore[call-overload]
+    links = LinkState(features, config)
+    groups = set(links.components().values())
+    assert groups == {frozenset(crowd), frozenset(f"fleet-{i}" for i in range(6))}
+    assert links.label(hub).startswith(f"{hub} shared by {len(crowd)} accounts (hub) (calls per minute correlate r=")
 
 
 def checkpointed(process: LinkingProcess) -> LinkingProcess:
