@@ -176,14 +176,20 @@ def demo(duration: float, speedup: float, rate: float, seed: int, data_dir: Path
 @click.option("--duration", default=600.0, show_default=True, help="event-time seconds")
 @click.option("--speedup", type=float, default=None, help="pace: event time runs this much faster")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--accounts", multiple=True, metavar="NAME=COUNT",
+              help="add or set an archetype's account count in the default mix (repeatable)")
 def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str | None, rate: float,
-            duration: float, speedup: float | None, seed: int) -> None:
+            duration: float, speedup: float | None, seed: int, accounts: tuple[str, ...]) -> None:
     """Generate benign and attacking traffic (deterministic under --seed)."""
-    from jobs.loadgen.scenario import ScenarioConfig, write_labels
+    from jobs.loadgen.scenario import DEFAULT_MIX, ScenarioConfig, with_accounts, write_labels
     from jobs.loadgen.scenario import run as run_loadgen
 
     settings = _settings(kafka_bootstrap=kafka, topic_events=topic)
-    config = ScenarioConfig(seed=seed, rate_eps=rate, duration_s=duration)
+    try:
+        config = ScenarioConfig(seed=seed, rate_eps=rate, duration_s=duration,
+                                mix=with_accounts(DEFAULT_MIX, accounts))
+    except ValueError as exc:  # a pydantic ValidationError is one too
+        raise click.ClickException(str(exc)) from None
     if labels:
         write_labels(config, labels)
     n = run_loadgen(config, out=out, bootstrap=None if out else settings.kafka_bootstrap,
@@ -201,6 +207,9 @@ def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str
 @click.option("--seed", default=eval_defaults.SEED, show_default=True)
 @click.option("--mix-scale", default=eval_defaults.MIX_SCALE, show_default=True,
               help="multiply the loadgen's default accounts per archetype")
+@click.option("--accounts", multiple=True, metavar="NAME=COUNT",
+              help="add or set an archetype's account count after --mix-scale (repeatable; varied runs vary it "
+              "too), e.g. low_and_slow_fleet=200")
 @click.option("--jitter-fraction", default=eval_defaults.JITTER_FRACTION, show_default=True,
               help="share of events delivered late (out of order)")
 @click.option("--jitter-max", "jitter_max_s", default=eval_defaults.JITTER_MAX_S, show_default=True,
@@ -212,8 +221,8 @@ def loadgen(out: Path | None, labels: Path | None, kafka: str | None, topic: str
               "each in OUT_DIR/varied-SEED, and report the worst beside the default")
 @click.option("--vary-events", type=int, help="events of each varied run  [default: as the default run]")
 def eval_command(out_dir: Path, events: int | None, rate: float | None, duration: float | None, start: str,
-                 seed: int, mix_scale: float, jitter_fraction: float, jitter_max_s: float, keep_state: bool,
-                 check: bool, vary_seeds: int, vary_events: int | None) -> None:
+                 seed: int, mix_scale: float, accounts: tuple[str, ...], jitter_fraction: float, jitter_max_s: float,
+                 keep_state: bool, check: bool, vary_seeds: int, vary_events: int | None) -> None:
     """Generate a labelled scenario, replay it, and score detection against the labels."""
     from pydantic import ValidationError
 
@@ -222,8 +231,8 @@ def eval_command(out_dir: Path, events: int | None, rate: float | None, duration
     from jobs.eval.scenario import OptionsError
 
     opts = EvalOptions(out_dir=out_dir, events=events, rate_eps=rate, duration_s=duration, start=start, seed=seed,
-                       mix_scale=mix_scale, jitter_fraction=jitter_fraction, jitter_max_s=jitter_max_s,
-                       keep_state=keep_state, check=check, vary_seeds=vary_seeds,
+                       mix_scale=mix_scale, accounts=accounts, jitter_fraction=jitter_fraction,
+                       jitter_max_s=jitter_max_s, keep_state=keep_state, check=check, vary_seeds=vary_seeds,
                        vary_events=vary_events)
     try:
         code = run_eval(opts)

@@ -36,7 +36,7 @@ from jobs.eval.scenario import (
 from jobs.eval.table import duration, render
 from jobs.loadgen.archetypes import ARCHETYPES
 from jobs.loadgen.population import Label
-from jobs.loadgen.scenario import ScenarioConfig
+from jobs.loadgen.scenario import ScenarioConfig, population, with_accounts
 from jobs.loadgen.variation import varied_fleet_size
 from pipeline.settings import load_settings
 
@@ -50,6 +50,7 @@ class EvalOptions:
     start: str = defaults.START
     seed: int = defaults.SEED
     mix_scale: float = defaults.MIX_SCALE
+    accounts: tuple[str, ...] = ()  # NAME=COUNT: add or set an archetype's account count after mix_scale
     jitter_fraction: float = defaults.JITTER_FRACTION
     jitter_max_s: float = defaults.JITTER_MAX_S
     keep_state: bool = False  # keep the replay's ClickHouse under out_dir/replay-state for queries
@@ -61,7 +62,11 @@ class EvalOptions:
 
 def scenario_config(opts: EvalOptions) -> ScenarioConfig:
     rate, duration_s = resolve_size(opts.events, opts.rate_eps, opts.duration_s)
-    mix, varied = scaled_mix(opts.mix_scale), opts.vary_seed
+    try:
+        mix = with_accounts(scaled_mix(opts.mix_scale), opts.accounts)
+    except ValueError as exc:
+        raise OptionsError(str(exc)) from None
+    varied = opts.vary_seed
     return ScenarioConfig(
         seed=opts.seed, start_ms=parse_start(opts.start), duration_s=duration_s, rate_eps=rate,
         mix=mix if varied is None else varied_mix(varied, mix),
@@ -102,6 +107,10 @@ def _clock(ms: float) -> str:
 def _run_one(opts: EvalOptions, log: _Log) -> dict[str, Any]:
     """Generate, replay and score one scenario; writes its eval.json and returns it."""
     config = scenario_config(opts)
+    try:  # built once, reused by write_scenario: a mix whose quiet accounts overfill the rate fails before any file
+        population(config)
+    except ValueError as exc:
+        raise OptionsError(str(exc)) from None
     settings = load_settings()  # the DW_* environment the replay's worker will also see
     out_dir = opts.out_dir
     events_path, labels_path = out_dir / "EVENTS.jsonl", out_dir / "labels.json"
@@ -185,6 +194,7 @@ def _result(opts: EvalOptions, config: ScenarioConfig, lateness_s: int, threshol
             "scenario": config.model_dump(),
             "start": opts.start,
             "mix_scale": opts.mix_scale,
+            "accounts": list(opts.accounts),
             "events_requested": opts.events,
             "allowed_lateness_s": lateness_s,
             "alert_score_threshold_override": threshold,

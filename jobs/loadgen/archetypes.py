@@ -1,4 +1,4 @@
-"""Behaviour models of API accounts: twelve benign archetypes and twelve extraction attacks.
+"""Behaviour models of API accounts: twelve benign archetypes and thirteen extraction attacks.
 
 An archetype is pure data: how often an account calls (rate, daily and weekly shape,
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
@@ -30,6 +30,11 @@ Two archetypes take their timing from their group instead of a diurnal week: the
 ``Waves`` campaign fleet all follow the campaign's rate as it rises and falls (a load balancer
 splitting every burst over them), and the accounts of a ``Cron`` company all fire at the same
 minutes of its schedule. Counts per minute correlate across both groups; only what they take differs.
+
+An archetype with ``calls_per_min`` calls at an absolute rate, whatever the scenario's: a low-and-slow
+campaign keeps each account under every per-account threshold however much traffic the rest of the mix
+sends (the other accounts share what is left of rate x duration). With ``one_fleet`` all its accounts in a
+scenario are one fleet, so its size is its account count (``--mix-scale``, the variation's mix factor).
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ NIGHTLY: Final = (1.8, 2.0, 2.0, 2.0, 1.8, 1.2, 0.6, 0.4, 0.4, 0.5, 0.5, 0.5,
 MILD: Final = (0.8, 0.75, 0.7, 0.7, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1, 1.15, 1.2,
                1.2, 1.2, 1.2, 1.15, 1.1, 1.1, 1.1, 1.1, 1.05, 1.0, 0.95, 0.85)  # fmt: skip
 FLAT: Final = (1.0,) * 24
+# The most calls a quiet (``calls_per_min``) account makes in its busiest hour, on average: well under the
+# 30 calls an hour at which the scoring's volume gate (pipeline/scoring/scoring.v1.json) counts an account's
+# signals in full. An account's rate is lowered to keep its peak hour there, whatever its diurnal curve.
+QUIET_PEAK_PER_HOUR: Final = 18.0
 
 SDK_AGENTS: Final = ("OpenAI/Python 1.40.0", "OpenAI/NodeJS 4.52.0", "python-httpx/0.27.0")
 SCRIPT_AGENTS: Final = (
@@ -227,6 +236,11 @@ class Archetype:
     # Accounts grouped into companies on one schedule, each sharing its company's card, network, user agent
     # and templates (a label company_id, not fleet_id); timing: the cron's, not ``timing.hourly``.
     cron: Cron | None = None
+    # Calls a minute per account at its mean activity, drawn log-uniformly between the bounds per account:
+    # an absolute rate (``volume`` is then 0), capped so no hour averages more than QUIET_PEAK_PER_HOUR.
+    calls_per_min: tuple[float, float] | None = None
+    # Every account of the archetype in a scenario is one fleet (not fleets of ScenarioConfig.fleet_size).
+    one_fleet: bool = False
 
 
 # A campaign and the early adopters move to a new model equally fast (10 to 90 minutes after
@@ -752,6 +766,30 @@ _ARCHETYPES: tuple[Archetype, ...] = (
         status=((200, 0.97), (400, 0.005), (429, 0.02), (500, 0.005)),
         campaign=Waves(active_min=(2, 15), lull_min=(2, 20), intensity_sigma=0.5, lull_level=0.02),
     ),
+    Archetype(
+        name="low_and_slow_fleet",
+        is_attack=True,
+        summary="low-and-slow campaign at scale: one fleet of hundreds (to tens of thousands) of accounts, each "
+        "looking like a small developer (own card, network and user agent) and calling 0.05-0.25 times a minute "
+        "around the clock on its own time zone, under every per-account threshold; they share only the campaign's "
+        "few prompt templates and its scraping stack; reasoning extraction and a capability sweep over broad topics",
+        volume=0.0,
+        volume_sigma=0.0,
+        fleet=True,
+        fleet_own_infra=True,
+        one_fleet=True,
+        calls_per_min=(0.05, 0.25),
+        timing=Timing(hourly=MILD, regularity=2.0, tz=(-8, -6, -5, -3, 0, 1, 2, 3, 5, 8, 9)),
+        prompts=Prompts(repeat_share=0.01, pool=(5, 15), templates=(3, 6), template_share=0.85, flip_bits=5),
+        content=Content(topics=BROAD_TOPICS, reasoning_share=0.55, prompt_tokens=(250, 0.6),
+                        completion_tokens=(750, 0.6), reasoning_tokens=(2800, 0.6), cot_boost=2.5,
+                        endpoints=((CHAT, 0.85), (RESPONSES, 0.15)), models=((LARGE, 0.55), (REASONING, 0.45))),
+        sampling=Sampling(temperature=((None, 0.4), (0.7, 0.4), (1.0, 0.2)),
+                          max_tokens=((None, 0.3), (4096, 0.5), (8192, 0.2)), stream=0.1),
+        network=Network(types=_net(residential=0.7, mobile=0.2, business=0.1), prefixes=(1, 2), ips=(1, 3),
+                        switch=0.01, keys=(1, 2), agents=SDK_AGENTS + SCRIPT_AGENTS),
+        status=((200, 0.975), (400, 0.005), (429, 0.015), (500, 0.005)),
+    ),
 )
 
 # fmt: on
@@ -774,6 +812,12 @@ def _check(archetypes: tuple[Archetype, ...]) -> None:
             raise ValueError(f"{a.name}: a campaign clock ties the members of a fleet with infrastructure of their own")
         if a.cron is not None and a.fleet:
             raise ValueError(f"{a.name}: a company's accounts are grouped by its cron, not into fleets")
+        if a.one_fleet and not a.fleet:
+            raise ValueError(f"{a.name}: one_fleet groups a fleet archetype's accounts")
+        if a.calls_per_min is not None and (a.volume != 0 or not 0 < a.calls_per_min[0] <= a.calls_per_min[1]):
+            raise ValueError(f"{a.name}: an absolute rate replaces volume (0) and needs 0 < low <= high")
+        if a.calls_per_min is not None and (a.campaign or a.cron):
+            raise ValueError(f"{a.name}: an absolute rate is capped on a diurnal week, not a group's rhythm")
     resellers = {a.reseller.name: a.reseller for a in archetypes if a.reseller is not None}
     if any(a.reseller not in (None, resellers[a.reseller.name]) for a in archetypes if a.reseller):
         raise ValueError("archetypes naming one reseller must share its definition")

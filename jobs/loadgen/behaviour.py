@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.loadgen.archetypes import EMBED, EMBED_SMALL, NEW, REASONING_MODELS, Choice, Pivot
+from jobs.loadgen.archetypes import EMBED, EMBED_SMALL, NEW, REASONING_MODELS, Archetype, Choice, Pivot
 from jobs.loadgen.population import Account
 from jobs.loadgen.prompts import fresh, pick
 from jobs.loadgen.timing import Arrivals
@@ -50,6 +50,7 @@ _PER_TOKEN_MS = np.array([14.0, 5.0, 11.0, 0.0, 9.0])
 _MAX_COMPLETION = 32_768
 _MAX_REASONING = 65_536
 _MIN_CHUNK, _MAX_CHUNK = 32, 16_384
+_QUIET_MIN_CHUNK = 64  # an absolute-rate account (Archetype.calls_per_min): one draw covers most of its calls
 
 
 def concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -77,6 +78,21 @@ class _Table:
         return self.values[pick(rng, self.cum, n)]
 
 
+def choice_tables(spec: Archetype) -> dict[str, _Table]:
+    """An archetype's choices as lookup tables (the same for all its accounts)."""
+    s, c = spec.sampling, spec.content
+    return {
+        "endpoint": _Table(c.endpoints, 0, np.int8),
+        "model": _Table(c.models, 0, np.int8),
+        "status": _Table(spec.status, 200, np.int16),
+        "temperature": _Table(s.temperature, np.nan, np.float64),
+        "top_p": _Table(s.top_p, np.nan, np.float64),
+        "n": _Table(s.n, 1, np.int32),
+        "max_tokens": _Table(s.max_tokens, 0, np.int64),
+        "top_logprobs": _Table(s.top_logprobs, -1, np.int8),
+    }
+
+
 class AccountStream:
     """The calls of one account in time order, handed out slice by slice."""
 
@@ -84,8 +100,9 @@ class AccountStream:
                  "_sweep_at", "_tables", "_times", "next_t")  # fmt: skip
 
     def __init__(self, account: Account, *, start_s: float, slice_s: float, duration_s: float,
-                 release_s: float) -> None:
-        """``release_s``: when NEW_MODEL is released, in seconds since the start (no call uses it before)."""
+                 release_s: float, tables: dict[str, _Table] | None = None) -> None:
+        """``release_s``: when NEW_MODEL is released, in seconds since the start (no call uses it before);
+        ``tables``: its archetype's ``choice_tables``, shared by the streams of its accounts."""
         spec = account.archetype
         self._account = account
         self._release_s = release_s
@@ -95,21 +112,12 @@ class AccountStream:
         # Chunks of several slices' worth (numpy call overhead per event stays small) but
         # not much more than the account will send in the whole scenario.
         expected = account.rate * min(slice_s * 8, duration_s * 1.2)
-        self._chunk = int(np.clip(expected, _MIN_CHUNK, _MAX_CHUNK))
+        least = _QUIET_MIN_CHUNK if spec.calls_per_min is not None else _MIN_CHUNK
+        self._chunk = int(np.clip(expected, least, _MAX_CHUNK))
         self._cursor = 0  # sweeps start with the cycle, so runs end where the pauses are
         self._sweep_at = 0
         self._address = int(account.addresses[0])
-        s, c = spec.sampling, spec.content
-        self._tables = {
-            "endpoint": _Table(c.endpoints, 0, np.int8),
-            "model": _Table(c.models, 0, np.int8),
-            "status": _Table(spec.status, 200, np.int16),
-            "temperature": _Table(s.temperature, np.nan, np.float64),
-            "top_p": _Table(s.top_p, np.nan, np.float64),
-            "n": _Table(s.n, 1, np.int32),
-            "max_tokens": _Table(s.max_tokens, 0, np.int64),
-            "top_logprobs": _Table(s.top_logprobs, -1, np.int8),
-        }
+        self._tables = choice_tables(spec) if tables is None else tables
         # The process starts up to a cycle before the scenario: drop what fell before it.
         self._refill()
         while self._times[-1] < 0:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jobs.loadgen.archetypes import ARCHETYPES, TOPICS, Archetype, Network, Reseller
+from jobs.loadgen.archetypes import ARCHETYPES, QUIET_PEAK_PER_HOUR, TOPICS, Archetype, Network, Reseller
 from jobs.loadgen.clients import BROWSER_AGENTS, Client, claiming_browser, client_of, fleet_client, unit_draw
 from jobs.loadgen.network import Address, Prefix, draw_addresses, draw_prefixes
 from jobs.loadgen.prompts import PromptPool, PromptSource, fresh, random64, zipf_cum
-from jobs.loadgen.timing import Clock, Rhythm, campaign_rhythm, cron_rhythm, weekly_profile
+from jobs.loadgen.timing import HOUR_S, MINUTE_S, Clock, Rhythm, campaign_rhythm, cron_rhythm, weekly_profile
 
 _SIBLING_SHARE = 0.06  # benign accounts that share a card with another benign account (same company)
 _SETUP, _EVENTS, _RESELLERS, _RHYTHMS = 0, 1, 4, 5  # SeedSequence branches (scenario: 2 delivery, variation: 3)
@@ -61,6 +61,7 @@ class Account:
     reseller_id: str | None = None  # calls through this reseller's egress
     company_id: str | None = None  # one of this company's accounts
     rhythm: Rhythm | None = None  # its group's activity curve, followed instead of ``profile``
+    calls_per_min: float = 0.0  # with Archetype.calls_per_min: its absolute rate at mean activity (else 0)
 
     @property
     def label(self) -> Label:
@@ -239,7 +240,10 @@ def _egresses(seed: int, archetypes: list[Archetype]) -> dict[str, Egress]:
 
 
 def _group_sizes(rng: np.random.Generator, archetype: Archetype, count: int, fleet_size: int) -> list[int]:
-    """Accounts per group: fleets of ``fleet_size`` (the last one the rest), companies of a size each draws."""
+    """Accounts per group: fleets of ``fleet_size`` (the last one the rest) or one fleet of them all
+    (``one_fleet``), companies of a size each draws."""
+    if archetype.one_fleet:
+        return [count]
     if archetype.cron is None:
         return [min(fleet_size, count - start) for start in range(0, count, fleet_size)]
     sizes: list[int] = []
@@ -384,11 +388,11 @@ def _account(
         company_id=fleet.fleet_id if fleet and archetype.cron is not None else None,
         rhythm=fleet.rhythm if fleet else None,
     )
-    _set_language_and_pivot(account)
+    _draw_from_id(account)
     return account
 
 
-def _set_language_and_pivot(account: Account) -> None:
+def _draw_from_id(account: Account) -> None:
     # Drawn from the account id, not the RNG: the rest of the population stays as it was.
     spec, account_id = account.archetype, account.account_id
     languages = spec.content.languages
@@ -398,6 +402,9 @@ def _set_language_and_pivot(account: Account) -> None:
         (lo_lag, hi_lag), (lo_share, hi_share) = spec.pivot.lag_s, spec.pivot.share
         account.pivot_lag_s = lo_lag + unit_draw(account_id, "pivot_lag") * (hi_lag - lo_lag)
         account.pivot_share = lo_share + unit_draw(account_id, "pivot_share") * (hi_share - lo_share)
+    if spec.calls_per_min is not None:  # log-uniform between the bounds
+        lo_rate, hi_rate = spec.calls_per_min
+        account.calls_per_min = lo_rate * (hi_rate / lo_rate) ** unit_draw(account_id, "calls_per_min")
 
 
 def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -> None:
@@ -413,9 +420,22 @@ def _share_sibling_payments(rng: np.random.Generator, accounts: list[Account]) -
 
 def _set_rates(accounts: list[Account], start_s: float, duration_s: float, rate_eps: float) -> None:
     # Scale so the expected number of events over the window is exactly rate * duration,
-    # whatever hour of the day or week the window starts at.
+    # whatever hour of the day or week the window starts at. Quiet accounts (Archetype.calls_per_min)
+    # call at their own absolute rate; the others share what is left.
     loads = np.array([a.clock(start_s).load(np.array([duration_s]))[0] for a in accounts])
-    weights = np.array([a.weight for a in accounts])
-    scale = rate_eps * duration_s / float(np.dot(weights, loads))
-    for account, weight in zip(accounts, weights, strict=True):
-        account.rate = float(weight * scale)
+    quiet = np.array([a.archetype.calls_per_min is not None for a in accounts])
+    fixed = np.array([_quiet_rate(a) if q else 0.0 for a, q in zip(accounts, quiet, strict=True)])
+    weights = np.where(quiet, 0.0, [a.weight for a in accounts])
+    total, taken = rate_eps * duration_s, float(np.dot(fixed, loads))
+    if not np.any(weights > 0) or taken >= total:
+        raise ValueError(f"the quiet accounts' absolute rates alone send {taken:,.0f} of the {total:,.0f} events "
+                         "of rate x duration: the rest of the mix needs a share (raise the rate or add accounts)")
+    scale = (total - taken) / float(np.dot(weights, loads))
+    for account, weight, rate in zip(accounts, weights, fixed, strict=True):
+        account.rate = float(rate) if rate > 0 else float(weight * scale)
+
+
+def _quiet_rate(account: Account) -> float:
+    """Events a second at activity 1 of a quiet account: its calls a minute, lowered so that its busiest hour
+    averages at most QUIET_PEAK_PER_HOUR calls."""
+    return min(account.calls_per_min / MINUTE_S, QUIET_PEAK_PER_HOUR / HOUR_S / float(account.profile.max()))

@@ -2,14 +2,19 @@
 
 ``generate`` walks event time in slices: every account stream hands over its calls
 for the slice, they are merged into time order, optionally delayed (out-of-order
-delivery) and rendered. Memory is bounded by one slice plus a chunk per account.
-The same config (seed included) always yields byte-identical events.
+delivery) and rendered. Memory is bounded by one slice plus a chunk per account (and an
+epoch of the sparse accounts' calls, below). The same config (seed included) always yields
+byte-identical events.
+
+Accounts that call less than a few times per slice (hobbyists, a low-and-slow fleet's thousands of
+members) are not asked slice by slice: their calls are taken an epoch of slices at a time and merged
+once (``_Sparse``). Calls are ordered by event time, then account, whichever path they took.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from itertools import chain
 from pathlib import Path
@@ -21,7 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jobs.loadgen.archetypes import ARCHETYPES, NEW_MODEL
-from jobs.loadgen.behaviour import EVENT_DTYPE, AccountStream, concat
+from jobs.loadgen.behaviour import EVENT_DTYPE, AccountStream, choice_tables, concat
 from jobs.loadgen.population import Label, Population, build_population
 from jobs.loadgen.render import GeneratedEvent, Renderer
 from jobs.loadgen.sink import produce_kafka, write_jsonl
@@ -65,6 +70,8 @@ DEFAULT_MIX: Final = MappingProxyType(
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z
 _EVENTS_PER_SLICE = 20_000  # big enough to amortise numpy calls, small enough to stay cache-friendly
+_SPARSE_CALLS_PER_SLICE = 4.0  # an account expecting fewer calls per slice is taken an epoch at a time
+_EPOCH_EVENTS = 400_000  # events of an epoch of slices (20 slices)
 _DELIVERY = 2  # SeedSequence branch for jitter and timestamp formats
 
 
@@ -122,16 +129,39 @@ class ScenarioConfig(BaseModel):
         return hashlib.blake2b(canonical, digest_size=4).hexdigest()
 
 
+def with_accounts(mix: Mapping[str, int], accounts: Iterable[str]) -> dict[str, int]:
+    """``mix`` with each ``NAME=COUNT`` of ``accounts`` adding or setting that archetype's account count
+    (the ``--accounts`` option of ``eval`` and ``loadgen``); ValueError names what is wrong."""
+    out = dict(mix)
+    for item in accounts:
+        name, sep, count = (part.strip() for part in item.partition("="))
+        if not sep or not count.isdigit():
+            raise ValueError(f"--accounts: expected NAME=COUNT, got {item!r}")
+        if name not in ARCHETYPES:
+            raise ValueError(f"--accounts: unknown archetypes [{name!r}]; known: {sorted(ARCHETYPES)}")
+        out[name] = int(count)
+    return out
+
+
+_built: tuple[str, Population] | None = None  # the last population: labels and events of one config share it
+
+
 def population(config: ScenarioConfig) -> Population:
-    return build_population(
-        config.seed,
-        config.mix,
-        fleet_size=config.fleet_size,
-        start_s=config.start_ms / 1000.0,
-        duration_s=config.duration_s,
-        rate_eps=config.rate_eps,
-        archetypes=ARCHETYPES if config.vary_seed is None else varied_archetypes(config.vary_seed),
-    )
+    """The scenario's accounts, built once per config (the last one is kept: treat it as read-only)."""
+    global _built
+    key = config.model_dump_json()
+    if _built is None or _built[0] != key:
+        _built = None  # free the previous one first: a 20,000-account fleet's is large
+        _built = key, build_population(
+            config.seed,
+            config.mix,
+            fleet_size=config.fleet_size,
+            start_s=config.start_ms / 1000.0,
+            duration_s=config.duration_s,
+            rate_eps=config.rate_eps,
+            archetypes=ARCHETYPES if config.vary_seed is None else varied_archetypes(config.vary_seed),
+        )
+    return _built[1]
 
 
 def labels(config: ScenarioConfig) -> dict[str, Label]:
@@ -160,26 +190,68 @@ def generate_batches(config: ScenarioConfig) -> Iterator[list[GeneratedEvent]]:
     pop = population(config)
     start_s = config.start_ms / 1000.0
     slice_s = float(np.clip(_EVENTS_PER_SLICE / config.rate_eps, 0.05, 600.0))
-    streams = [
-        AccountStream(a, start_s=start_s, slice_s=slice_s, duration_s=config.duration_s, release_s=config.release_s)
-        for a in pop.accounts
-    ]
+    tables = {name: choice_tables(spec) for name, spec in {a.archetype.name: a.archetype
+                                                            for a in pop.accounts}.items()}
+    dense: list[AccountStream] = []
+    sparse: list[AccountStream] = []
+    for a in pop.accounts:
+        stream = AccountStream(a, start_s=start_s, slice_s=slice_s, duration_s=config.duration_s,
+                               release_s=config.release_s, tables=tables[a.archetype.name])
+        (sparse if a.rate * slice_s < _SPARSE_CALLS_PER_SLICE else dense).append(stream)
+    few = _Sparse(sparse)
     renderer = Renderer(pop, start_ms=config.start_ms, id_prefix=config.fingerprint())
     delivery = np.random.default_rng(np.random.SeedSequence([config.seed, _DELIVERY]))
     late = np.empty(0, dtype=EVENT_DTYPE)  # delayed events not due yet
     steps = max(1, int(np.ceil(config.duration_s / slice_s)))
+    per_epoch = max(1, round(_EPOCH_EVENTS / _EVENTS_PER_SLICE))
+
+    def slice_end(step: int) -> float:
+        return config.duration_s if step == steps - 1 else (step + 1) * slice_s
+
     for step in range(steps):
         last = step == steps - 1
-        t_end = config.duration_s if last else (step + 1) * slice_s
-        parts = [s.take(t_end) for s in streams if s.next_t < t_end]
+        t_end = slice_end(step)
+        if sparse and step % per_epoch == 0:
+            few.load(slice_end(min(step + per_epoch, steps) - 1))
+        parts = [s.take(t_end) for s in dense if s.next_t < t_end]
+        if sparse:
+            parts.append(few.take(t_end))
         batch = concat(parts)
-        batch = batch[np.argsort(batch["t"], kind="stable")]
+        batch = batch[_time_order(batch)]
         if config.jitter_fraction > 0 and config.jitter_max_s > 0:
             batch, late = _delay(delivery, batch, late, config, t_end, last=last)
         rows = None
         if config.rfc3339_fraction > 0:
             rows = np.flatnonzero(delivery.random(batch.size) < config.rfc3339_fraction)
         yield renderer.render(batch, rows)
+
+
+def _time_order(calls: np.ndarray) -> np.ndarray:
+    """Order by event time, then account (stable: an account's own calls keep their order)."""
+    return np.lexsort((calls["account"], calls["t"]))
+
+
+class _Sparse:
+    """The calls of accounts calling less than a few times per slice, taken an epoch of slices at a time
+    (one ``take`` per account and epoch, not per slice) and handed out slice by slice."""
+
+    def __init__(self, streams: list[AccountStream]) -> None:
+        self._streams = streams
+        self._calls = np.empty(0, dtype=EVENT_DTYPE)
+        self._times = np.empty(0)
+
+    def load(self, t_end: float) -> None:
+        """Take every call before ``t_end`` (the end of an epoch) and merge them into time order."""
+        calls = concat([self._calls, *(s.take(t_end) for s in self._streams if s.next_t < t_end)])
+        self._calls = calls[_time_order(calls)]
+        self._times = self._calls["t"].copy()
+
+    def take(self, t_end: float) -> np.ndarray:
+        """The loaded calls before ``t_end``."""
+        cut = int(np.searchsorted(self._times, t_end, side="left"))
+        taken = self._calls[:cut]
+        self._calls, self._times = self._calls[cut:], self._times[cut:]
+        return taken
 
 
 def _delay(

@@ -13,6 +13,7 @@ together while their gaps stay their own.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,15 +34,23 @@ _BATCH_SIGMA = 0.3  # spread of pauses between batch jobs
 
 
 def weekly_profile(hourly: Sequence[float], weekend: float, tz_hours: int) -> np.ndarray:
-    """168 activity multipliers, one per UTC hour of the week (Monday 00:00 UTC first), mean 1."""
+    """168 activity multipliers, one per UTC hour of the week (Monday 00:00 UTC first), mean 1; read-only,
+    one array shared by every account of the same curve and time zone (thousands of a fleet's members)."""
     if len(hourly) != 24:
         raise ValueError("an hourly profile has 24 values")
+    return _weekly_profile(tuple(float(h) for h in hourly), float(weekend), int(tz_hours))
+
+
+@functools.lru_cache(maxsize=1024)
+def _weekly_profile(hourly: tuple[float, ...], weekend: float, tz_hours: int) -> np.ndarray:
     days = np.array([1.0] * 5 + [weekend] * 2)
     local = np.tile(np.asarray(hourly, dtype=np.float64), 7) * np.repeat(days, 24)
     # UTC hour i is local hour i + tz.
     utc = np.roll(local, -tz_hours)
     utc = np.maximum(utc / utc.mean(), _FLOOR)
-    return utc / utc.mean()
+    profile = utc / utc.mean()
+    profile.flags.writeable = False
+    return profile
 
 
 class Clock:

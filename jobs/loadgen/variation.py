@@ -4,8 +4,9 @@ The detection was tuned on the default archetypes. A varied scenario draws, from
 new values for every archetype's numbers (volume, regularity, diurnal shape, batch sizes,
 token sizes, shares, pool and template counts, IP/prefix/key counts, choice weights, how
 much and how soon traffic moves to the newly released model, a reseller's egress size and
-card share, a campaign's waves, a company's size and cron) and a new fleet size and account
-mix, so thresholds that only fit the default numbers show up.
+card share, a campaign's waves, a company's size and cron, a quiet account's absolute rate) and a
+new fleet size and account mix (a one-fleet campaign's size moving widest), so thresholds that only
+fit the default numbers show up.
 
 Each archetype stays recognisably itself: a share moves in log-odds (0 and 1 stay put, so a
 field an archetype never sends stays absent), counts and sizes move by a bounded factor,
@@ -62,6 +63,7 @@ class Ranges:
     hour_noise: float = 0.15  # lognormal sigma per hour of the diurnal curve
     tz_shift: int = 2  # every UTC offset moved by up to this many hours
     mix: float = 1.6  # accounts per archetype
+    one_fleet: float = 2.0  # accounts of a one-fleet archetype (low_and_slow_fleet): its fleet's size
     fleet_size: tuple[int, int] = (6, 24)  # accounts per fleet (default 12)
     pivot_lag: float = 2.0  # time from the new model's release to an account's move to it
     waves: float = 1.6  # a campaign's active blocks and lulls (minutes)
@@ -117,6 +119,13 @@ class _Draw:
         shaped = np.roll(np.asarray(curve, dtype=np.float64) ** gamma, shift) * noise
         return tuple(round(float(v), 4) for v in shaped)
 
+    def rates(self, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Both ends of an absolute rate scaled by one factor (the volume's range); None stays None, undrawn."""
+        if bounds is None:
+            return None
+        f = self.factor(self.r.volume)
+        return bounds[0] * f, bounds[1] * f
+
     def tz(self, offsets: tuple[int, ...]) -> tuple[int, ...]:
         shift = int(self.rng.integers(-self.r.tz_shift, self.r.tz_shift + 1))
         return tuple(sorted({max(-12, min(14, tz + shift)) for tz in offsets}))
@@ -156,7 +165,8 @@ _FIELDS: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType({
     Waves: {"active_min": "count:waves", "lull_min": "count:waves", "intensity_sigma": "scale:sigma",
             "lull_level": "share"},
     Cron: {"accounts": "count:counts", "period_min": "count:cron", "burst_s": "count:cron"},
-    Archetype: {"volume": "scale:volume", "volume_sigma": "scale:sigma", "status": "choice"},
+    Archetype: {"volume": "scale:volume", "volume_sigma": "scale:sigma", "status": "choice",
+                "calls_per_min": "rates"},
 })
 
 
@@ -206,8 +216,12 @@ def varied_archetypes(seed: int, ranges: Ranges = RANGES,
 
 
 def mix_factors(seed: int, names: Iterable[str], ranges: Ranges = RANGES) -> dict[str, float]:
-    """A factor on the account count of each archetype (jobs/eval/scenario.py applies it), each from its own stream."""
-    return {name: _Draw(_rng(seed, 10_000, _stream(name)), ranges).factor(ranges.mix) for name in sorted(names)}
+    """A factor on the account count of each archetype (jobs/eval/scenario.py applies it), each from its own stream;
+    a one-fleet archetype's count is its fleet's size, moved over the wider ``ranges.one_fleet``."""
+    def span(name: str) -> float:
+        return ranges.one_fleet if name in ARCHETYPES and ARCHETYPES[name].one_fleet else ranges.mix
+
+    return {name: _Draw(_rng(seed, 10_000, _stream(name)), ranges).factor(span(name)) for name in sorted(names)}
 
 
 def varied_fleet_size(seed: int, ranges: Ranges = RANGES) -> int:

@@ -11,16 +11,17 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
 from jobs.eval.metrics import TARGETS, evaluate
-from jobs.eval.run import EvalOptions, read_labels, scenario_config
-from jobs.eval.scenario import OptionsError, resolve_size, scaled_mix, write_scenario
+from jobs.eval.run import EvalOptions, _result, read_labels, scenario_config, varied_options
+from jobs.eval.scenario import InputStats, OptionsError, resolve_size, scaled_mix, write_scenario
 from jobs.eval.table import duration, render
-from jobs.loadgen.archetypes import ARCHETYPES, ATTACKS, BENIGN
+from jobs.loadgen.archetypes import ATTACKS, BENIGN
 from jobs.loadgen.scenario import DEFAULT_MIX, ScenarioConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_mix_scale_keeps_every_archetype_and_real_fleets() -> None:
     assert scaled_mix(1.0) == dict(DEFAULT_MIX)
     assert scaled_mix(2.0) == {name: 2 * n for name, n in DEFAULT_MIX.items()}
     small = scaled_mix(0.05)
-    assert set(small) == set(ARCHETYPES) and all(n >= 1 for n in small.values())
+    assert set(small) == set(DEFAULT_MIX) and all(n >= 1 for n in small.values())
     assert small["hydra_fleet"] == 2 and small["hobbyist"] == 8
     with pytest.raises(OptionsError):
         scaled_mix(0)
@@ -56,9 +57,30 @@ def test_scenario_config_from_options() -> None:
     assert (config.rate_eps, config.duration_s, config.seed) == (50.0, 120.0, 3)
     assert config.start_ms == 1_772_366_400_000
     assert (config.jitter_fraction, config.jitter_max_s) == (0.05, 30.0)
-    assert set(config.mix) == set(ARCHETYPES)
+    assert set(config.mix) == set(DEFAULT_MIX)
     with pytest.raises(OptionsError, match="--start"):
         scenario_config(EvalOptions(start="yesterday"))
+
+
+def test_accounts_add_or_set_archetype_counts_and_are_recorded() -> None:
+    base = scenario_config(EvalOptions(mix_scale=0.1))
+    assert "low_and_slow_fleet" not in base.mix  # not in the default mix: --accounts adds it
+    opts = EvalOptions(mix_scale=0.1, accounts=("low_and_slow_fleet=200", " hobbyist = 3"))
+    config = scenario_config(opts)
+    assert config.mix == {**base.mix, "low_and_slow_fleet": 200, "hobbyist": 3}
+    # The varied runs carry it and vary it like any count.
+    varied = [scenario_config(v).mix for v in varied_options(replace(opts, vary_seeds=3))]
+    assert all(m["low_and_slow_fleet"] > 0 for m in varied) and len({m["low_and_slow_fleet"] for m in varied}) > 1
+    # eval.json records the option: the run can be repeated from it.
+    stats = InputStats(0, 0, {}, {}, 0, 0, 0.0, None, None)
+    recorded = _result(opts, config, 120, None, stats, {})["config"]
+    assert recorded["accounts"] == ["low_and_slow_fleet=200", " hobbyist = 3"]
+    again = EvalOptions(mix_scale=recorded["mix_scale"], accounts=tuple(recorded["accounts"]))
+    assert scenario_config(again).mix == recorded["scenario"]["mix"]
+    for bad, message in ((("botnet=3",), "unknown archetypes"), (("hobbyist:3",), "NAME=COUNT"),
+                         (("hobbyist=-1",), "NAME=COUNT"), (("hobbyist=",), "NAME=COUNT")):
+        with pytest.raises(OptionsError, match=message):
+            scenario_config(EvalOptions(accounts=bad))
 
 
 def test_written_input_matches_the_measured_stats(tmp_path: Path) -> None:
@@ -105,7 +127,7 @@ def test_table_shows_every_archetype_and_the_verdict(tmp_path: Path) -> None:
               "input": stats.to_json(), "timings_s": {"generate": 1.0, "replay": 20.0, "total": 21.5},
               **evaluate(labels, report, stats.first_event_ms, stats.output_by_minute)}
     text = render(result)
-    for name in ARCHETYPES:
+    for name in config.mix:
         assert name in text
     assert "harvested before the first alert: " in text and "(goal <= 1%)" in text
     assert "result: FAIL (1 of 5 targets)" in text  # one attacker, 30 min late: only the FP rate holds
@@ -162,7 +184,7 @@ def test_eval_end_to_end_writes_a_well_formed_eval_json(tmp_path: Path) -> None:
     assert population["labelled"] == len(labels) == population["active"] + population["silent"]
     summary = result["summary"]
     assert summary["accounts"] == population["active"] == summary["attackers"] + summary["benign"]
-    assert set(result["per_attack_archetype"]) == set(ATTACKS)
+    assert set(result["per_attack_archetype"]) == set(ATTACKS) & set(DEFAULT_MIX)
     assert set(result["per_benign_archetype"]) == set(BENIGN)
     assert sum(m["accounts"] for m in result["per_attack_archetype"].values()) == summary["attackers"]
     assert sum(m["flagged"] for m in result["per_attack_archetype"].values()) == summary["true_positives"]
