@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from pipeline.kernels.layout import FRAME_MS
 from pipeline.linking.observations import AccountSummary, Observations
 
 VERSION = 3  # the linking messages as written (2: frames' calls per minute; 3: and their FRAME_COUNTERS)
@@ -221,7 +222,7 @@ def account_updates(
         [round(float(max_scores.get(a, v)), 3) if f else None for a, v, f in zip(names, latest, framed, strict=True)],
         [v if f else None for v, f in zip(best_val.tolist(), framed, strict=True)],
         [e if f else None for e, f in zip(best_end.tolist(), framed, strict=True)],
-        code[counted].tolist(), (end_ms[counted] // 60_000 - 1).tolist(),
+        code[counted].tolist(), (end_ms[counted] // FRAME_MS - 1).tolist(),
         frame_calls[counted].tolist() if frame_calls is not None else [],
         {n: np.asarray(frame_counters[n], np.int64)[counted].tolist() for n in FRAME_COUNTERS}
         if frame_calls is not None and frame_counters is not None else {},

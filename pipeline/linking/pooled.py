@@ -38,13 +38,12 @@ from pipeline.linking.messages import FRAME_COUNTERS, AccountUpdates
 from pipeline.linking.timing import CounterRing
 from pipeline.scoring.config import ScoringConfig, load_scoring_config
 from pipeline.scoring.features import FEATURES
-from pipeline.scoring.model import ramp
+from pipeline.scoring.model import GATE_FEATURE, signal_points
 from pipeline.state.frames import ClosedFrames
 
-MINUTE_MS: Final = 60_000
+MINUTE_MS: Final = L.FRAME_MS  # a frame is one minute of event time
 POOLED: Final = ("calls", *FRAME_COUNTERS)  # the ring's columns, in this order
 _COLUMNS: Final = tuple(L.COUNTER_NAMES.index(name) for name in POOLED)  # their frame counter index
-GATE_FEATURE: Final = "calls_1h"
 
 
 def _frames(windows: np.ndarray) -> ClosedFrames:
@@ -117,12 +116,7 @@ class PooledScorer:
         windows = np.zeros((len(sums), L.N_WINDOWS, L.N_WINDOW_Q))
         windows[:, L.W60, list(_COLUMNS)] = sums
         frames = _frames(windows)
-        values = {f: FEATURES[f](frames) for f in self.features}
-        gate = ramp(values[GATE_FEATURE], self.scoring.volume_gate)
-        points = np.zeros((len(sums), len(self.signals)))
-        for j, name in enumerate(self.signals):
-            signal = self.scoring.signals[name]
-            points[:, j] = signal.weight * gate * np.prod([ramp(values[f], r) for f, r in signal.ramps.items()], axis=0)
+        points = signal_points({f: FEATURES[f](frames) for f in self.features}, self.scoring, self.signals)
         return np.round(np.minimum(points.sum(axis=1), 100.0), 2), points
 
     def score(self, sums: np.ndarray, members: int) -> PooledScore:

@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.hashing import stable_id
+from pipeline.kernels.layout import FRAME_MS
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import AccountUpdates, ObservationBatch
 from pipeline.linking.sync import Group, find_groups
 from pipeline.linking.timing import CountRing
 
 PREFIX = "sync:"
-MINUTE_MS = 60_000
+MINUTE_MS = FRAME_MS  # a frame is one minute of event time
 _R_SCALE = 1000  # sample = active minutes << 16 | round(r × 1000)
 
 

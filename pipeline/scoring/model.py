@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,18 +25,28 @@ class Scores:
     features: dict[str, np.ndarray]
 
 
-def score_frames(frames: ClosedFrames, config: ScoringConfig) -> Scores:
-    needed = sorted({f for s in config.signals.values() for f in s.ramps} | {"calls_1h"})
-    features = compute_features(frames, needed)
-    gate = ramp(features["calls_1h"], config.volume_gate)
-    names = list(config.signals)
-    contributions = np.zeros((len(frames), len(names)), np.float64)
+GATE_FEATURE = "calls_1h"  # what the volume gate ramps on
+
+
+def signal_points(features: Mapping[str, np.ndarray], config: ScoringConfig, names: Sequence[str]) -> np.ndarray:
+    """Points of the signals ``names`` per row (``[rows, len(names)]``): weight × volume gate × each ramp.
+    ``features`` must hold ``GATE_FEATURE`` and every feature those signals ramp on."""
+    gate = ramp(features[GATE_FEATURE], config.volume_gate)
+    points = np.zeros((len(gate), len(names)), np.float64)
     for j, name in enumerate(names):
         signal = config.signals[name]
         strength = gate.copy()
         for feature, r in signal.ramps.items():
             strength *= ramp(features[feature], r)
-        contributions[:, j] = signal.weight * strength
+        points[:, j] = signal.weight * strength
+    return points
+
+
+def score_frames(frames: ClosedFrames, config: ScoringConfig) -> Scores:
+    needed = sorted({f for s in config.signals.values() for f in s.ramps} | {GATE_FEATURE})
+    features = compute_features(frames, needed)
+    names = list(config.signals)
+    contributions = signal_points(features, config, names)
     score = np.minimum(contributions.sum(axis=1), 100.0).astype(np.float32)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, : config.top_signals]
     top = [[names[j] for j in order[i] if contributions[i, j] >= config.min_contribution]
