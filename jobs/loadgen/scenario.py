@@ -93,6 +93,9 @@ class ScenarioConfig(BaseModel):
     rfc3339_fraction: float = Field(default=0.0, ge=0, le=1, description="share of events with an RFC 3339 ts string")
     vary_seed: int | None = Field(default=None, ge=0, description="perturb every archetype's parameters "
                                   "from this seed (jobs/loadgen/variation.py); None: the archetypes as defined")
+    profile_start_ms: int | None = Field(
+        default=None, description="the accounts' days and weeks run as if the scenario began at this time, "
+        "epoch milliseconds (a live run stamped now with a fixed hour and weekday's traffic); None: start_ms")
     release_fraction: float = Field(default=0.5, ge=0, le=1, description=f"{NEW_MODEL} is released at this "
                                     "fraction of the duration: no call uses it before (see release_s)")
 
@@ -115,6 +118,11 @@ class ScenarioConfig(BaseModel):
         return self
 
     @property
+    def profile_start_s(self) -> float:
+        """Where the accounts' weekly curves start, in epoch seconds (see ``profile_start_ms``)."""
+        return (self.start_ms if self.profile_start_ms is None else self.profile_start_ms) / 1000.0
+
+    @property
     def release_s(self) -> float:
         """When NEW_MODEL is released, in seconds of event time after ``start_ms``."""
         return self.duration_s * self.release_fraction
@@ -125,7 +133,9 @@ class ScenarioConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """Short hash of the whole config: the prefix of every event id."""
-        canonical = orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS)
+        # Left out when unset, so scenarios from before the field keep their event ids.
+        exclude = {"profile_start_ms"} if self.profile_start_ms is None else None
+        canonical = orjson.dumps(self.model_dump(exclude=exclude), option=orjson.OPT_SORT_KEYS)
         return hashlib.blake2b(canonical, digest_size=4).hexdigest()
 
 
@@ -156,7 +166,7 @@ def population(config: ScenarioConfig) -> Population:
             config.seed,
             config.mix,
             fleet_size=config.fleet_size,
-            start_s=config.start_ms / 1000.0,
+            start_s=config.profile_start_s,
             duration_s=config.duration_s,
             rate_eps=config.rate_eps,
             archetypes=ARCHETYPES if config.vary_seed is None else varied_archetypes(config.vary_seed),
@@ -188,7 +198,7 @@ def generate(config: ScenarioConfig) -> Iterator[GeneratedEvent]:
 def generate_batches(config: ScenarioConfig) -> Iterator[list[GeneratedEvent]]:
     """The events of :func:`generate`, one list per event-time slice (about 20k events)."""
     pop = population(config)
-    start_s = config.start_ms / 1000.0
+    start_s = config.profile_start_s
     slice_s = float(np.clip(_EVENTS_PER_SLICE / config.rate_eps, 0.05, 600.0))
     tables = {name: choice_tables(spec) for name, spec in {a.archetype.name: a.archetype
                                                             for a in pop.accounts}.items()}

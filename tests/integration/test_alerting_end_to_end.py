@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from jobs.embedded_broker import EmbeddedBroker, free_port
-from jobs.loadgen.scenario import ScenarioConfig, generate, labels
+from jobs.loadgen.scenario import DEFAULT_START_MS, ScenarioConfig, generate, labels
 from jobs.loadgen.sink import produce_kafka
 from jobs.worker_process import WorkerProcess
 from pipeline.settings import Settings, load_settings
@@ -125,8 +125,10 @@ def crash_worker(worker: WorkerProcess) -> None:
 
 def test_attackers_are_paged_once_per_campaign_and_never_twice(tmp_path: Path) -> None:
     span_ms = DURATION_S * SPEEDUP * 1000
+    # Stamped now; the accounts' hours and weekday are fixed, so the traffic does not depend on when
+    # the test runs.
     config = ScenarioConfig(seed=11, start_ms=int(time.time() * 1000) - span_ms, duration_s=span_ms / 1000,
-                            rate_eps=150, mix=MIX)
+                            rate_eps=150, mix=MIX, profile_start_ms=DEFAULT_START_MS)
     truth = labels(config)
     fleet = {a for a, lab in truth.items() if lab.archetype == "hydra_fleet"}
     with Receiver() as hook, EmbeddedBroker(log_path=tmp_path / "broker.log") as broker, Alertmanager(
