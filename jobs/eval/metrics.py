@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from jobs.loadgen.population import Label
+from pipeline.kernels.layout import FRAME_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +127,6 @@ def outcomes(
     return result
 
 
-_FRAME_MS: Final = 60_000
-
-
 def harvested_tokens(o: Outcome, output_by_minute: Mapping[int, int]) -> tuple[int, int]:
     """(output tokens taken before the alert, all output tokens) of one attacker.
 
@@ -138,7 +136,7 @@ def harvested_tokens(o: Outcome, output_by_minute: Mapping[int, int]) -> tuple[i
     total = sum(output_by_minute.values())
     if not o.flagged or o.first_flagged_ms is None:
         return total, total
-    last_minute = o.first_flagged_ms // _FRAME_MS
+    last_minute = o.first_flagged_ms // FRAME_MS
     return sum(t for m, t in output_by_minute.items() if m <= last_minute), total
 
 

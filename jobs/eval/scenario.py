@@ -23,9 +23,9 @@ from jobs.loadgen.render import GeneratedEvent
 from jobs.loadgen.scenario import DEFAULT_MIX, ScenarioConfig, generate_batches, write_labels
 from jobs.loadgen.sink import event_time_ms
 from jobs.loadgen.variation import mix_factors
+from pipeline.kernels.layout import FRAME_MS
 
 _MIN_FLEET: Final = 2  # a fleet of one is not a fleet
-_MINUTE_MS: Final = 60_000
 
 
 class OptionsError(ValueError):
@@ -146,7 +146,7 @@ class InputMeter:
         # What each account took per minute: the share harvested before its first alert is read off it.
         tokens = np.array([e.get("completion_tokens", 0) + e.get("reasoning_tokens", 0) for e in batch],
                           dtype=np.int64)
-        keys, where = np.unique((account << 32) | (ts // _MINUTE_MS), return_inverse=True)
+        keys, where = np.unique((account << 32) | (ts // FRAME_MS), return_inverse=True)
         sums = np.zeros(keys.size, dtype=np.int64)
         np.add.at(sums, where, tokens)
         output = self._output

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from pipeline.kernels.layout import FRAME_MS
+
 NONE = np.int64(-(2**62))  # no pending / not firing / never true
-MINUTE_MS = 60_000
+MINUTE_MS = FRAME_MS  # rules step once per closed frame: their minutes are frames
 
 
 @dataclass(frozen=True)
