@@ -60,6 +60,18 @@ class TemplateConfig(BaseModel):
         return self
 
 
+class SyncScale(BaseModel):
+    """A shorter window compared too (``SyncConfig.early``), so a fleet links once it has moved together that
+    long instead of a full ``window_minutes``; every other setting is the main window's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window_minutes: int = Field(ge=16, le=240, description="minutes compared")
+    step_minutes: int = Field(ge=1, le=240, description="compared at boundaries every this many minutes")
+    min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
+    min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
+    trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
+
+
 class SyncConfig(BaseModel):
     """Cross-account timing correlation (``sync.py``, ``sync_tracker.py``): windows of calls per minute."""
 
@@ -82,14 +94,24 @@ class SyncConfig(BaseModel):
     bands: int = Field(ge=1, le=64, description="LSH bands of signed random projections")
     max_bucket: int = Field(ge=2, le=256, description="buckets up to this size give all pairs; bigger: a star")
     seed: int = Field(ge=0, description="seed of the random projection directions")
+    early: SyncScale | None = Field(default=None, description="a shorter window compared too (None: only this one)")
 
     @model_validator(mode="after")
     def _consistent(self) -> SyncConfig:
+        if self.early is not None:
+            if self.early.window_minutes >= self.window_minutes:
+                raise ValueError(f"early.window_minutes ({self.early.window_minutes}) must be under window_minutes "
+                                 f"({self.window_minutes})")
+            if self.step_minutes % self.early.step_minutes:
+                raise ValueError(f"step_minutes ({self.step_minutes}) must be a multiple of early.step_minutes "
+                                 f"({self.early.step_minutes}): one boundary clock for both windows")
+            SyncConfig.model_validate({**self.model_dump(), **self.early.model_dump(), "early": None})
         if self.min_active_minutes > self.window_minutes:
             raise ValueError(f"min_active_minutes ({self.min_active_minutes}) exceeds window_minutes "
                              f"({self.window_minutes})")
-        if self.trend_minutes > self.window_minutes:
-            raise ValueError(f"trend_minutes ({self.trend_minutes}) exceeds window_minutes ({self.window_minutes})")
+        if self.trend_minutes > 2 * self.window_minutes:  # up to 2x: only the ramp (a half cosine) is removed
+            raise ValueError(f"trend_minutes ({self.trend_minutes}) exceeds twice window_minutes "
+                             f"({self.window_minutes})")
         if self.step_minutes > self.window_minutes:
             raise ValueError(f"step_minutes ({self.step_minutes}) exceeds window_minutes ({self.window_minutes})")
         return self
@@ -99,6 +121,12 @@ class SyncConfig(BaseModel):
         """Minutes each account's ring holds: a window, the period before it and the frames that may come
         before it is evaluated."""
         return self.repeat_minutes + self.window_minutes + self.settle_minutes + 1
+
+    def scales(self) -> tuple[SyncConfig, ...]:
+        """The windows compared, shortest first: ``early`` (this config with its settings) if set, then this one."""
+        if self.early is None:
+            return (self,)
+        return self.model_copy(update={**self.early.model_dump(), "early": None}), self
 
 
 class PooledConfig(BaseModel):

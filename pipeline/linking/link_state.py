@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.linking.clusters import Evidence, HubLinks, pair_strength
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.membership import hamming, kind_of, near, partners
-from pipeline.linking.sync_tracker import unpack_sample
+from pipeline.linking.sync_tracker import sample_window, unpack_sample
 from pipeline.linking.union_find import UnionFind
 
 Pair = tuple[str, str]  # (a, b) with a < b
@@ -239,12 +239,14 @@ class LinkState:
         shown = f"{feature} shared by {len(linked)} accounts (hub)" if hub is not None else feature
         if kind_of(feature) != "sync":
             return shown
-        samples = [unpack_sample(members[a][1]) for a in linked]
-        if not samples:
+        packed = [members[a][1] for a in linked]
+        if not packed:
             return shown
-        r = sum(r for r, _ in samples) / len(samples)
-        return (f"{shown} (calls per minute correlate r={r:.2f} over "
-                f"{self.config.sync.window_minutes} minutes, {len(samples)} accounts)")
+        r = sum(unpack_sample(s)[0] for s in packed) / len(packed)
+        # Each sample names the window it was measured over (0: written before there were two windows).
+        windows = sorted({sample_window(s) or self.config.sync.window_minutes for s in packed})
+        over = f"{windows[0]}" if len(windows) == 1 else f"{windows[0]}-{windows[-1]}"
+        return f"{shown} (calls per minute correlate r={r:.2f} over {over} minutes, {len(packed)} accounts)"
 
     def hub_links(self, members: Collection[str]) -> list[HubLinks]:
         """The hubs linking ``members`` (one cluster), each with its members' link times, sorted."""

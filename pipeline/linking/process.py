@@ -171,7 +171,7 @@ class LinkingProcess:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.alerted: dict[str, object] = {}
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
-        self.sync = SyncTracker(self.config, self.features)
+        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded)
         # Members' counters per minute: stage B's pooled evidence.
         self.pooled = PooledEvidence(self.config, bounded=self.bounded)
         self.sync_drains: set[str] = set()  # drain sources whose account updates all arrived (edges markers)
@@ -263,7 +263,7 @@ class LinkingProcess:
             section.clear()
         self.stats = StageStats()
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
-        self.sync = SyncTracker(self.config, self.features)
+        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded)
         self.pooled = PooledEvidence(self.config, bounded=self.bounded)
         self.sync_drains = set()
         self.stage_b = None

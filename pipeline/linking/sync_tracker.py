@@ -12,9 +12,16 @@ union-find as a shared card or network.
 
 * **When.** Boundary B (window ``[B - window, B)``) is evaluated once a frame of minute
   ``B + settle_minutes`` or later has arrived — the frames of other partitions that lag by
-  less than that are in — or, in a bounded run, at the drain (``flush``). Frames are applied
-  minute by minute, and a boundary that falls due is evaluated before the newer frames are
-  written, so the ring never overwrites a minute a pending boundary still needs.
+  less than that are in. A bounded run (replay, eval) has no live deadline: it waits
+  ``BOUNDED_SETTLE_MINUTES`` (a day) instead and evaluates the rest at the drain (``flush``),
+  so every boundary sees all its frames whatever the partitions' interleaving, and a replay
+  gives the same evidence run after run. Frames are applied minute by minute, and a boundary
+  that falls due is evaluated before the newer frames are written, so the ring never
+  overwrites a minute a pending boundary still needs.
+* **Two windows.** With ``early`` set, boundaries come every ``early.step_minutes`` and each
+  also compares the shorter window (its own activity, r and trend settings): a fleet links
+  once it has moved together for that long, not a full ``window_minutes``. The main window
+  is compared at its own ``step_minutes``; both feed the same features.
 * **Which feature.** A group whose members already hold a sync feature continues the one
   holding most of them (its new members join it); otherwise a new feature is named from the
   boundary and its smallest member. A group continuing a feature that stage A made popular
@@ -44,16 +51,25 @@ from pipeline.linking.timing import CountRing
 
 PREFIX = "sync:"
 MINUTE_MS = FRAME_MS  # a frame is one minute of event time
-_R_SCALE = 1000  # sample = active minutes << 16 | round(r × 1000)
+_R_SCALE = 1000  # sample = window minutes << 24 | active minutes << 16 | round(r × 1000)
+# A bounded run waits this long for a boundary's frames (or the drain): partitions replayed out of step by
+# less than a day still give every boundary all its frames. The ring grows by as much (6 B per account-minute,
+# a fifth of what the pooled evidence keeps in a bounded run).
+BOUNDED_SETTLE_MINUTES = 1440
 
 
-def pack_sample(r: float, active: int) -> int:
-    return int(active) << 16 | max(0, min(_R_SCALE, round(r * _R_SCALE)))
+def pack_sample(r: float, active: int, window: int = 0) -> int:
+    return int(window) << 24 | int(active) << 16 | max(0, min(_R_SCALE, round(r * _R_SCALE)))
 
 
 def unpack_sample(sample: int) -> tuple[float, int]:
     """(member's mean Pearson r with its group, its active minutes in that window)."""
-    return (sample & 0xFFFF) / _R_SCALE, sample >> 16
+    return (sample & 0xFFFF) / _R_SCALE, (sample >> 16) & 0xFF
+
+
+def sample_window(sample: int) -> int:
+    """The minutes of the window a sample was measured over (0: an older sample, the main window)."""
+    return sample >> 24
 
 
 @dataclass
@@ -76,11 +92,16 @@ class SyncTotals:
 
 
 class SyncTracker:
-    def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]]) -> None:
-        """``features``: stage A's memberships (read only: which sync features are popular)."""
+    def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]], *,
+                 bounded: bool = False) -> None:
+        """``features``: stage A's memberships (read only: which sync features are popular). ``bounded``: the
+        input ends (a drain comes), so boundaries wait for all their frames (``BOUNDED_SETTLE_MINUTES``)."""
         self.config = config.sync
         self.features = features
-        self.ring = CountRing(self.config.ring_minutes)
+        self.scales = self.config.scales()  # shortest window first
+        self.step = self.scales[0].step_minutes  # the boundary clock: every scale's step is a multiple
+        self.settle = max(self.config.settle_minutes, BOUNDED_SETTLE_MINUTES) if bounded else self.config.settle_minutes
+        self.ring = CountRing(self.config.ring_minutes - self.config.settle_minutes + self.settle)
         self.newest = -1  # newest frame minute seen
         self.next_boundary = -1  # -1: no frame yet
         self.member_of: dict[str, str] = {}  # account -> the sync feature it was last grouped into
@@ -112,19 +133,18 @@ class SyncTracker:
         """Evaluate every boundary up to the first one after the newest minute (the end of bounded input)."""
         if self.newest < 0:
             return []
-        step = self.config.step_minutes
-        return self._advance((self.newest // step + 1) * step + self.config.settle_minutes)
+        return self._advance((self.newest // self.step + 1) * self.step + self.settle)
 
     # --- boundaries -----------------------------------------------------------------------------
 
     def _advance(self, minute: int) -> list[ObservationBatch]:
         """Evaluate the boundaries due once a frame of ``minute`` is in (before it is written)."""
         cfg = self.config
-        step = cfg.step_minutes
+        step = self.step
         if self.next_boundary < 0:
             self.next_boundary = (minute // step + 1) * step
         out = []
-        while self.next_boundary + cfg.settle_minutes <= minute:
+        while self.next_boundary + self.settle <= minute:
             boundary = self.next_boundary
             if boundary - cfg.window_minutes > self.newest:  # nothing since: skip to the first window holding it
                 self.next_boundary = max(boundary + step, (minute // step + 1) * step)
@@ -137,23 +157,28 @@ class SyncTracker:
         return out
 
     def _evaluate(self, boundary: int) -> ObservationBatch | None:
-        cfg = self.config
         started = time.perf_counter()
-        span = cfg.repeat_minutes + cfg.window_minutes
-        slots = self.ring.active(boundary - cfg.window_minutes)
-        found = find_groups(self.ring.window(slots, boundary - span, span), cfg)
         t = self.totals
-        st = found.stats
         t.boundaries += 1
-        t.eligible = st.eligible
-        t.candidates += st.candidates
-        t.edges += st.edges
-        t.periodic += st.periodic
-        t.repeating += st.repeating
-        t.stepped += st.stepped
-        t.widely_followed += st.widely_followed
-        batch = self._observations(boundary, [([self.ring.names[s] for s in slots[g.rows].tolist()], g)
-                                              for g in found.groups])
+        t.eligible = 0
+        groups: list[tuple[list[str], Group, int]] = []
+        for cfg in self.scales:
+            if boundary % cfg.step_minutes:
+                continue
+            span = cfg.repeat_minutes + cfg.window_minutes
+            slots = self.ring.active(boundary - cfg.window_minutes)
+            found = find_groups(self.ring.window(slots, boundary - span, span), cfg)
+            st = found.stats
+            t.eligible = max(t.eligible, st.eligible)
+            t.candidates += st.candidates
+            t.edges += st.edges
+            t.periodic += st.periodic
+            t.repeating += st.repeating
+            t.stepped += st.stepped
+            t.widely_followed += st.widely_followed
+            groups += [([self.ring.names[s] for s in slots[g.rows].tolist()], g, cfg.window_minutes)
+                       for g in found.groups]
+        batch = self._observations(boundary, groups)
         t.last_s = time.perf_counter() - started
         t.seconds += t.last_s
         return batch
@@ -167,28 +192,27 @@ class SyncTracker:
             return None if state is not None and "pop" in state else feature
         return PREFIX + stable_id(f"{boundary}:{min(members)}", size=4)
 
-    def _observations(self, boundary: int, groups: list[tuple[list[str], Group]]) -> ObservationBatch | None:
-        features: list[str] = []
-        accounts: list[str] = []
-        f: list[int] = []
-        samples: list[int] = []
-        for members, group in groups:
+    def _observations(self, boundary: int, groups: list[tuple[list[str], Group, int]]) -> ObservationBatch | None:
+        """One batch of the boundary's groups (shortest window first): an account a longer window grouped into
+        the same feature too is sent once, with the longer window's sample."""
+        samples: dict[tuple[str, str], int] = {}  # (feature, account) -> sample
+        for members, group, window in groups:
             feature = self._feature_for(boundary, members)
             if feature is None:
                 self.totals.popular_groups += 1
                 continue
             self.totals.groups += 1
             self.totals.grouped += len(members)
-            f += [len(features)] * len(members)
-            features.append(feature)
-            samples += [pack_sample(r, n) for r, n in zip(group.r.tolist(), group.active.tolist(), strict=True)]
-            accounts += members
+            for account, r, n in zip(members, group.r.tolist(), group.active.tolist(), strict=True):
+                samples[feature, account] = pack_sample(r, n, window)
             self.member_of.update(dict.fromkeys(members, feature))
-        if not accounts:
+        if not samples:
             return None
-        n = len(accounts)
-        return ObservationBatch("sync", boundary, features, accounts, f, list(range(n)),
-                                [boundary * MINUTE_MS] * n, samples)
+        features = list(dict.fromkeys(feature for feature, _ in samples))
+        index = {feature: i for i, feature in enumerate(features)}
+        n = len(samples)
+        return ObservationBatch("sync", boundary, features, [a for _, a in samples], [index[f] for f, _ in samples],
+                                list(range(n)), [boundary * MINUTE_MS] * n, list(samples.values()))
 
     # --- checkpoint -----------------------------------------------------------------------------
 

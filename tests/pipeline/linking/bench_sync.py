@@ -77,37 +77,37 @@ def ingest(config: LinkingConfig, counts: np.ndarray, names: list[str]) -> tuple
 
 
 def run(name: str, counts: np.ndarray, labels: np.ndarray, config: LinkingConfig, repeat: int) -> None:
-    sync = config.sync
-    span = sync.repeat_minutes + sync.window_minutes
     n = len(counts)
-    window = counts[:, -span:].astype(np.float64)
-    tracemalloc.start()
-    seconds, found = timed(lambda: find_groups(window, sync), repeat)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    groups = found.groups  # type: ignore[attr-defined]
-    st = found.stats  # type: ignore[attr-defined]
-    outside = sum(int((labels[g.rows] < 0).sum()) for g in groups)
     planted = int((labels >= 0).sum())
-    found_planted = sum(int((labels[g.rows] >= 0).sum()) for g in groups)
-    mixed_groups = sum(len(set(labels[g.rows].tolist())) > 1 for g in groups)
+    for sync in config.sync.scales():  # each window a boundary compares (the early one every early step)
+        span = sync.repeat_minutes + sync.window_minutes
+        window = counts[:, -span:].astype(np.float64)
+        tracemalloc.start()
+        seconds, found = timed(lambda: find_groups(window, sync), repeat)  # noqa: B023 (called at once)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        groups = found.groups  # type: ignore[attr-defined]
+        st = found.stats  # type: ignore[attr-defined]
+        outside = sum(int((labels[g.rows] < 0).sum()) for g in groups)
+        found_planted = sum(int((labels[g.rows] >= 0).sum()) for g in groups)
+        mixed_groups = sum(len(set(labels[g.rows].tolist())) > 1 for g in groups)
+        print(f"{name}: {n:,} accounts, one boundary over the {sync.window_minutes}-minute window "
+              f"(+{sync.repeat_minutes} before, every {sync.step_minutes} minutes): {seconds * 1000:.0f} ms "
+              f"(median of {repeat}); peak temporary memory {peak / 2**20:.1f} MiB")
+        print(f"  compared {st.eligible:,} (left out as clockwork: {st.periodic:,} periodic, {st.repeating:,} "
+              f"repeating, {st.stepped:,} one step); "
+              f"{st.candidates:,} candidate pairs ({st.candidates / max(1, st.eligible * (st.eligible - 1) / 2):.2e} "
+              f"of all pairs), {st.big_buckets:,} big buckets, {st.edges:,} verified edges, {len(groups)} groups")
+        print(f"  planted fleet members grouped: {found_planted:,} of {planted:,}; accounts outside a fleet grouped: "
+              f"{outside:,} of {n - planted:,} (groups mixing fleets or outsiders: {mixed_groups})")
     names = [f"acct-{i:06d}" for i in range(n)]
     tracker, per_minute = ingest(config, counts, names)
     quiet = [s for s, t in zip(per_minute, range(counts.shape[1]), strict=True)
-             if (START_MINUTE + t - sync.settle_minutes) % sync.step_minutes]
+             if (START_MINUTE + t - tracker.settle) % tracker.step]
     started = time.perf_counter()
     section = tracker.section()
     encoded = orjson.dumps(section)
     encode_s = time.perf_counter() - started
-    print(f"{name}: {n:,} accounts, one boundary over the {sync.window_minutes}-minute window "
-          f"(+{sync.repeat_minutes} before): {seconds * 1000:.0f} ms (median of {repeat}); "
-          f"peak temporary memory {peak / 2**20:.1f} MiB")
-    print(f"  compared {st.eligible:,} (left out as clockwork: {st.periodic:,} periodic, {st.repeating:,} repeating, "
-          f"{st.stepped:,} one step); "
-          f"{st.candidates:,} candidate pairs ({st.candidates / max(1, st.eligible * (st.eligible - 1) / 2):.2e} "
-          f"of all pairs), {st.big_buckets:,} big buckets, {st.edges:,} verified edges, {len(groups)} groups")
-    print(f"  planted fleet members grouped: {found_planted:,} of {planted:,}; accounts outside a fleet grouped: "
-          f"{outside:,} of {n - planted:,} (groups mixing fleets or outsiders: {mixed_groups})")
     ring = tracker.ring.nbytes()
     print(f"  tracker: {np.median(quiet) * 1000:.1f} ms per minute of {int((counts > 0).sum(0).mean()):,} frames "
           f"(median), {max(per_minute) * 1000:.0f} ms with a boundary (max); ring {ring / 2**20:.1f} MiB "

@@ -179,3 +179,24 @@ def test_a_synchronised_pair_is_not_evidence_until_a_third_account_follows(sync:
     assert grouped(fleet[:2], sync) == []
     assert grouped(fleet[:2], sync.model_copy(update={"min_group": 2})) == [{0, 1}]
     assert grouped(fleet, sync) == [{0, 1, 2}]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_early_window_groups_a_fleet_and_none_of_the_hard_negatives(sync: SyncConfig, seed: int) -> None:
+    """The shorter window (``early``) links sooner on fewer minutes: the fleets of the main window's tests
+    are grouped, and the crowd around them (one daily curve, crons from :00, hourly jobs, low rates) is not."""
+    early = sync.scales()[0]
+    assert early.window_minutes < sync.window_minutes
+    rng = np.random.default_rng(300 + seed)
+    minutes = span(early)
+    robin = round_robin_fleet(rng, 15, minutes, 4.0)  # rows 0-14
+    waves = waves_fleet(rng, 12, minutes, 8.0)  # rows 15-26
+    crowd = np.vstack([independent(rng, 1500, minutes), bare_cron(rng, 150, minutes, 2),
+                       bare_cron(rng, 150, minutes, 3), cron_crowd(rng, 200, minutes, 5),
+                       cron_crowd(rng, 200, minutes, 15), hourly_jobs(rng, 300, minutes),
+                       independent(rng, 400, minutes, low=0.3, high=1.5)])
+    found = find_groups(np.vstack([robin, waves, crowd]), early)
+    groups = [set(g.rows.tolist()) for g in found.groups]
+    assert set(range(15)) in groups
+    assert all(not g & set(range(27, 27 + len(crowd))) for g in groups)
+    assert found.stats.eligible > 1500 and found.stats.periodic + found.stats.repeating >= 200

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 import orjson
+import pytest
 from aiokafka import TopicPartition
 
 from pipeline.linking.checkpoint import MANIFEST_KEY, StateLog, plan_checkpoint
@@ -17,7 +18,7 @@ from pipeline.linking.messages import ObservationBatch, pack_end
 from pipeline.linking.process import LinkingProcess
 from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.stages import FeatureStage
-from pipeline.linking.sync_tracker import MINUTE_MS, SyncTracker, unpack_sample
+from pipeline.linking.sync_tracker import MINUTE_MS, SyncTracker, sample_window, unpack_sample
 from pipeline.linking.topics import LinkTopics
 from pipeline.settings import load_settings
 from tests.pipeline.linking.sync_data import (
@@ -64,16 +65,24 @@ def test_boundaries_are_aligned_for_everyone_and_evaluated_once_settled(config: 
     seen: list[tuple[int, int]] = []  # (minute of the message that made a boundary due, boundary)
     for minute, u in enumerate(updates(names, counts)):
         seen += [(START_MINUTE + minute, obs.seq) for obs in tracker.handle(u)]
-    assert seen and all(b % sync.step_minutes == 0 and m == b + sync.settle_minutes for m, b in seen)
-    # Nobody is compared before the ring knows a whole window of them; the fleet is found at the first chance.
-    assert seen[0][1] == START_MINUTE + sync.window_minutes
+    early = sync.early
+    assert early is not None and tracker.step == early.step_minutes
+    assert seen and all(b % early.step_minutes == 0 and m == b + sync.settle_minutes for m, b in seen)
+    # Nobody is compared before the ring knows a whole (early) window of them; the fleet is found at the first
+    # chance, and the main window continues its feature once it knows a whole main window.
+    assert seen[0][1] == START_MINUTE + early.window_minutes
     # Every boundary from the first frame's on was evaluated (those before a whole window: nobody eligible).
-    assert tracker.totals.boundaries == (150 - 1 - sync.settle_minutes) // sync.step_minutes
-    batch = observed(SyncTracker(config, {}), updates(names, counts))[0]
+    assert tracker.totals.boundaries == (150 - 1 - sync.settle_minutes) // early.step_minutes
+    batches = observed(SyncTracker(config, {}), updates(names, counts))
+    batch = batches[0]
     assert set(batch.accounts) == {f"fleet-{i}" for i in range(8)} and len(set(batch.features)) == 1
     assert set(batch.ts) == {batch.seq * MINUTE_MS}
     r, active = unpack_sample(batch.sample[0])
-    assert r >= sync.min_r and sync.min_active_minutes <= active <= sync.window_minutes
+    assert r >= early.min_r and early.min_active_minutes <= active <= early.window_minutes
+    assert {sample_window(s) for s in batch.sample} == {early.window_minutes}
+    main = next(b for b in batches if b.seq == START_MINUTE + sync.window_minutes)
+    assert set(main.features) == set(batch.features) and len(main.accounts) == len(set(main.accounts)) == 8
+    assert {sample_window(s) for s in main.sample} == {sync.window_minutes}  # the longer window's, once
 
 
 def test_the_same_frames_give_the_same_evidence_however_they_are_cut_or_resent(config: LinkingConfig) -> None:
@@ -113,7 +122,8 @@ def test_a_group_continues_its_feature_and_a_pattern_beyond_the_hub_cap_is_popul
     sync_features = {f: state for f, state in features.items() if f.startswith("sync:")}
     assert len(sync_features) == 2  # each group kept one feature over every boundary
     popular = [state for state in sync_features.values() if "pop" in state]
-    assert popular == [{"pop": (START_MINUTE + 60) * MINUTE_MS, "n": cap + 1}]
+    first_window = config.sync.scales()[0].window_minutes  # the crowd is found at the first (early) window
+    assert popular == [{"pop": (START_MINUTE + first_window) * MINUTE_MS, "n": cap + 1}]
     assert tracker.totals.popular_groups >= 2  # later boundaries found the crowd again and dropped it
     links = LinkState(features, no_hub)
     assert set(links.components()) == {f"fleet-{i}" for i in range(6)}
@@ -140,7 +150,7 @@ def checkpointed(process: LinkingProcess) -> LinkingProcess:
     log.add(MANIFEST_KEY, plan.manifest)
     restored = log.restore()
     assert restored is not None
-    other = LinkingProcess(load_settings(), bounded=True, drain_sources=["detect-1"], topics=TOPICS,
+    other = LinkingProcess(load_settings(), bounded=process.bounded, drain_sources=["detect-1"], topics=TOPICS,
                            config=process.config)
     other.restore(restored)
     other.init_stage_b(PARTITIONS)
@@ -151,25 +161,43 @@ def edges(values: list[bytes], first_offset: int = 0) -> dict[TopicPartition, li
     return {TopicPartition(TOPICS.edges, 0): [Record(first_offset + i, v) for i, v in enumerate(values)]}
 
 
-def test_a_restored_ring_continues_as_if_never_stopped(config: LinkingConfig) -> None:
+@pytest.mark.parametrize("bounded", [False, True])
+def test_a_restored_ring_continues_as_if_never_stopped(config: LinkingConfig, bounded: bool) -> None:
     rng = np.random.default_rng(5)
     counts = np.vstack([waves_fleet(rng, 10, 180, 12.0), independent(rng, 100, 180)])
     names = [f"fleet-{i}" for i in range(10)] + [f"other-{i}" for i in range(100)]
-    values = encoded(names, counts, per_message=2)
-    whole = LinkingProcess(load_settings(), bounded=True, drain_sources=["detect-1"], topics=TOPICS, config=config)
+    values = [*encoded(names, counts, per_message=2), *([pack_end("detect-1")] if bounded else [])]
+    whole = LinkingProcess(load_settings(), bounded=bounded, drain_sources=["detect-1"], topics=TOPICS, config=config)
     whole.init_stage_b(PARTITIONS)
     whole.apply_fetch(edges(values))
-    first = LinkingProcess(load_settings(), bounded=True, drain_sources=["detect-1"], topics=TOPICS, config=config)
+    first = LinkingProcess(load_settings(), bounded=bounded, drain_sources=["detect-1"], topics=TOPICS, config=config)
     first.init_stage_b(PARTITIONS)
     half = len(values) // 2 + 1  # mid-window: the ring holds minutes no boundary has used yet
     first.apply_fetch(edges(values[:half]))
-    assert first.sync.ring.section() and first.sync.totals.groups
+    # Live, boundaries are evaluated as frames come; bounded, all of them wait for the drain.
+    assert first.sync.ring.section() and bool(first.sync.totals.groups) != bounded
     second = checkpointed(first)
     assert second.sync.ring.section() == first.sync.ring.section()
     assert second.sync.clock() == first.sync.clock() and second.sync.member_of == first.sync.member_of
     second.apply_fetch(edges(values[half:], half))
     assert whole.features == second.features and any(f.startswith("sync:") for f in whole.features)
     assert whole.sync.ring.section() == second.sync.ring.section()
+
+
+def test_a_bounded_run_gives_the_same_evidence_however_its_partitions_interleave(config: LinkingConfig) -> None:
+    """Two detect partitions, one running 30 minutes of event time ahead of the other (a replay does that):
+    live, a boundary is evaluated once the leading partition is past it, before the lagging one's frames
+    are in; bounded, every boundary waits for them (or the drain), so the evidence is the in-order run's."""
+    names, counts = fleet_and_crowd(3)
+    lead, lag = updates(names[::2], counts[::2]), updates(names[1::2], counts[1::2])
+    skewed = [*lead[:30], *[u for pair in zip(lead[30:], lag, strict=False) for u in pair], *lag[len(lead) - 30:]]
+    in_order = [u for pair in zip(lead, lag, strict=True) for u in pair]
+    expected = summary(observed(SyncTracker(config, {}, bounded=True), in_order, flush=True))
+    assert expected and summary(observed(SyncTracker(config, {}), in_order, flush=True)) == expected
+    assert summary(observed(SyncTracker(config, {}, bounded=True), skewed, flush=True)) == expected
+    assert summary(observed(SyncTracker(config, {}), skewed, flush=True)) != expected
+    # Bounded, nothing is evaluated before the drain (a day of later frames would be needed).
+    assert observed(SyncTracker(config, {}, bounded=True), skewed) == []
 
 
 def test_a_fleet_linked_by_timing_pages_and_a_companys_lock_step_accounts_link_without_paging(
@@ -202,7 +230,9 @@ def test_a_fleet_linked_by_timing_pages_and_a_companys_lock_step_accounts_link_w
     assert label.startswith("sync:")
     r = float(label.split("r=")[1].split()[0])
     assert r >= config.sync.min_r
-    assert label.endswith(f"calls per minute correlate r={r:.2f} over 60 minutes, 10 accounts)")
+    # Members keep the sample of the boundary that grouped them first: the early window's.
+    first_window = config.sync.scales()[0].window_minutes
+    assert label.endswith(f"calls per minute correlate r={r:.2f} over {first_window} minutes, 10 accounts)")
     assert {f.split(" ")[0].split(":")[0] for f in rows[tuple(company)]} == {"pay", "sync"}
     assert out.alerts is not None
     assert sorted(zip(out.alerts.account_id, out.alerts.rule, strict=True)) == [(a, RULE_CLUSTER) for a in fleet]
