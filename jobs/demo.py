@@ -2,8 +2,8 @@
 
 1. start the embedded Kafka broker (Tansu) and create the topics;
 2. start the worker (Faust + Numba + embedded ClickHouse) as a child process;
-3. generate traffic with attackers in it (kafka-python producer, event time
-   running ``speedup`` times faster than the wall clock), printing a live
+3. generate traffic with attackers in it (``jobs/loadgen/sink.produce_kafka``, event
+   time running ``speedup`` times faster than the wall clock), printing a live
    progress line from the worker's /stats view;
 4. drain: the worker reads to the end, closes every frame, commits, exits;
 5. print the most suspicious accounts beside their ground truth, the alerts,
@@ -100,13 +100,6 @@ def run_demo(opts: DemoOptions) -> int:
     return 0
 
 
-def produce_raw(settings: Settings, values: list[bytes]) -> None:
-    """Send these message values as they are (keyless, spread over the partitions), acknowledged."""
-    n = settings.partitions
-    asyncio.run(produce_messages([(i % n, None, v) for i, v in enumerate(values)], settings.bootstrap_servers,
-                                 settings.topic_events))
-
-
 def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: WorkerProcess,
                             opts: DemoOptions) -> None:
     produced = [0]
@@ -132,8 +125,9 @@ def _generate_with_progress(config: ScenarioConfig, settings: Settings, worker: 
             raise RuntimeError(f"worker exited early:\n{worker.log_tail()}")
     if failure:
         raise failure[0]
-    bad = malformed_messages(settings)
-    produce_raw(settings, [value for _, value in bad])
+    bad = malformed_messages(settings)  # sent as they are: keyless, spread over the partitions
+    asyncio.run(produce_messages([(i % settings.partitions, None, v) for i, (_, v) in enumerate(bad)],
+                                 settings.bootstrap_servers, settings.topic_events))
     print(f"sent {len(bad)} malformed messages too (they go to the dead-letter topic, "
           "table rejected_events)", file=opts.out)
     print(("\n" if interactive else "") + f"generator done: {produced[0]:,} events; draining the worker…",

@@ -71,7 +71,7 @@ def read_lines(path: Path) -> Iterator[bytes]:
 Message = tuple[int, bytes | None, bytes]  # partition, key, value
 
 
-def bulk_producer(bootstrap_servers: list[str] | str, *, compression: str = COMPRESSION,
+def bulk_producer(bootstrap_servers: list[str] | str, *, compression: str | None = COMPRESSION,
                   batch_bytes: int = BATCH_BYTES, linger_ms: int = 5) -> AIOKafkaProducer:
     """An aiokafka producer for ``send_in_batches``: broker acknowledgements (``acks=all``), large requests."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=linger_ms,

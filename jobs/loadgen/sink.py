@@ -2,23 +2,25 @@
 
 Kafka messages follow the contract: key = account_id (UTF-8), value = the event as
 JSON, one event per message, so the pipeline reads exactly what a gateway would send.
+They go through the commands' one bulk send (``jobs/produce_file.send_in_batches``),
+partitioned as Kafka's default partitioner would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import orjson
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from jobs.loadgen.render import GeneratedEvent
+from jobs.produce_file import COMPRESSION, CachedPartitioner, Message, bulk_producer, send_in_batches
 
 _WRITE_BUFFER = 1 << 20
-_FLUSH_TIMEOUT_S = 150.0  # longer than the producer's delivery timeout, so failures surface as errors
 _MIN_SLEEP_S = 0.005  # sleeping for less is all syscall overhead
 
 
@@ -54,7 +56,7 @@ def event_time_ms(event: GeneratedEvent) -> int:
 
 
 class Pacer:
-    """Sleeps so that production keeps to an event-time speed-up and/or a rate limit.
+    """When each event is due, so that production keeps to an event-time speed-up and/or a rate limit.
 
     With ``speedup`` s, wall time between the first event and an event is its event-time
     distance divided by s (late events never pull the schedule back). With
@@ -62,12 +64,7 @@ class Pacer:
     """
 
     def __init__(
-        self,
-        *,
-        speedup: float | None,
-        rate_limit_eps: float | None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        self, *, speedup: float | None, rate_limit_eps: float | None, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if speedup is not None and speedup <= 0:
             raise ValueError("speedup must be positive")
@@ -76,7 +73,6 @@ class Pacer:
         self._speedup = speedup
         self._rate = rate_limit_eps
         self._clock = clock
-        self._sleep = sleep
         self._started: float | None = None
         self._first_ms: int | None = None
         self._max_ms = 0
@@ -86,8 +82,8 @@ class Pacer:
     def active(self) -> bool:
         return self._speedup is not None or self._rate is not None
 
-    def wait(self, event_ms: int) -> None:
-        """Block until the event is due."""
+    def delay(self, event_ms: int) -> float:
+        """Seconds to wait before sending this event (0 when that is too short to be worth a sleep)."""
         if self._started is None:
             self._started = self._clock()
             self._first_ms = self._max_ms = event_ms
@@ -99,19 +95,55 @@ class Pacer:
             due = max(due, self._count / self._rate)
         self._count += 1
         ahead = self._started + due - self._clock()
-        if ahead >= _MIN_SLEEP_S:
-            self._sleep(ahead)
+        return ahead if ahead >= _MIN_SLEEP_S else 0.0
 
 
-class _Failures:
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: BaseException | None = None
+async def _produce(events: Iterable[GeneratedEvent], servers: list[str], topic: str, pacer: Pacer,
+                   compression: str | None, on_progress: Callable[[int], None] | None, progress_every: int,
+                   timeout_s: float) -> int:
+    where = ",".join(servers)
+    # linger 0: send_in_batches closes the batches itself, at every pause of the pacer and every progress_every
+    producer = bulk_producer(servers, compression=compression, batch_bytes=512 << 10, linger_ms=0)
+    acks: list[asyncio.Future[object]] = []
+    chunk: list[Message] = []
+    sent = 0
 
-    def record(self, exc: BaseException) -> None:
-        self.count += 1
-        if self.first is None:
-            self.first = exc
+    async def send_chunk() -> None:
+        acks.extend((await send_in_batches(producer, topic, chunk))[1])
+        chunk.clear()
+
+    try:
+        try:
+            await asyncio.wait_for(producer.start(), timeout_s)
+            partition = CachedPartitioner(len(await asyncio.wait_for(producer.partitions_for(topic), timeout_s)))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnavailableError(f"cannot reach Kafka at {where} within {timeout_s:g}s: {exc!r}") from exc
+        for event in events:
+            if pacer.active and (ahead := pacer.delay(event_time_ms(event))):
+                await send_chunk()  # what is due so far leaves now
+                await asyncio.sleep(ahead)
+            key = event["account_id"].encode()
+            chunk.append((partition(key, sent), key, orjson.dumps(event)))
+            sent += 1
+            if sent % progress_every == 0:
+                await send_chunk()
+                if any(f.done() and f.exception() for f in acks):  # fail fast: a rejected topic rejects the rest too
+                    break
+                acks[:] = [f for f in acks if not f.done()]  # acknowledged
+                if on_progress is not None:
+                    on_progress(sent)
+        await send_chunk()
+        failed = [r for r in await asyncio.gather(*acks, return_exceptions=True) if isinstance(r, BaseException)]
+    except KafkaTimeoutError as exc:  # a partition's batch found no room within request_timeout_ms
+        raise KafkaUnavailableError(f"Kafka at {where} stopped accepting events after {sent}: {exc!r}") from exc
+    finally:
+        await producer.stop()
+    if failed:
+        raise KafkaDeliveryError(f"{len(failed)} batches of the {sent} events were not delivered to {topic!r}: "
+                                 f"{failed[0]!r}")
+    if on_progress is not None:
+        on_progress(sent)
+    return sent
 
 
 def produce_kafka(
@@ -121,12 +153,12 @@ def produce_kafka(
     *,
     rate_limit_eps: float | None = None,
     speedup: float | None = None,
-    compression: str | None = "lz4",
+    compression: str | None = COMPRESSION,
     on_progress: Callable[[int], None] | None = None,
     progress_every: int = 10_000,
     connect_timeout_s: float = 10.0,
 ) -> int:
-    """Produce every event to ``topic``; returns how many were sent and acknowledged.
+    """Produce every event to ``topic`` (``acks=all``); returns how many were sent and acknowledged.
 
     Raises KafkaUnavailableError when no broker answers within ``connect_timeout_s`` (or
     the broker stops accepting events), KafkaDeliveryError when events were rejected.
@@ -136,49 +168,6 @@ def produce_kafka(
         servers = [s.strip() for s in bootstrap_servers.removeprefix("kafka://").split(",")]
     else:
         servers = list(bootstrap_servers)
-    where = ",".join(servers)
-    timeout_ms = int(connect_timeout_s * 1000)
-    try:
-        producer = KafkaProducer(
-            bootstrap_servers=servers,
-            acks="all",
-            compression_type=compression,
-            linger_ms=20,  # fill batches: throughput over the last few ms of latency
-            batch_size=512 * 1024,
-            max_request_size=8 * 1024 * 1024,
-            bootstrap_timeout_ms=timeout_ms,
-            max_block_ms=timeout_ms,
-            request_timeout_ms=30_000,
-            delivery_timeout_ms=120_000,
-        )
-    except KafkaError as exc:
-        raise KafkaUnavailableError(
-            f"cannot reach Kafka at {where} within {connect_timeout_s:g}s: {exc}"
-        ) from exc
     pacer = Pacer(speedup=speedup, rate_limit_eps=rate_limit_eps)
-    failures = _Failures()
-    sent = 0
-    try:
-        for event in events:
-            if pacer.active:
-                pacer.wait(event_time_ms(event))
-            future = producer.send(topic, key=event["account_id"].encode(), value=orjson.dumps(event))
-            future.add_errback(failures.record)
-            sent += 1
-            if sent % progress_every == 0:
-                if failures.count:  # fail fast: a rejected topic rejects everything after it too
-                    break
-                if on_progress is not None:
-                    on_progress(sent)
-        producer.flush(timeout=_FLUSH_TIMEOUT_S)
-    except KafkaTimeoutError as exc:
-        raise KafkaUnavailableError(f"Kafka at {where} stopped accepting events after {sent}: {exc}") from exc
-    finally:
-        producer.close(timeout=connect_timeout_s)
-    if failures.count:
-        raise KafkaDeliveryError(
-            f"{failures.count} of {sent} events were not delivered to {topic!r}: {failures.first}"
-        )
-    if on_progress is not None:
-        on_progress(sent)
-    return sent
+    return asyncio.run(_produce(events, servers, topic, pacer, compression, on_progress, progress_every,
+                                connect_timeout_s))

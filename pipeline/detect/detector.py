@@ -35,6 +35,9 @@ STORED_COUNTERS = (
     "hosting_calls", "temp_zero_calls", "near_dup_calls", "stream_calls",
 )
 _COUNTER_INDEX = {name: i for i, name in enumerate(L.COUNTER_NAMES)}
+# key_signatures_1m stores fewer: an API key's frames are read beside its account's.
+_KEY_COUNTERS = ("reasoning_calls", "deep_logprob_calls")
+_KEY_DISTINCTS = ("distinct_prompts", "distinct_ips")
 _FLAGS_DTYPE = EVENT_COLUMNS["flags"]  # uint16: the decoder's uint8 bits and the detector's
 # Names of the keyed state stores (checkpoint record keys start with them).
 ACCOUNT_STORE = "account"
@@ -133,14 +136,12 @@ class Detector:
         # block under that partition, whose input position must be the one these events came from.
         self.frames.ensure_slots(len(self.accounts))
         self.frames.slot_part[account_slots] = columns["part"]
-        if not self.track_keys:
-            columns["slot"] = account_slots
-            closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
-            return self._outputs(batch, closed, late, self._key_rows(ClosedFrames.concat([])))
-        key_ids: list[str] = batch.raw["api_key_id"]  # type: ignore[assignment]
-        key_slots = self.api_keys.route(account_slots, key_ids, batch.account_ids, self.frames)  # before folding
+        key_slots = (self.api_keys.route(account_slots, batch.raw["api_key_id"], batch.account_ids,  # type: ignore[arg-type]
+                                         self.frames) if self.track_keys else None)  # routed before folding
         columns["slot"] = account_slots
         closed, late = self._fold(self.frames, columns, len(self.accounts), force_close)
+        if key_slots is None:
+            return self._outputs(batch, closed, late, self._key_rows(ClosedFrames.concat([])))
         columns["slot"] = key_slots
         key_closed, _ = self._fold(self.key_frames, columns, len(self.api_keys.split), force_close)
         return self._outputs(batch, closed, late, self._key_rows(self.api_keys.closed_key_frames(closed, key_closed)))
@@ -155,9 +156,11 @@ class Detector:
             closed_early, late = ClosedFrames.concat([]), 0
         return ClosedFrames.concat([closed_early, store.close_frames(force=force_close)]), late
 
-    def _scored_rows(self, closed: ClosedFrames) -> tuple[ClosedFrames, Scores, np.ndarray, dict[str, object]]:
+    def _scored_rows(self, closed: ClosedFrames, counters: tuple[str, ...],
+                     distincts: tuple[str, ...]) -> tuple[ClosedFrames, Scores, np.ndarray, dict[str, object]]:
         """Closed frames in (slot, minute) order, their scores and rounded signal points (as stored:
-        backtests read the same), and the columns both signature tables share."""
+        backtests read the same), and a signature table's columns: those both tables have, then these
+        frame counters and distinct counts."""
         frames = closed.take(np.lexsort((closed.minute, closed.slot)))
         scores = score_frames(frames, self.config)
         points = np.round(scores.contributions, 2).astype(np.float32)
@@ -170,34 +173,27 @@ class Detector:
             "signal_names": [scores.names] * len(frames),
             "signal_points": points.tolist(),
         }
+        for name in counters:
+            rows[name] = frames.counters[:, _COUNTER_INDEX[name]]
+        for name in distincts:
+            rows[name] = frames.distinct[:, L.DISTINCT_NAMES.index(name)]
         return frames, scores, points, rows
 
     def _key_rows(self, closed: ClosedFrames) -> dict[str, object]:
         """key_signatures_1m rows of closed key frames (``slot`` = key id)."""
-        frames, _, _, rows = self._scored_rows(closed)
+        frames, _, _, rows = self._scored_rows(closed, _KEY_COUNTERS, _KEY_DISTINCTS)
         key_account = self.api_keys.key_account
-        return {
-            "account_id": [key_account[s] for s in frames.slot.tolist()],
-            "api_key_id": self.keys.names_of(frames.slot),
-            **rows,
-            "reasoning_calls": frames.counters[:, L.REASONING_CALLS],
-            "deep_logprob_calls": frames.counters[:, L.DEEP_LOGPROB_CALLS],
-            "distinct_prompts": frames.distinct[:, L.D_PROMPTS],
-            "distinct_ips": frames.distinct[:, L.D_IPS],
-        }
+        return {"account_id": [key_account[s] for s in frames.slot.tolist()],
+                "api_key_id": self.keys.names_of(frames.slot), **rows}
 
     def _outputs(self, batch: DecodedBatch, closed: ClosedFrames, late: int,
                  key_rows: dict[str, object]) -> DetectionOutput:
-        frames, scores, points, shared = self._scored_rows(closed)  # per account in minute order
+        frames, scores, points, sig = self._scored_rows(closed, STORED_COUNTERS, L.DISTINCT_NAMES)  # per account
         accounts = self.accounts.names_of(frames.slot)
         for account, score in zip(accounts, scores.score.tolist(), strict=True):
             if score > self.max_score.get(account, -1.0):
                 self.max_score[account] = score
-        sig: dict[str, object] = {"account_id": accounts, **shared}
-        for name in STORED_COUNTERS:
-            sig[name] = frames.counters[:, _COUNTER_INDEX[name]]
-        for d, name in enumerate(L.DISTINCT_NAMES):
-            sig[name] = frames.distinct[:, d]
+        sig = {"account_id": accounts, **sig}
         sig["gap_cv"] = _frame_cv(frames).astype(np.float32)
         sig["temp_std"] = _frame_temp_std(frames).astype(np.float32)
         sig["calls_5m"] = frames.windows[:, L.W5, L.CALLS]
