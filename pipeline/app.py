@@ -17,12 +17,10 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import asdict
 
 import faust
 from aiokafka.errors import KafkaError
-from clickhouse_connect.driver.client import Client
 from faust.web import Request, Response, View
 from mode import Service
 
@@ -75,9 +73,6 @@ DRAIN_TRIGGER_POLL_S = 0.1
 class Pipeline:
     """Everything the worker owns, built once at start from Settings."""
 
-    # How the worker's ClickHouse writer is built: the fault tests swap in a failing one.
-    writer_type: Callable[[Client, str], ClickHouseWriter] = ClickHouseWriter
-
     def __init__(self, settings: Settings, *, bounded: bool, exit_when_drained: bool) -> None:
         self.settings = settings
         self.exit_when_drained = exit_when_drained
@@ -92,7 +87,7 @@ class Pipeline:
         self.n_partitions = partition_count(settings, settings.topic_events)
         self.client = connect(settings, apply_retention=True)  # the worker owns the tables' TTLs
         self.read_client = connect_read_only(settings)  # /query's: a readonly=1 session of its own
-        self.writer = self.writer_type(self.client, settings.clickhouse_database)
+        self.writer = ClickHouseWriter(self.client, settings.clickhouse_database)
         # Alert transitions → alert_notifications rows → the notifiers (a task of its own, see _Lifecycle).
         self.outbox, self.delivery = build_alert_delivery(settings, self.writer, self.client, self.metrics)
         # The verdicts last loaded (None until a load succeeds), published to the linking process.

@@ -7,7 +7,8 @@
   first waits the number of seconds written in it.
 
 Environment variables read once at start by the test entry point, never by the
-production worker: ``install`` swaps the worker's writer type before it starts.
+production worker: ``install`` replaces the ``ClickHouseWriter`` that ``pipeline.app``
+builds the worker's writer with, before the worker starts (the worker has no hook for it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
-from pipeline.app import Pipeline
+import pipeline.app
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
 
 FAULT_CLICKHOUSE_DOWN_FILE = "DW_FAULT_CLICKHOUSE_DOWN_FILE"
@@ -57,4 +58,7 @@ def make_writer(client: Client, database: str) -> ClickHouseWriter:
 
 def install() -> None:
     """Make every worker this process builds write through ``make_writer``."""
-    Pipeline.writer_type = staticmethod(make_writer)  # a plain function would bind as a method
+    # The name the worker builds its writer with: if app.py stops importing it, fail here, not silently.
+    if pipeline.app.ClickHouseWriter is not ClickHouseWriter:
+        raise RuntimeError("pipeline.app no longer builds the worker's writer from ClickHouseWriter")
+    pipeline.app.ClickHouseWriter = make_writer  # type: ignore[misc,assignment]
