@@ -348,6 +348,26 @@ class RollupColumn:
 
 
 @dataclass(frozen=True)
+class SkipIndex:
+    """A data-skipping index of a rollup: granules whose index rules a value out are not read."""
+
+    name: str
+    expr: str
+    type: str  # e.g. "bloom_filter(0.01)"
+    granularity: int = 1  # granules per index block
+
+    @property
+    def definition(self) -> str:
+        """What follows ``INDEX`` in CREATE TABLE, and ``ADD INDEX [IF NOT EXISTS]`` in ALTER TABLE."""
+        return f"{self.name} {self.expr} TYPE {self.type} GRANULARITY {self.granularity}"
+
+
+def projection_definition(name: str, order: tuple[str, ...]) -> str:
+    """What follows ``PROJECTION`` in CREATE TABLE, and ``ADD PROJECTION [IF NOT EXISTS]`` in ALTER TABLE."""
+    return f"{name} (SELECT * ORDER BY ({', '.join(order)}))"
+
+
+@dataclass(frozen=True)
 class RollupSpec:
     """An aggregated table and the materialized view ``<name>_mv`` that fills it from ``source``."""
 
@@ -359,6 +379,7 @@ class RollupSpec:
     array_join: str | None = None  # "ARRAY JOIN <expr> AS <alias>" applied to source rows
     # (name, ORDER BY columns): projections that serve lookups by another key prefix.
     projections: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    skip_indexes: tuple[SkipIndex, ...] = ()
 
     @property
     def columns(self) -> tuple[RollupColumn, ...]:
@@ -378,7 +399,8 @@ class RollupSpec:
     def create_sql(self, database: str) -> str:
         """``CREATE TABLE IF NOT EXISTS`` for the rollup table (idempotent)."""
         lines = [f"    `{c.name}` {c.type}" for c in self.columns]
-        lines += [f"    PROJECTION {name} (SELECT * ORDER BY ({', '.join(order)}))" for name, order in self.projections]
+        lines += [f"    INDEX {index.definition}" for index in self.skip_indexes]
+        lines += [f"    PROJECTION {projection_definition(name, order)}" for name, order in self.projections]
         settings = [f"non_replicated_deduplication_window = {DEDUP_WINDOW}"]
         if self.projections:
             # Merges of an AggregatingMergeTree combine rows, so a projection must be rebuilt
@@ -541,18 +563,24 @@ ACCOUNT_ENTITIES_1H = RollupSpec(
     ),
     time_column="hour",
     array_join=entities_array_join(ENTITY_KINDS),
-    # "Which accounts share this value": WHERE kind = … AND value = … reads a key range.
-    projections=(("by_value", ("kind", "value", "account_id")),),
+    # "Which accounts share this value" (WHERE kind = … AND value [IN] …) reads only the granules whose
+    # bloom filter may hold the value. Until m0010 a projection ordered by (kind, value, account_id)
+    # served it, at a third of every api_calls insert (docs/benchmarks.md, 2026-12-05).
+    skip_indexes=(SkipIndex("value_bloom", "value", "bloom_filter(0.01)"),),
 )
+# The projection m0003 made and m0010 replaced by the skip index.
+ENTITIES_BY_VALUE: tuple[str, tuple[str, ...]] = ("by_value", ("kind", "value", "account_id"))
 
 ROLLUPS: dict[str, RollupSpec] = {
     r.name: r for r in (TRAFFIC_1M, SCORES_1M, ALERTS_1M, ACCOUNT_SCORES_1H, ACCOUNT_ENTITIES_1H)
 }
-# The rollups as m0003 made them: its view cannot name columns that m0009 adds later.
+# The rollups as m0003 made them: its view cannot name columns that m0009 adds later, and the
+# entities table had the by_value projection where m0010 puts its skip index.
 ROLLUPS_AT_M0003: dict[str, RollupSpec] = {
     **ROLLUPS,
     ACCOUNT_ENTITIES_1H.name: dataclasses.replace(ACCOUNT_ENTITIES_1H,
-                                                  array_join=entities_array_join(_FIRST_ENTITY_KINDS)),
+                                                  array_join=entities_array_join(_FIRST_ENTITY_KINDS),
+                                                  projections=(ENTITIES_BY_VALUE,), skip_indexes=()),
 }
 
 

@@ -296,8 +296,8 @@ def _shared_templates(reader: _Reader, accounts: list[str], start: datetime,
                       config: LinkingConfig) -> dict[str, list[SharedTemplate]]:
     """Per account, its SimHashes that other accounts sent near-duplicates of (within max_hamming).
 
-    Candidates share the SimHash's top 16 bits (read from the by-value projection's template
-    range); a near-duplicate that differs there is not found (linking checks all four bands).
+    Candidates share the SimHash's top 16 bits (the template rows, filtered by prefix); a
+    near-duplicate that differs there is not found (linking checks all four bands).
     """
     mine = _templates(reader, accounts, start)
     prefixes = sorted({v[:4] for vs in mine.values() for v in vs})

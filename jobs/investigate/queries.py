@@ -5,8 +5,8 @@ Every value is a ClickHouse query parameter (``{accounts:Array(String)}``,
 put into the text, by ``sql()``. What each read touches:
 
 * ``account_entities_1h`` — key (account_id, kind, value, hour): a key range per account;
-* ``entity_accounts_1h`` (or the rollup's projection) — key (kind, value, account_id):
-  who else has a value;
+* ``entity_accounts_1h`` if present — key (kind, value, account_id) — else the rollup, whose
+  bloom-filter skip index on ``value`` (m0010) skips the granules without the value: who else has a value;
 * ``signatures_1m`` — key (account_id, window_start): one row per active minute;
 * ``alerts`` — key (account_id, rule, fired_ts); ``clusters`` — small, keyed by cluster_id;
 * ``traffic_1m`` — per minute and model, for the dataset-wide first call of each model;
@@ -154,9 +154,9 @@ WHERE account_id = {account:String}
   AND ts < {until:DateTime64(3, 'UTC')}
 """
 
-# Templates (prompt SimHashes) whose first 16 bits equal one of ours: the 'template' range of the
-# by-value projection, filtered by prefix (one IN over a set: a thousand OR-ed key ranges take
-# ClickHouse seconds to analyse); the Hamming distance is checked afterwards.
+# Templates (prompt SimHashes) whose first 16 bits equal one of ours: every 'template' row, filtered by
+# prefix (one IN over a set; neither the key nor the value index can select by prefix, and a thousand
+# OR-ed ranges take ClickHouse seconds to analyse); the Hamming distance is checked afterwards.
 TEMPLATE_NEIGHBOURS = """
 SELECT value, account_id, sum(calls) AS calls
 FROM $db.$entity_table

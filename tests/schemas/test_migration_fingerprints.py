@@ -26,12 +26,12 @@ def _entity_kinds(client: Client, db: str) -> set[str]:
 def test_upgrade_adds_the_columns_after_the_payment_fingerprint_and_the_entity_kinds(
         ch_client: Client, ch_database: str) -> None:
     apply_migrations(ch_client, ch_database)
-    assert rollback(ch_client, ch_database, m0009.VERSION - 1) == [m0009.VERSION]
+    assert rollback(ch_client, ch_database, m0009.VERSION - 1)[-1] == m0009.VERSION  # after the later ones
     assert not set(m0009.COLUMNS) & set(_columns(ch_client, ch_database))
     insert_as_before(ch_client, ch_database, "api_calls", api_calls(50, seed=1), m0009.COLUMNS)
     assert not set(m0009.COLUMNS) & _entity_kinds(ch_client, ch_database)
 
-    assert apply_migrations(ch_client, ch_database) == [m0009.VERSION]
+    assert apply_migrations(ch_client, ch_database)[0] == m0009.VERSION
     names = _columns(ch_client, ch_database)
     at = names.index("payment_fingerprint")
     assert names[at + 1: at + 3] == list(m0009.COLUMNS)
@@ -40,4 +40,4 @@ def test_upgrade_adds_the_columns_after_the_payment_fingerprint_and_the_entity_k
         == [("", "")]
     ClickHouseWriter(ch_client, ch_database).write("api_calls", api_calls(50, seed=2))
     assert set(m0009.COLUMNS) <= _entity_kinds(ch_client, ch_database)
-    assert applied_versions(ch_client, ch_database)[-1] == m0009.VERSION
+    assert m0009.VERSION in applied_versions(ch_client, ch_database)
