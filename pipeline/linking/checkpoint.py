@@ -1,10 +1,9 @@
 """The linking process's checkpoint in ``<group>-link-state`` (1 partition, compacted). Pure: no Kafka.
 
 A checkpoint is a *generation* ``g``: the whole stage state (FeatureStage.features,
-ClusterStage.accounts/alerted, the sync tracker's recent calls per minute (``timing``) and sync memberships
-(``sync``), the pooled evidence's counters per minute (``pooled``): plain JSON values; the links are derived
-from the features) cut into blocks of at most
-``BLOCK_BYTES``, then a manifest. Records (key -> orjson value):
+ClusterStage.accounts/alerted, the sync memberships (``sync``), the counters per minute the pooled evidence
+and the sync tracker read (``minutes``): plain JSON values; the links are derived from the features) cut
+into blocks of at most ``BLOCK_BYTES``, then a manifest. Records (key -> orjson value):
 
 * ``g{slot}:b{i}`` -> ``{"gen": g, "w": writer, "i": i, "s": section, "d": {key: value, ...}}`` with
   ``slot = g % 2``: two alternating slots, so writing generation g never touches the
@@ -35,8 +34,8 @@ import orjson
 
 VERSION = 1
 MANIFEST_KEY = "manifest"
-SECTIONS = ("features", "accounts", "alerted", "timing", "sync", "pooled")  # older checkpoints: the missing ones empty
-DERIVED = ("pairs",)  # sections of older checkpoints, derived from the others now: skipped on restore
+SECTIONS = ("features", "accounts", "alerted", "sync", "minutes")  # older checkpoints: the missing ones empty
+SKIPPED = ("pairs", "timing", "pooled")  # older sections, skipped on restore: derived now; two rings before ``minutes``
 BLOCK_BYTES = 512 << 10
 _FIRST_CHUNK = 1_000  # entries per block tried first; adapted to the entries' size as blocks are cut
 
@@ -173,7 +172,7 @@ class StateLog:
             value = self.latest.get(block_key(slot, i))
             block = orjson.loads(value) if value is not None else None
             mine = block is not None and (block.get("gen"), block.get("w", "")) == (gen, writer)
-            if block is None or not mine or block.get("s") not in (*SECTIONS, *DERIVED):
+            if block is None or not mine or block.get("s") not in (*SECTIONS, *SKIPPED):
                 found = "missing" if block is None else f"of generation {block.get('gen')} by {block.get('w')!r}"
                 raise CheckpointError(f"linking checkpoint generation {gen}: block {block_key(slot, i)} is {found}")
             if block["s"] in sections:

@@ -16,11 +16,11 @@ The same function serves stage B live (``PooledEvidence.at``), the alert times
 summed over its members as the union-find joins them) and the backtest (``jobs/backtest_clusters``,
 from ``signatures_1m``).
 
-``PooledEvidence`` keeps the counters in a ``timing.CounterRing``: per account ``window_minutes +
-history_minutes`` cells of ``len(POOLED)`` uint32 counters and an int32 minute tag. Minutes older
-than the ring's horizon (the newest minute seen minus its width) read as unknown (0), whatever
-order the frames came in, so the evidence at a time is a function of the frames, not of their
-arrival.
+``PooledEvidence`` keeps the counters in a ``timing.CounterRing`` (in the process the timing
+evidence's too, ``shared``): per account ``window_minutes + history_minutes`` cells (or more) of
+``len(POOLED)`` uint32 counters and an int32 minute tag. Minutes older than the horizon (the newest
+minute seen minus those minutes) read as unknown (0), whatever order the frames came in, so the
+evidence at a time is a function of the frames, not of their arrival.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ import numpy as np
 
 from pipeline.kernels import layout as L
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.messages import FRAME_COUNTERS, AccountUpdates
-from pipeline.linking.timing import CounterRing
+from pipeline.linking.messages import AccountUpdates
+from pipeline.linking.sync_tracker import ring_minutes
+from pipeline.linking.timing import COLUMNS, CounterRing, frame_values
 from pipeline.scoring.config import ScoringConfig, load_scoring_config
 from pipeline.scoring.features import FEATURES
 from pipeline.scoring.model import GATE_FEATURE, signal_points
 from pipeline.state.frames import ClosedFrames
 
 MINUTE_MS: Final = L.FRAME_MS  # a frame is one minute of event time
-POOLED: Final = ("calls", *FRAME_COUNTERS)  # the ring's columns, in this order
+POOLED: Final = COLUMNS  # the ring's columns, in this order
 _COLUMNS: Final = tuple(L.COUNTER_NAMES.index(name) for name in POOLED)  # their frame counter index
 
 
@@ -137,19 +138,26 @@ class MemberMinutes:
 # A bounded run (replay, eval) evaluates its cluster alerts at the drain, over the whole input: the
 # ring then covers a day of event time (a day's replay at 32 B per account-minute: 46 KB per account).
 BOUNDED_HISTORY_MINUTES = 1440
+READER = "pooled"  # the evidence's name among the ring's readers (``CounterRing.evict``)
 
 
 class PooledEvidence:
     """Stage B's pooled evidence: the members' recent counters per minute, and their pooled score."""
 
-    def __init__(self, config: LinkingConfig, scoring: ScoringConfig | None = None, *, bounded: bool = False) -> None:
+    def __init__(self, config: LinkingConfig, scoring: ScoringConfig | None = None, *, bounded: bool = False,
+                 shared: bool = False) -> None:
         """``bounded``: cluster alerts are evaluated once, at the drain (``stages`` ``defer_alerts``), so the
-        ring keeps ``BOUNDED_HISTORY_MINUTES`` (or the configured history, if longer) for them to look back on."""
+        ring keeps ``BOUNDED_HISTORY_MINUTES`` (or the configured history, if longer) for them to look back on.
+        ``shared``: the ring is the timing evidence's too (``SyncTracker(ring=...)``), as wide as it needs, and
+        the tracker writes each message's frames, minute by minute, before ``handle`` sees the message."""
         self.window = config.pooled.window_minutes
         history = config.pooled.history_minutes
         if bounded:
             history = max(history, BOUNDED_HISTORY_MINUTES)
-        self.ring = CounterRing(config.pooled.window_minutes + history, len(POOLED))
+        self.span = config.pooled.window_minutes + history  # minutes known: the horizon is the newest minus these
+        self.shared = shared
+        self.ring = CounterRing(max(self.span, ring_minutes(config, bounded)) if shared else self.span)
+        self.ring.holds[READER] = -1  # every slot is needed until the first eviction
         self.scorer = PooledScorer(scoring)
         self.newest = -1  # newest minute held
         self.frames = 0
@@ -157,21 +165,19 @@ class PooledEvidence:
     @property
     def horizon(self) -> int:
         """The oldest minute known: earlier ones read as 0 whatever the ring still holds."""
-        return self.newest - self.ring.width + 1
+        return self.newest - self.span + 1
 
     def handle(self, updates: AccountUpdates) -> None:
         """Apply one message's frames (a message without the counters, version 2 or older, brings none)."""
         if not updates.frame_minute or not updates.frame_counters:
             return
-        owner = np.asarray(updates.frame_account, np.int64)
-        values = np.column_stack([np.asarray(updates.frame_calls, np.int64),
-                                  *(np.asarray(updates.frame_counters[n], np.int64) for n in FRAME_COUNTERS)])
-        names = np.asarray(updates.account, dtype=object)[owner].tolist()
         minutes = np.asarray(updates.frame_minute, np.int64)
-        self.ring.put_many(self.ring.slots_of(names), minutes, values)
+        if not self.shared:
+            names = np.asarray(updates.account, dtype=object)[np.asarray(updates.frame_account, np.int64)].tolist()
+            self.ring.put_many(self.ring.slots_of(names), minutes, frame_values(updates)[0])
         self.frames += len(minutes)
         self.newest = max(self.newest, int(minutes.max()))
-        self.ring.evict(self.horizon)
+        self.ring.evict(self.horizon, READER)
 
     def minutes(self, members: Sequence[str], first: int | None = None) -> MemberMinutes:
         """``members``' counters per minute from ``first`` (at least the horizon) to the newest minute."""
@@ -197,10 +203,10 @@ class PooledEvidence:
         return self.ring.section()
 
     def restore(self, section: Mapping[str, Sequence[Any]]) -> None:
+        """The ring back (with the timing evidence's calls when ``shared``)."""
         self.ring.restore(section)
-        n = len(self.ring.names)
-        self.newest = max(int(self.ring.last[:n].max(initial=-1)), self.newest)
-        self.ring.evict(self.horizon)
+        self.newest = max(self.ring.newest_counted(), self.newest)
+        self.ring.evict(self.horizon, READER)
 
     def as_dict(self) -> dict[str, object]:
         return {"pooled_accounts": len(self.ring), "pooled_ring_bytes": self.ring.nbytes(),

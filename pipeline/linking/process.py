@@ -171,9 +171,9 @@ class LinkingProcess:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.alerted: dict[str, object] = {}
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
-        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded)
-        # Members' counters per minute: stage B's pooled evidence.
-        self.pooled = PooledEvidence(self.config, bounded=self.bounded)
+        # Members' counters per minute: stage B's pooled evidence, in the ring the sync tracker reads calls from.
+        self.pooled = PooledEvidence(self.config, bounded=self.bounded, shared=True)
+        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded, ring=self.pooled.ring)
         self.sync_drains: set[str] = set()  # drain sources whose account updates all arrived (edges markers)
         self.stage_b: ClusterStage | None = None  # once the observation partition count is known
         self.partitions = 0
@@ -250,7 +250,7 @@ class LinkingProcess:
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """The stage state a checkpoint holds (``checkpoint.SECTIONS``), by name."""
-        return {**self._stored(), "timing": self.sync.section(), "pooled": self.pooled.section()}
+        return {**self._stored(), "minutes": self.pooled.section()}
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -263,8 +263,8 @@ class LinkingProcess:
             section.clear()
         self.stats = StageStats()
         self.stage_a = FeatureStage(self.features, self.config, self.stats)
-        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded)
-        self.pooled = PooledEvidence(self.config, bounded=self.bounded)
+        self.pooled = PooledEvidence(self.config, bounded=self.bounded, shared=True)
+        self.sync = SyncTracker(self.config, self.features, bounded=self.bounded, ring=self.pooled.ring)
         self.sync_drains = set()
         self.stage_b = None
         self.offsets.clear()
@@ -304,8 +304,8 @@ class LinkingProcess:
         for name, target in self._stored().items():
             target.update(restored.sections[name])
         meta = restored.meta
-        self.sync.restore(restored.sections["timing"], meta.get("sync_clock"))
-        self.pooled.restore(restored.sections["pooled"])
+        self.sync.restore(meta.get("sync_clock"))
+        self.pooled.restore(restored.sections["minutes"])
         restored.sections.clear()  # the stages' dicts hold the entries now
         for key, value in dict(meta.get("stats") or {}).items():
             if key in StageStats.__dataclass_fields__:

@@ -1,14 +1,14 @@
 """Timing evidence for stage A: per-minute call counts in, ``sync:`` feature memberships out.
 
 The linking process hands every account-update message (``messages.AccountUpdates``: the
-calls of each frame the detect worker closed) to ``SyncTracker.handle``. The tracker keeps
-the counts in a ``timing.CountRing`` and, at event-time *boundaries* aligned for everyone
-(every ``step_minutes`` minutes since the epoch, so all accounts are compared over the same
-minutes), runs ``sync.find_groups`` over the accounts active in the window before the
-boundary. Each group becomes members of one ``sync:<8 hex>`` feature, handed to stage A as
-an ``ObservationBatch`` (event time: the boundary; sample: the member's correlation and
-active minutes), so the evidence flows through the same memberships, caps, popularity and
-union-find as a shared card or network.
+calls of each frame the detect worker closed) to ``SyncTracker.handle``. The tracker writes
+the frames into a ``timing.CounterRing`` (the pooled evidence's, in the process) and, at
+event-time *boundaries* aligned for everyone (every ``step_minutes`` minutes since the epoch,
+so all accounts are compared over the same minutes), runs ``sync.find_groups`` over the
+accounts active in the window before the boundary. Each group becomes members of one
+``sync:<8 hex>`` feature, handed to stage A as an ``ObservationBatch`` (event time: the
+boundary; sample: the member's correlation and active minutes), so the evidence flows through
+the same memberships, caps, popularity and union-find as a shared card or network.
 
 * **When.** Boundary B (window ``[B - window, B)``) is evaluated once a frame of minute
   ``B + settle_minutes`` or later has arrived — the frames of other partitions that lag by
@@ -27,9 +27,9 @@ union-find as a shared card or network.
   boundary and its smallest member. A group continuing a feature that stage A made popular
   (more members than the kind's cap) is dropped: the pattern is shared too widely to tell
   anyone apart, as for a big cloud ASN.
-* **Checkpoint.** ``section`` (the ring: account → recent counts), ``member_of`` (account →
-  its sync feature) and ``clock`` (the newest minute, the next boundary) go into the linking
-  checkpoint; ``restore`` reads the ring and the clock back.
+* **Checkpoint.** ``member_of`` (account → its sync feature) and ``clock`` (the newest minute,
+  the next boundary) go into the linking checkpoint, the ring with the pooled evidence's section;
+  ``restore`` reads the clock back.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -47,15 +46,20 @@ from pipeline.kernels.layout import FRAME_MS
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import AccountUpdates, ObservationBatch
 from pipeline.linking.sync import Group, find_groups
-from pipeline.linking.timing import CountRing
+from pipeline.linking.timing import CounterRing, frame_values
 
 PREFIX = "sync:"
 MINUTE_MS = FRAME_MS  # a frame is one minute of event time
 _R_SCALE = 1000  # sample = window minutes << 24 | active minutes << 16 | round(r × 1000)
 # A bounded run waits this long for a boundary's frames (or the drain): partitions replayed out of step by
-# less than a day still give every boundary all its frames. The ring grows by as much (6 B per account-minute,
-# a fifth of what the pooled evidence keeps in a bounded run).
+# less than a day still give every boundary all its frames. The ring grows by as much.
 BOUNDED_SETTLE_MINUTES = 1440
+READER = "sync"  # the tracker's name among the ring's readers (``CounterRing.evict``)
+
+
+def ring_minutes(config: LinkingConfig, bounded: bool) -> int:
+    """Minutes the tracker needs the ring to hold: ``SyncConfig.ring_minutes``, settling a day when bounded."""
+    return config.sync.ring_minutes + (max(BOUNDED_SETTLE_MINUTES - config.sync.settle_minutes, 0) if bounded else 0)
 
 
 def pack_sample(r: float, active: int, window: int = 0) -> int:
@@ -93,15 +97,20 @@ class SyncTotals:
 
 class SyncTracker:
     def __init__(self, config: LinkingConfig, features: Mapping[str, dict[str, object]], *,
-                 bounded: bool = False) -> None:
+                 bounded: bool = False, ring: CounterRing | None = None) -> None:
         """``features``: stage A's memberships (read only: which sync features are popular). ``bounded``: the
-        input ends (a drain comes), so boundaries wait for all their frames (``BOUNDED_SETTLE_MINUTES``)."""
+        input ends (a drain comes), so boundaries wait for all their frames (``BOUNDED_SETTLE_MINUTES``).
+        ``ring``: the one the frames go to, shared with the pooled evidence (default: a ring of its own)."""
         self.config = config.sync
         self.features = features
         self.scales = self.config.scales()  # shortest window first
         self.step = self.scales[0].step_minutes  # the boundary clock: every scale's step is a multiple
         self.settle = max(self.config.settle_minutes, BOUNDED_SETTLE_MINUTES) if bounded else self.config.settle_minutes
-        self.ring = CountRing(self.config.ring_minutes - self.config.settle_minutes + self.settle)
+        width = ring_minutes(config, bounded)
+        self.ring = ring if ring is not None else CounterRing(width)
+        if self.ring.width < width:
+            raise ValueError(f"the timing evidence needs a ring of {width} minutes, not {self.ring.width}")
+        self.ring.holds[READER] = -1  # every slot is needed until the first boundary's eviction
         self.newest = -1  # newest frame minute seen
         self.next_boundary = -1  # -1: no frame yet
         self.member_of: dict[str, str] = {}  # account -> the sync feature it was last grouped into
@@ -114,10 +123,10 @@ class SyncTracker:
         if not updates.frame_minute:
             return []
         minutes = np.asarray(updates.frame_minute, np.int64)
-        calls = np.asarray(updates.frame_calls, np.int64)
+        values, calls_only = frame_values(updates)
         owner = np.asarray(updates.frame_account, np.int64)
-        keep = calls > 0
-        minutes, calls, owner = minutes[keep], calls[keep], owner[keep]
+        keep = values[:, 0] > 0  # the sender leaves out frames without calls (messages.account_updates) anyway
+        minutes, values, owner = minutes[keep], values[keep], owner[keep]
         names = np.asarray(updates.account, dtype=object)
         out: list[ObservationBatch] = []
         order = np.argsort(minutes, kind="stable")
@@ -125,7 +134,7 @@ class SyncTracker:
         for rows in np.split(order, bounds) if len(order) else []:
             minute = int(minutes[rows[0]])
             out += self._advance(minute)
-            self.ring.put(self.ring.slots_of(names[owner[rows]].tolist()), minute, calls[rows])
+            self.ring.put_many(self.ring.slots_of(names[owner[rows]].tolist()), minutes[rows], values[rows], calls_only)
             self.newest = max(self.newest, minute)
         return out
 
@@ -153,7 +162,7 @@ class SyncTracker:
             if batch is not None:
                 out.append(batch)
             self.next_boundary = boundary + step
-            self.ring.evict(self.next_boundary - cfg.window_minutes - cfg.repeat_minutes)
+            self.ring.evict(self.next_boundary - cfg.window_minutes - cfg.repeat_minutes, READER, forget=True)
         return out
 
     def _evaluate(self, boundary: int) -> ObservationBatch | None:
@@ -216,15 +225,11 @@ class SyncTracker:
 
     # --- checkpoint -----------------------------------------------------------------------------
 
-    def section(self) -> dict[str, list[Any]]:
-        return self.ring.section()
-
     def clock(self) -> list[int]:
         return [self.newest, self.next_boundary]
 
-    def restore(self, counts: Mapping[str, Sequence[Any]], clock: Sequence[int] | None) -> None:
-        """The ring (``section``) and the clock back; ``member_of`` is a plain dict its owner restores."""
-        self.ring.restore(counts)
+    def restore(self, clock: Sequence[int] | None) -> None:
+        """The clock back; ``member_of`` is a plain dict its owner restores, the ring the pooled evidence."""
         if clock:
             self.newest, self.next_boundary = int(clock[0]), int(clock[1])
 
@@ -235,4 +240,4 @@ class SyncTracker:
                 "sync_popular_groups": t.popular_groups, "sync_periodic": t.periodic,
                 "sync_repeating": t.repeating, "sync_stepped": t.stepped, "sync_widely_followed": t.widely_followed,
                 "sync_s": round(t.seconds, 3), "sync_last_s": round(t.last_s, 3),
-                "sync_accounts": len(self.ring), "sync_ring_bytes": self.ring.nbytes()}
+                "sync_accounts": int((self.ring.first >= 0).sum())}

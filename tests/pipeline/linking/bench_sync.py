@@ -105,7 +105,7 @@ def run(name: str, counts: np.ndarray, labels: np.ndarray, config: LinkingConfig
     quiet = [s for s, t in zip(per_minute, range(counts.shape[1]), strict=True)
              if (START_MINUTE + t - tracker.settle) % tracker.step]
     started = time.perf_counter()
-    section = tracker.section()
+    section = tracker.ring.section()
     encoded = orjson.dumps(section)
     encode_s = time.perf_counter() - started
     ring = tracker.ring.nbytes()

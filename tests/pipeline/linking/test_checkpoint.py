@@ -26,9 +26,8 @@ def state(n: int, tag: str = "") -> dict[str, dict[str, Any]]:
         "accounts": {f"acct-{i}": {"calls": i, "ts": 5, "score": 1.5, "score_ts": 5, "max": 2.0,
                                    "steps": [[5, 2.0]]} for i in range(n)},
         "alerted": {f"acct-{i}": {"cluster_extraction": {"state": "firing"}} for i in range(0, n, 7)},
-        "timing": {f"acct-{i}": [29_000_000 + i, [3, 0, 5, i]] for i in range(0, n, 3)},
         "sync": {f"acct-{i}": f"sync:{i % 5:08x}" for i in range(0, n, 3)},
-        "pooled": {f"acct-{i}": [[29_000_000 + i, 3, 300, 900, 0, 1, 0, 0]] for i in range(0, n, 4)},
+        "minutes": {f"acct-{i}": [29_000_000 + i, [[29_000_000 + i, 3, 300, 900, 0, 1, 0, 0]]] for i in range(0, n, 4)},
     }
 
 
@@ -139,7 +138,7 @@ def test_blocks_of_another_writer_are_refused_not_mixed_in() -> None:
 def test_one_entry_bigger_than_a_block_is_cut_by_its_biggest_dict_or_stays_whole() -> None:
     hub = {"h": {f"acct-{i}": [i, i] for i in range(500)}, "c": 7, "ts": 3}
     big: dict[str, dict[str, Any]] = {"features": {"tpl:0:x": hub, "ua:y": {"pop": 1, "n": 3}},
-                                      "timing": {"acct-1": [29_000_000, list(range(500))]}}
+                                      "minutes": {"acct-1": [29_000_000, [[29_000_000 + i, i] for i in range(200)]]}}
     blocks = encode_blocks(big, 2, max_bytes=1_000)
     sizes = [len(v) for _, v in blocks]
     assert len(blocks) > 10 and max(sizes[:-1]) <= 1_000  # the hub's members in pieces
@@ -148,4 +147,5 @@ def test_one_entry_bigger_than_a_block_is_cut_by_its_biggest_dict_or_stays_whole
     write(log, plan_checkpoint(big, 2, {}, {}, slot_blocks=0, max_bytes=1_000))
     restored = log.restore()
     assert restored is not None and restored.sections["features"] == big["features"]
-    assert restored.sections["timing"] == big["timing"]
+    assert restored.sections["minutes"] == big["minutes"]
+
