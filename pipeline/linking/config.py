@@ -60,30 +60,29 @@ class TemplateConfig(BaseModel):
         return self
 
 
-class SyncScale(BaseModel):
-    """A shorter window compared too (``SyncConfig.early``), so a fleet links once it has moved together that
-    long instead of a full ``window_minutes``; every other setting is the main window's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    window_minutes: int = Field(ge=16, le=240, description="minutes compared")
-    step_minutes: int = Field(ge=1, le=240, description="compared at boundaries every this many minutes")
-    min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
-    min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
-    trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
-
-
-class SyncConfig(BaseModel):
-    """Cross-account timing correlation (``sync.py``, ``sync_tracker.py``): windows of calls per minute."""
+class SyncWindow(BaseModel):
+    """What a compared window is: its length, its boundaries, who is eligible, r and trend. The main window
+    (``SyncConfig``) and the shorter one (``SyncConfig.early``) both declare it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     window_minutes: int = Field(ge=16, le=240, description="minutes compared: every boundary looks this far back")
     step_minutes: int = Field(ge=1, le=240, description="boundaries every this many minutes of event time")
-    settle_minutes: int = Field(ge=0, le=60, description="a boundary is evaluated once a frame this much later came")
     min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
     min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
+    trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
+
+
+class SyncScale(SyncWindow):
+    """A shorter window compared too (``SyncConfig.early``), so a fleet links once it has moved together that
+    long instead of a full ``window_minutes``; every other setting is the main window's."""
+
+
+class SyncConfig(SyncWindow):
+    """Cross-account timing correlation (``sync.py``, ``sync_tracker.py``): windows of calls per minute."""
+
+    settle_minutes: int = Field(ge=0, le=60, description="a boundary is evaluated once a frame this much later came")
     min_group: int = Field(3, ge=2, description="accounts a group needs to be evidence: one pair at min_r happens "
                            "by chance among thousands compared (seen in make eval), three mutually far more rarely")
-    trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
     clip_mads: float = Field(gt=0, le=20, description="deviations clipped at this many robust sigmas")
     periodic_share: float = Field(gt=0, le=1, description="a short period explaining this share of a curve is removed")
     step_share: float = Field(gt=0, le=1, description="a curve this much one level shift is left out")

@@ -57,9 +57,15 @@ BOUNDED_SETTLE_MINUTES = 1440
 READER = "sync"  # the tracker's name among the ring's readers (``CounterRing.evict``)
 
 
+def settle_minutes(config: LinkingConfig, bounded: bool) -> int:
+    """How long a boundary waits for later frames: ``SyncConfig.settle_minutes``, at least a day when bounded."""
+    settle = config.sync.settle_minutes
+    return max(settle, BOUNDED_SETTLE_MINUTES) if bounded else settle
+
+
 def ring_minutes(config: LinkingConfig, bounded: bool) -> int:
-    """Minutes the tracker needs the ring to hold: ``SyncConfig.ring_minutes``, settling a day when bounded."""
-    return config.sync.ring_minutes + (max(BOUNDED_SETTLE_MINUTES - config.sync.settle_minutes, 0) if bounded else 0)
+    """Minutes the tracker needs the ring to hold: ``SyncConfig.ring_minutes`` with that wait."""
+    return config.sync.ring_minutes - config.sync.settle_minutes + settle_minutes(config, bounded)
 
 
 def pack_sample(r: float, active: int, window: int = 0) -> int:
@@ -105,7 +111,7 @@ class SyncTracker:
         self.features = features
         self.scales = self.config.scales()  # shortest window first
         self.step = self.scales[0].step_minutes  # the boundary clock: every scale's step is a multiple
-        self.settle = max(self.config.settle_minutes, BOUNDED_SETTLE_MINUTES) if bounded else self.config.settle_minutes
+        self.settle = settle_minutes(config, bounded)
         width = ring_minutes(config, bounded)
         self.ring = ring if ring is not None else CounterRing(width)
         if self.ring.width < width:
