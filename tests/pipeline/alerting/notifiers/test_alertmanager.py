@@ -105,3 +105,39 @@ def test_grouping_by_cluster_sends_one_notification_per_campaign(alertmanager: A
         assert message["status"] == "firing"
         assert sorted(a["labels"]["account_id"] for a in message["alerts"]) == sorted(accounts)
         assert message["commonLabels"]["cluster_id"] == cluster
+
+
+def test_a_sub_cluster_resolved_within_the_campaign_wait_pages_nobody(tmp_path: Path, receiver: Receiver) -> None:
+    """The example's campaign route waits before a campaign's first page (3m, here 10 s): a sub-cluster
+    whose alerts resolve at its merge within that wait pages nobody, and its members arrive in the
+    surviving campaign's one notification."""
+    path, wait_s, rule = "/am-fragment", 10, "cluster_extraction"
+    config = example_config(receiver.url + path)
+    (campaigns,) = [r for r in config["route"]["routes"] if f'alertname="{rule}"' in r.get("matchers", [])]
+    campaigns["group_wait"] = f"{wait_s}s"
+    start = now_ms() - 60_000
+
+    def member(account: str, cluster: str, **kw: Any) -> AlertTransition:
+        return transition(account, cluster=cluster, rule=rule, action="takedown", starts_at_ms=start, **kw)
+
+    survivors, fragment = [f"org-main-{i}" for i in range(3)], [f"org-frag-{i}" for i in range(3)]
+    with Alertmanager(tmp_path, config) as am:
+        sent_at = time.monotonic()
+        assert all(r.ok for r in send(am, [member(a, "c-main") for a in survivors]
+                                      + [member(a, "c-frag") for a in fragment]))
+        merge = [member(a, "c-frag", state=RESOLVED, ends_at_ms=now_ms()) for a in fragment]
+        assert all(r.ok for r in send(am, merge + [member(a, "c-main") for a in fragment]))
+        assert time.monotonic() - sent_at < wait_s / 2, "posting took too long for the fragment to resolve in time"
+
+        def notified() -> dict[str, list[dict[str, Any]]]:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for r in receiver.received(path):
+                found.setdefault(r.body["groupLabels"]["cluster_id"], []).append(r.body)
+            return found
+
+        wait_for(lambda: "c-main" in notified(), timeout_s=wait_s + 30, what="the campaign's notification")
+        time.sleep(3)  # both groups opened together: the fragment's wait is over as well
+    got = notified()
+    assert sorted(got) == ["c-main"], {c: [m["status"] for m in ms] for c, ms in got.items()}
+    (message,) = got["c-main"]
+    assert sorted(a["labels"]["account_id"] for a in message["alerts"]) == sorted(survivors + fragment)
