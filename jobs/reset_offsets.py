@@ -1,21 +1,11 @@
 """``distillwatch reset-offsets``: move the worker group's input offsets, and the state with them.
 
-The source's consumer group is ``<DW_CONSUMER_GROUP>.events``. Its offsets alone
-do not decide where a worker resumes: the state topic's marker for a partition
-says which offset the checkpointed state reflects, and a worker resumes there
-when it is ahead of the committed offset. So this command also writes markers:
-
-* rewinding a partition (target before where its state stands) **resets its
-  state** — a marker whose ``base_seq`` voids every earlier block record — since
-  the old state already contains the events to be read again; ``--keep-state``
-  instead keeps the state and only moves its marker's offset (events read twice
-  then count twice, or are late);
-* moving a partition forward keeps its state (the skipped events are missing);
-  ``--reset-state`` resets it anyway.
-
-Order: offsets are committed first, markers written second, so a command cut
-short leaves the old, consistent state in force (run it again). The workers of
-the group must be stopped: Kafka refuses commits to a group with members.
+The offsets of ``<DW_CONSUMER_GROUP>.events`` alone do not decide where a worker resumes
+(it seeks to its state marker's offset when that is ahead), so this command also writes
+markers: a rewound partition's state is reset (a marker whose ``base_seq`` voids every
+earlier block record), a partition moved forward keeps it; ``--keep-state`` and
+``--reset-state`` override that. Offsets are committed first, markers written second.
+Why, and how to use it: docs/operations.md ("Replaying from an offset or a time").
 """
 
 from __future__ import annotations

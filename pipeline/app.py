@@ -7,8 +7,7 @@
 
 Linking runs in its own process (pipeline/linking/process.py; ``DW_LINKING``). The queue is a
 plain asyncio queue, not a Faust channel: Faust clears channel buffers on its own rebalances
-(docs/architecture.md). Web views: /stats, /health, /metrics, /query (read-only SQL), /drain
-(docs/operations.md).
+(docs/architecture.md). Web views: pipeline/web/views.py.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import asdict
 
 import faust
 from aiokafka.errors import KafkaError
-from faust.web import Request, Response, View
 from mode import Service
 
 from pipeline.alerting.actions import ActionPublisher
@@ -45,7 +42,6 @@ from pipeline.linking.results_consumer import ResultsConsumer, current_clusters,
 from pipeline.linking.sink import ClickHouseClusterSink
 from pipeline.linking.supervisor import DRAINED_EXIT_WAIT_S, LinkingSupervisor
 from pipeline.linking.topics import LinkTopics
-from pipeline.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from pipeline.metrics import WorkerCollector, WorkerMetrics
 from pipeline.scoring import load_scoring_config
 from pipeline.settings import Settings
@@ -58,9 +54,7 @@ from pipeline.state.state_topic import StateTopic
 from pipeline.stats import PipelineStats
 from pipeline.topics import ensure_topics, partition_count
 from pipeline.warm_up import warm_up_kernels
-from pipeline.web.auth import check_bearer
-from pipeline.web.query import answer_query
-from pipeline.web.reply import Reply
+from pipeline.web.views import add_views
 
 log = logging.getLogger("distillwatch")
 
@@ -211,57 +205,7 @@ class Pipeline:
             await asyncio.to_thread(pipeline.load_feedback)
             await pipeline.publish_feedback()
 
-        @app.page("/stats")
-        class StatsView(View):
-            async def get(self, request: Request) -> Response:
-                pipeline.stats.accounts = len(pipeline.detector.accounts)
-                stats = pipeline.stats.as_dict()
-                stats["state"] = asdict(pipeline.state.stats)
-                stats["partitions"] = sorted(pipeline.state.owned)
-                stats["commit_errors"] = pipeline.source.commit_errors
-                stats["source_fetched_events"] = pipeline.source.fetched_events
-                stats["partition_lag"] = pipeline.source.progress.lags()
-                stats["stalled_partitions"] = sorted(pipeline.source.progress.stalled)
-                stats["linking"] = {"mode": "off"} if pipeline.linking is None else pipeline.linking.as_dict()
-                return self.json(stats)
-
-        @app.page("/metrics")
-        class MetricsView(View):
-            # Open even when DW_WEB_TOKEN is set: Prometheus scrapes it, and it holds no account data.
-            async def get(self, request: Request) -> Response:
-                # In headers: aiohttp refuses a content_type argument that carries a charset.
-                return self.bytes(pipeline.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-        @app.page("/health")
-        class HealthView(View):
-            async def get(self, request: Request) -> Response:
-                stalled = sorted(pipeline.source.progress.stalled)
-                linking_error = None if pipeline.linking is None else pipeline.linking.error
-                ok = pipeline.stats.clickhouse_available and not stalled and linking_error is None
-                return self.json({"ok": ok, "clickhouse_available": pipeline.stats.clickhouse_available,
-                                  "stalled_partitions": stalled, "linking_error": linking_error},
-                                 status=200 if ok else 503)
-
-        def send(view: View, reply: Reply) -> Response:
-            return view.bytes(reply.body, content_type=reply.content_type, status=reply.status,
-                              headers=reply.headers)
-
-        @app.page("/query")
-        class QueryView(View):
-            async def get(self, request: Request) -> Response:
-                if (denied := check_bearer(request.headers.get("Authorization"), s.web_token)) is not None:
-                    return send(self, denied)
-                # Read-only by ClickHouse's own settings, not by prefix: pipeline/sinks/read_only.py.
-                return send(self, await asyncio.to_thread(answer_query, pipeline.read_client, request.query))
-
-        @app.page("/drain")
-        class DrainView(View):
-            async def post(self, request: Request) -> Response:
-                if (denied := check_bearer(request.headers.get("Authorization"), s.web_token)) is not None:
-                    return send(self, denied)
-                pipeline.source.request_drain()
-                return self.json({"draining": True})
-
+        add_views(app, pipeline)
         return app
 
     async def _enqueue(self, batch: FetchedBatch) -> None:

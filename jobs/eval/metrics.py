@@ -2,20 +2,9 @@
 
 Inputs: the labels (account -> archetype, attack or not, fleet), REPORT.json as a dict
 (../shared/REPLAY_REPORT.md) and each account's first event time in the input.
-Output: plain JSON-ready dicts. Definitions are in docs/evaluation.md; the short form:
-
-- population: labelled accounts with at least one event in the input (an account the
-  generator never got to send for cannot be caught or falsely flagged);
-- an account is flagged when its report entry says ``flagged``; absent from the report
-  means not flagged;
-- recall = flagged attackers / attackers, precision = flagged attackers / flagged,
-  false-positive rate = flagged benign / benign;
-- time to detect = first_flagged_ts - first event time, in event-time seconds, at least 0
-  (alerts are stamped on minute frames, which can start before the first event);
-- percentiles interpolate linearly between the closest ranks (numpy's default);
-- harvested share = an attacker's output tokens (completion + reasoning) in events up to the
-  end of the minute frame that first flagged it / all its output tokens (all of them when it
-  was never flagged), summed over attackers before dividing (token-weighted).
+Output: plain JSON-ready dicts. What each figure means (population, flagged, recall,
+precision, false-positive rate, time to detect, percentiles, clusters, harvested share):
+docs/evaluation.md ("Definitions").
 """
 
 from __future__ import annotations

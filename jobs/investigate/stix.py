@@ -1,24 +1,10 @@
 """A STIX 2.1 bundle of a campaign's indicators (``investigate --stix``), to share with other providers.
 
 One Campaign, one Identity (distillwatch, the producer), and per value the campaign used an
-Indicator (``indicates`` the campaign) with a Sighting carrying its first and last time
-seen and its call count:
-
-* IP networks ``[ipv4-addr:value = 'a.b.c.0/24']`` / ``[ipv6-addr:value = 'x:y:z::/48']``;
-* ASNs ``[autonomous-system:number = N]``;
-* user agents ``[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = '…']``;
-* payment fingerprints ``[x-distillwatch-payment:fingerprint = '…']`` and prompt-template
-  SimHashes ``[x-distillwatch-prompt-template:simhash = '16 hex']`` (custom object types:
-  STIX has none for either; the patterns validate).
-
-TLS/HTTP2 client fingerprints are optional in the event contract and not stored in the
-tables, so there are none to share yet. Account ids appear only with
-``include_accounts`` (the campaign otherwise carries the cluster id, or a hash of the
-single account); prompt text is never stored, so never shared. An account outside any
-cluster is exported as a campaign of one. Prompt templates are exported only when another member sent
-a near-duplicate (a campaign of one: sent at least SOLO_TEMPLATE_CALLS times); at most PER_KIND
-indicators per kind, busiest first. Every first/last seen is the value's own. Confidence = the kind's link weight × 100
-(pipeline/linking), capped at 100: a card fingerprint is strong evidence, a user agent weak.
+Indicator (``indicates`` the campaign) with a Sighting of the value's own first and last time
+seen and call count. Only evidence of the campaign (``SOLO_TEMPLATE_CALLS``, ``PER_KIND``), no
+account id without ``include_accounts``. The patterns of each kind, what is left out and why:
+docs/forensics.md ("STIX 2.1 indicators").
 """
 
 from __future__ import annotations

@@ -4,37 +4,13 @@ An archetype is pure data: how often an account calls (rate, daily and weekly sh
 inter-arrival regularity, rests), what it asks (prompt repetition, templates, topics,
 reasoning), how it samples (temperature, n, logprobs, logit bias) and where it calls
 from (networks, IP rotation, keys, user agents, payment). ``population`` turns these
-into concrete accounts; ``behaviour`` draws their events.
+into concrete accounts; ``behaviour`` draws their events. Choices are
+``((value, weight), ...)`` tuples; a value of ``None`` means the field is left out of
+the event, as many clients do.
 
-Attacks are deliberately not trivially separable: every attack signal also appears in
-some benign archetype (volume and regularity in batch_summarizer, templates and logit
-bias in classifier_pipeline, temperature 0 / logprobs / n>1 / repeated prompts in
-eval_harness, many IPs and countries in coding_assistant, hosting /24s everywhere, accounts whose
-calls per minute rise and fall together in cron_company).
-What separates them is the combination.
-
-Choices are ``((value, weight), ...)`` tuples; a value of ``None`` means the field is
-left out of the event, as many clients do.
-
-One model, ``NEW_MODEL``, is released partway through every scenario (at
-``ScenarioConfig.release_fraction`` of its duration): no archetype lists it among its
-models, and no call uses it before the release. Archetypes with a ``Pivot`` move part of
-their traffic to it soon after (a campaign chasing the newest model, and early adopters).
-
-Archetypes with a ``Reseller`` are the accounts of a third-party router: each customer holds an
-account of its own, but every call leaves from the router's egress (a few /24s of one cloud),
-through its one HTTP client, mostly on its card. Most are legitimate customers; a few are
-distillers hiding among them.
-
-Two archetypes take their timing from their group instead of a diurnal week: the members of a
-``Waves`` campaign fleet all follow the campaign's rate as it rises and falls (a load balancer
-splitting every burst over them), and the accounts of a ``Cron`` company all fire at the same
-minutes of its schedule. Counts per minute correlate across both groups; only what they take differs.
-
-An archetype with ``calls_per_min`` calls at an absolute rate, whatever the scenario's: a low-and-slow
-campaign keeps each account under every per-account threshold however much traffic the rest of the mix
-sends (the other accounts share what is left of rate x duration). With ``one_fleet`` all its accounts in a
-scenario are one fleet, so its size is its account count (``--mix-scale``, the variation's mix factor).
+What each archetype does, the released model (``NEW_MODEL``, ``Pivot``), the reseller
+(``Reseller``), the groups tied by time (``Waves``, ``Cron``) and the absolute-rate fleet
+(``calls_per_min``, ``one_fleet``): README, "The demo's traffic".
 """
 
 from __future__ import annotations

@@ -168,9 +168,3 @@ def draw_addresses(
         )
     return out
 
-
-def slash24(ip: str) -> str:
-    """The /24 of an IPv4 address (the /64 of an IPv6 one): the unit fleets share."""
-    if ":" in ip:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
-    return ip.rsplit(".", 1)[0]

@@ -172,6 +172,6 @@ def prompt_text(language: str, topic: str, reason: bool, phash: int) -> str:
     text = options[phash % len(options)].format(a=2 + (phash >> 8) % 97, b=1 + (phash >> 16) % 50,
                                                 c=(phash >> 24) % 1000)
     if reason:
-        requests = _REASONING[language]
+        requests = reasoning_requests(language)
         text = f"{text} {requests[(phash >> 40) % len(requests)]}"
     return text

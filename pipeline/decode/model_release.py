@@ -1,23 +1,11 @@
 """Is a call's model newly released? A per-worker map model -> first-seen event time.
 
-A campaign that moves most of its traffic to a model within hours of its release
-(the 2026 reports' "model pivot") shows as an account whose calls are mostly on a model
-nobody called until recently. "Newly released" needs no operator list and no release
-calendar: it is a model this worker first saw at least ``NEW_AFTER_MS`` of event time
-after its own first event (models already in use when the worker starts, or a replay
-begins, are not new) and at most ``NEW_FOR_MS`` before the call.
-
-Event time, not arrival order: first seen is the minimum event time over the served calls
-(status < 400) on the model, so late and out-of-order events only ever move it earlier;
-the origin (the worker's first event) is the minimum event time too, over events at most
-``ORIGIN_SLACK_MS`` older than the newest event seen, so one event from a badly skewed
-clock cannot make every model look new. Failed calls do not enter the map (a made-up
-model name is answered 404), and the map holds at most ``MAX_MODELS`` models; a model
-beyond that is never new.
-
-The map is checkpointed with the partition markers (``as_json`` / ``merge_json``; the
-state topic, docs/operations.md), merged by minimum. The per-event cost is measured
-in docs/signals.md (``new_model_pivot``).
+A model is new when this worker first saw it at least ``NEW_AFTER_MS`` of event time after
+its own first event, for ``NEW_FOR_MS``: no operator list, no release calendar. First seen and
+the origin are minimum event times (late events only move them earlier; the origin only over
+events at most ``ORIGIN_SLACK_MS`` older than the newest); failed calls do not register a model;
+at most ``MAX_MODELS``. Checkpointed with the partition markers, merged by minimum
+(``as_json`` / ``merge_json``). Why and how, with its cost: docs/signals.md ("A model pivot").
 """
 
 from __future__ import annotations

@@ -1,44 +1,11 @@
 """The detect step: batch → decode → drop duplicates → detector → dead letters → ClickHouse → checkpoint → commit.
 
-Commit order, followed for every batch (``handle``, ``_checkpoint_and_ack``):
-  1. dead letters produced and acknowledged by Kafka;
-  2. ClickHouse inserts acknowledged (retried with back-off while ClickHouse is
-     unavailable: the detect loop holds the batch, the bounded queue fills, and the
-     source pauses its partitions — back-pressure, nothing dropped), then the
-     batch's alert transitions stored as pending notifications (``Outbox.add``;
-     the delivery task sends them, nothing here waits for a receiver), then the
-     batch's recommended actions acknowledged by Kafka (``DW_TOPIC_ACTIONS``,
-     ``pipeline/alerting/actions.py``; a re-read batch publishes them again with the
-     same idempotency keys), then the batch's linking messages acknowledged by Kafka (``pipeline/linking/publish.py``;
-     on the drain batch followed by the linking end markers);
-  3. the state checkpoint acknowledged by Kafka: every entity changed since the
-     last checkpoint, then one marker per partition with the next input offset
-     (``pipeline/state/manager.py``; retried with back-off);
-  4. the offsets committed.
-Steps 3-4 cover all batches written so far, at most every
-``DW_CHECKPOINT_INTERVAL_S`` (``flush_if_due``), at the end of bounded input,
-and at once before partitions are revoked (``begin_revoke``).
-
-A crash before 3 restarts from the previous checkpoint and re-reads those
-batches: frames are rebuilt exactly, and the repeated inserts are deduplicated
-(insert tokens, ReplacingMergeTree keys). A crash between 3 and 4 restarts from
-the checkpoint, whose offset is ahead of the committed one: the source seeks
-there, so nothing is applied twice.
-
-CPU-heavy work (decode, Numba kernels, inserts, checkpoint encoding) runs in a
-worker thread so the event loop keeps heartbeating and serving /stats. Batches
-are handled one at a time, in order; a lock keeps checkpoints and partition
-changes out of a batch's way.
-
-With ``overlap_writes``, steps 1-2 of batch N run as a task while batch N+1 is
-decoded and detected (chDB's insert releases the GIL for much of its time:
-docs/benchmarks.md). Batch N+1's steps 1-2 start only after N's returned. A
-checkpoint holds the state right after the last batch it commits: when one is
-due, the state after batch N is encoded before N+1 is detected and written
-(3-4) behind N's steps 1-2, in the same task; the drain batch and every batch
-during a revocation are written and committed before ``handle`` returns. If
-batch N's writes fail, that error is raised by the next ``handle`` (and by every
-later call): neither N nor any later batch is checkpointed or committed.
+Every batch follows the commit order of docs/operations.md ("Commit order"): dead
+letters, then ClickHouse inserts, outbox, actions and linking messages (``handle``),
+then the state checkpoint and the offsets (``_checkpoint_and_ack``), the last two at
+most every ``DW_CHECKPOINT_INTERVAL_S`` (``flush_if_due``) and before a revocation
+(``begin_revoke``). With ``overlap_writes``, batch N's writes run while N+1 is
+detected; a failed write stops every later checkpoint and commit.
 """
 
 from __future__ import annotations

@@ -117,12 +117,25 @@ def _strings(name: str, values: Sequence[Any], n: int, problems: _Problems) -> S
     return StrColumn.from_strings(entries, codes)
 
 
+def _beyond(name: str, above: bool) -> str:
+    """The contract's message for an integer beyond its field's range (above or below it).
+
+    Every wire type holds its field's contract range, so a value that does not fit
+    the wire breaks the contract too, and is reported as the model would report it.
+    """
+    if RULE[name].validator == "_parse_ts":
+        return message(name, "ts_range")
+    return message(name, "le" if above else "ge")
+
+
 def _ints(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Problems) -> NumericWire:
     if isinstance(values, np.ndarray):
         if values.dtype.kind not in "iu":
             raise TypeError(f"column {name!r}: expected an integer array, got {values.dtype}")
         if values.dtype == np.uint64 and len(values) and int(values.max()) >= 2**63:
-            problems.add(name, "Input should be less than or equal to the field's maximum", values >= 2**63)
+            huge = values >= 2**63
+            problems.add(name, _beyond(name, True), huge)
+            values = np.where(huge, 0, values)  # reported once, not again as negative int64
         return NumericWire(values.astype(np.int64), None)
     types = _types(values)
     present = None
@@ -135,9 +148,12 @@ def _ints(name: str, values: Sequence[Any] | np.ndarray, n: int, problems: _Prob
     try:
         array = np.array(values, np.int64) if n else np.zeros(0, np.int64)
     except OverflowError:  # beyond int64: out of every field's range
-        huge = {i for i, v in enumerate(values) if not -(2**63) <= v < 2**63}
-        problems.add(name, "Input should be less than or equal to the field's maximum", _mask(n, huge))
-        array = np.array([0 if i in huge else v for i, v in enumerate(values)], np.int64)
+        above = [i for i, v in enumerate(values) if v >= 2**63]
+        below = [i for i, v in enumerate(values) if v < -(2**63)]
+        problems.add(name, _beyond(name, True), _mask(n, above))
+        problems.add(name, _beyond(name, False), _mask(n, below))
+        out = {*above, *below}
+        array = np.array([0 if i in out else v for i, v in enumerate(values)], np.int64)
     return NumericWire(array, None if present is None or present.all() else present)
 
 
@@ -251,7 +267,7 @@ def _to_wire(columns: Mapping[str, Any], n: int, problems: _Problems) -> Columns
 
 
 def _wire_ranges(wire: Columns, problems: _Problems) -> None:
-    """Integers must fit their wire type (the contract bound where the contract has none)."""
+    """Integers must fit their wire type (``ts`` is judged by its own range rule, in ``find_violations``)."""
     for spec in FIELDS:
         col = wire.get(spec.name)
         if not isinstance(col, NumericWire) or spec.dtype is None or spec.dtype.kind not in "iu":
@@ -260,10 +276,9 @@ def _wire_ranges(wire: Columns, problems: _Problems) -> None:
             continue  # every uint64 is a valid hash; booleans were type-checked
         info = np.iinfo(spec.dtype)
         live = col.values if col.present is None else np.where(col.present, col.values, 0)
-        if spec.name != "ts":  # ts has its own range rule
-            problems.add(spec.name, f"Input should be greater than or equal to {max(info.min, 0)}",
-                         live < max(info.min, 0))
-            problems.add(spec.name, f"Input should be less than or equal to {info.max}", live > info.max)
+        if spec.name != "ts":
+            problems.add(spec.name, _beyond(spec.name, False), live < info.min)
+            problems.add(spec.name, _beyond(spec.name, True), live > info.max)
 
 
 def _schema_version(columns: Mapping[str, Any], n: int, problems: _Problems) -> None:

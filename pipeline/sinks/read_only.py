@@ -1,21 +1,12 @@
 """Untrusted SQL (the worker's ``/query``): run only read-only queries, refuse the rest with a reason.
 
-Three layers, each resting on ClickHouse's own rules or parser:
-
-1. the client of ``connect_read_only`` has a ``readonly=1`` session (2 would allow table
-   functions such as ``file`` and ``url``): ClickHouse refuses writes, DDL, ``SET`` and
-   table functions not marked safe for read-only users;
-2. what readonly=1 lets through in embedded chDB (measured on 26.9) is refused here before
-   running, from ClickHouse's parse (``formatQuery``, ``EXPLAIN AST``): statement kinds
-   outside ``STATEMENT_KINDS`` at any depth, ``INTO OUTFILE`` (a statement node may hold
-   only ``_CLAUSE_KINDS``; checked again on the formatted text), the scalar ``file()``,
-   and table functions outside ``ALLOWED_TABLE_FUNCTIONS``;
-3. the session's limits (``READ_ONLY_SETTINGS``) cap time, memory, rows and bytes read,
-   and rows returned.
-
-The statement that runs is the checked one (ClickHouse's formatting of it), never the raw
-text. Each rule and why: docs/operations.md ("`/query` and the web token"); the tests that
-prove them: tests/pipeline/sinks/test_read_only.py.
+Three layers, each resting on ClickHouse's own rules or parser: the ``readonly=1`` session of
+``connect_read_only``; a check of ClickHouse's parse (``formatQuery``, ``EXPLAIN AST``) for what
+readonly=1 lets through in embedded chDB (``STATEMENT_KINDS`` at any depth, ``_CLAUSE_KINDS``,
+no ``INTO OUTFILE``, no scalar ``file()``, ``ALLOWED_TABLE_FUNCTIONS``); and the session's limits
+(``READ_ONLY_SETTINGS``). The statement that runs is the checked one (ClickHouse's formatting of
+it), never the raw text. Each rule and why: docs/operations.md ("`/query` and the web token");
+the tests that prove them: tests/pipeline/sinks/test_read_only.py.
 """
 
 from __future__ import annotations

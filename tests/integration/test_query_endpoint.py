@@ -71,9 +71,8 @@ def test_query_and_drain_need_the_token_the_rest_stays_open(worker: WorkerProces
     assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
     status, headers, _ = call(worker, "/drain", token=None, method="POST")
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
-    for path in ("/stats", "/health", "/metrics"):
-        urllib_status = _status(worker, path)
-        assert urllib_status not in (401, 403), path
+    for path, served in (("/stats", {200}), ("/health", {200, 503}), ("/metrics", {200})):
+        assert _status(worker, path) in served, path  # open without the token, and served (not a 404)
 
 
 def _status(worker: WorkerProcess, path: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from clickhouse_connect.driver.client import Client
 
 from pipeline.sinks.clickhouse import ClickHouseWriter
-from tests.schemas import rollup_rows
+from tests.support import rollup_rows
 from tests.support.rollups import rows
 
 

@@ -8,7 +8,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.sinks.clickhouse import ClickHouseWriter
 from schemas.migrate import applied_versions, apply_migrations, rollback
 from schemas.migrations import m0009_client_fingerprints as m0009
-from tests.schemas.rollup_rows import api_calls
+from tests.support.rollup_rows import api_calls
 from tests.support.rollups import insert_as_before, rows
 
 pytestmark = pytest.mark.clickhouse

@@ -14,9 +14,9 @@ from schemas.migrate import apply_migrations, rollback
 from schemas.migrations import discover, m0003_rollups
 from schemas.migrations import m0009_client_fingerprints as m0009
 from schemas.tables import ROLLUPS, ROLLUPS_AT_M0003, TABLES
-from tests.schemas import rollup_rows
 from tests.schemas.entity_lookups import granules_after_index, value_lookups, write_shared_card
-from tests.schemas.rollup_rows import Columns
+from tests.support import rollup_rows
+from tests.support.rollup_rows import Columns
 from tests.support.rollups import ROLLUP_VS_BASE, insert_as_before, rows
 
 ROLLUP_NAMES = {"traffic_1m", "scores_1m", "alerts_1m", "account_scores_1h", "account_entities_1h"}

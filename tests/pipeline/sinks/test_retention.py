@@ -14,7 +14,7 @@ from pipeline.sinks.clickhouse import ClickHouseWriter, connect
 from pipeline.sinks.retention import apply_ttls, current_ttls, ttl_expression, wanted_ttls
 from schemas.migrate import apply_migrations
 from schemas.tables import ROLLUPS
-from tests.schemas import rollup_rows
+from tests.support import rollup_rows
 
 RAW = {"api_calls": "ingested_at", "signatures_1m": "emitted_at", "key_signatures_1m": "emitted_at"}
 DAY_MS = 86_400_000
