@@ -26,7 +26,9 @@ from jobs.eval.table import duration
 
 ROOT = Path(__file__).resolve().parents[2]
 _STOP_GRACE_S = 20.0
-_PHASES = (("producing", "producing events to the broker"), ("running the worker", "worker processing"))
+# Markers in jobs/replay.py's lines: the worker starts first and reads while the file is produced.
+_PHASES = (("replay: producing ", "producing events to the broker while the worker reads"),
+           ("lines produced; the worker reads", "the worker reading to the end of input"))
 
 
 class ReplayFailed(RuntimeError):
