@@ -30,7 +30,7 @@ from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.rejects import Rejected
 from pipeline.detect.detector import DetectionOutput, Detector
 from pipeline.linking.messages import FRAME_COUNTERS
-from pipeline.linking.publish import LinkPublisher
+from pipeline.linking.publish import LinkPublisher, PreparedBatch
 from pipeline.metrics import WorkerMetrics
 from pipeline.retry import RETRY_BACKOFF_S, T, retry
 from pipeline.settings import Settings
@@ -63,6 +63,7 @@ class Detected:
     decoded: DecodedBatch  # unique valid events, plus the decoder's rejects
     duplicates: list[Rejected]  # resent copies: recorded in rejected_events, not dead-lettered
     output: DetectionOutput
+    links: PreparedBatch | None = None  # the batch's linking messages, packed (sent after its inserts)
 
 
 class DetectStep:
@@ -130,7 +131,10 @@ class DetectStep:
         dup = self.state.dedup.duplicates(decoded)
         unique = without_rows(decoded, dup)
         output = self.detector.process(unique, force_close=batch.drain)
-        found = Detected(unique, _duplicate_rejects(batch, decoded, dup), output)
+        # Packed here, in batch order and against the detector's state after this batch, rather than in the
+        # write task: the inserts' time is then not followed by this CPU work (docs/benchmarks.md).
+        links = self._prepare_links(self.linking, unique, output) if self.linking is not None else None
+        found = Detected(unique, _duplicate_rejects(batch, decoded, dup), output, links)
         # Everything after this reads the decoded columns (and the rejects' own copies), never the raw batch.
         batch.release_messages()
         return found
@@ -172,8 +176,8 @@ class DetectStep:
             await self._add_to_outbox(self.outbox, found.output.transitions)
         if self.actions is not None and found.output.transitions:
             await self._publish_actions(self.actions, found.output.transitions)
-        if self.linking is not None:
-            await self._publish_links(self.linking, found, drain=batch.drain)
+        if self.linking is not None and found.links is not None:
+            await self._publish_links(self.linking, found.links, drain=batch.drain)
         self._unacked.append(batch)
         self._count(batch, found, started, insert_s)
         if snapshot is not None:
@@ -207,13 +211,13 @@ class DetectStep:
         messages = action_messages(transitions, self.detector.alerting.rules)
         await self._retry(lambda: publisher.publish(messages), KafkaError, "writing to the actions topic failed")
 
-    async def _publish_links(self, publisher: LinkPublisher, found: Detected, *, drain: bool) -> None:
-        sig = found.output.signatures
-        prepared = await asyncio.to_thread(
-            publisher.prepare, found.decoded, sig["account_id"], np.asarray(sig["window_start"]),
-            np.asarray(sig["score"]), self.detector.max_score, np.asarray(sig["calls"]),
-            {name: np.asarray(sig[name]) for name in FRAME_COUNTERS},
-        )
+    def _prepare_links(self, publisher: LinkPublisher, decoded: DecodedBatch, output: DetectionOutput) -> PreparedBatch:
+        sig = output.signatures
+        return publisher.prepare(decoded, sig["account_id"], np.asarray(sig["window_start"]), np.asarray(sig["score"]),
+                                 self.detector.max_score, np.asarray(sig["calls"]),
+                                 {name: np.asarray(sig[name]) for name in FRAME_COUNTERS})
+
+    async def _publish_links(self, publisher: LinkPublisher, prepared: PreparedBatch, *, drain: bool) -> None:
         await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
                           "writing to the linking topics failed")
 

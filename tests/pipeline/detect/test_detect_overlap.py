@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import pytest
 
 from pipeline.detect import step as detect
@@ -126,3 +127,62 @@ def test_without_overlap_a_batch_is_written_before_handle_returns() -> None:
     step.overlap_writes = False
     asyncio.run(step.handle(make_batch(effects, [event(0)], 0)))
     assert effects.kinds()[-1] == "clickhouse" and step.pending_batches == 1
+
+
+def test_a_batchs_linking_messages_carry_the_state_after_it_even_when_the_next_is_detected_first() -> None:
+    """Batch 0's account updates (max scores) are packed with its own detection: written only after batch 1
+    was detected, they still carry the scores as of batch 0, so a replay's linking input does not depend on
+    how the write of one batch and the detection of the next interleave."""
+    from pipeline.linking.config import load_linking_config
+    from pipeline.linking.messages import AccountUpdates, decode
+    from pipeline.linking.publish import LinkPublisher
+    from tests.support.detect_step import MINIMAL, T0, harvest
+
+    effects = Effects()
+    detected_next = threading.Event()
+
+    class AfterNextDetected(FakeWriter):
+        def write(self, table: str, columns: Mapping[str, Any], dedup_token: str | None = None) -> int:
+            if dedup_token == "raw:0:0-599" and not detected_next.wait(WAIT_S):
+                raise AssertionError("batch 1 was not detected while batch 0 was being written")
+            return super().write(table, columns, dedup_token)
+
+    sent: list[AccountUpdates] = []
+
+    async def send(topic: str, partition: int, value: bytes) -> Any:
+        message = decode(value)
+        if isinstance(message, AccountUpdates):
+            sent.append(message)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    step = overlapped(effects, AfterNextDetected(effects))
+    step.linking = LinkPublisher(load_linking_config(), send, observations_topic="o", edges_topic="e", partitions=1)
+    real_detect = step.detect
+    max_after: list[float] = []
+
+    def detect_batch(batch: Any) -> Any:
+        found = real_detect(batch)
+        max_after.append(step.detector.max_score.get("org-x", -1.0))
+        if batch.offsets[:1] == [600]:
+            detected_next.set()
+        return found
+
+    step.detect = detect_batch  # type: ignore[method-assign]
+    # Ten minutes of plain calls (org-x scores 93 on the first frames it closes), then a harvest (100).
+    plain = [orjson.dumps({**MINIMAL, "event_id": f"p{i}", "ts": T0 + i * 400, "account_id": "org-x",
+                           "completion_tokens": 300, "prompt_hash": f"{(i + 1) * 0x9E3779B97F4A7C15 % 2**64:016x}"})
+             for i in range(600)]
+    later = [orjson.dumps({**orjson.loads(x), "ts": orjson.loads(x)["ts"] + 600 * 400}) for x in harvest()]
+    events = plain + later
+
+    async def scenario() -> None:
+        await step.handle(make_batch(effects, events[:600], 0))
+        await step.handle(make_batch(effects, events[600:], 600))
+        await step.handle(make_batch(effects, [], drain=True))
+
+    asyncio.run(scenario())
+    assert max_after[0] != max_after[1]  # batch 1 moved the account's max score: the test can tell them apart
+    first = sent[0]
+    assert first.max_score[first.account.index("org-x")] == pytest.approx(max_after[0], abs=1e-3)
