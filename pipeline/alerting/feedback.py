@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.hashing import stable_id
-from pipeline.sinks.clickhouse import ClickHouseWriter, query_rows
 from schemas.tables import ALERT_FEEDBACK
 
 Verdict = Literal["ack", "resolved", "false_positive", "confirmed"]
@@ -81,6 +80,10 @@ def record(client: Any, database: str, feedback: Feedback) -> None:
 
     Raises ClickHouseUnavailable / ClickHouseRejected (pipeline.sinks.clickhouse).
     """
+    # Imported on use, here and in load_feedback: the linking process needs this module's types, not a
+    # ClickHouse client (about 20 MB resident: docs/benchmarks.md, "Replay").
+    from pipeline.sinks.clickhouse import ClickHouseWriter
+
     ClickHouseWriter(client, database).write(ALERT_FEEDBACK.name, feedback.columns(),
                                              dedup_token=feedback.feedback_id)
 
@@ -91,6 +94,8 @@ def load_feedback(client: Any, database: str, *, accounts: Sequence[str] | None 
 
     ``accounts`` / ``verdicts`` narrow the read when given.
     """
+    from pipeline.sinks.clickhouse import query_rows  # see record
+
     where = ["1"]
     params: dict[str, Any] = {}
     if accounts is not None:

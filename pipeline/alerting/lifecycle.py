@@ -1,6 +1,7 @@
 """Alert lifecycle in event time: pending → firing → resolved, per (rule, subject), over minute rows.
 
-Rules (``step_lifecycle``; ``reference_lifecycle`` is the plain-Python specification):
+Rules (``step_lifecycle``, its kernel in ``pipeline.kernels.lifecycle``; ``reference_lifecycle`` is the
+plain-Python specification):
   * a row is one subject's frame minute ``m`` with the rule's condition true or false;
   * pending starts at a true minute; it continues while the next row is the next minute and
     true (a missing minute, i.e. no calls, or a false row ends it);
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from pipeline.kernels.layout import FRAME_MS
 
@@ -42,40 +42,6 @@ class LifecycleResult:
     firing: np.ndarray
 
 
-@njit(cache=True, nogil=True)
-def _step(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, for_minutes: int, resolve_minutes: int,
-          pending: np.ndarray, last_true: np.ndarray, firing: np.ndarray, now_minute: int,
-          fired: np.ndarray, res_group: np.ndarray, res_minute: np.ndarray, res_row: np.ndarray) -> int:
-    none = -(2**62)
-    n_res = 0
-    for i in range(group.shape[0]):
-        g = group[i]
-        m = minute[i]
-        if firing[g] != none and m >= last_true[g] + 1 + resolve_minutes:
-            res_group[n_res] = g
-            res_minute[n_res] = last_true[g] + 1 + resolve_minutes
-            res_row[n_res] = i
-            n_res += 1
-            firing[g] = none
-        if cond[i]:
-            if pending[g] == none or m != last_true[g] + 1:
-                pending[g] = m
-            last_true[g] = m
-            if firing[g] == none and m - pending[g] >= for_minutes:
-                firing[g] = m
-                fired[i] = True
-        else:
-            pending[g] = none
-    for g in range(firing.shape[0]):
-        if firing[g] != none and now_minute >= last_true[g] + 1 + resolve_minutes:
-            res_group[n_res] = g
-            res_minute[n_res] = last_true[g] + 1 + resolve_minutes
-            res_row[n_res] = group.shape[0]
-            n_res += 1
-            firing[g] = none
-    return n_res
-
-
 def step_lifecycle(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, *, for_minutes: int,
                    resolve_minutes: int, pending: np.ndarray, last_true: np.ndarray, firing: np.ndarray,
                    now_minute: int | None = None) -> LifecycleResult:
@@ -85,15 +51,18 @@ def step_lifecycle(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, *, f
     changed). ``now_minute``: the event-time minute every frame before which has been seen (the
     watermark); firing alerts quiet until then resolve. Pure: arrays in, arrays out.
     """
+    # Imported here: the linking process uses this module's states but never the kernel (no Numba there).
+    from pipeline.kernels.lifecycle import step_rows
+
     n = len(group)
     pend, last, fire = (np.array(a, np.int64, copy=True) for a in (pending, last_true, firing))
     fired = np.zeros(n, np.bool_)
     size = n + len(fire)
     res_group, res_minute, res_row = (np.empty(size, np.int64) for _ in range(3))
     now = int(NONE) if now_minute is None else int(now_minute)
-    k = _step(np.ascontiguousarray(group, np.int64), np.ascontiguousarray(minute, np.int64),
-              np.ascontiguousarray(cond, np.bool_), int(for_minutes), int(resolve_minutes), pend, last, fire, now,
-              fired, res_group, res_minute, res_row)
+    k = step_rows(np.ascontiguousarray(group, np.int64), np.ascontiguousarray(minute, np.int64),
+                  np.ascontiguousarray(cond, np.bool_), int(for_minutes), int(resolve_minutes), pend, last, fire,
+                  now, fired, res_group, res_minute, res_row)
     return LifecycleResult(fired, res_group[:k], res_minute[:k], res_row[:k], pend, last, fire)
 
 

@@ -5,6 +5,10 @@ A JSON event can never start with ``DWB`` (JSON text starts with whitespace, ``{
 Runs of consecutive messages of one kind are decoded together, and the results are
 merged in input order, so one fetch may mix gateways that batch and gateways that
 do not.
+
+A run of JSON events is decoded ``JSON_CHUNK`` events at a time: the scanner joins its input into
+one buffer and interns its strings beside it, so its transient memory grows with the run (about
+62 MB of resident memory for a 50k-event run of 35 MB, 26 MB in 10k chunks). The rows are the same.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pipeline.decode.batch_format import is_batch
 from pipeline.decode.batched import decode_batched_batch
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.decode.merge import concat_decoded
+
+JSON_CHUNK = 10_000  # JSON events per scanner call (a batch container is one call: its events are one buffer)
 
 
 def decode_any_batch(
@@ -37,7 +43,8 @@ def decode_any_batch(
             runs.append((i, i + 1))
         else:
             runs[-1] = (runs[-1][0], i + 1)
-    if len(runs) <= 1:  # the usual case: one kind, no slicing or merging
+    runs = [piece for a, b in runs for piece in ([(a, b)] if kinds[a] else _chunks(a, b, JSON_CHUNK))]
+    if len(runs) <= 1:  # one kind, no slicing or merging
         decode = decode_batched_batch if kinds and kinds[0] else decode_json_batch
         return decode(values, keys, partitions, offsets, max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
     parts = [
@@ -47,3 +54,8 @@ def decode_any_batch(
         for a, b in runs
     ]
     return concat_decoded(parts)
+
+
+def _chunks(start: int, end: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) cut into pieces of at most ``size``."""
+    return [(a, min(a + size, end)) for a in range(start, end, size)]

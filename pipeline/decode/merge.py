@@ -6,6 +6,7 @@ from itertools import chain
 
 import numpy as np
 
+from pipeline.decode.batch import decoded_batch
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.decode.rejects import Rejected
 
@@ -17,12 +18,6 @@ def empty_decoded(rejects: list[Rejected] | None = None) -> DecodedBatch:
     return empty
 
 
-def _concat_column(parts: list[object]) -> object:
-    if all(isinstance(p, np.ndarray) for p in parts):
-        return np.concatenate(parts)  # type: ignore[arg-type]
-    return list(chain.from_iterable(parts))  # type: ignore[arg-type]
-
-
 def concat_decoded(parts: list[DecodedBatch]) -> DecodedBatch:
     """Rows and rejects of ``parts``, in order; columns keep their kinds (arrays or lists)."""
     rejects = list(chain.from_iterable(p.rejects for p in parts))
@@ -32,10 +27,7 @@ def concat_decoded(parts: list[DecodedBatch]) -> DecodedBatch:
     if len(rows) == 1:
         only = rows[0]
         return DecodedBatch(only.account_ids, only.kernel, only.raw, rejects)
-    first = rows[0]
-    return DecodedBatch(
-        list(chain.from_iterable(p.account_ids for p in rows)),
-        {name: np.concatenate([p.kernel[name] for p in rows]) for name in first.kernel},
-        {name: _concat_column([p.raw[name] for p in rows]) for name in first.raw},  # type: ignore[misc]
-        rejects,
-    )
+    # Built as every decoder builds its batch, so the kernel columns are views of the raw ones again.
+    return decoded_batch(lambda name, _dtype: np.concatenate([p.raw[name] for p in rows]),
+                         lambda name: list(chain.from_iterable(p.raw[name] for p in rows)),
+                         np.concatenate([p.kernel["ip_key"] for p in rows]), rejects)

@@ -40,7 +40,7 @@ from pipeline.linking.timing import COLUMNS, CounterRing, frame_values
 from pipeline.scoring.config import ScoringConfig, load_scoring_config
 from pipeline.scoring.features import FEATURES
 from pipeline.scoring.model import GATE_FEATURE, signal_points
-from pipeline.state.frames import ClosedFrames
+from pipeline.state.closed_frames import ClosedFrames
 
 MINUTE_MS: Final = L.FRAME_MS  # a frame is one minute of event time
 POOLED: Final = COLUMNS  # the ring's columns, in this order

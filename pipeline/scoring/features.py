@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.kernels import layout as L
-from pipeline.state.frames import ClosedFrames
+from pipeline.state.closed_frames import ClosedFrames
 
 _TAU = np.asarray(L.WINDOW_MINUTES, np.float64)
 

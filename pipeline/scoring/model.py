@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.scoring.config import Ramp, ScoringConfig
 from pipeline.scoring.features import compute_features
-from pipeline.state.frames import ClosedFrames
+from pipeline.state.closed_frames import ClosedFrames
 
 
 def ramp(x: np.ndarray, r: Ramp) -> np.ndarray:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,17 @@ def test_the_child_worker_gets_a_fixed_malloc_mmap_threshold(monkeypatch: pytest
     assert worker_env(load_settings())["MALLOC_MMAP_THRESHOLD_"] == MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # an operator's own value wins
     assert worker_env(load_settings())["MALLOC_MMAP_THRESHOLD_"] == "65536"
+
+
+def test_chdbs_jemalloc_reads_the_decay_the_child_worker_gets() -> None:
+    """chDB's own jemalloc takes JE_MALLOC_CONF (MALLOC_CONF, tried before, never reached it)."""
+    script = ("import chdb; print(chdb.query(\"SELECT * FROM system.jemalloc_stats\", 'TSVRaw'))")
+    env = {**os.environ, **MALLOC_ENV}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    decay = MALLOC_ENV["JE_MALLOC_CONF"].removeprefix("dirty_decay_ms:")
+    assert f"opt.dirty_decay_ms: {decay} (arenas.dirty_decay_ms: {decay})" in done.stdout
 
 
 def test_the_child_worker_gets_settings_not_our_dw_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
