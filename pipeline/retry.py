@@ -20,14 +20,16 @@ FETCH_RETRY_S = 1.0  # pause after a failed fetch: the consumer reconnects meanw
 
 
 async def retry(attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str,
-                backoff_s: Sequence[float], on_failure: Callable[[], None] | None = None,
+                backoff_s: Sequence[float] | None = None, on_failure: Callable[[], None] | None = None,
                 give_up: Callable[[], bool] | None = None) -> T:
     """``attempt_once()`` until it does not raise ``retryable``; other exceptions propagate.
 
     Each failure is logged (``failed``: what went wrong, e.g. "ClickHouse unavailable")
     and reported to ``on_failure`` before the pause. When ``give_up()`` is true after a
     failure (a stop was asked for), that failure propagates instead of being retried.
+    ``backoff_s`` defaults to ``RETRY_BACKOFF_S``, read at call time so tests can patch it.
     """
+    pauses = RETRY_BACKOFF_S if backoff_s is None else backoff_s
     attempt = 0
     while True:
         try:
@@ -35,7 +37,7 @@ async def retry(attempt_once: Callable[[], Awaitable[T]], retryable: type[Except
         except retryable as exc:
             if give_up is not None and give_up():
                 raise
-            pause = backoff_s[min(attempt, len(backoff_s) - 1)]
+            pause = pauses[min(attempt, len(pauses) - 1)]
             log.warning("%s (%s); holding the batch, retry %d in %.1fs", failed, exc, attempt + 1, pause)
             if on_failure is not None:
                 on_failure()

@@ -1,19 +1,9 @@
 """``backtest``: ``distillwatch backtest`` over N stored account-minutes, ClickHouse read included.
 
-A fresh child process (chDB opens one data directory per process) fills ``signatures_1m``
-of a temporary embedded ClickHouse with generated rows, then times what ``distillwatch
-backtest --rules CANDIDATE --since all`` does: load the candidate (the packaged rules with
-the score threshold at 60) and the rules in force, read the feedback and clusters, stream the
-table back in chunks through the rules engine for both rule sets, and diff them. The
-lifecycle kernel is loaded from Numba's cache first, untimed (``warm_up_s`` in details).
-
-The rows are made by ClickHouse itself (``INSERT … SELECT`` over ``numbers``) from hashes of
-the row number, so they are the same on every run: ``accounts`` accounts, each active for
-an equal share of minutes, one to three minutes apart, at a start spread over a week; 2% of
-the accounts attack (scores 60–100), the rest draw from an exponential distribution (mean
-8: about 1% of the benign accounts cross 70 somewhere in their 50 minutes, 3% cross 60, false
-positives of the order the evaluation allows). Each row's signal points split its
-score by per-account weights.
+A fresh child process fills ``signatures_1m`` of a temporary embedded ClickHouse with rows made
+by ClickHouse itself from hashes of the row number (the same rows on every run), then times
+``distillwatch backtest --rules CANDIDATE --since all``; the lifecycle kernel is loaded first,
+untimed (``warm_up_s``). The rows, what is timed and the figures: docs/benchmarks.md ("Backtest").
 
     python -m jobs.bench.backtest ACCOUNT_MINUTES ACCOUNTS
 """

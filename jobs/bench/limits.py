@@ -1,22 +1,11 @@
 """The ceilings of this machine with the broker on it, measured (issue 16), not estimated.
 
-Two kinds, each in fresh child processes (``python -m jobs.bench.limits …``):
-
-* ``consume`` — the worker's hot path without ClickHouse and without linking: fetch
-  (aiokafka ``getmany``, the source's fetch settings), decode (``decode_any_batch``)
-  and, with ``detect``, the Detector (Numba frame kernels, scoring, alert rules), in
-  1 or 2 processes. The topic's partitions are split between the processes (manual
-  assignment: what a two-member consumer group ends with, without a rebalance in
-  the clock). Every child warms up (decoder, kernels) and reports "ready"; the
-  parent then starts them together. Summed rate: all events over the slowest child.
-* ``insert`` — the embedded chDB insert ceiling: the rows the worker writes for a
-  batch (api_calls, signatures, key signatures, alerts; same tables, same
-  materialized views) inserted alone, events per second of insert time, with each
-  table's share (``table_insert_s``, ``table_rows``; a table's views count in it). The same
-  batches then run again into a second database with batch N's inserts in a thread
-  while batch N+1 is decoded and detected (the detect step's write overlap): if
-  chDB held the GIL through an insert, the overlapped wall would be the serial sum.
-  Last, a GIL probe: a pure-Python thread's rate during an insert over its rate idle.
+Two kinds, each in fresh child processes (``python -m jobs.bench.limits …``): ``consume`` (the
+worker's hot path without ClickHouse or linking: fetch, decode and optionally detect, in 1 or 2
+processes that warm up, then start together; the rate is all events over the slowest child) and
+``insert`` (the embedded chDB insert ceiling, then the same batches with the inserts overlapped,
+then a GIL probe). What each measures and the figures: docs/benchmarks.md ("Ceilings with the
+broker on this machine").
 """
 
 from __future__ import annotations

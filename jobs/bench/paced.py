@@ -1,22 +1,10 @@
 """Production at a fixed rate for the latency runs, in either encoding.
 
-Event k of a run "happens" at ``t0 + k / rate`` (wall clock) and carries that
-instant as its ``ts``. Every ``tick_s`` the producer sends the events that have
-happened since its last send:
-
-* JSON: one message per event, ticks of 10 ms (a gateway's log plugin sends at
-  once; librdkafka's default linger is 5 ms);
-* batched: one container per partition per tick of ``DEFAULT_LINGER_MS``, which
-  is exactly what ``BatchingProducer`` does at a steady rate below ``max_events``
-  per linger (each event waits in the producer until its partition's batch
-  leaves). The bench builds those containers from pre-validated columns instead
-  of calling ``BatchingProducer.send`` per event, because validating hundreds of
-  thousands of events a second with pydantic in one Python process would make
-  the bench's own producer, not the pipeline, the thing measured.
-
-Events come from the bench data in order; warm-up events (sent before the clock
-starts, so the group has joined and the kernels are loaded) get ids starting
-with ``warm-`` and are left out of the latency query.
+Event k of a run "happens" at ``t0 + k / rate`` (wall clock) and carries that instant as its
+``ts``; every ``tick_s`` the producer sends what has happened since (JSON: a message per event;
+batched: one container per partition per linger, built from pre-validated columns so the
+bench's producer is not what is measured). Warm-up events' ids start with ``warm-`` and are
+left out of the latency query. Why these ticks: docs/benchmarks.md ("Latency runs").
 """
 
 from __future__ import annotations

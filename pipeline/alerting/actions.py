@@ -1,24 +1,11 @@
 """Recommended actions for the gateway: one JSON message per action on ``DW_TOPIC_ACTIONS``.
 
-distillwatch enforces nothing; a gateway consuming the topic decides. Messages come from page
-alert transitions only (monitor mode, allow-listed and false-positive firings publish nothing):
-a firing recommends its rule's action, a resolution (quiet period over, analyst false positive,
-allow-list entry added, rule removed) publishes ``"action": "lift"`` for the same subject.
-Account rules: one message per account, Kafka key = account_id. Cluster rules: one message per
-(rule, cluster, transition kind) of a batch, with the members in it, key = cluster_id.
-
-Message (schema ``distillwatch.action.v1``; times are event times, ISO-8601 UTC)::
-
-    {"schema": "distillwatch.action.v1", "action": "rate_limit" | "review" | "suspend" |
-     "takedown" | "lift", "recommended": <the rule's action (also on a lift)>,
-     "subject": "account" | "cluster", "account_id": str | null, "cluster_id": str,
-     "members": [str] (cluster subjects; [] for accounts), "rule": str, "severity": str,
-     "score": float, "reasons": {signal: points}, "issued_at": str, "expires_at": str | null,
-     "starts_at": str, "idempotency_key": str}
-
-``idempotency_key`` hashes (rule, subject, starts_at, action or lift): re-published after a
-restart, the same recommendation carries the same key. ``expires_at``: ``issued_at`` plus the
-rule's ``action_expires_after`` (null on a lift). docs/alerting.md states this contract.
+Messages (schema ``distillwatch.action.v1``) come from page alert transitions only: a firing
+recommends its rule's action, a resolution publishes ``"action": "lift"`` for the same subject.
+Kafka key: the account (account rules) or the cluster (cluster rules, one message per rule,
+cluster and transition kind of a batch). ``idempotency_key`` hashes (rule, subject, starts_at,
+action or lift), so a recommendation re-published after a restart carries the same key.
+The contract, field by field: docs/alerting.md ("Recommended actions").
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Cluster rules (subject ``cluster``): evaluated by linking stage B on each re-evaluated cluster version.
 
-A cluster rule's condition reads ``score``, ``size``, ``member_top_score``, ``member_mean_score``,
-``member_max_score``, ``calls`` and ``pooled_score`` of the cluster, and ``member_score``, the member's own max
-extraction score (``rules.CLUSTER_NAMES``); it is evaluated per member. Every member it holds for gets its own
-alert (one ``alerts`` row, one transition) carrying the cluster's id in ``cluster_id``: Alertmanager groups
-them by (alertname, cluster_id) into one page per campaign, and the actions topic gets one
-message for the cluster with its members (``actions.py``).
-
-Lifecycle per (rule, member), state in stage B's ``alerted`` table (member → {rule: state}):
-a member fires at its qualifying time (``linking.alert_time``: the earliest event time its cluster,
-rebuilt from the evidence then, met the condition) plus ``for``, once the cluster's evidence
-reaches that time; it stays firing while its cluster keeps qualifying, under the cluster id it
-fired with, and resolves when an evaluation of its cluster no longer qualifies ``resolve_after`` after
-the last one that did. When the member's cluster has another id than its alert (its cluster merged
-into another one), the alert resolves at that evaluation's event time and the member fires again
-under the surviving id if that cluster qualifies: a campaign's firing alerts carry one cluster_id.
-Allow-list entries apply by account_id only (stage B does not see keys, cards or ASNs); an entry
-raising the threshold lets a member page only once its own max score reaches it.
+The condition reads the cluster's values (``rules.CLUSTER_NAMES``) and is evaluated per member:
+every member it holds for gets its own alert carrying the cluster's ``cluster_id``. State per
+(rule, member) lives in stage B's ``alerted`` table. A member fires at its qualifying time
+(``linking.alert_time``) plus ``for``; a firing alert keeps the cluster id it fired with, so on a
+merge it resolves and fires again under the surviving id. Allow-list entries apply by account_id
+only. Lifecycle, merges and allow-list: docs/alerting.md ("Lifecycle", "Allow-list").
 """
 
 from __future__ import annotations

@@ -1,30 +1,11 @@
 """Numba kernels: per-account one-minute frames in event time, rolled into windows.
 
-Pure functions over NumPy arrays; they mutate only the state arrays they are given
-and write results into output arrays the caller allocates. No Faust, no I/O.
-
-Event-time rules (Flink's bounded-out-of-orderness watermark, per Kafka partition):
-- Each partition's watermark is its largest event time seen minus the allowed
-  lateness. An account lives in one partition (the message key is the account),
-  so its frames depend only on that partition's order, which Kafka keeps: the
-  result is the same however the input is cut into batches.
-- An event whose minute frame ended at or before its partition's watermark is
-  late: it is counted per partition and not added to any frame.
-- A frame closes once its end is at or before the watermark. Closing emits it and
-  folds it into the account's rolled windows (decayed sums, ``layout.WINDOW_MINUTES``).
-  An account's frames are always closed in minute order, so the windows do not
-  depend on when closing happens.
-
-State per account slot ``s`` and ring position ``r`` (``r = minute % R``):
-``frame_minute[s, r]`` (``NO_FRAME`` when empty), ``counters[s, r]`` (uint32)
-with ``token_carry[s, r]`` (the token sums' high words, ``layout.TOKEN_COUNTER0``),
-``floats[s, r]``, ``hll[s, r]`` (sketch sections at ``HLL_OFFSETS``); per account:
-``windows[s]`` (float32 [N_WINDOWS, N_WINDOW_Q]), ``acct[s]`` (int64 scalars,
-``AS_*``), ``recent_sim[s]`` (the last simhashes), ``slot_part[s]`` (its
-partition) and ``dirty[s]`` (set on every change; the checkpoint clears it).
-
-Output rows (one per closed frame) are written to an ``Out`` tuple of arrays:
-slot, minute, counters, floats, distinct counts and the windows after folding.
+Pure functions over NumPy arrays: they mutate only the state arrays they are given and write
+into output arrays the caller allocates (an ``Out`` tuple, one row per closed frame). No I/O.
+Invariant: an account's frames depend only on its partition's order (per-partition watermark,
+late events counted, not added) and close in minute order, so the result is the same however
+the input is cut into batches. Event-time rules and the state arrays: docs/architecture.md
+("Event time", "Kernels").
 """
 
 from __future__ import annotations

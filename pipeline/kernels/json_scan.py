@@ -1,38 +1,13 @@
 """Numba scanner for batches of one-JSON-event-per-message values (the event contract).
 
-Pure functions over arrays: the batch is one uint8 buffer with per-message start
-and length; no Python object is made per event. Each message is parsed as a flat
-JSON object, every contract field is judged exactly as the pydantic model
-(``schemas.event.ApiCallEvent``, strict mode) judges it, and the message gets a
-status:
-
-- ``S_OK``: valid; its values are in the output columns.
-- ``S_REJECT``: invalid; the first failing field in model order (pydantic's error
-  order), its error code and the number of failing fields.
-- ``S_FUTURE``: valid but stamped later than ``max_ts_ms``.
-- ``S_PENDING``: valid if a value only Python can judge cheaply is valid (an IPv6
-  ``client_ip``, a float the exact fast path cannot round); ``PEND_*`` bits say which.
-  ``PEND_DERIVE``: valid, and ``prompt_text`` must give the derived fields the event
-  lacks (absent or null; ``missing`` says which, ``text_start``/``text_end`` where the
-  unescaped text is): Python derives them (``schemas.prompt_derive.derive_many``).
-- ``S_OVERSIZED``: longer than ``max_bytes``.
-- ``S_FALLBACK``: anything not decided with certainty here (invalid JSON, escaped
-  keys, NaN/Infinity, long numbers, unusual timestamp forms, …): the caller runs the
-  pydantic path on it.
-
-The rule is: decide only what is certain, fall back on everything else. The
-differential tests compare this path with pydantic on generated input.
-
-String values are found as spans of ``buf`` (escaped ones are unescaped into
-``scratch``, at positions ``buf.size + offset``) and interned while the message is
-in cache (``pipeline.kernels.intern``): the output is a distinct id per row and
-column plus one arena of the distinct values.
-
-Numba caches compiled code per source file, keyed on that file's time stamp, and
-does not follow imports: ``drop_stale_cache`` recompiles this module and json_judge
-when the contract's constants (``event_spec``, read from the model) change; after
-editing json_lex, intern or raw_memory, delete their ``json_*``/``intern`` entries in
-``pipeline/kernels/__pycache__`` (touching a file is not enough).
+Pure functions over arrays: one uint8 buffer with per-message start and length, no Python
+object per event. Every contract field is judged exactly as the pydantic model
+(``schemas.event.ApiCallEvent``, strict mode) judges it, and each message gets a status
+(``S_OK``, ``S_REJECT``, ``S_FUTURE``, ``S_PENDING``, ``S_OVERSIZED``, ``S_FALLBACK``). The rule:
+decide only what is certain, fall back on everything else (the differential tests compare this
+path with pydantic). After editing json_lex, intern or raw_memory, delete their cache entries:
+Numba does not follow imports. Statuses, strings and the cache: docs/architecture.md
+("The JSON scanner").
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
 """The linking process's checkpoint in ``<group>-link-state`` (1 partition, compacted). Pure: no Kafka.
 
-A checkpoint is a *generation* ``g``: the whole stage state (FeatureStage.features,
-ClusterStage.accounts/alerted, the sync memberships (``sync``), the counters per minute the pooled evidence
-and the sync tracker read (``minutes``): plain JSON values; the links are derived from the features) cut
-into blocks of at most ``BLOCK_BYTES``, then a manifest. Records (key -> orjson value):
-
-* ``g{slot}:b{i}`` -> ``{"gen": g, "w": writer, "i": i, "s": section, "d": {key: value, ...}}`` with
-  ``slot = g % 2``: two alternating slots, so writing generation g never touches the
-  blocks of g - 1, the last complete one;
-* ``manifest`` -> ``{"v": 1, "gen": g, "w": writer, "slot": slot, "blocks": n, "offsets":
-  {"topic:partition": next offset}, "meta": {...}}``, written only once every block of g is
-  acknowledged. ``writer`` names the process (host:pid:start): blocks of the right generation
-  but another writer (two linking processes of one group, a misconfiguration) are refused,
-  never mixed;
-* a null value (tombstone) for the slot's keys beyond the new block count.
-
-Restoring folds the topic into its latest value per key (what compaction keeps) and
-takes the manifest's generation: its blocks are the latest records of its slot's keys
-(a later generation would have written the other slot, then its own manifest). Blocks
-of a generation whose manifest was never written (a crash mid-checkpoint) are ignored.
-``min.compaction.lag.ms`` on the topic (pipeline/topics.py) keeps compaction from
-removing anything a restore could still need.
+A checkpoint is a generation ``g``: the whole stage state (memberships, accounts and alert state,
+sync memberships, the counters per minute; links are derived) as plain JSON values, cut into
+blocks of at most ``BLOCK_BYTES`` in slot ``g % 2``, then a manifest written only once every
+block is acknowledged. Invariant: writing ``g`` never touches the blocks of ``g - 1``, the last
+complete one; blocks without their manifest, or of another writer, are never restored.
+Records and restore: docs/linking.md ("Reliability").
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """Cluster changes → ``clusters`` rows and ``cluster_extraction`` alert rows.
 
-``ClusterTracker.emit`` is given the clusters stage B re-evaluated and returns
-only what changed since the last rows it produced:
-
-* a ``clusters`` row (``active`` = 1) for a cluster whose members, score (to 0.1)
-  or listed features changed;
-* a retirement row (``active`` = 0, last known content) for a cluster id that no
-  longer names a cluster: its smallest member merged into a cluster with a smaller
-  one (``merged_into`` names that cluster), or its links were retracted (``merged_into``
-  ''). ``clusters`` is a ReplacingMergeTree on
-  ``cluster_id`` by ``version``, so ``FINAL … WHERE active`` gives the current set;
-* per cluster rule of the rules file (default ``cluster_extraction``), one ``alerts``
-  row and one alert transition per member when the cluster meets the rule's condition,
-  once per firing (``pipeline/alerting/cluster_alerts.py``: lifecycle, labels,
-  suppression; ``alerted``, a Faust table in the worker, holds each member's state).
-  ``fired_ts`` is the member's qualifying time (``alert_time.qualified_since``): the
-  earliest event time at which its cluster, as far as the evidence then showed, met
-  the condition. ``signals`` lists the score factors, the pooled evidence when there is any
-  (``pooled: reasoning_elicitation 40, output_harvest 20 over 12 members' 48 calls``, its points
-  the pooled score), then the shared features; ``signal_points`` their points (factors, pooled)
-  and kind weights (features).
-
-``version`` is the wall clock in microseconds, not event time: rows written after
-a restart re-processed older evidence must still replace the rows written before.
+``ClusterTracker.emit`` is given the clusters stage B re-evaluated and returns only what changed
+since the last rows it produced: changed ``clusters`` rows, retirement rows (``active`` = 0,
+``merged_into``) for ids that no longer name a cluster, and per cluster rule one ``alerts`` row
+and transition per member, once per firing (lifecycle: ``pipeline/alerting/cluster_alerts.py``;
+``fired_ts`` from ``alert_time.qualified_since``). ``version`` is the wall clock in µs, not event
+time, so rows re-written after a restart still replace the older ones. Rows and listings:
+docs/linking.md ("Topology": Stage B; "Rules and score (`pipeline/linking/linking.v1.json`)": Merges).
 """
 
 from __future__ import annotations

@@ -1,32 +1,13 @@
 """Stage B logic: pair evidence → linked pairs → clusters → cluster scores.
 
-Rules:
-
-* A pair's *strength* is the sum of the weights of the distinct feature *kinds* it
-  shares (three shared /24s are still one kind of evidence). The pair is *linked*
-  when the strength reaches ``link_threshold``: with the default weights a payment
-  fingerprint alone links, a /24 plus a prompt template links, ASN plus user agent
-  (plus a /24) does not.
-* Clusters are the connected components of linked pairs (size >= 2). The id is
-  ``c-`` + 8 hex of a BLAKE2b hash of the smallest member account id, so it is
-  stable while that member stays; when two clusters merge, the side holding the
-  smallest member keeps its id and the other id retires (its ``clusters`` row names
-  the survivor in ``merged_into``, ``cluster_outputs.ClusterTracker``).
-* The cluster score (0–100) is the sum of four factors, each ``weight × ramp``:
-  ``size`` (log2 of the member count up to ``full_at``), ``member_scores`` (mean of
-  the members' max extraction scores up to ``full_at``), ``link_strength`` (mean
-  linked-pair strength up to ``full_at``) and ``volume`` (log10 of the members'
-  calls up to ``full_at``).
-  Whether a cluster alerts is a cluster rule's business (pipeline/alerting/rules.v1.yaml,
-  ``cluster_extraction``): besides the score, its members' mean max score must reach a
-  floor, since many accounts on one card and one office network are a company, not an
-  attack, unless they behave like extraction.
-
-The evidence is not stored: ``link_state.LinkState`` derives it from stage A's
-memberships and hands ``describe_cluster`` the linked pairs of one cluster, and its
-hubs (``HubLinks``): a hub of N members in the cluster is listed as one shared feature
-(``tpl:… shared by 200 accounts (hub)``) and counts as N − 1 links of its kind's weight
-in the link-strength factor; its pairs are never enumerated.
+A pair's strength is the sum of the weights of the distinct feature kinds it shares; it is
+linked at ``link_threshold``. Clusters are the connected components of linked pairs, with an
+id stable while their smallest member stays (a merge keeps the id of that side). The score
+(0–100) sums four factors, each ``weight × ramp``. The evidence is not stored: ``link_state``
+derives it from stage A's memberships and hands ``describe_cluster`` one cluster's linked pairs
+and its hubs (``HubLinks``: one listed feature, N − 1 links, no pairs). Whether a cluster alerts
+is a cluster rule's business. Rules, weights and score:
+docs/linking.md ("Rules and score (`pipeline/linking/linking.v1.json`)").
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """``<group>-link-feedback``: analysts' verdicts, from the worker to the linking process.
 
-The linking process cannot read embedded ClickHouse (chDB opens its data directory in one
-process only: the worker's), so the worker, which reloads ``alert_feedback`` every
-``FEEDBACK_REFRESH_S`` (pipeline/app.py), publishes the set it loaded as one message, and
-only when the set changed. The topic is compacted with one partition and one key: its last
-record is the newest set, which is all a reader needs (one path for chDB and a server).
-
-Wire format (orjson)::
-
-    {"v": 1, "type": "feedback", "entries": [[feedback_id, recorded_at_ms, account_id, rule,
-                                               verdict, reason, analyst, suppress_until_ms], ...]}
-
-The producer gzips the message (thousands of verdicts repeat their reasons and rules), so
-a large set stays under Kafka's default 1 MB message limit. Decoding raises ``MessageError``.
+The linking process cannot read embedded ClickHouse, so the worker publishes the
+``alert_feedback`` set it reloads, as one gzipped message, only when the set changed. The topic
+is compacted with one partition and one key: its last record is the newest set. Decoding raises
+``MessageError``. The wire format: docs/linking.md ("Wire formats").
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Stage B's linking state, derived from stage A's memberships: no pair evidence is stored.
 
-A pair's evidence is a function of the memberships (the features both accounts belong
-to, since the later of their first sightings; ``tpl`` only between near samples), so it
-is computed when needed (``evidence``, ``pair_evidence``) instead of kept per pair. What
-is kept: an index account -> features and a union-find over interned account ids.
-
-* A new member of a *strong* feature (its kind's weight alone reaches ``link_threshold``,
-  ``pay``) is united with one existing member: the feature is the hub of its members,
-  so N members cost N unions.
-* A new member of another feature is united with each partner whose pair strength,
-  computed from the two accounts' features, reaches the threshold.
-* A *hub* (a ``tpl`` or ``sync`` feature past its cap, ``membership``) unites each member
-  linked through it (``near``: for ``tpl`` near the hub's centre) with one other such member:
-  N unions, and its pairs are never enumerated. Re-evaluating a cluster, it is one link
-  record (``HubLinks``): each member linked at the later of its first sighting and the
-  hub's *since* (the event time the feature had more members than its kind's cap, from
-  the members' times alone), with its kind's weight as link strength. A pair enumerated
-  through other features counts a hub both are linked through in its evidence.
-* A feature made popular drops its members; a union-find cannot split, so the sets are
-  rebuilt from the memberships (``relink``, bounded by the caps; rare after warm-up). A
-  feature becoming a hub rebuilds its former members' clusters the same way: the pairs
-  it linked before are replaced by the hub's unions.
+A pair's evidence is a function of the memberships, computed when needed (``evidence``,
+``pair_evidence``). Kept: an index account -> features and a union-find over interned account
+ids. A strong feature (``pay``) and a hub (``HubLinks``) cost N unions for N members, their pairs
+never enumerated; another feature unites a new member with each partner reaching
+``link_threshold``. A union-find cannot split, so a feature made popular or turned hub rebuilds
+its former members' clusters from the memberships (``relink``). Rules: docs/linking.md
+("Topology": Stage B; "Hubs: templates and timing past the cap").
 """
 
 from __future__ import annotations

@@ -1,32 +1,11 @@
 """Stage A logic: feature → bounded set of accounts. The link evidence is derived from it (``link_state``).
 
-State per feature (a JSON-able dict, the value of stage A's table)::
-
-    {"m": {account: [first_ts_ms, sample]}}     # members, at most the kind's cap
-    {"h": {account: [first_ts_ms, sample]}, "c": centre, "ts": ts_ms}
-                                                # hub (kinds with a hub_cap): past the cap, at most hub_cap
-    {"pop": ts_ms, "n": cap + 1}                # popular: members dropped, no more evidence
-
-Rules, applied by ``observe`` to one message's observations of one feature:
-
-* a new member shares the feature with every existing member (evidence of the pair
-  since the later of the two first sightings); for ``tpl`` only with members whose
-  sample simhash is within ``max_hamming`` bits of its own (``partners``), so
-  colliding bands of unrelated prompts do not link;
-* the member that would exceed the kind's cap makes the feature *popular*: its
-  members are dropped (``dropped``: stage B forgets their evidence too). A popular
-  feature stays popular (a big cloud ASN, a common SDK user agent);
-* except for a kind with a ``hub_cap`` (``tpl``, ``sync``: ``config.HUB_KINDS``): there that
-  member makes the feature a *hub* (``hubbed``: the members it held). A hub unites its
-  members through itself (``link_state``: N unions, never its pairs); for ``tpl`` only the
-  members whose sample is within ``max_hamming`` bits of the hub's *centre* (``near``), the
-  sample of the member with most near-duplicates when it became a hub, so one band shared
-  by two templates does not join them. The member past ``hub_cap`` makes the hub popular.
-  A hub's member dict is updated in place (copying 50,000 members per message would cost
-  more than the message).
-
-Idempotent: observing a member again changes nothing and yields nothing, so a
-re-read message after a crash never duplicates evidence.
+A feature's state is a JSON-able dict: its members (at most the kind's cap), a hub (kinds with a
+``hub_cap``, ``config.HUB_KINDS``: past the cap, at most ``hub_cap``) or popular (members
+dropped). ``observe`` applies one message's observations of one feature and reports the new
+members, ``dropped`` and ``hubbed``; ``tpl`` members link only within ``max_hamming`` bits
+(``partners``, ``near``). Idempotent: observing a member again changes and yields nothing.
+Rules and state: docs/linking.md ("Topology": Stage A; "Hubs: templates and timing past the cap").
 """
 
 from __future__ import annotations

@@ -1,39 +1,12 @@
 """Wire formats of the linking topics: columnar JSON (orjson), one message per batch, never per row.
 
-Faust costs ~150 µs per message, so every message carries a whole batch:
-
-``dw-link-observations`` (partitioned by feature; written by the detect step,
-at most one message per partition per detect batch)::
-
-    {"v": 1, "type": "obs", "src": "<detect source>", "seq": <batch number>,
-     "features": [...], "accounts": [...],          # dictionaries of this message
-     "f": [int], "a": [int], "ts": [ms], "sample": [uint64]}   # one entry per observation
-    {"v": 1, "type": "end", "src": "<detect source>"}            # drain marker, sent to every partition
-
-``dw-link-edges`` (1 partition; written by the detect step)::
-
-    {"v": 3, "type": "accounts", "src": "...",
-     "account": [...], "calls": [int], "ts": [ms],                     # calls in the batch, latest event time
-     "score": [float | null], "max_score": [float | null],             # latest closed frame, running max
-     "best": [float | null], "best_ts": [ms | null],                   # the batch's best frame and its end
-                                                                       # (null: no frame closed in the batch)
-     "frame_account": [int], "frame_minute": [int], "frame_calls": [int],  # every closed frame: its account
-                                                                       # (index into "account"), epoch minute, calls
-     "frame_prompt_tokens": [int], ...}                                # and its FRAME_COUNTERS (version 3)
-    {"v": 3, "type": "end", "src": "<detect source>"}                  # drain marker, after the updates
-
-Versions: the linking messages are written as ``VERSION`` (3) and read as 1, 2 or 3. Version 2
-added the frame columns (the timing evidence, ``sync_tracker``); version 3 the frames' additive
-counters ``FRAME_COUNTERS`` (``frame_<name>``: the pooled cluster evidence, ``pooled``). A version-1
-accounts message (an older worker, or the topic's backlog after an upgrade) reads with no frames, a
-version-2 one with their calls only (no pooled evidence from it). An older linking process refuses
-newer messages (logged, counted in ``bad_messages``): upgrade the linking process with or before
-the workers. The link results and feedback sets that share this envelope
-(``open_message``) have their own version, ``ENVELOPE_VERSION``.
-
-Stage A hands stage B a ``MemberChanges`` in memory (same process), never on a topic.
-Kind weights are not on the wire: stage B applies the weights of its config file.
-Decoding raises ``MessageError`` for anything malformed.
+Observation messages (``<group>-link-observations``, by feature) and account updates with every
+closed frame's calls and ``FRAME_COUNTERS`` (``<group>-link-edges``), each with its drain marker;
+link results and feedback sets share the envelope (``open_message``, ``ENVELOPE_VERSION``).
+Written as ``VERSION`` (3), read as 1, 2 or 3; an older reader refuses newer messages. Kind
+weights are not on the wire. Decoding raises ``MessageError`` for anything malformed.
+The formats field by field, and what each version added: docs/linking.md ("Wire formats",
+"Timing correlation (`sync`)": Versions).
 """
 
 from __future__ import annotations

@@ -1,30 +1,11 @@
 """Link observations of one decoded batch: the distinct (feature, account) pairs it contains.
 
-Pure and vectorised: columns in, columns out. Pairs are found on numbers
-(``feature_keys``: per event only C-level string hashing and an IPv4 split),
-and names are built only for the pairs asked for (``Pairs.named``): the
-publisher names just those it has not sent before.
-
-Features (kind, then a value; ``config.KINDS`` lists the kinds):
-
-* ``pay:<fingerprint>`` — payment card fingerprint;
-* ``ip24:a.b.c`` / ``ip48:x:y:z`` — the client IP's IPv4 /24 or IPv6 /48;
-* ``asn:<number>`` — the client's autonomous system (0 = unknown, skipped);
-* ``ua:<16 hex>`` — a hash of the user agent string;
-* ``tpl:<band>:<hex>`` — one band of the prompt simhash (bands × band_bits = 64).
-  A band value alone is a weak LSH candidate: random prompts collide in a 16-bit
-  band all the time. An event counts for ``tpl`` only when its simhash is
-  *templated*: within the same band value a *different* simhash of any account
-  (or the same simhash of another account) lies within ``max_hamming`` bits.
-  Candidates are the ``_WINDOW`` nearest entries in (band, simhash) order, so
-  the check is exact for small buckets and a close approximation for big ones.
-  Simhashes of recent batches (``TemplateCarry``) take part in the check, so a
-  quiet account's template is confirmed even when its calls fall into
-  different batches.
-
-Each observation carries the event time of the pair's first event in the batch
-and, for ``tpl``, a *sample*: the simhash of the pair's first templated event,
-which stage A compares across accounts (Hamming distance) before linking.
+Pure and vectorised: columns in, columns out. Pairs are found on numbers (``feature_keys``)
+and names are built only for the pairs asked for (``Pairs.named``): the publisher names just
+those it has not sent before. ``config.KINDS`` lists the kinds; a ``tpl`` observation counts
+only when templated (a near-duplicate of another account, ``TemplateCarry`` included) and
+carries its simhash as the sample. Each feature's form and the template rule:
+docs/linking.md ("Topology": Observations).
 """
 
 from __future__ import annotations

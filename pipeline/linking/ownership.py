@@ -1,18 +1,11 @@
 """One active linking process per consumer group: a Kafka partition assignor that gives
 every partition to ONE member of ``<group>.linking`` and keeps them there.
 
-Stage B holds one instance of the cluster state, so the linking processes of a group
-(one per detect worker) must not each read everything. They all subscribe; the group
-leader runs ``SingleOwnerAssignor.assign``: all partitions of all subscribed topics go to
-one member, the others get none and stay hot standbys (joined, fetching nothing).
-
-Sticky: a member that owns the partitions says so in its join metadata (``user_data``),
-with the *ownership epoch* it got them in, and keeps them when others join (the default
-assignors would move them on a join and cost a checkpoint-restore handover each time).
-Without a claim (the owner left or was evicted) the lowest member id becomes the owner
-under the next epoch. Two claims (an evicted owner rejoining after a standby took over)
-go to the higher epoch: the member that took over. Every assignment's ``user_data`` carries
-the epoch, the owner and the group size, so each member knows them after a rebalance.
+``SingleOwnerAssignor.assign`` (run by the group leader) gives all partitions to one member; the
+others stay hot standbys. Sticky: the owner's claim (with its ownership epoch) travels in its
+join metadata (``user_data``); without a claim the lowest member id owns under the next epoch,
+and of two claims the higher epoch wins. Why and how: docs/linking.md ("Topology": One active
+process per group).
 """
 
 from __future__ import annotations

@@ -1,26 +1,13 @@
 """Pooled cluster evidence: score what a cluster's members take *together*.
 
-A fleet spread thin keeps each member under the scoring's volume gate (``volume_gate`` on
-``calls_1h``): twelve members at one call a minute each score little alone, and members at
-0.1–0.3 calls a minute stay under 20 for hours. What they take together is one campaign's
-traffic. ``pooled_score`` sums the members' additive per-minute counters (the closed frames'
-``POOLED`` counters, carried by the account updates since message version 3) over the
-``window_minutes`` (60) up to an event time, computes the scoring features that are ratios of
-those sums *with the scoring's own feature code* (a frame whose 60-minute window holds the sums)
-and applies the scoring config's ramps, weights and volume gate for exactly the signals whose
-features are all computable from them (``PooledScorer.signals``, derived from the config and the
-features by probing which window cells each feature reads, not listed here).
-
-The same function serves stage B live (``PooledEvidence.at``), the alert times
-(``alert_time.qualified_since``, from ``PooledEvidence.minutes``: a group's per-minute series,
-summed over its members as the union-find joins them) and the backtest (``jobs/backtest_clusters``,
-from ``signatures_1m``).
-
-``PooledEvidence`` keeps the counters in a ``timing.CounterRing`` (in the process the timing
-evidence's too, ``shared``): per account ``window_minutes + history_minutes`` cells (or more) of
-``len(POOLED)`` uint32 counters and an int32 minute tag. Minutes older than the horizon (the newest
-minute seen minus those minutes) read as unknown (0), whatever order the frames came in, so the
-evidence at a time is a function of the frames, not of their arrival.
+``pooled_score`` sums the members' per-minute ``POOLED`` counters over ``window_minutes`` up to
+an event time and scores them with the scoring's own feature code, ramps, weights and volume
+gate, for exactly the signals computable from those sums (``PooledScorer.signals``, derived, not
+listed). One function serves stage B live (``PooledEvidence.at``), the alert times
+(``PooledEvidence.minutes``) and the backtest (``jobs/backtest_clusters``). ``PooledEvidence``
+keeps the counters in a ``timing.CounterRing``; minutes past the horizon read as 0, so the
+evidence is a function of the frames, not of their arrival. Details: docs/linking.md
+("Pooled cluster evidence").
 """
 
 from __future__ import annotations
@@ -73,15 +60,6 @@ def poolable(feature: str) -> bool:
     """A feature computable from the pooled sums: it reads 60-minute window counters of ``POOLED`` only."""
     inputs = feature_inputs(feature)
     return bool(inputs) and inputs <= {(L.W60, c) for c in _COLUMNS}
-
-
-def window_sums(per_minute: np.ndarray, window: int) -> np.ndarray:
-    """``out[j]``: the sum of rows ``j - window + 1 .. j`` of ``per_minute`` (``[minutes, columns]``; fewer
-    rows at the start)."""
-    c = np.cumsum(per_minute, axis=0)
-    out = c.copy()
-    out[window:] -= c[:-window]
-    return out
 
 
 @dataclass(frozen=True)

@@ -2,34 +2,12 @@
 
     python -m pipeline.linking.process [--bounded] [--drain-source SRC ...]   (settings: DW_* env)
 
-Every detect worker starts one, but only one per consumer group is *active*: all subscribe
-to ``<group>-link-observations`` and ``<group>-link-edges`` in group ``<group>.linking``
-(offsets committed after each checkpoint) with ``ownership.SingleOwnerAssignor``, which
-gives every partition to one member and keeps them there when others join. The others
-are hot standbys: joined, fetching nothing, sending nothing. On assignment the new owner
-restores the newest checkpoint and seeks to its offsets; on revocation the owner stops at
-a fetch boundary and checkpoints if it is still a member (a commit of its last offsets
-proves that first), then either gets the partitions back (same in-memory state: the
-state topic has not grown since its last write) or becomes a standby. Logged as
-"linking: active, restored generation N" / "linking: standby".
-Per fetch: stage A turns each observation message into ``MemberChanges`` (in memory, no
-topic); each account-update message also feeds the sync tracker (``sync_tracker``: calls per
-minute, timing evidence at event-time boundaries, as ``sync:`` observations for stage A; at the
-drain, once every drain source's edges marker is in, its remaining boundaries); stage B applies
-those changes, the account updates and the drain markers in one call,
-and what it produced goes to ``<group>-link-results`` as ``LinkResult`` messages (acked)
-for the workers to write; a stats-only result follows at least every ``STATS_EVERY_S``.
-Every ``checkpoint_interval_s`` (and at the drain and on SIGTERM) the state is written
-to ``<group>-link-state`` (``checkpoint``) and then the input offsets are committed.
-Results go out before the checkpoint covering their input: after a crash some are sent
-again (at-least-once; idempotent downstream: clusters by version, alerts by id, pages
-deduplicated by their labels).
-
-Drain: a marker read from observations partition p counts as (src, p), one read from
-the edges topic as (src, None) (``stages``). Every source whose markers are all in is
-named once in a result's ``drained_sources`` (after stage B's final evaluation for the
-``--drain-source`` ones); with ``--bounded`` the process checkpoints and exits 0 once
-all its drain sources are drained.
+One process per consumer group ``<group>.linking`` is active (``ownership.SingleOwnerAssignor``);
+the others are hot standbys. Per fetch: stage A, the sync tracker, stage B, then ``LinkResult``
+messages to ``<group>-link-results``. Order: results are acked before the checkpoint covering
+their input, and the input offsets are committed only after that checkpoint (at-least-once,
+idempotent downstream). Topology, ownership, drain and reliability: docs/linking.md
+("Topology", "Event time and determinism", "Reliability").
 """
 
 from __future__ import annotations
@@ -80,7 +58,7 @@ from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from pipeline.linking.sync_tracker import SyncTracker
 from pipeline.linking.topics import LinkTopics
-from pipeline.retry import RETRY_BACKOFF_S, fetch_or_wait, retry
+from pipeline.retry import fetch_or_wait, retry
 from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.topics import ensure_topics, partition_count
 
@@ -584,7 +562,7 @@ class LinkingProcess:
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
         """Run ``attempt()`` until Kafka accepts (the input waits meanwhile); Stopped when asked to stop."""
         try:
-            await retry(attempt, KafkaError, f"linking process: {what} failed", RETRY_BACKOFF_S,
+            await retry(attempt, KafkaError, f"linking process: {what} failed",
                         give_up=self.stop_requested.is_set)
         except KafkaError as exc:
             raise Stopped from exc

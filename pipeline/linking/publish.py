@@ -1,19 +1,10 @@
 """Detect-side producer of the linking topics: observations, account updates and drain markers.
 
-Called by the detect step once per batch, after its ClickHouse writes and before
-its offsets are committed (a crash in between re-reads the batch; stage A and the
-pair evidence are idempotent, only the account call counters count it twice).
-
-Per batch: ``prepare`` (CPU: extraction and packing; run it in a worker thread)
-then ``send`` (awaits the broker's acknowledgement of every message):
-at most one observation message per partition of ``dw-link-observations``, one
-account-update message on ``dw-link-edges`` (with the calls of every frame the batch
-closed), and on the drain batch an end marker to every observations partition and to
-``dw-link-edges`` — sent only after everything else of this source is acknowledged, which
-is what makes stage B's drain barrier sound.
-
-Not thread-safe: one publisher per detect source, batches in order (it carries
-recent simhashes from batch to batch).
+Called by the detect step once per batch, after its ClickHouse writes and before its offsets are
+committed. ``prepare`` (CPU; run it in a worker thread) then ``send`` (awaits every
+acknowledgement). On the drain batch the end markers go out only after everything else of this
+source is acknowledged: that is what makes stage B's drain barrier sound. Not thread-safe: one
+publisher per detect source, batches in order. Details: docs/linking.md ("Reliability").
 """
 
 from __future__ import annotations

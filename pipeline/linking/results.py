@@ -1,21 +1,10 @@
 """``<group>-link-results``: what the linking process hands back to the detect workers.
 
-The linking process cannot write ClickHouse itself (embedded chDB opens its data
-directory in one process only: the worker's), so every evaluation's cluster rows,
-alert rows and page transitions travel as a ``LinkResult`` to the workers' results
-consumer, which writes them (one path for chDB and a ClickHouse server alike).
-
-Wire format (orjson, one JSON object per message)::
-
-    {"v": 1, "type": "result",
-     "rows": {<ClusterRows column>: [...]}, "alerts": {<AlertRows column>: [...]},
-     "transitions": [{"rule", "state", "labels", "annotations", "starts_at_ms", "ends_at_ms",
-                      "score", "signals"}],
-     "cluster_of": {account: cluster id | ""}, "drained_sources": [src], "stats": {...}}
-
-A result bigger than ``MAX_RESULT_BYTES`` is cut by ``split_result`` into results that
-each fit (Kafka's default message.max.bytes is 1 MB); each is a valid result on its own,
-and only the last carries ``drained_sources``. Decoding raises ``MessageError``.
+The linking process cannot write ClickHouse itself (embedded chDB opens its data directory in one
+process only), so every evaluation's cluster rows, alert rows and page transitions travel as a
+``LinkResult`` to the workers' results consumer. ``split_result`` cuts one bigger than
+``MAX_RESULT_BYTES`` into results that each fit; only the last carries ``drained_sources``.
+Decoding raises ``MessageError``. The wire format: docs/linking.md ("Wire formats").
 """
 
 from __future__ import annotations

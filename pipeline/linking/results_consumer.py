@@ -1,24 +1,11 @@
 """The worker's reader of ``<group>-link-results``: the linking process's output, applied here.
 
-The linking process cannot write embedded ClickHouse (one process per data directory:
-the worker's), so each ``LinkResult`` is applied by the worker, in order:
-
-1. cluster rows and alert rows to ClickHouse (``sink.write_with_retry``: holds while
-   ClickHouse is away), the page transitions to the outbox (the same sink call);
-2. the recommended actions of those transitions to the actions topic (retried while
-   Kafka refuses; the gateway drops repeats by idempotency key);
-3. ``cluster_of`` (account -> cluster id, "" removes), read by the account alerts' label;
-   the process's stats, kept for /stats and /metrics;
-4. the offset commit (consumer group ``<group>.link-results``): a result is committed only
-   after it was written, so a crash re-applies it (idempotent, see ``sink``);
-5. ``drained`` is set once a result names ``source_id`` among its drained sources.
-
-``cluster_of`` is seeded at start from the active clusters in ClickHouse (``seed``): results
-only name the accounts that changed, and a restarted worker resumes after its committed offset.
-
-The consumer is assigned every partition of the topic (no group rebalance; the group only
-keeps the committed offsets), so each worker sees every result: its drain, and the cluster
-of any account it alerts on.
+The linking process cannot write embedded ClickHouse (one process per data directory), so each
+``LinkResult`` is applied by the worker, in order: rows and page transitions (``sink``), their
+actions, ``cluster_of`` and stats, then the offset commit (group ``<group>.link-results``):
+committed only after it was written, so a crash re-applies it (idempotent). ``cluster_of`` is
+seeded at start from the active clusters (``seed``). Every partition is assigned to every worker.
+Details: docs/linking.md ("Topology", "Reliability").
 """
 
 from __future__ import annotations
@@ -39,7 +26,7 @@ from pipeline.alerting.rules import RuleSet
 from pipeline.linking.messages import MessageError
 from pipeline.linking.results import LinkResult, decode_result
 from pipeline.linking.sink import ClusterSink, write_with_retry
-from pipeline.retry import RETRY_BACKOFF_S, fetch_or_wait, retry
+from pipeline.retry import fetch_or_wait, retry
 from pipeline.sinks.clickhouse import query_rows
 from schemas.tables import CLUSTERS
 
@@ -190,5 +177,4 @@ class ResultsConsumer:
 
 async def publish_with_retry(publisher: ActionPublisher, messages: Sequence[ActionMessage]) -> None:
     """Publish, retrying with back-off while Kafka refuses (the results wait in their topic meanwhile)."""
-    await retry(lambda: publisher.publish(messages), KafkaError, f"publishing {len(messages)} cluster actions failed",
-                RETRY_BACKOFF_S)
+    await retry(lambda: publisher.publish(messages), KafkaError, f"publishing {len(messages)} cluster actions failed")

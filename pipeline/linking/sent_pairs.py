@@ -1,20 +1,11 @@
 """SentPairs: which (feature, account) pairs this publisher has already sent to stage A.
 
-Stage A ignores a member it already holds (``membership``: observing again changes
-nothing), and an account's features barely change from batch to batch (its /24, its
-card, its SDK, its ASN), so after an account's first batch nearly every observation
-would be a no-op that still costs packing, a Kafka message and stage A's time. The
-publisher drops those before packing.
-
-A lossy table of 64-bit pair keys, vectorised in NumPy: two-way set-associative
-with least-recently-used replacement (a bucket of two slots, the most recent
-first), so two steady pairs landing in one bucket do not evict each other on
-every batch as they would in a direct-mapped table (at 20% load about one pair in
-ten shares its slot). A pair is "sent" only when its key is in its bucket.
-Forgetting (an eviction, two keys of one bucket in one call, a restart, a
-partition moving to another worker) only means sending a pair again, which stage
-A ignores; a wrong "sent" needs two pairs with one 64-bit key. Fixed memory:
-``8 << slots_log2`` bytes (16 MB by default).
+Stage A ignores a member it already holds, and an account's features barely change between
+batches, so the publisher drops pairs already sent before packing. A lossy two-way
+set-associative table of 64-bit pair keys with LRU replacement, vectorised in NumPy, fixed
+memory ``8 << slots_log2`` bytes. Invariant: forgetting a pair only re-sends it (stage A ignores
+it); a wrong "sent" needs two pairs with one 64-bit key. Why two ways: docs/linking.md
+("Topology": Only new pairs are sent).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pipeline.alerting.alert_rows import AlertRows
 from pipeline.alerting.outbox import Outbox
 from pipeline.alerting.transitions import AlertTransition
 from pipeline.linking.cluster_outputs import ClusterRows
-from pipeline.retry import RETRY_BACKOFF_S, retry
+from pipeline.retry import retry
 from pipeline.sinks.batch_outputs import alert_columns, content_token
 from pipeline.sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable, ClickHouseWriter
 
@@ -66,7 +66,7 @@ async def write_with_retry(sink: ClusterSink, rows: ClusterRows, alerts: AlertRo
     try:
         # Sinks written before the outbox take (rows, alerts) only; they get no transitions.
         await retry(lambda: asyncio.to_thread(sink.write, rows, alerts, *((transitions,) if transitions else ())),
-                    ClickHouseUnavailable, "ClickHouse unavailable for cluster rows", RETRY_BACKOFF_S)
+                    ClickHouseUnavailable, "ClickHouse unavailable for cluster rows")
         return True
     except ClickHouseRejected:
         log.exception("ClickHouse refused %d cluster rows / %d alerts; dropped", len(rows),

@@ -1,28 +1,12 @@
 """The two linking stages as plain classes over mappings: Faust-free, so tests drive them with dicts.
 
-``FeatureStage`` (stage A) owns the memberships of ``dw-link-observations``' features:
-one observation message in, one ``MemberChanges`` out (handed to stage B in memory by the
-linking process, ``process``). ``ClusterStage`` (stage B) reads the same memberships
-(``link_state``: the links are derived, no pair is stored) and sees every member change
-and account update: messages in, changed ``clusters`` rows and alerts out.
-
-Drain barrier (bounded input): every detect source sends an end marker to every
-observations partition and one to ``dw-link-edges``, after its last batch. The linking
-process tags a marker with the observations partition it came from (after handing that
-partition's member changes on) and leaves the edges topic's untagged (``partition`` None).
-Stage B is drained when it holds the marker of every observations partition and the
-edges marker of each of its ``drain_sources``: by then every observation of that source
-has been applied and every account update (sent by the detect step before its
-markers, on the edges topic) has arrived. It then evaluates every cluster once more and
-reports ``drained``. A marker read twice (after a restart) counts once. Markers of other
-sources never end this drain.
-
-Cluster alerts: live, stage B alerts as soon as a re-evaluated cluster meets the
-policy. With ``defer_alerts`` (bounded input) it evaluates alerts once, at the
-drain, on all the evidence. The rule is the same; the alert's event time
-(``alert_time``) is a function of the evidence, so a replay reports the same
-alerts at the same times on every run. Cluster rows are written as they change
-in both modes, and exactly (every difference) at the drain.
+``FeatureStage`` (stage A) owns the features' memberships: one observation message in, one
+``MemberChanges`` out (handed to stage B in memory). ``ClusterStage`` (stage B) reads the same
+memberships (``link_state``: links derived, no pair stored), sees every member change and
+account update, and returns changed ``clusters`` rows and alerts. Drain barrier: stage B is
+drained once it holds the marker of every observations partition and the edges marker of each
+of its ``drain_sources``; with ``defer_alerts`` cluster alerts are evaluated there, once, at the
+same event times as live. Details: docs/linking.md ("Topology", "Event time and determinism").
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """The worker's linking child process (DW_LINKING=child): start it, restart it when it dies, stop it.
 
-The child is ``python -m pipeline.linking.process`` with the worker's settings as DW_*
-variables (secrets stay in the environment: the command line holds flags only, and it
-is what gets logged). Its output goes to the worker's own stdout/stderr.
-
-While the worker runs, a child that exits is started again after a back-off doubling
-from ``BACKOFF_START_S`` up to ``BACKOFF_CAP_S`` (reset after ``STABLE_AFTER_S`` of
-running); each restart is counted (``restarts``, the metric
-``distillwatch_linking_restarts_total``). The linking process restores its checkpoint
-and re-reads its input from there, so a restart loses nothing.
-
-Bounded runs (``--bounded``): the child exits 0 by itself after the drain of this
-worker's source: that is the expected end (``finished``), not a crash. A bounded child
-that keeps failing is given up after ``BOUNDED_MAX_RESTARTS`` restarts (``gave_up``), so
-a replay fails with the reason instead of waiting for its timeout.
-
-``stop``: SIGTERM (the child checkpoints and exits within seconds), then SIGKILL after
-``stop_timeout_s``. A worker killed outright (SIGKILL, OOM) cannot stop its child: on Linux
-the child is started with a parent-death signal (SIGTERM), so it never outlives the worker
-and a restarted worker never finds a second linking process of its group still running.
+The child is ``python -m pipeline.linking.process`` with the worker's settings as DW_* variables
+(secrets stay in the environment; the command line holds flags only). A child that exits is
+restarted after a back-off from ``BACKOFF_START_S`` to ``BACKOFF_CAP_S`` (reset after
+``STABLE_AFTER_S``); a bounded child's exit 0 is its end (``finished``), and one that keeps
+failing is given up after ``BOUNDED_MAX_RESTARTS`` (``gave_up``). ``stop``: SIGTERM, then SIGKILL
+after ``stop_timeout_s``; on Linux a parent-death signal ends the child with the worker.
+Details: docs/linking.md ("Topology": Who runs it).
 """
 
 from __future__ import annotations

@@ -1,44 +1,12 @@
 """Synchronised accounts: whose calls per minute rise and fall together, found without comparing all pairs.
 
-A load balancer spreading one campaign over many accounts makes their per-minute call
-counts follow the campaign's own curve, minute after minute. ``find_groups`` finds such
-groups among the accounts active in one window of minutes (``SyncConfig``), given the
-window and the ``repeat_minutes`` before it:
-
-1. **Eligible**: at least ``min_active_minutes`` minutes of the window with calls (mostly-0/1
-   low-rate accounts are noise, not a curve).
-2. **Detrended**: clipped at ``clip_mads`` robust sigmas around the account's median (the
-   median absolute deviation; the mean absolute deviation when most minutes are equal), so a
-   few shared spikes — a cron at :00, a platform incident — cannot make a correlation on
-   their own; minus the least-squares fit of slow curves (cosines of periods down to
-   ``trend_minutes``), so a steady rate, a ramp or a shared daily curve correlates nothing;
-   centred and scaled to unit length (``z``), so ``z_a · z_b`` is the Pearson r.
-3. **Clockwork left out**: an account following the clock shares its timing with everyone on
-   the same schedule, so it is no evidence: a short period (2 to window/4 minutes) explaining
-   ``periodic_share`` of its curve (a cron every few minutes), a window repeating the same
-   minutes ``repeat_minutes`` earlier (r at least ``repeat_r``: an hourly job), or one level
-   shift explaining ``step_share`` of it (a steady client whose rate changes at the top of the
-   hour) takes it out of this window's comparison.
-4. **Signed random projections** (SimHash for cosine, Charikar 2002): the centred, unit-length
-   vectors ``z`` are projected on fixed Gaussian directions; each sign is one bit, and two
-   vectors agree on a bit with probability ``1 - arccos(r)/π`` where ``r`` is their Pearson
-   correlation. The bits are cut into ``bands``; accounts equal on a band share a bucket.
-   The bits per band grow with the number of eligible accounts (``log2(n) + 2``), so an
-   unrelated account shares a given bucket with a quarter of another on average and the
-   candidates stay O(n).
-5. **Verified**: a candidate pair is an edge when its actual Pearson correlation (``z_a · z_b``)
-   reaches ``min_r``. Buckets of at most ``max_bucket`` accounts give all their pairs; a
-   bigger bucket (a fleet, or a pattern many share) gives each member paired with the bucket's
-   most central member, O(size × window) instead of size².
-6. **Groups**: connected components of the edges, pruned until every member's mean
-   correlation with the other members (exact, from the sum of their vectors) reaches
-   ``min_r``; the pruned members are grouped again among themselves once.
-7. **The platform's curve left out**: a group whose curve more than ``popular_share`` of all
-   the other compared accounts follow (r at least ``follow_r``) shows a change everyone saw
-   at once — traffic tripling at one minute, an incident and its retries — and is dropped.
-
-Cost per window: O(n × window × bits) for the projections, O(n × bands × max_bucket) candidates,
-O(size × window) per big bucket; never a matrix over all pairs.
+``find_groups`` takes the accounts active in one window of minutes (``SyncConfig``) and the
+``repeat_minutes`` before it, and returns the groups whose detrended curves correlate at
+``min_r`` or more: eligible accounts, detrended and scaled to unit length (so ``z_a · z_b``
+is the Pearson r), clockwork left out, candidates from signed random projections (LSH),
+verified, grouped, and groups following the platform's own curve dropped. Never a matrix over
+all pairs: the candidates stay O(n). Each step, its settings and why:
+docs/linking.md ("Timing correlation (`sync`)", How), costs under Cost.
 """
 
 from __future__ import annotations

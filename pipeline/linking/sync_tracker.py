@@ -1,35 +1,13 @@
 """Timing evidence for stage A: per-minute call counts in, ``sync:`` feature memberships out.
 
-The linking process hands every account-update message (``messages.AccountUpdates``: the
-calls of each frame the detect worker closed) to ``SyncTracker.handle``. The tracker writes
-the frames into a ``timing.CounterRing`` (the pooled evidence's, in the process) and, at
-event-time *boundaries* aligned for everyone (every ``step_minutes`` minutes since the epoch,
-so all accounts are compared over the same minutes), runs ``sync.find_groups`` over the
-accounts active in the window before the boundary. Each group becomes members of one
-``sync:<8 hex>`` feature, handed to stage A as an ``ObservationBatch`` (event time: the
-boundary; sample: the member's correlation and active minutes), so the evidence flows through
-the same memberships, caps, popularity and union-find as a shared card or network.
-
-* **When.** Boundary B (window ``[B - window, B)``) is evaluated once a frame of minute
-  ``B + settle_minutes`` or later has arrived — the frames of other partitions that lag by
-  less than that are in. A bounded run (replay, eval) has no live deadline: it waits
-  ``BOUNDED_SETTLE_MINUTES`` (a day) instead and evaluates the rest at the drain (``flush``),
-  so every boundary sees all its frames whatever the partitions' interleaving, and a replay
-  gives the same evidence run after run. Frames are applied minute by minute, and a boundary
-  that falls due is evaluated before the newer frames are written, so the ring never
-  overwrites a minute a pending boundary still needs.
-* **Two windows.** With ``early`` set, boundaries come every ``early.step_minutes`` and each
-  also compares the shorter window (its own activity, r and trend settings): a fleet links
-  once it has moved together for that long, not a full ``window_minutes``. The main window
-  is compared at its own ``step_minutes``; both feed the same features.
-* **Which feature.** A group whose members already hold a sync feature continues the one
-  holding most of them (its new members join it); otherwise a new feature is named from the
-  boundary and its smallest member. A group continuing a feature that stage A made popular
-  (more members than the kind's cap) is dropped: the pattern is shared too widely to tell
-  anyone apart, as for a big cloud ASN.
-* **Checkpoint.** ``member_of`` (account → its sync feature) and ``clock`` (the newest minute,
-  the next boundary) go into the linking checkpoint, the ring with the pooled evidence's section;
-  ``restore`` reads the clock back.
+``SyncTracker.handle`` writes each account-update message's closed frames into a
+``timing.CounterRing`` (shared with the pooled evidence) and, at event-time boundaries aligned
+for everyone, runs ``sync.find_groups`` over the window before each; every group becomes members
+of one ``sync:<8 hex>`` feature, handed to stage A as an ``ObservationBatch``. Invariant: the
+evidence depends on the frames only, not on how they were cut or interleaved (a bounded run
+waits ``BOUNDED_SETTLE_MINUTES`` and evaluates the rest at the drain, ``flush``). Checkpointed:
+``member_of`` and ``clock``. When, the two windows, which feature, the checkpoint:
+docs/linking.md ("Timing correlation (`sync`)").
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """State-topic records: encode, decode, and choose the valid ones. Pure: no Kafka, no Detector.
 
-State partition ``p`` holds everything about input partition ``p``, in order, as
-three kinds of record: a *block* (key ``<store>/<p>/<block>``; the members' ids,
-extras and ordinals, then every slot array of the store as ``members × row``
-bytes, lz4; rewritten whole when a member changed), a *marker* (key
-``__partition__/<p>``, written after a checkpoint's blocks: ``seq``, ``base_seq``,
-the next input offset, the partition's row of every per-partition array, the
-layouts, the worker's partition-less state such as the model first-seen map) and
-a *tombstone* (a block key with a null value).
-
-``PartitionLog`` keeps, per block, the latest record whose ``seq`` lies in
-``[M.base_seq, M.seq]`` of the last marker M; a larger ``seq`` is an *orphan* of
-an unfinished checkpoint, ignored and rewritten by the next one
-(``ChosenState.rewrite``/``tombstones``).
-
-Values start with ``b"DWS"``, a format version byte and a kind byte; every record
-carries its layout's fingerprint, and one of another version or layout is refused
-with ``CheckpointLayoutError`` naming the difference. Older versions' headers stay
-readable so that ``reset-offsets --reset-state`` can void them. The format,
-restore and compaction in full: docs/operations.md ("The state topic").
+State partition ``p`` holds everything about input partition ``p``: *blocks* (key
+``<store>/<p>/<block>``, lz4), a *marker* (``__partition__/<p>``, written after a checkpoint's
+blocks) and tombstones. ``PartitionLog`` keeps, per block, the latest record whose ``seq`` lies
+in ``[M.base_seq, M.seq]`` of the last marker M; a larger ``seq`` is an orphan, ignored and
+rewritten (``ChosenState.rewrite``/``tombstones``). A record of another format version or
+layout is refused with ``CheckpointLayoutError``. The format, restore and compaction in full:
+docs/operations.md ("The state topic").
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """StateManager: the worker's per-partition state, checkpointed to and restored from the state topic.
 
-Owns the Detector (frames, windows, alert-rule state of the partitions this
-worker holds), the duplicate windows, and per partition the checkpoint
-bookkeeping: ``seq`` (last sequence number used), ``base_seq`` (state reset
-point) and ``positions`` (the next input offset the state reflects).
-
-Interface rules:
-
-* ``checkpoint(offsets)`` is called after a batch's ClickHouse writes and before
-  its offsets are committed; it returns once Kafka acknowledged every record.
-  On failure it raises and can be called again (same records, nothing lost).
-* ``assign(assigned, committed)`` is called from the consumer's rebalance
-  listener, with no batch in flight; it returns the offset each assigned
-  partition must be read from (the consumer seeks there). Partitions lost are
-  dropped from memory, partitions gained are restored; partitions kept stay in
-  memory unless the group's committed offset moved without us (another member
-  had them), in which case they are restored too.
-* Not thread-safe: called from the event loop, one call at a time.
+Owns the Detector, the duplicate windows and per partition ``seq``, ``base_seq`` and
+``positions``. ``checkpoint(offsets)`` runs after a batch's ClickHouse writes and before its
+offsets are committed, and returns once Kafka acknowledged every record (on failure it raises
+and can be called again); ``assign(assigned, committed)`` returns the offset each assigned
+partition must be read from. Not thread-safe: one call at a time from the event loop.
+Restore and rebalances: docs/operations.md ("The state topic", "Failures": Rebalance).
 """
 
 from __future__ import annotations

@@ -65,6 +65,15 @@ def test_a_failure_after_give_up_turns_true_propagates_instead_of_waiting(pauses
     assert flaky.calls == 3 and pauses == [0.5, 0.5]  # the third failure is not retried
 
 
+def test_without_a_back_off_it_uses_retry_backoff_s_as_patched_at_call_time(
+    pauses: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert retry_module.RETRY_BACKOFF_S[0] > 0  # the default pauses
+    monkeypatch.setattr(retry_module, "RETRY_BACKOFF_S", (0.25, 0.0))  # how tests turn the pauses off
+    assert asyncio.run(retry(Flaky(3, ConnectionError("down")), ConnectionError, "down")) == 4
+    assert pauses == [0.25, 0.0, 0.0]
+
+
 class Consumer:
     """An aiokafka-like consumer whose ``getmany`` raises ``errors`` first, then returns ``records``."""
 

@@ -53,7 +53,7 @@ class _FlakySink:
 def test_write_with_retry_holds_rows_while_clickhouse_is_down(
     config: LinkingConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipeline.linking.sink.RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
     out = run_fleet(config).outputs[-1]
     sink = _FlakySink(failures=2)
     assert asyncio.run(write_with_retry(sink, out.rows, out.alerts))  # type: ignore[arg-type]
