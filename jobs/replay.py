@@ -23,7 +23,7 @@ from jobs.embedded_broker import EmbeddedBroker, free_port
 from jobs.produce_file import produce_lines, read_lines
 from jobs.worker_process import WorkerProcess
 from pipeline.drain_marker import drain_marker_path
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import ENV_PREFIX, Settings, load_settings
 from pipeline.topics import ensure_topics
 
 # Created in the data dir once every line is produced: the worker's cue to drain (DW_DRAIN_TRIGGER_FILE).
@@ -32,6 +32,11 @@ DRAIN_TRIGGER = "input-produced"
 
 # A replay checkpoints and commits this often, not every DW_CHECKPOINT_INTERVAL_S (10 s by default).
 REPLAY_CHECKPOINT_INTERVAL_S = 1.0
+# A replay's batches are at most this many events (DW_BATCH_MAX_EVENTS, 50,000 elsewhere; a value in our
+# environment wins). The worker holds several batches at once (gathered, queued, decoded, written): 30,000
+# took about 80 MiB off a 455k-event replay's peak at about the same CPU; 20,000 no more, for about 4.5 s
+# more CPU (docs/benchmarks.md, "Replay").
+REPLAY_BATCH_MAX_EVENTS = 30_000
 
 
 class ReplayError(RuntimeError):
@@ -52,6 +57,9 @@ class ReplayOptions:
 def _replay_settings(opts: ReplayOptions, bootstrap: str, data_dir: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
     shared_infra = opts.kafka is not None or opts.clickhouse is not None
+    batch: dict[str, object] = {}
+    if f"{ENV_PREFIX}BATCH_MAX_EVENTS" not in os.environ:
+        batch["batch_max_events"] = REPLAY_BATCH_MAX_EVENTS
     return load_settings(
         kafka_bootstrap=bootstrap,
         clickhouse_dsn=opts.clickhouse or "",
@@ -69,6 +77,7 @@ def _replay_settings(opts: ReplayOptions, bootstrap: str, data_dir: Path) -> Set
         # Batches written but not yet checkpointed wait for the commit; at replay speed the default
         # 10 s held 100+ MB of their raw messages (now dropped once decoded: docs/benchmarks.md, "Replay").
         checkpoint_interval_s=REPLAY_CHECKPOINT_INTERVAL_S,
+        **batch,
     )
 
 

@@ -7,7 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.replay import DRAIN_TRIGGER, REPLAY_CHECKPOINT_INTERVAL_S, ReplayOptions, _replay_settings
+import pytest
+
+from jobs.replay import (
+    DRAIN_TRIGGER,
+    REPLAY_BATCH_MAX_EVENTS,
+    REPLAY_CHECKPOINT_INTERVAL_S,
+    ReplayOptions,
+    _replay_settings,
+)
 from pipeline.drain_marker import wait_for_file
 from pipeline.settings import load_settings
 
@@ -20,6 +28,17 @@ def test_replay_settings_name_the_drain_trigger_and_commit_often(tmp_path: Path)
     assert settings.drain_trigger_file == tmp_path / DRAIN_TRIGGER
     # Written batches hold their raw messages until the commit: a replay commits often.
     assert settings.checkpoint_interval_s == REPLAY_CHECKPOINT_INTERVAL_S < load_settings().checkpoint_interval_s
+
+
+def test_replay_batches_are_smaller_unless_the_environment_sets_them(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker's peak holds several batches at once: a replay cuts them smaller than a live worker.
+    opts = ReplayOptions(events_path=tmp_path / "e.jsonl", report_path=tmp_path / "r.json")
+    monkeypatch.delenv("DW_BATCH_MAX_EVENTS", raising=False)
+    settings = _replay_settings(opts, "127.0.0.1:9092", tmp_path)
+    assert settings.batch_max_events == REPLAY_BATCH_MAX_EVENTS < load_settings().batch_max_events
+    monkeypatch.setenv("DW_BATCH_MAX_EVENTS", "7000")
+    assert _replay_settings(opts, "127.0.0.1:9092", tmp_path).batch_max_events == 7000
 
 
 def test_the_replay_parent_does_not_load_the_worker_or_clickhouse() -> None:
