@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import socket
 import time
@@ -36,16 +35,10 @@ from jobs.loadgen.clients import Client, client_of, fleet_client
 from jobs.loadgen.sink import Pacer, event_time_ms
 from pipeline.kernels.layout import TINY_MAX_TOKENS, WIDE_LOGIT_BIAS
 from schemas.event import ApiCallEvent
-from tests.support.generated import near_duplicate_share
+from tests.support.generated import near_duplicate_share, slash24
 
 Grouped = dict[str, list[GeneratedEvent]]
 
-
-def slash24(ip: str) -> str:
-    """The /24 of an IPv4 address (the /64 of an IPv6 one): the unit fleets share."""
-    if ":" in ip:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
-    return ip.rsplit(".", 1)[0]
 
 # Four hours of the default mix from 10:00 UTC: every archetype is awake somewhere.
 CONFIG = ScenarioConfig(seed=12, start_ms=1_770_890_400_000, duration_s=4 * 3600, rate_eps=5)

@@ -14,10 +14,10 @@ import pytest
 from jobs.eval.scenario import scaled_mix
 from jobs.loadgen import ARCHETYPES, ATTACKS, BENIGN, DEFAULT_MIX, GeneratedEvent, ScenarioConfig, generate, labels
 from jobs.loadgen.clients import client_of
-from jobs.loadgen.network import slash24
 from jobs.loadgen.population import Label
 from jobs.loadgen.scenario import population, write_labels
 from jobs.loadgen.timing import HOUR_S, MINUTE_S, campaign_rhythm, cron_rhythm
+from tests.support.generated import slash24
 
 FLEET, COMPANY, TEMPLATE = "synchronised_fleet", "cron_company", "template_fleet"
 MIX = {FLEET: 24, COMPANY: 20, TEMPLATE: 12, "reseller_customer": 40, "chat_app": 4, "hobbyist": 10}

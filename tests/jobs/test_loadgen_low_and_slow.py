@@ -19,12 +19,12 @@ from jobs.loadgen import ARCHETYPES, ATTACKS, DEFAULT_MIX, GeneratedEvent, Scena
 from jobs.loadgen.__main__ import main as loadgen_main
 from jobs.loadgen.archetypes import QUIET_PEAK_PER_HOUR
 from jobs.loadgen.clients import client_of
-from jobs.loadgen.network import slash24
 from jobs.loadgen.population import Label
 from jobs.loadgen.scenario import population
 from jobs.loadgen.variation import RANGES, mix_factors, varied_archetypes
 from pipeline.linking.config import load_linking_config
 from pipeline.scoring.config import load_scoring_config
+from tests.support.generated import slash24
 
 FLEET = "low_and_slow_fleet"
 # The eval with the fleet: not in the default mix yet, added by name (distillwatch eval --accounts).

@@ -14,10 +14,10 @@ import pytest
 from jobs.eval.scenario import scaled_mix, varied_mix
 from jobs.loadgen import ARCHETYPES, ATTACKS, BENIGN, DEFAULT_MIX, GeneratedEvent, ScenarioConfig, generate, labels
 from jobs.loadgen.archetypes import ROUTER
-from jobs.loadgen.network import slash24
 from jobs.loadgen.population import Account
 from jobs.loadgen.scenario import population, write_labels
 from jobs.loadgen.variation import RANGES, varied_archetypes
+from tests.support.generated import slash24
 
 CUSTOMER, DISTILLER = "reseller_customer", "reseller_distiller"
 MIX = {CUSTOMER: 30, DISTILLER: 4, "chat_app": 4, "hobbyist": 10, "hydra_fleet": 4}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 
 from jobs.loadgen import GeneratedEvent
@@ -13,3 +15,10 @@ def near_duplicate_share(evs: list[GeneratedEvent], max_bits: int = 8) -> float:
     distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :]).astype(np.int64)
     np.fill_diagonal(distance, 64)
     return float(np.mean(distance.min(axis=1) <= max_bits))
+
+
+def slash24(ip: str) -> str:
+    """The /24 of an IPv4 address (the /64 of an IPv6 one): the unit fleets share."""
+    if ":" in ip:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return ip.rsplit(".", 1)[0]
