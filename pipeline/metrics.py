@@ -58,8 +58,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 REJECT_REASONS = (*REASONS, DECODER_ERROR)
 # distillwatch_events_total{result}: each decoded event counts under exactly one result.
 EVENT_RESULTS = ("valid", "late", "rejected", "duplicate")
-# Notifier delivery outcomes (distillwatch_notifications_total{notifier, result}).
-NOTIFY_RESULTS = ("sent", "failed", "dropped")
 
 # Buckets: a batch takes milliseconds when small and idle, seconds when full (50k events)
 # or while ClickHouse is retried; inserts and checkpoints likewise.
@@ -100,7 +98,7 @@ class WorkerMetrics:
             "commit the offsets it covers (retries included).",
             buckets=CHECKPOINT_SECONDS_BUCKETS, registry=r)
         # Notifier deliveries (pipeline/alerting/notifiers): each notifier increments
-        # notifications.labels(notifier=<its name>, result=<one of NOTIFY_RESULTS>).
+        # notifications.labels(notifier=<its name>, result=<sent, failed or dropped>).
         self.notifications = Counter(
             f"{PREFIX}notifications", "Alert notifications by notifier (alertmanager, pagerduty, webhook) and "
             "result (sent, failed: will be retried, dropped: given up).",

@@ -32,7 +32,7 @@ from pipeline.detect.detector import DetectionOutput, Detector
 from pipeline.linking.messages import FRAME_COUNTERS
 from pipeline.linking.publish import LinkPublisher, PreparedBatch
 from pipeline.metrics import WorkerMetrics
-from pipeline.retry import RETRY_BACKOFF_S, T, retry
+from pipeline.retry import T, retry
 from pipeline.settings import Settings
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
@@ -176,8 +176,8 @@ class DetectStep:
             await self._add_to_outbox(self.outbox, found.output.transitions)
         if self.actions is not None and found.output.transitions:
             await self._publish_actions(self.actions, found.output.transitions)
-        if self.linking is not None and found.links is not None:
-            await self._publish_links(self.linking, found.links, drain=batch.drain)
+        if found.links is not None:
+            await self._publish_links(found.links, drain=batch.drain)
         self._unacked.append(batch)
         self._count(batch, found, started, insert_s)
         if snapshot is not None:
@@ -217,7 +217,9 @@ class DetectStep:
                                  self.detector.max_score, np.asarray(sig["calls"]),
                                  {name: np.asarray(sig[name]) for name in FRAME_COUNTERS})
 
-    async def _publish_links(self, publisher: LinkPublisher, prepared: PreparedBatch, *, drain: bool) -> None:
+    async def _publish_links(self, prepared: PreparedBatch, *, drain: bool) -> None:
+        publisher = self.linking
+        assert publisher is not None  # detect packs links only when there is a publisher
         await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
                           "writing to the linking topics failed")
 
@@ -273,7 +275,7 @@ class DetectStep:
     # --- retries ---------------------------------------------------------------------------
     async def _retry(self, attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str,
                      on_failure: Callable[[], None] | None = None) -> T:
-        return await retry(attempt_once, retryable, failed, RETRY_BACKOFF_S, on_failure)
+        return await retry(attempt_once, retryable, failed, on_failure=on_failure)
 
     def _checkpoint_failed(self) -> None:
         self.stats.checkpoint_retries += 1

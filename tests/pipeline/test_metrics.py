@@ -10,7 +10,6 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.detect import step as detect
 from pipeline.linking.supervisor import LinkingSupervisor
 from pipeline.metrics import REJECT_REASONS
 from pipeline.sources.progress import ProgressWatch
@@ -24,7 +23,7 @@ FOREIGN = ("process_", "python_")
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
 
 
 def test_a_handled_batch_moves_events_rejects_durations_and_checkpoint_metrics() -> None:

@@ -19,7 +19,6 @@ from pipeline.alerting.actions import LIFT, ActionMessage, ActionPublisher, acti
 from pipeline.alerting.engine import AlertSetup, AlertState, evaluate_accounts
 from pipeline.alerting.rules import load_rules
 from pipeline.alerting.transitions import AlertTransition
-from pipeline.detect import step as detect
 from pipeline.detect.detector import Detector
 from pipeline.detect.step import DetectStep
 from pipeline.settings import load_settings
@@ -95,7 +94,7 @@ def step_with(effects: Effects, rules: Path | None = None) -> DetectStep:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
 
 
 def test_actions_are_published_after_the_alert_rows_and_before_the_checkpoint_and_commit() -> None:

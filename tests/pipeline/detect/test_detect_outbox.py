@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import pytest
 
 from pipeline.alerting.transitions import AlertTransition
-from pipeline.detect import step as detect
 from pipeline.detect.step import Detected, DetectStep
 from pipeline.sinks.clickhouse import ClickHouseUnavailable
 from pipeline.sources.fetched_batch import FetchedBatch
@@ -32,7 +31,7 @@ class FakeOutbox:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
 
 
 def step_with_outbox(effects: Effects, outbox: FakeOutbox, found: list[AlertTransition]) -> DetectStep:

@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.detect import step as detect
 from pipeline.detect.step import DetectStep
 from pipeline.sinks.clickhouse import ClickHouseRejected
 from tests.support.detect_step import Effects, FakeWriter, event, make_batch, make_step
@@ -20,7 +19,7 @@ WAIT_S = 60.0  # generous: the machine is shared
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
 
 
 # 300: checkpoints only at the end of input or a revocation; 0: one due after every batch.

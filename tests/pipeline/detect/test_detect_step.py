@@ -19,7 +19,7 @@ from tests.support.events import MINIMAL
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "RETRY_BACKOFF_S", (0.0,))
+    monkeypatch.setattr("pipeline.retry.RETRY_BACKOFF_S", (0.0,))
 
 
 def test_dead_letters_then_clickhouse_then_checkpoint_then_commit() -> None:
