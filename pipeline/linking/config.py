@@ -70,6 +70,14 @@ class SyncWindow(BaseModel):
     min_active_minutes: int = Field(ge=8, description="minutes of the window with calls an account needs")
     min_r: float = Field(gt=0, lt=1, description="Pearson r of a verified pair and of each member with its group")
     trend_minutes: int = Field(ge=2, description="curves slower than this (periods in minutes) are removed")
+    min_known_minutes: int | None = Field(default=None, ge=8, description="an account first seen this long "
+                                          "before a boundary is compared over the minutes known of it; 4 times a "
+                                          "cron's period lets the clockwork test see it (None: the whole window)")
+
+    @property
+    def known_minutes(self) -> int:
+        """How long before a boundary an account must have been first seen to be compared."""
+        return self.window_minutes if self.min_known_minutes is None else self.min_known_minutes
 
 
 class SyncScale(SyncWindow):
@@ -108,6 +116,9 @@ class SyncConfig(SyncWindow):
         if self.min_active_minutes > self.window_minutes:
             raise ValueError(f"min_active_minutes ({self.min_active_minutes}) exceeds window_minutes "
                              f"({self.window_minutes})")
+        if not self.min_active_minutes <= self.known_minutes <= self.window_minutes:
+            raise ValueError(f"min_known_minutes ({self.known_minutes}) must lie between min_active_minutes "
+                             f"({self.min_active_minutes}) and window_minutes ({self.window_minutes})")
         if self.trend_minutes > 2 * self.window_minutes:  # up to 2x: only the ramp (a half cosine) is removed
             raise ValueError(f"trend_minutes ({self.trend_minutes}) exceeds twice window_minutes "
                              f"({self.window_minutes})")

@@ -82,6 +82,8 @@ def _bases(window: int, trend_minutes: int) -> tuple[np.ndarray, np.ndarray, np.
     for p in periods(window):
         phases = (np.arange(window) % p)[:, None] == np.arange(p)[None, :]
         repeating.append(_orthonormal(phases - slow @ (slow.T @ phases)))
+    if not repeating:  # under 8 minutes: no period repeats four times
+        return slow, np.empty((window, 0)), np.empty(0, np.int64)
     starts = np.cumsum([0] + [b.shape[1] for b in repeating[:-1]])
     return slow, np.hstack(repeating), starts
 
@@ -106,28 +108,32 @@ class Normalised:
     stepped: int = 0  # rows left out: mostly one level shift
 
 
-def _fill_unknown(x: np.ndarray) -> np.ndarray:
-    """Minutes before an account was first seen (NaN) set to its median: no step where it began, nothing
-    for a correlation to share. Rows without a known minute become 0."""
-    unknown = np.isnan(x)
-    if not unknown.any():
-        return x
-    x = x.copy()
-    some = ~unknown.all(axis=1)
-    median = np.zeros(len(x))
-    median[some] = np.nanmedian(x[some], axis=1)
-    x[unknown] = np.broadcast_to(median[:, None], x.shape)[unknown]
-    return x
-
-
 def _standardise(x: np.ndarray, config: SyncConfig,
                  clockwork: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``x`` (NaN: unknown minutes): clipped at ``clip_mads`` robust sigmas around its median, minus
-    its least-squares fit of slow curves, centred, unit length. Returns (rows with something left, the
-    vectors, rows following a short period — one explains ``periodic_share`` of the vector; a random curve,
-    about period / window —, rows that are mostly one level shift — ``step_share`` of the vector)."""
+    """Per row of ``x`` (NaN: minutes before the account was first seen, a prefix), over its known minutes
+    only: clipped at ``clip_mads`` robust sigmas around its median, minus its least-squares fit of slow
+    curves, centred, unit length; 0 in the unknown minutes, so they add nothing to any correlation and a
+    late start is no step. Returns (rows with something left, the vectors, rows following a short period
+    — one explains ``periodic_share`` of the vector; a random curve, about period / window —, rows that
+    are mostly one level shift — ``step_share`` of the vector), each judged over the known minutes."""
+    n, window = x.shape
+    z = np.zeros((n, window))
+    keep = np.zeros(n, bool)
+    periodic = np.zeros(n, bool)
+    stepped = np.zeros(n, bool)
+    unknown = np.isnan(x).sum(axis=1)
+    for u in np.unique(unknown).tolist():
+        rows = np.flatnonzero(unknown == u)
+        if u < window:
+            known = _known_curves(x[rows, u:], config, clockwork)
+            keep[rows], z[rows, u:], periodic[rows], stepped[rows] = known
+    return keep, z, periodic, stepped
+
+
+def _known_curves(x: np.ndarray, config: SyncConfig,
+                  clockwork: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``_standardise`` for rows known over all their (equally many) minutes."""
     slow, repeating, starts = _bases(x.shape[1], config.trend_minutes)
-    x = _fill_unknown(x)
     level = np.median(x, axis=1, keepdims=True)
     spread = np.abs(x - level)
     sigma = np.median(spread, axis=1, keepdims=True) * _MAD_TO_SIGMA
@@ -138,13 +144,15 @@ def _standardise(x: np.ndarray, config: SyncConfig,
     norm = np.sqrt((z * z).sum(axis=1))
     keep = norm > 1e-9 * np.maximum(sigma[:, 0], 1.0)
     z /= np.where(keep, norm, 1.0)[:, None]
+    z[~keep] = 0.0
     periodic = np.zeros(len(z), bool)
     stepped = np.zeros(len(z), bool)
     if clockwork:
         if len(starts):
             shares = np.add.reduceat((z @ repeating) ** 2, starts, axis=1)  # [rows, periods]
             periodic = shares.max(axis=1) >= config.periodic_share
-        stepped = ((z @ _steps(x.shape[1], config.trend_minutes)) ** 2).max(axis=1) >= config.step_share
+        if x.shape[1] > 1:
+            stepped = ((z @ _steps(x.shape[1], config.trend_minutes)) ** 2).max(axis=1) >= config.step_share
     return keep, z, periodic, stepped
 
 

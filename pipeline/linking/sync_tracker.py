@@ -159,7 +159,9 @@ class SyncTracker:
             if boundary % cfg.step_minutes:
                 continue
             span = cfg.repeat_minutes + cfg.window_minutes
-            slots = self.ring.active(boundary - cfg.window_minutes)
+            # A fleet that began inside the window is compared over the minutes known of it (sync._standardise)
+            # once they are ``known_minutes``, not only once a whole window has passed.
+            slots = self.ring.active(boundary - cfg.window_minutes, known_by=boundary - cfg.known_minutes)
             found = find_groups(self.ring.window(slots, boundary - span, span), cfg)
             st = found.stats
             t.eligible = max(t.eligible, st.eligible)

@@ -103,10 +103,12 @@ class CounterRing:
 
     # --- the timing evidence's view: calls, NaN before the first frame -------------------------
 
-    def active(self, since: int) -> np.ndarray:
-        """Slots seen since ``since`` or earlier (known over the whole span) with a frame at ``since`` or later."""
+    def active(self, since: int, known_by: int | None = None) -> np.ndarray:
+        """Slots with a frame at ``since`` or later, first seen by ``known_by`` (default ``since``: known over
+        the whole span)."""
         n = len(self.names)
-        return np.flatnonzero((self.last[:n] >= since) & (self.first[:n] <= since) & (self.first[:n] >= 0))
+        known_by = since if known_by is None else known_by
+        return np.flatnonzero((self.last[:n] >= since) & (self.first[:n] <= known_by) & (self.first[:n] >= 0))
 
     def window(self, slots: np.ndarray, start: int, length: int) -> np.ndarray:
         """Calls per minute (uint16-clipped) of ``slots`` over minutes ``start .. start + length - 1`` as a float

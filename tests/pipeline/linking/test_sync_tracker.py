@@ -58,6 +58,12 @@ def fleet_and_crowd(seed: int, minutes: int = 150) -> tuple[list[str], np.ndarra
     return [f"fleet-{i}" for i in range(8)] + [f"other-{i}" for i in range(90)], counts
 
 
+def first_chance(config: LinkingConfig) -> int:
+    """The first boundary comparing accounts whose frames begin at START_MINUTE: known for min_known_minutes."""
+    early = config.sync.scales()[0]
+    return -(-(START_MINUTE + early.known_minutes) // early.step_minutes) * early.step_minutes
+
+
 def test_boundaries_are_aligned_for_everyone_and_evaluated_once_settled(config: LinkingConfig) -> None:
     sync = config.sync
     names, counts = fleet_and_crowd(1)
@@ -68,9 +74,10 @@ def test_boundaries_are_aligned_for_everyone_and_evaluated_once_settled(config: 
     early = sync.early
     assert early is not None and tracker.step == early.step_minutes
     assert seen and all(b % early.step_minutes == 0 and m == b + sync.settle_minutes for m, b in seen)
-    # Nobody is compared before the ring knows a whole (early) window of them; the fleet is found at the first
-    # chance, and the main window continues its feature once it knows a whole main window.
-    assert seen[0][1] == START_MINUTE + early.window_minutes
+    # Nobody is compared before the ring knows them min_known_minutes; the fleet is found at the first chance
+    # (over the minutes known, the crowd's 5-minute cron seen as one), and the main window continues its feature.
+    assert first_chance(config) < START_MINUTE + early.window_minutes
+    assert seen[0][1] == first_chance(config)
     # Every boundary from the first frame's on was evaluated (those before a whole window: nobody eligible).
     assert tracker.totals.boundaries == (150 - 1 - sync.settle_minutes) // early.step_minutes
     batches = observed(SyncTracker(config, {}), updates(names, counts))
@@ -122,8 +129,7 @@ def test_a_group_continues_its_feature_and_a_pattern_beyond_the_hub_cap_is_popul
     sync_features = {f: state for f, state in features.items() if f.startswith("sync:")}
     assert len(sync_features) == 2  # each group kept one feature over every boundary
     popular = [state for state in sync_features.values() if "pop" in state]
-    first_window = config.sync.scales()[0].window_minutes  # the crowd is found at the first (early) window
-    assert popular == [{"pop": (START_MINUTE + first_window) * MINUTE_MS, "n": cap + 1}]
+    assert popular == [{"pop": first_chance(config) * MINUTE_MS, "n": cap + 1}]  # found at the first chance
     assert tracker.totals.popular_groups >= 2  # later boundaries found the crowd again and dropped it
     links = LinkState(features, no_hub)
     assert set(links.components()) == {f"fleet-{i}" for i in range(6)}
