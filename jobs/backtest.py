@@ -1,15 +1,9 @@
 """``distillwatch backtest``: what a rules file would have fired over the stored history, before enabling it.
 
-Reads ``signatures_1m`` (FINAL, sorted by account_id, window_start) in column blocks and runs
-the rules engine's ``evaluate_accounts`` on chunks of them, the function the live worker
-calls, so the rules in force flag here exactly the accounts they flagged live. The candidate
-rules (``--rules``) and the rules in force (DW_ALERT_RULES or the packaged default) run in the
-same pass; the report is per rule: accounts and campaigns that would fire, first-fire times,
-and which accounts fire newly or no longer. Accounts with analyst feedback are marked (known
-false positive, confirmed attack); firings a false positive or an allow-list entry would
-silence carry ``suppressed_by`` as live. A campaign is the account's current cluster in the
-``clusters`` table. Allow-list entries on keys, cards or ASNs need the events and are not
-applied (entries on account ids are).
+Reads ``signatures_1m`` (FINAL, sorted by account_id, window_start) in column blocks and runs the rules
+engine's ``evaluate_accounts``, the function the live worker calls, on chunks of them, so the rules in
+force flag here exactly the accounts they flagged live. The candidate rules (``--rules``) and the rules
+in force run in one pass. Input, report and what is not applied: docs/alerting.md, "Backtesting".
 """
 
 from __future__ import annotations

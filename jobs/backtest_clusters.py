@@ -1,17 +1,10 @@
 """Cluster rules in ``distillwatch backtest``: the stored cluster versions through ``ClusterAlerting``.
 
-Every version in ``cluster_history`` (active versions, in event-time order of ``updated_ts``) is
-one evaluation, as linking stage B evaluates each re-scored cluster live. Its values: ``score``
-and ``size`` from the row; ``member_top_score``, ``member_mean_score``, ``member_max_score`` and
-``member_score`` from the members' highest frame scores in ``signatures_1m`` among frames ended
-by ``updated_ts``, ``calls`` their calls in those frames, ``pooled_score`` the pooled score of their
-frames' counters of the last hour before ``updated_ts`` (``pipeline.linking.pooled``, as live). Two
-differences from live, both stated in docs/alerting.md: a member fires at the version's ``updated_ts``
-(live: the earliest time the link evidence qualified, which can be earlier; here a member qualifies from the
-first version of an unbroken run of qualifying versions of its cluster), and versions written before migration
-m0008 created the history, and already merged away in ``clusters``, are not seen. After the last
-stored version, time moves on to the end of the members' scored history, so a rule's ``for``
-elapses as it does live.
+Every active version in ``cluster_history``, in ``updated_ts`` order, is one evaluation, as linking
+stage B evaluates each re-scored cluster live; member values come from their frames ended by
+``updated_ts`` (``pooled_score`` through ``pipeline.linking.pooled``, as live). After the last stored
+version, time moves on to the end of the members' scored history, so a rule's ``for`` elapses as live.
+The differences from live: docs/alerting.md, "Backtesting".
 """
 
 from __future__ import annotations

@@ -2,19 +2,10 @@
 
     python -m jobs.consumer_bench [--broker tansu|apache] [--events 500000] [--partitions 4] [--rounds 3]
 
-One topic of loadgen events (``orjson.dumps(event)``, keyed by account, lz4, as a
-gateway produces them) is read from the start by a fresh consumer group in every
-run, by four readers in turn, interleaved round by round (the machine is shared):
-
-* ``aiokafka_raw``: ``getmany`` with the source's fetch settings, counting messages;
-* ``aiokafka_source``: the same plus what ``KafkaBatchSource._fetch_loop`` does per
-  message (the four lists a ``FetchedBatch`` holds, the batch-container check);
-* ``confluent_raw``: confluent-kafka (librdkafka) ``consume(num_messages=…)``, counting;
-* ``confluent_lists``: the same plus the four lists, as a source built on it would.
-
-Timed from the first message (after the group join) to the last; prints events/s
-and CPU µs per message of this process (the broker's CPU is not included).
-confluent-kafka is a bench-only import: the worker does not depend on it.
+Four readers (``aiokafka_raw``, ``aiokafka_source``: plus what ``KafkaBatchSource._fetch_loop`` does per
+message, ``confluent_raw``, ``confluent_lists``) read one topic of loadgen events from the start, each
+with a fresh consumer group, interleaved round by round; prints events/s and this process's CPU µs
+per message. confluent-kafka is a bench-only import. docs/benchmarks.md, "Consumer: raw reads, no decode".
 """
 
 from __future__ import annotations

@@ -3,13 +3,9 @@
     python -m jobs.decode_bench [--events 200000] [--batch 50000] [--runs 5] [--rfc3339 0.0] [--pydantic]
                                 [--msgspec]
 
-Values are what a producer sends to Kafka (``orjson.dumps(event)``). Prints the
-median (and every run) in events/s, and how the fast path decided the messages.
-Timings on a shared machine vary: the decoders run interleaved (A B A B …, one
-pass over the events each per round), so compare medians of several rounds.
-``--msgspec`` (needs msgspec, a bench-only dependency) adds the alternative of
-issue 16: the full path to the same ``DecodedBatch`` per message and as one JSON
-array, and msgspec's decode alone (with and without the contract's patterns).
+The decoders run interleaved (A B A B …) on the values a producer sends; prints the median (and
+every run) in events/s, and how the fast path decided the messages. ``--msgspec`` needs msgspec, a
+bench-only dependency. docs/benchmarks.md, "Consumer and decoder choice".
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """Every Prometheus metric of the worker, declared once; served as ``GET /metrics``.
 
-Two kinds, one registry per worker (``WorkerMetrics.registry``, never the global
-one: tests build several workers in one process):
-
-* instruments the code observes as it goes: the duration and size histograms of
-  ``WorkerMetrics`` (the detect step observes them) and the notifier delivery counter;
-* values that already live in the worker's objects (``PipelineStats``, the source's
-  progress watch, the state manager, the ClickHouse writer, the linking stages),
-  read at scrape time by ``WorkerCollector``, so no counter is kept twice.
-
-Conventions: prefix ``distillwatch_``, counters end in ``_total``, durations are
-``_seconds`` histograms, base units, fixed label names with bounded values
-(partition, reason, rule, severity, table, stage, notifier, result: never an
-account or key id; those belong in ClickHouse). The full list is in README.md
-("Metrics"); the alerting rules over them are in infra/prometheus/rules.yml.
+One registry per worker (``WorkerMetrics.registry``, never the global one: tests build several
+workers in one process). Histograms are observed as the code goes (``WorkerMetrics``, the notifier
+delivery counter); values that already live in the worker's objects are read at scrape time by
+``WorkerCollector``, so no counter is kept twice. Labels carry bounded values only. The list is in
+README.md ("Metrics"); setup: docs/operations.md, "Prometheus".
 """
 
 from __future__ import annotations

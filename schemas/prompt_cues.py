@@ -1,18 +1,9 @@
 """Reasoning-elicitation and topic cues of a prompt, from a versioned phrase file.
 
-The contract's ``elicits_reasoning`` and ``topic`` normally come from the gateway's
-classifier; when a gateway sends ``prompt_text`` instead, ``schemas.prompt_derive``
-derives them here. Phrases (``prompt_cues.v1.json``) cover ten languages because
-the reported capability sweeps were largely non-English.
-
-Matching works on the normalised prompt (``normalise_prompt``: case-folded,
-whitespace collapsed), so phrases are normalised the same way when loaded. Each
-list is compiled once into one regular expression whose alternation is a trie of
-its phrases (shared prefixes factored out): one left-to-right scan per list with
-a handful of literal tests per position, the standard-library equivalent of an
-Aho-Corasick automaton. Phrases match at a word start (so a stem matches its
-inflections) except in scripts written without word boundaries (CJK) or with
-attached clitics (Arabic). Nothing of the text is kept.
+``schemas.prompt_derive`` derives the contract's ``elicits_reasoning`` and ``topic`` here when a gateway
+sends ``prompt_text`` instead. Phrases (``prompt_cues.v1.json``) are normalised as the prompt is
+(``normalise_prompt``); each list is one regular expression whose alternation is a trie of its
+phrases. Nothing of the text is kept. docs/signals.md, "Derived from prompt text (when the gateway sends it)".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """The ClickHouse tables distillwatch writes: one definition shared by the DDL and the writer.
 
-``TableSpec.columns`` is the ordered list of columns the pipeline inserts, as
-``(name, ClickHouse type)``; columns the server fills (``DEFAULT``) are kept apart
-in ``TableSpec.server_defaults`` and are never sent. Types are spelled the way
-ClickHouse reports them in ``system.columns`` so a live schema can be compared
-with this module directly (tests/schemas/test_migrations.py does).
-
-Changing a table here changes what a fresh database gets from the initial
-migration, but never alters an existing one: every change also needs a new
-migration module (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...``).
+``TableSpec.columns`` are the columns the pipeline inserts, as ``(name, ClickHouse type)`` spelled as
+``system.columns`` reports them (tests/schemas/test_migrations.py compares a live schema); server-filled
+columns are in ``TableSpec.server_defaults`` and never sent. A change here reaches only fresh
+databases: every change also needs a new migration module (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """``investigate``: ``distillwatch investigate`` of one account with N events, ClickHouse read included.
 
-A fresh child process (chDB opens one data directory per process) writes, through the
-pipeline's own ``ClickHouseWriter`` (so the materialized views fill the rollups as in
-production), one attacking account's N ``api_calls`` over a week, its ``signatures_1m``
-minutes and its alert, plus five fleet accounts that share its card and prompt templates
-and the cluster row that links them. It then times ``investigate()`` on the big account
-(everything the text page shows, cluster and links included), twice: ``seconds`` is the
-first run, ``repeat_seconds`` the second.
-
-The data is drawn from a seeded generator, so it is the same on every run: 50 template
-bases with up to three of twelve bits flipped per prompt, 40 addresses in five /24s, two
-ASNs and user agents, three keys, and a model first seen on day four (a "newly
-released" model the account moves to).
+A fresh child process (chDB opens one data directory per process) writes one attacking account's data
+through the pipeline's own ``ClickHouseWriter`` (so the materialized views fill the rollups), from a
+seeded generator, then times ``investigate()`` on it twice (``seconds``, ``repeat_seconds``). What is
+written: docs/benchmarks.md, "Investigate".
 
     python -m jobs.bench.investigate EVENTS
 """

@@ -1,16 +1,10 @@
 """The measured alternative to the Numba JSON scanner: msgspec, for ``decode_bench --msgspec``.
 
-Issue 16 asked whether msgspec decodes the contract fast enough to replace the
-scanner (``pipeline/decode/fast_json.py``); docs/benchmarks.md, "Consumer and
-decoder choice", has the answer (no: about 4.7x slower end to end). Kept so the
-figures can be measured again, e.g. with a newer msgspec; the worker never imports it.
-
-``EventStruct`` is derived from the pydantic model at import (fields, types, bounds,
-patterns, defaults). What the model checks in Python validators is checked by
-``decode_json_batch_msgspec`` per batch: ``ts`` arrives as ``int | str`` (RFC 3339
-parsed by the model's own function), ``client_ip`` as ``str``. Every message that
-fails any check is judged again by the model alone (``pydantic_path.decode_one``),
-so rejects are the model's, and the output is the scanner's ``DecodedBatch``.
+Kept so issue 16's figures (docs/benchmarks.md, "Consumer and decoder choice") can be measured again;
+the worker never imports it. ``EventStruct`` is derived from the pydantic model at import; what the
+model checks in Python validators is checked per batch by ``decode_json_batch_msgspec``, and every
+message that fails a check is judged again by the model alone (``pydantic_path.decode_one``), so
+rejects are the model's and the output is the scanner's ``DecodedBatch``.
 """
 
 from __future__ import annotations

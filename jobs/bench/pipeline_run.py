@@ -1,15 +1,9 @@
 """End-to-end runs of the worker (a child process): throughput on a pre-produced topic, and latency.
 
-Throughput: ``worker --bounded`` reads the topic to its end; the rate is events
-over the time from its first consumed batch to drained (every frame closed,
-ClickHouse inserts acknowledged, offsets committed), from the worker's own stage
-timers (``jobs.bench.worker_entry``).
-
-Latency: an unbounded worker on a fresh topic while the bench produces at a fixed
-rate. Each event's ``ts`` is its produce time on this machine's clock; ClickHouse
-stamps ``api_calls.ingested_at`` when the insert lands (same clock, same machine),
-so ``ingested_at - ts`` is produced → readable. See ``paced.py`` for how events are
-produced in each encoding.
+Throughput: ``worker --bounded`` reads the topic to its end; the rate is events over the time from its
+first consumed batch to drained, from the worker's own stage timers (``jobs.bench.worker_entry``).
+Latency: an unbounded worker on a fresh topic while ``paced.py`` produces at a fixed rate; each event's
+latency is ``api_calls.ingested_at - ts`` (same clock). docs/benchmarks.md, "Latency runs".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """``distillwatch bench``: every measurement of BENCH_RESULTS.md in one run, on this machine.
 
-Order: generate the traffic, start an embedded Tansu broker, produce it once as
-JSON messages and once as batch containers, then measure (each on the same
-messages): raw consume, JSON decode, kernels, the ceilings of this machine
-(``limits``: consume + decode (+ detect) in 1 and 2 processes, chDB inserts
-alone), the naive Faust agent, the worker
-end to end on each topic, latency at half of each measured rate, memory per
-account (child processes), and ``distillwatch backtest`` over stored account-minutes
-(a child). Slow baselines run for a time budget and report their rate. Temporary
-state lives in a fresh directory that is removed at the end.
+Generates the traffic, starts an embedded Tansu broker, produces it once as JSON messages and once as
+batch containers, then runs each measurement on the same messages; slow baselines run for a time
+budget. Temporary state lives in a fresh directory removed at the end. The order and what each step
+measures: docs/benchmarks.md, "What runs, in order".
 """
 
 from __future__ import annotations

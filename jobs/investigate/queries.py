@@ -1,16 +1,7 @@
 """The SQL behind ``distillwatch investigate``: rollups and primary-key ranges only.
 
-Every value is a ClickHouse query parameter (``{accounts:Array(String)}``,
-``{since:DateTime64(3, 'UTC')}``); only the database name (a checked identifier) is
-put into the text, by ``sql()``. What each read touches:
-
-* ``account_entities_1h`` — key (account_id, kind, value, hour): a key range per account;
-* ``entity_accounts_1h`` if present — key (kind, value, account_id) — else the rollup, whose
-  bloom-filter skip index on ``value`` (m0010) skips the granules without the value: who else has a value;
-* ``signatures_1m`` — key (account_id, window_start): one row per active minute;
-* ``alerts`` — key (account_id, rule, fired_ts); ``clusters`` — small, keyed by cluster_id;
-* ``traffic_1m`` — per minute and model, for the dataset-wide first call of each model;
-* ``api_calls`` — only (account_id, ts) ranges of at most one hour, before an alert.
+Every value is a ClickHouse query parameter (``{accounts:Array(String)}``); only the database name (a
+checked identifier) is put into the text, by ``sql()``. What each read touches: docs/forensics.md, "Speed".
 """
 
 from __future__ import annotations

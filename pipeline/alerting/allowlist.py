@@ -1,15 +1,9 @@
 """The allow-list (``DW_ALLOWLIST``): verified partners, internal evaluation keys, red-team accounts.
 
-A versioned YAML file, validated at start (``AllowListError`` names the file and the entry,
-``entries[3].expires: Field required``). Each entry matches one account_id, api_key_id,
-payment_fingerprint or asn, says why (reason), who answers for it (owner) and until when
-(expires, required). Its effect is ``exempt`` (alerts are recorded with ``suppressed_by =
-allowlist:<id>`` but page nobody and publish no action; scores are computed and stored as
-usual) or ``{raise_threshold: N}`` (rules fire for the account only on frames scoring N or more;
-what the normal threshold would have fired is recorded as suppressed). An entry applies to
-events before its expiry in event time, so a replay of old traffic sees the list as it applied
-then. Entries on keys, cards or ASNs reach an account through the events of a batch
-(``links_in_batch``); the detector remembers those links with the account's state.
+A versioned YAML file, validated at start (``AllowListError`` names the file and the entry). Each
+entry matches one account_id, api_key_id, payment_fingerprint or asn and applies to events before
+its expiry in event time; entries on keys, cards or ASNs reach an account through the events of a
+batch (``links_in_batch``). Effects and fields: docs/alerting.md, "Allow-list".
 """
 
 from __future__ import annotations

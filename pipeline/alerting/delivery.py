@@ -1,17 +1,10 @@
 """The delivery task: sends the outbox's pending notifications, one courier (asyncio task) per notifier.
 
-* Start: each courier reloads its pending rows from ``alert_notifications`` (an alert raised while
-  the receiver was down, or before a restart, is sent now) and, for Alertmanager, the alerts still
-  firing, which it re-sends at once and then every DW_NOTIFY_RESEND_S (as Prometheus does).
-* ``offer(rows)`` (what ``Outbox.add`` calls, from any thread) hands new rows to their courier and
-  wakes it; it never blocks. A courier holds at most ``max_queue`` rows in memory: beyond that the
-  rows wait in ClickHouse and are reloaded once the courier has caught up.
-* A courier sends what is due, in order (one transition per alert per request, so a firing is
-  accepted before its resolve is sent), and records each outcome: delivered, failed (refused for
-  good), or another attempt after a capped exponential backoff. Requests have timeouts, and each
-  notifier has its own courier: a hung receiver delays only its own deliveries.
-* Delivery is at least once: a crash after a receiver accepted a notification but before the
-  state was stored sends it again after the restart (Alertmanager and PagerDuty deduplicate).
+``offer(rows)`` (what ``Outbox.add`` calls, from any thread) hands new rows to their courier and
+never blocks; a courier holds at most ``max_queue`` rows in memory, the rest wait in ClickHouse.
+A courier sends in order, one transition per alert per request, records each outcome, and is
+reloaded from ``alert_notifications`` at start; delivery is at least once. Retries, timeouts and
+re-sends: docs/alerting.md, "Notifiers".
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The rules engine: signatures_1m rows (accounts) or cluster versions in; alert rows and transitions out.
 
 ``evaluate_accounts`` is the one function the live worker (``Detector``) and ``distillwatch
-backtest`` call for account rules: the signatures_1m column dict (sorted by account_id,
-window_start: each account's rows together and in minute order) plus an ``AlertState``.
-Each rule's condition is evaluated over whole columns, the lifecycle runs in
-``lifecycle.step_lifecycle``; only firings and resolutions reach Python objects.
-
-A firing is always an ``alerts`` row. It becomes a firing ``AlertTransition`` (for notifiers
-and the actions topic) only in page mode and when nothing suppresses it: an allow-list exemption
-(``allowlist:<id>``), a raised threshold the frame does not reach, or an analyst's false positive
-(``false_positive:<feedback id>``). A page alert resolves (transition ``resolved``) after its
-quiet period, or at once when a later false positive or allow-list entry covers it (its
-action is lifted), or when its rule left the rules file. Labels are fixed when an alert fires
-(``cluster_id`` is the account's cluster known then) and repeated on its resolution.
+backtest`` call for account rules. Each rule's condition is evaluated over whole columns, the
+lifecycle runs in ``lifecycle.step_lifecycle``; only firings and resolutions reach Python objects.
+A firing is always an ``alerts`` row, and a firing ``AlertTransition`` only in page mode when nothing
+suppresses it. docs/alerting.md: "The engine's API (worker and backtest)", "Allow-list", "Lifecycle".
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Alert lifecycle in event time: pending → firing → resolved, per (rule, subject), over minute rows.
 
-Rules (``step_lifecycle``, its kernel in ``pipeline.kernels.lifecycle``; ``reference_lifecycle`` is the
-plain-Python specification):
-  * a row is one subject's frame minute ``m`` with the rule's condition true or false;
-  * pending starts at a true minute; it continues while the next row is the next minute and
-    true (a missing minute, i.e. no calls, or a false row ends it);
-  * the alert fires at the first true row ``m`` with ``m - pending_since >= for`` (``for`` 0:
-    at the first true row), at event time ``(m + 1) * 60 s`` (the frame's end);
-  * a firing alert resolves once ``resolve_after`` minutes passed after the end of its last
-    true frame: at ``(last_true + 1 + resolve_after)`` minutes. That is noticed at the next
-    row of the subject at or after that minute, or when the event-time ``now`` (the
-    frames' watermark) reaches it; the resolution time is the same either way.
-State per subject is three integers (``NONE`` = absent): pending_since, last_true, firing_since
-(minutes). ``SubjectState`` is its JSON form, checkpointed with the account (``Detector``).
+``step_lifecycle`` runs it (its kernel in ``pipeline.kernels.lifecycle``); ``reference_lifecycle`` is
+the plain-Python specification. A row is one subject's frame minute with the rule's condition true
+or false. State per subject is three integers (``NONE`` = absent): pending_since, last_true,
+firing_since (minutes); ``SubjectState`` is its JSON form, checkpointed with the account
+(``Detector``). The rules: docs/alerting.md, "Lifecycle".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """The alert outbox: ``alert_notifications`` rows, one per (alert transition, notifier), with delivery state.
 
-``Outbox.add(transitions)`` is the entry point of the detect step and the linking sink: it writes
-the new notifications as ``pending`` rows (synchronously, one small INSERT; run it in a worker
-thread) and hands them to the delivery task (``delivery.py``) without waiting for any receiver.
-It is called after the batch's other ClickHouse writes and before the checkpoint, so a crash
-before the checkpoint re-adds the same transitions: ids are derived from the transition, rows
-already in the table are skipped, and a re-added row (version 0) never overrides a later state.
-
-States: ``pending`` (not yet accepted; ``attempts``, ``last_error`` and ``next_attempt_at`` say
-how the retries go), ``delivered``, ``failed`` (refused for good by the receiver, e.g. HTTP 400).
-Every state change is a new row version (wall-clock µs); ``FINAL`` shows the latest.
-Thread-safe: ``add`` may run in any thread, the listener must accept calls from any thread.
+``Outbox.add(transitions)`` (the detect step and the linking sink, after the batch's other ClickHouse
+writes and before the checkpoint) writes ``pending`` rows in one small INSERT (run it in a worker
+thread) and hands them to ``delivery.py``. Ids are derived from the transition, so a re-add after a
+crash is skipped, and a re-added row (version 0) never overrides a later state. Thread-safe: the
+listener must accept calls from any thread. docs/alerting.md, "Notifiers".
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Decode DWB1 batch containers (``schemas/batch_encoding.md``) into a ``DecodedBatch``.
 
-Pure: bytes in, columns out, the same columns ``decode_json_batch`` builds for the
-same events. No Python object per event except where the output needs one (event
-ids, and list entries pointing at shared strings): numeric columns are NumPy views
-of the message, string columns are a small dictionary plus codes, and the contract
-is checked by ``batch_rules`` per column.
-
-Invalid events inside a container are rejected one by one (their original bytes are
-the event re-encoded as JSON, so the dead letter is readable; the detail names the
-event's index in the container) while the valid ones pass. A container that cannot
-be read (bad magic, lengths, codes) is rejected whole as ``invalid_batch``.
+Pure, and the same columns ``decode_json_batch`` builds for the same events: numeric columns are
+NumPy views of the message, string columns a small dictionary plus codes, the contract checked per
+column by ``batch_rules``. An invalid event is rejected alone (its bytes re-encoded as JSON, the
+detail naming its index in the container); an unreadable container is rejected whole as ``invalid_batch``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Does a call's client claim a browser its TLS / HTTP/2 handshake is not? (per event, vectorised)
 
-A scraper that wants to pass as a person sets a browser's user agent on an HTTP library
-(python-requests, httpx, Go's net/http) but cannot as easily change how that library
-shakes hands. Two structural facts, no fingerprint database:
-
-- ALPN (JA4 characters 9-10): every current browser offers HTTP/2 over TLS, so a JA4
-  of a TCP handshake (``t``) with ALPN ``h1`` (http/1.1 only) or ``00`` (no ALPN) under
-  a browser user agent disagrees. A JA3 (an MD5) carries no ALPN: no judgement.
-- HTTP/2 pseudo-header order (4th section of the Akamai fingerprint): each browser
-  engine sends its four pseudo-headers in its own fixed order (``CLIENT_RULES``);
-  another well-formed order under that engine's user agent disagrees.
-
-Anything malformed, absent or outside the rules (QUIC, an unknown ALPN) is no evidence.
-Strings repeat heavily, so each distinct string of a column is classified once (cached,
-bounded) into a small code; the per-event verdict is one NumPy table lookup over the
-three codes. The cost per event is measured in docs/signals.md (``client_mismatch``).
+Two structural facts, no fingerprint database: the JA4's ALPN and the HTTP/2 pseudo-header order
+(``CLIENT_RULES``) against the engine the user agent claims; anything malformed, absent or outside the
+rules is no evidence. Each distinct string of a column is classified once (cached, bounded) into a
+small code; the per-event verdict is one NumPy table lookup over the three codes. The rules and
+their cost: docs/signals.md, "Client claims against the handshake".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Route each message to its decoder by its first bytes: a DWB batch container or a JSON event.
 
-A JSON event can never start with ``DWB`` (JSON text starts with whitespace, ``{``,
-``[``, ``"``, a digit, ``-``, ``t``, ``f`` or ``n``), so the prefix is unambiguous.
-Runs of consecutive messages of one kind are decoded together, and the results are
-merged in input order, so one fetch may mix gateways that batch and gateways that
-do not.
-
-A run of JSON events is decoded ``JSON_CHUNK`` events at a time: the scanner joins its input into
-one buffer and interns its strings beside it, so its transient memory grows with the run (about
-62 MB of resident memory for a 50k-event run of 35 MB, 26 MB in 10k chunks). The rows are the same.
+JSON text never starts with ``DWB``, so the prefix is unambiguous. Runs of consecutive messages of
+one kind are decoded together and merged in input order, so one fetch may mix gateways that batch
+and gateways that do not. JSON runs are decoded ``JSON_CHUNK`` events at a time to bound the
+scanner's transient memory (measured in docs/benchmarks.md, "Replay").
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Fast batch decoding: the Numba scanner for most messages, pydantic for the rest.
 
-Same result as ``pydantic_path.decode_json_batch_pydantic`` for every input (rows,
-order, column values and dtypes, rejects with reason, field, bytes and detail);
-the differential tests hold it to that. The batch is joined into one buffer and
-scanned by ``pipeline.kernels.json_scan.scan_events``; per message it either
-decides (valid / rejected), leaves a cheap check to Python (IPv6 addresses,
-floats that need exact rounding), leaves the fields ``prompt_text`` derives to
-Python (``PEND_DERIVE``: the whole batch's at once, each distinct text once, with
-``schemas.prompt_derive.derive_many``) or falls back to ``pydantic_path.decode_one``.
-
-String columns are built per distinct value, not per event: the scanner interns
-them (``pipeline.kernels.intern``), each distinct value is decoded once (one
-decode and split of the arena), and a column is an object-array gather of those
-``str`` objects by the rows' ids.
+Same result as ``pydantic_path.decode_json_batch_pydantic`` for every input (rows, order, column
+values and dtypes, rejects); the differential tests hold it to that. Per message the scanner
+(``pipeline.kernels.json_scan``) decides, leaves a cheap check or the ``prompt_text`` derivation
+(``PEND_DERIVE``) to Python, or falls back to ``pydantic_path.decode_one``. String columns are one
+object-array gather per column of the interned distinct values. docs/architecture.md, "The JSON scanner".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Numba string interning inside the scan: each distinct string of a batch is stored once.
 
-A batch's string columns (``model``, ``account_id``, …) repeat a few values many
-times. While a message's bytes are still in cache, the scanner looks each output
-string up in an open-addressing table (hash verified byte by byte, so a collision
-never merges two values) and records a distinct id per row. Distinct values are
-appended to one NUL-separated arena: Python decodes and splits it in two C calls
-and builds each column by an object-array gather, with no Python step per event.
-Id 0 is the empty string (also "absent").
-
-Compiled into ``json_scan``'s cache: after editing, see the note there.
+Each output string is looked up, while its message is in cache, in an open-addressing table (hash
+verified byte by byte, so a collision never merges two values) and gets a distinct id per row;
+distinct values go to one NUL-separated arena that Python decodes and splits in two C calls. Id 0 is
+the empty string (also "absent"). Compiled into ``json_scan``'s cache: after editing, see the note there.
 """
 
 from __future__ import annotations

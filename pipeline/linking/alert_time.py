@@ -1,17 +1,10 @@
 """When did a cluster qualify? Event times for cluster alerts that depend on the data, not on arrival order.
 
-A member's alert time is the earliest event time ``t`` at which the member's
-cluster, rebuilt from what had happened by ``t``, already met a cluster rule's
-condition (``pipeline/alerting/cluster_alerts.py``; default ``cluster_extraction``
-of the rules file) on its score, size, member scores and calls: links count from their crossing time
-(``clusters.crossing_ts``), a member's max score from the frames that had
-closed by ``t`` (its *staircase*), calls at their current total (the volume
-factor is log-scaled and capped). Given the same evidence, any arrival order
-gives the same times; that is what keeps a replay's report identical run after run.
-
-A staircase is the running maximum of an account's frame scores over event time,
-as ``[[frame_end_ms, floor(score)], ...]`` with strictly increasing times and
-values; inserting points in any order gives the same staircase.
+A member's alert time is the earliest event time ``t`` at which its cluster, rebuilt from what had
+happened by ``t``, met a cluster rule's condition (``pipeline/alerting/cluster_alerts.py``). A member's
+max score by ``t`` is its *staircase*: ``[[frame_end_ms, floor(score)], ...]``, the running maximum of
+its frame scores, strictly increasing in both, the same whatever order points are inserted in. What
+counts by ``t``: docs/linking.md, "Event time and determinism".
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Link features by number: per event and kind a 64-bit value key, names only on demand.
 
-A batch's (feature, account) pairs are found, deduplicated and checked against
-``SentPairs`` on these keys, without building a feature string per event; names
-(``pay:…``, ``ip24:…``) are built only for the pairs that will be sent
-(``feature_names``), from one event that carries the feature.
-
-Value keys per kind: Python's string hash (computed in C and cached on the string;
-stable within one process, which is all the in-memory pair table needs) of the card
-fingerprint, of the IP's group (IPv4 ``a.b.c``, IPv6 its ``ip48:`` label), of the
-user agent and of the client's TLS and HTTP/2 fingerprints; the ASN itself; for
-``tpl`` the band and band value. Two strings of one kind sharing a 64-bit hash would
-be taken for one feature: as likely as two pairs sharing a ``SentPairs`` key, which
-the publisher accepts already.
+A batch's (feature, account) pairs are found, deduplicated and checked against ``SentPairs`` on these
+keys, without a feature string per event; names (``pay:…``, ``ip24:…``) are built only for the pairs
+that will be sent (``feature_names``). String keys are Python's string hash: stable within one
+process, which is all the in-memory pair table needs. Keys per kind: docs/linking.md, "Topology".
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """BatchingProducer: what a gateway embeds to send events as DWB1 batch containers.
 
-``send(event)`` validates the event against the contract at once (a bad event is
-the caller's bug: ``InvalidEventError`` names the field) and buffers it for its
-partition: the account id is the key, placed with Kafka's default murmur2
-partitioner, so an account's events stay in one partition and in send order, as
-with one JSON message per event. A partition's buffer is encoded into one Kafka
-message when it holds ``max_events`` or its oldest event has waited ``linger_ms``.
-
-Bounded memory: at most ``max_buffered_events`` events are buffered or in flight
-(not yet acknowledged by Kafka); ``send`` blocks while that many are, and raises
-``KafkaTimeoutError`` after ``max_block_s``. Delivery errors are surfaced: the
-next ``send``, ``flush`` or ``close`` raises ``DeliveryError`` (with how many
-events were lost). Thread-safe: any number of threads may call ``send``.
+``send(event)`` validates the event at once (``InvalidEventError`` names the field) and buffers it for
+its account's partition (Kafka's default murmur2 partitioner, so an account's events stay in one
+partition and in send order). Memory is bounded (``max_buffered_events``; ``send`` blocks, then raises
+``KafkaTimeoutError``); delivery errors surface as ``DeliveryError`` (how many events were lost).
+Thread-safe. The contract: schemas/batch_encoding.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Retention: the ClickHouse TTLs of the raw and rollup tables, set from the settings by the worker.
 
-``connect(settings, apply_retention=True)`` (the worker, ``distillwatch migrate``) calls
-``apply_ttls`` after migrating.
-
-Raw tables (``TableSpec.ttl_column``: their write time) keep ``DW_RAW_TTL_DAYS``, rollups
-(``RollupSpec.ttl_column``: their event-time minute or hour) ``DW_ROLLUP_TTL_DAYS``; 0 keeps
-rows for ever. ``alerts``, ``clusters`` and the other tables keep their rows (evidence).
-
-A table is altered only when its TTL differs from the wanted one, read back from
-``system.tables``, so an unchanged setting costs one query and no ALTER. ClickHouse then
-rewrites the table's existing parts in the background to apply the new TTL.
+``connect(settings, apply_retention=True)`` (the worker, ``distillwatch migrate``) calls ``apply_ttls``
+after migrating. Raw tables (``TableSpec.ttl_column``: their write time) keep ``DW_RAW_TTL_DAYS``,
+rollups (``RollupSpec.ttl_column``: event time) ``DW_ROLLUP_TTL_DAYS``; a table is altered only when
+its TTL read back from ``system.tables`` differs. docs/operations.md, "Retention".
 """
 
 from __future__ import annotations

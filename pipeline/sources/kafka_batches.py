@@ -1,18 +1,10 @@
 """KafkaBatchSource: a consumer-group reader that delivers whole fetches.
 
-A mode Service (the runtime Faust is built on) owned by the Faust app. It reads
-the events topic with aiokafka ``getmany``, gathers up to ``batch_max_events``
-events (a batch container counts the events in its header; one is never split)
-or ``batch_max_wait_s``, and awaits ``deliver(batch)``: the worker's bounded
-batch queue (``pipeline/app.py``), whose size is the back-pressure. While the
-detect step is behind, the source pauses its partitions and keeps polling, so a
-long ClickHouse outage does not cost the worker its group membership.
-
-Offsets: auto-commit is off; the detect step acks a batch once its ClickHouse
-writes and the state checkpoint returned, and the ack commits its offsets.
-Rebalances (``_Rebalance``), the drain of bounded input, tombstones and stalled
-partitions (``progress.ProgressWatch``) are described in docs/operations.md
-("Failures").
+A mode Service owned by the Faust app: reads the events topic with aiokafka ``getmany``, gathers up to
+``batch_max_events`` events (a batch container is never split) or ``batch_max_wait_s``, and awaits
+``deliver(batch)``, the worker's bounded batch queue (``pipeline/app.py``). While the detect step is
+behind it pauses its partitions and keeps polling. Auto-commit is off: a batch's ack commits its
+offsets. Rebalances, drain, stalls: docs/operations.md, "Failures".
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """Per-partition progress: lag, and partitions that stopped moving while messages wait.
 
-Faust users report partitions that silently stop being consumed (faust-streaming
-#175, #471): the worker looks alive while one partition's lag grows. The source
-feeds this watch with each assigned partition's position and high watermark; a
-partition whose lag stays above zero with no progress for ``stall_after_s`` is
-*stalled* — logged, shown in ``/stats`` and failing ``/health`` — instead of silent.
-Time spent blocked by back-pressure (the detect step busy, ClickHouse down) is a
-known, separately reported condition and never counts as a stall.
-
-Pure bookkeeping: no Kafka here, so it is unit-testable with plain numbers.
+The source feeds this watch with each assigned partition's position and high watermark; a partition
+whose lag stays above zero with no progress for ``stall_after_s`` is *stalled*. Time blocked by
+back-pressure never counts as a stall. Pure bookkeeping, no Kafka here. docs/operations.md, "Failures".
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Per-API-key frames, kept only where they differ from the account's.
 
-While an account has used exactly one API key, and that key no other account,
-the key's frames are exactly the account's: its rows are derived from the
-account's closed frames and it has no state of its own (most accounts have one
-key, so this halves the state). Once that stops holding (a second key for the
-account, or a second account for the key), the account's state is copied into a
-slot of the key store before the batch is folded, and from then on every key of
-that account folds separately. The key store still sees every event
-(``WATERMARK_ONLY`` for derived keys), so its partition watermarks, late events
-and closing stay what they would be with every key in it.
-
-Checkpoints: the key store holds only keys with frames of their own; an account
-whose key is derived carries the key's name in its extras (``API_KEY_EXTRA``).
+While an account has used exactly one API key, and that key no other account, the key's rows are
+derived from the account's closed frames; once that stops holding, the account's state is copied into
+a key slot before the batch is folded. The key store still sees every event (``WATERMARK_ONLY`` for
+derived keys), so its watermarks stay exact. A derived key's name is checkpointed in its account's
+extras (``API_KEY_EXTRA``). docs/signals.md, "State per account".
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Duplicate suppression: an event already seen in the recent offsets of its partition counts once.
 
-At-least-once gateways resend: the copy carries the same ``(account_id, ts,
-event_id)``. The raw table dedupes it (ReplacingMergeTree on that key), but the
-frame counters would count it twice. ``RecentEvents`` drops an event when the
-same key occurred at an offset in ``[o - window, o]`` of its partition (earlier
-in the log; a batch container's events share its offset). The rule depends only
-on the partition's log, not on how it is cut into batches, so after a restart
-the window is rebuilt exactly by re-reading the ``window`` offsets before the
-resume point (``StateManager._rebuild_dedup``, ``pipeline/state/manager.py``) — nothing to checkpoint.
-
-Memory: one dict entry (a 64-bit hash of the key and its offset) per recent
-event, at most ``window`` offsets' worth per partition. A hash collision could
-drop a distinct event as a duplicate; with the default window that is about
-once in 10^14 events.
+``RecentEvents`` drops an event when the same ``(account_id, ts, event_id)`` occurred at an offset in
+``[o - window, o]`` of its partition (a batch container's events share its offset). The rule depends
+only on the partition's log, so after a restart the window is rebuilt by re-reading it
+(``StateManager._rebuild_dedup``): nothing to checkpoint. One 64-bit hash and offset per recent event.
+docs/operations.md, "Failures" ("Duplicates").
 """
 
 from __future__ import annotations
