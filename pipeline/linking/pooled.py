@@ -26,7 +26,7 @@ from pipeline.linking.sync_tracker import ring_minutes
 from pipeline.linking.timing import COLUMNS, CounterRing, frame_values
 from pipeline.scoring.config import ScoringConfig, load_scoring_config
 from pipeline.scoring.features import FEATURES
-from pipeline.scoring.model import GATE_FEATURE, signal_points
+from pipeline.scoring.model import GATE_FEATURES, signal_points
 from pipeline.state.closed_frames import ClosedFrames
 
 MINUTE_MS: Final = L.FRAME_MS  # a frame is one minute of event time
@@ -83,10 +83,10 @@ class PooledScorer:
 
     def __init__(self, scoring: ScoringConfig | None = None) -> None:
         self.scoring = scoring or load_scoring_config()
-        if not poolable(GATE_FEATURE):
-            raise ValueError(f"the volume gate's feature {GATE_FEATURE} must be computable from {POOLED}")
+        if not all(map(poolable, GATE_FEATURES)):
+            raise ValueError(f"the volume gate's features {GATE_FEATURES} must be computable from {POOLED}")
         self.signals = tuple(name for name, s in self.scoring.signals.items() if all(map(poolable, s.ramps)))
-        self.features = sorted({f for n in self.signals for f in self.scoring.signals[n].ramps} | {GATE_FEATURE})
+        self.features = sorted({f for n in self.signals for f in self.scoring.signals[n].ramps} | set(GATE_FEATURES))
 
     def series(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled scores (``[T]``, rounded to 0.01) and points (``[T, len(signals)]``) of window sums

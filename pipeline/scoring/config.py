@@ -51,6 +51,9 @@ class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: int = Field(ge=1)
     volume_gate: Ramp  # on calls_1h: a quiet account's signals count for less
+    # On taken_1h (answer and reasoning tokens in the hour), once calls_1h reaches volume_gate.low: a few
+    # calls that take a lot count in full as well (None: the calls alone gate).
+    taken_gate: Ramp | None = None
     signals: dict[str, Signal] = Field(min_length=1)
     # Alert thresholds live in the alert rules (pipeline/alerting/rules.v1.yaml), not here.
     top_signals: int = Field(3, ge=1, le=20)

@@ -90,6 +90,7 @@ def _take_ratio(f: ClosedFrames) -> np.ndarray:
 
 FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "calls_1h": lambda f: _w(f, L.W60, L.CALLS),
+    "taken_1h": lambda f: _w(f, L.W60, L.COMPLETION_TOKENS) + _w(f, L.W60, L.REASONING_TOKENS),
     "reasoning_share": _share(L.REASONING_CALLS),
     "reasoning_tokens_per_call": _share(L.REASONING_TOKENS),
     "output_input_ratio": _share(L.COMPLETION_TOKENS, L.PROMPT_TOKENS),

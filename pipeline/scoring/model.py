@@ -25,13 +25,24 @@ class Scores:
     features: dict[str, np.ndarray]
 
 
-GATE_FEATURE = "calls_1h"  # what the volume gate ramps on
+GATE_FEATURES = ("calls_1h", "taken_1h")  # what the volume gate ramps on: calls, and tokens taken
+
+
+def volume_gate(features: Mapping[str, np.ndarray], config: ScoringConfig) -> np.ndarray:
+    """0..1 per row: the calls' ramp, or the tokens taken's (``taken_gate``) once the calls reach the
+    calls' ``low``, whichever is higher."""
+    calls = features[GATE_FEATURES[0]]
+    gate = ramp(calls, config.volume_gate)
+    if config.taken_gate is not None:
+        taken = ramp(features[GATE_FEATURES[1]], config.taken_gate)
+        gate = np.maximum(gate, np.where(calls >= config.volume_gate.low, taken, 0.0))
+    return gate
 
 
 def signal_points(features: Mapping[str, np.ndarray], config: ScoringConfig, names: Sequence[str]) -> np.ndarray:
     """Points of the signals ``names`` per row (``[rows, len(names)]``): weight × volume gate × each ramp.
-    ``features`` must hold ``GATE_FEATURE`` and every feature those signals ramp on."""
-    gate = ramp(features[GATE_FEATURE], config.volume_gate)
+    ``features`` must hold ``GATE_FEATURES`` and every feature those signals ramp on."""
+    gate = volume_gate(features, config)
     points = np.zeros((len(gate), len(names)), np.float64)
     for j, name in enumerate(names):
         signal = config.signals[name]
@@ -43,7 +54,7 @@ def signal_points(features: Mapping[str, np.ndarray], config: ScoringConfig, nam
 
 
 def score_frames(frames: ClosedFrames, config: ScoringConfig) -> Scores:
-    needed = sorted({f for s in config.signals.values() for f in s.ramps} | {GATE_FEATURE})
+    needed = sorted({f for s in config.signals.values() for f in s.ramps} | set(GATE_FEATURES))
     features = compute_features(frames, needed)
     names = list(config.signals)
     contributions = signal_points(features, config, names)

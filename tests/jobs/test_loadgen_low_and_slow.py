@@ -146,7 +146,7 @@ def test_members_share_one_scraping_stack_and_nothing_else(truth: dict[str, Labe
     assert len(set(agents)) >= 10 and max(agents.count(a) for a in set(agents)) < 0.2 * len(agents)
 
 
-def test_no_member_passes_the_volume_gate(truth: dict[str, Label], calls: Accounts) -> None:
+def test_no_member_passes_the_volume_gates_calls_ramp(truth: dict[str, Label], calls: Accounts) -> None:
     assert GATE == 30
     per_minute = []
     for account in members_of(truth):

@@ -60,9 +60,10 @@ def card(members: list[str], ts: int) -> dict[tuple[str, str], dict[str, int]]:
 
 
 def quiet_fleet(minutes: int = 40) -> tuple[list[str], list[Frame]]:
-    """Twelve members, one call every four minutes each: alone, each is under the volume gate."""
+    """Twelve members, one call every five minutes each: alone, each is under the volume gate (8 calls taking
+    12,800 tokens in 40 minutes: the calls' ramp starts at 5 calls, the tokens' at 10,000)."""
     members = [f"hydra-{i:02d}" for i in range(12)]
-    frames = [(m, T0 + t, extractor(1)) for t in range(minutes) for i, m in enumerate(members) if (t + i) % 4 == 0]
+    frames = [(m, T0 + t, extractor(1)) for t in range(minutes) for i, m in enumerate(members) if (t + i) % 5 == 0]
     return members, frames
 
 
@@ -104,7 +105,7 @@ def test_a_quiet_fleet_qualifies_when_its_pooled_traffic_shows_extraction(config
     end = (T0 + 40) * MINUTE_MS
     assert all(pooled.at([m], end).score < 20 for m in members)  # each alone: under the volume gate
     together = pooled.at(members, end)
-    assert together.score >= 60 and together.members == 12 and together.calls == 120
+    assert together.score >= 60 and together.members == 12 and together.calls == 96
     scores = dict.fromkeys(members, 8.0)  # their own max scores: quiet
     accounts = {m: {"calls": 20, "steps": [[T0 * MINUTE_MS + MINUTE_MS, 8.0]]} for m in members}
     linked_at = T0 * MINUTE_MS + 30_000
@@ -217,5 +218,5 @@ def test_the_alerts_explain_the_pooled_evidence(config: LinkingConfig) -> None:
     facts = ClusterTracker(config, {})._facts(cluster)
     text = facts.signals[len(cluster.score.factors)]
     assert text.startswith("pooled: reasoning_elicitation 40, output_harvest 20")
-    assert text.endswith("over 12 members' 120 calls")
+    assert text.endswith("over 12 members' 96 calls")
     assert facts.points[len(cluster.score.factors)] == cluster.score.pooled.score

@@ -181,3 +181,29 @@ def test_an_account_calling_every_minute_since_its_first_call_is_fully_active_fr
     ts = np.r_[np.arange(2) * 20_000, 600_000 + np.arange(10) * 20_000]
     paused = compute_features(closed_frames(events(12, 20_000, ts_ms=T0 + ts)), ["active_share_5m"])
     assert paused["active_share_5m"][1] < 0.8  # the first minute after the pause
+
+
+def test_a_few_calls_that_take_a_lot_pass_the_volume_gate_and_a_few_small_ones_do_not() -> None:
+    """A reseller's distiller at a customer's rate (15 calls in the hour, each demanding full reasoning, thousands of
+    answer and reasoning tokens each) is gated by what it takes; the same calls with a chat app's answers, or
+    fewer calls than the gate's ``low``, stay gated by their calls."""
+    config = load_scoring_config()
+    assert config.taken_gate is not None
+    reasoning = L.FLAG_REASONING  # the call asks for step-by-step reasoning
+
+    def last_frame(n: int, completion: int, reasoning_tokens: int, flags: int) -> tuple[float, dict[str, float]]:
+        frames = closed_frames(events(n, 240_000, flags=flags, prompt_tokens=250, completion_tokens=completion,
+                                      reasoning_tokens=reasoning_tokens))
+        scores = score_frames(frames, config)
+        gate_features = compute_features(frames, ["calls_1h", "taken_1h"])
+        return float(scores.score[-1]), {k: float(v[-1]) for k, v in gate_features.items()}
+
+    score, gate = last_frame(15, 700, 3000, reasoning)
+    assert config.volume_gate.low <= gate["calls_1h"] < config.volume_gate.high / 2  # the calls' ramp: under half
+    assert gate["taken_1h"] >= config.taken_gate.high
+    assert score >= _threshold()
+    chat_score, chat_gate = last_frame(15, 280, 0, 0)  # chat answers, no reasoning: the calls' ramp alone
+    assert chat_gate["taken_1h"] < config.taken_gate.low and chat_score < 10
+    few_score, few_gate = last_frame(3, 700, 3000, reasoning)  # under volume_gate.low calls: no gate at all
+    assert few_gate["calls_1h"] < config.volume_gate.low and few_gate["taken_1h"] >= config.taken_gate.low
+    assert few_score == 0.0
