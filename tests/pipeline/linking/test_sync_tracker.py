@@ -78,7 +78,7 @@ def test_boundaries_are_aligned_for_everyone_and_evaluated_once_settled(config: 
     # (over the minutes known, the crowd's 5-minute cron seen as one), and the main window continues its feature.
     assert first_chance(config) < START_MINUTE + early.window_minutes
     assert seen[0][1] == first_chance(config)
-    # Every boundary from the first frame's on was evaluated (those before a whole window: nobody eligible).
+    # Every boundary from the first frame's on was evaluated (those before min_known_minutes: nobody eligible).
     assert tracker.totals.boundaries == (150 - 1 - sync.settle_minutes) // early.step_minutes
     batches = observed(SyncTracker(config, {}), updates(names, counts))
     batch = batches[0]
