@@ -81,16 +81,20 @@ def _volume_ratio(f: ClosedFrames) -> np.ndarray:
     return recent / np.maximum(baseline, 1.0)
 
 
+def _taken(f: ClosedFrames) -> np.ndarray:
+    """Answer plus reasoning tokens in the hour: what the calls took."""
+    return _w(f, L.W60, L.COMPLETION_TOKENS) + _w(f, L.W60, L.REASONING_TOKENS)
+
+
 def _take_ratio(f: ClosedFrames) -> np.ndarray:
-    # What a call takes (answer plus reasoning) per token it gives: a sweep takes more than it
-    # sends, a summarisation or classification job far less.
-    taken = _w(f, L.W60, L.COMPLETION_TOKENS) + _w(f, L.W60, L.REASONING_TOKENS)
-    return _ratio(taken, _w(f, L.W60, L.PROMPT_TOKENS))
+    # What a call takes per token it gives: a sweep takes more than it sends, a summarisation or
+    # classification job far less.
+    return _ratio(_taken(f), _w(f, L.W60, L.PROMPT_TOKENS))
 
 
 FEATURES: dict[str, Callable[[ClosedFrames], np.ndarray]] = {
     "calls_1h": lambda f: _w(f, L.W60, L.CALLS),
-    "taken_1h": lambda f: _w(f, L.W60, L.COMPLETION_TOKENS) + _w(f, L.W60, L.REASONING_TOKENS),
+    "taken_1h": _taken,
     "reasoning_share": _share(L.REASONING_CALLS),
     "reasoning_tokens_per_call": _share(L.REASONING_TOKENS),
     "output_input_ratio": _share(L.COMPLETION_TOKENS, L.PROMPT_TOKENS),
