@@ -7,10 +7,9 @@ current clusters; every other dashboard links its account ids here.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard, table
-from grafana_foundation_sdk.models.dashboard import Dashboard, DynamicConfigValue, VariableRefresh, VariableSort
+from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.models.dashboard import Dashboard, DynamicConfigValue
 
-from jobs.grafana.clickhouse_query import ClickHouseQueryBuilder
 from jobs.grafana.links import ACCOUNT, ACCOUNT_VAR
 from jobs.grafana.panels import (
     COUNT,
@@ -22,6 +21,7 @@ from jobs.grafana.panels import (
     ch_stat,
     ch_table,
     ch_timeseries,
+    ch_variable,
     finish,
 )
 from jobs.grafana.sql_parts import (
@@ -37,6 +37,7 @@ ACCOUNT_SQL = sql_string_var(ACCOUNT_VAR)
 THIS_ACCOUNT = f"account_id = {ACCOUNT_SQL}"
 IN_RANGE = "$__timeFilter(window_start)"
 FRAMES = f"signatures_1m WHERE {THIS_ACCOUNT} AND {IN_RANGE}"
+HOURS = f"account_scores_1h WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}"  # the hourly rollup's rows
 
 ACCOUNT_CHOICES_SQL = f"""
     SELECT account_id
@@ -81,34 +82,22 @@ def _entity_table(title: str, description: str, kinds: tuple[str, ...]) -> table
                     entities_sql(kinds), w=12, h=8, units={"output_tokens": COUNT})
 
 
-def _account_variable() -> dashboard.QueryVariable:
-    query = ClickHouseQueryBuilder(ACCOUNT_CHOICES_SQL).build()
-    return (dashboard.QueryVariable(ACCOUNT_VAR).label("Account")
-            .description("Accounts with frames in the range, riskiest first; type any account id.")
-            .datasource(query.datasource).query(query.to_json())
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.DISABLED)
-            .allow_custom_value(True).multi(False).include_all(False))
-
-
 def build() -> Dashboard:
     d = base_dashboard(ACCOUNT, "One account: its score and why, its traffic, where it comes from, its keys and "
                                 "templates, its alerts and the campaigns it belongs to.")
-    d.with_variable(_account_variable())
+    d.with_variable(ch_variable(ACCOUNT_VAR, "Account", "Accounts with frames in the range, riskiest first; type any "
+                                "account id.", ACCOUNT_CHOICES_SQL))
 
     d.with_panel(ch_stat("Max score", "Highest per-minute score of the account in the range (account_scores_1h).",
-                         f"SELECT max(max_score) AS max_score FROM account_scores_1h "
-                         f"WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}", SCORE))
+                         f"SELECT max(max_score) AS max_score FROM {HOURS}", SCORE))
     d.with_panel(ch_stat("Calls", "Calls of the account in the range (account_scores_1h).",
-                         f"SELECT sum(calls) AS calls FROM account_scores_1h WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}",
-                         COUNT))
+                         f"SELECT sum(calls) AS calls FROM {HOURS}", COUNT))
     d.with_panel(ch_stat("Output tokens", "Completion and reasoning tokens the account received in the range "
-                         "(account_scores_1h).",
-                         f"SELECT {OUTPUT_TOKENS_SUM} AS output_tokens FROM account_scores_1h "
-                         f"WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}", COUNT))
+                         "(account_scores_1h).", f"SELECT {OUTPUT_TOKENS_SUM} AS output_tokens FROM {HOURS}", COUNT))
     d.with_panel(ch_stat("Reasoning share", "Share of the account's calls that elicited reasoning "
                          "(account_scores_1h).",
-                         f"SELECT sum(reasoning_calls) / greatest(sum(calls), 1) AS reasoning_share "
-                         f"FROM account_scores_1h WHERE {THIS_ACCOUNT} AND {HOURS_IN_RANGE}", SHARE))
+                         f"SELECT sum(reasoning_calls) / greatest(sum(calls), 1) AS reasoning_share FROM {HOURS}",
+                         SHARE))
     d.with_panel(ch_stat("Alerts", "Alerts fired for the account in the range (alerts).",
                          f"SELECT count() AS alerts FROM alerts WHERE {THIS_ACCOUNT} AND $__timeFilter(fired_ts)",
                          COUNT))

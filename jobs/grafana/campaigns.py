@@ -7,10 +7,8 @@ into one), account_scores_1h and signatures_1m.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.models.dashboard import Dashboard, VariableRefresh, VariableSort
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from jobs.grafana.clickhouse_query import ClickHouseQueryBuilder
 from jobs.grafana.links import CAMPAIGNS, CLUSTER_VAR
 from jobs.grafana.panels import (
     COUNT,
@@ -20,6 +18,7 @@ from jobs.grafana.panels import (
     ch_barchart,
     ch_table,
     ch_timeseries,
+    ch_variable,
     finish,
 )
 from jobs.grafana.sql_parts import (
@@ -77,20 +76,11 @@ HARVEST_PER_CAMPAIGN_SQL = f"""
 """
 
 
-def _cluster_variable() -> dashboard.QueryVariable:
-    query = ClickHouseQueryBuilder(CLUSTER_CHOICES_SQL).build()
-    return (dashboard.QueryVariable(CLUSTER_VAR).label("Campaign")
-            .description("Current clusters, highest score first: campaigns and linked accounts below the "
-                         "campaign threshold.")
-            .datasource(query.datasource).query(query.to_json())
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.DISABLED)
-            .allow_custom_value(True).multi(False).include_all(False))
-
-
 def build() -> Dashboard:
     d = base_dashboard(CAMPAIGNS, "Campaigns: clusters of accounts linked by shared payment, networks, keys or "
                                   "templates (docs/linking.md). Pick one with the Campaign variable or a click.")
-    d.with_variable(_cluster_variable())
+    d.with_variable(ch_variable(CLUSTER_VAR, "Campaign", "Current clusters, highest score first: campaigns and "
+                                "linked accounts below the campaign threshold.", CLUSTER_CHOICES_SQL))
 
     d.with_panel(ch_table("Active clusters", "Every current cluster (clusters FINAL, active = 1): cluster_status "
                           f"('campaign' at or above the cluster_extraction rule's score threshold, "

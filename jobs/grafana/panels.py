@@ -17,6 +17,8 @@ from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
     DynamicConfigValue,
+    VariableRefresh,
+    VariableSort,
 )
 from grafana_foundation_sdk.models.heatmap import HeatmapColorMode
 
@@ -120,6 +122,16 @@ def ch_barchart(title: str, description: str, sql: str, unit: str, *, x_field: s
             .x_field(x_field).orientation(common.VizOrientation.HORIZONTAL)
             .show_value(common.VisibilityMode.AUTO)
             .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE))
+
+
+def ch_variable(name: str, label: str, description: str, sql: str) -> dashboard.QueryVariable:
+    """A single-value variable whose choices ``sql`` lists (in its order, re-read with the time range);
+    any other value may be typed in."""
+    query = ClickHouseQueryBuilder(sql).build()
+    return (dashboard.QueryVariable(name).label(label).description(description)
+            .datasource(query.datasource).query(query.to_json())
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.DISABLED)
+            .allow_custom_value(True).multi(False).include_all(False))
 
 
 def base_dashboard(ident: DashboardId, description: str, *, refresh: str = "1m",

@@ -8,7 +8,6 @@ detail naming its index in the container); an unreadable container is rejected w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -25,7 +24,7 @@ from pipeline.decode.batch_format import (
 )
 from pipeline.decode.batch_rules import BOOLEANS, HASHES, Columns, StrColumn, find_violations
 from pipeline.decode.json_events import DecodedBatch
-from pipeline.decode.merge import concat_decoded, empty_decoded
+from pipeline.decode.merge import empty_decoded
 from pipeline.decode.rejects import INVALID_BATCH, OVERSIZED, TS_IN_FUTURE, Rejected
 from schemas.event_rules import RULE
 
@@ -190,19 +189,3 @@ def decode_batched_message(
         decoded = _columns(columns, None, n, partition, offset)
     decoded.rejects.extend(rejects)
     return decoded
-
-
-def decode_batched_batch(
-    values: Sequence[bytes],
-    keys: Sequence[bytes | None],
-    partitions: Sequence[int],
-    offsets: Sequence[int],
-    *,
-    max_message_bytes: int,
-    max_ts_ms: int,
-) -> DecodedBatch:
-    """Several containers, merged in input order (the signature of ``decode_json_batch``)."""
-    return concat_decoded([
-        decode_batched_message(v, k, p, o, max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
-        for v, k, p, o in zip(values, keys, partitions, offsets, strict=True)
-    ])

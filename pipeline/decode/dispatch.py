@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.decode.batch_format import is_batch
-from pipeline.decode.batched import decode_batched_batch
+from pipeline.decode.batched import decode_batched_message
 from pipeline.decode.json_events import DecodedBatch, decode_json_batch
 from pipeline.decode.merge import concat_decoded
 
@@ -39,16 +39,22 @@ def decode_any_batch(
         else:
             runs[-1] = (runs[-1][0], i + 1)
     runs = [piece for a, b in runs for piece in ([(a, b)] if kinds[a] else _chunks(a, b, JSON_CHUNK))]
-    if len(runs) <= 1:  # one kind, no slicing or merging
-        decode = decode_batched_batch if kinds and kinds[0] else decode_json_batch
-        return decode(values, keys, partitions, offsets, max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
-    parts = [
-        (decode_batched_batch if kinds[a] else decode_json_batch)(
-            values[a:b], keys[a:b], partitions[a:b], offsets[a:b],
-            max_message_bytes=max_message_bytes, max_ts_ms=max_ts_ms)
-        for a, b in runs
-    ]
-    return concat_decoded(parts)
+    limits = {"max_message_bytes": max_message_bytes, "max_ts_ms": max_ts_ms}
+
+    def decode(a: int, b: int) -> DecodedBatch:
+        """Messages [a, b), all of one kind: each container on its own, JSON events in one scanner call."""
+        if a < b and kinds[a]:
+            return concat_decoded([
+                decode_batched_message(v, k, p, o, **limits)
+                for v, k, p, o in zip(values[a:b], keys[a:b], partitions[a:b], offsets[a:b], strict=True)
+            ])
+        if (a, b) == (0, len(values)):  # the whole fetch: passed on as it is, no copies
+            return decode_json_batch(values, keys, partitions, offsets, **limits)
+        return decode_json_batch(values[a:b], keys[a:b], partitions[a:b], offsets[a:b], **limits)
+
+    if len(runs) <= 1:  # one kind, no merging
+        return decode(0, len(values))
+    return concat_decoded([decode(a, b) for a, b in runs])
 
 
 def _chunks(start: int, end: int, size: int) -> list[tuple[int, int]]:

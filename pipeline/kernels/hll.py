@@ -87,23 +87,8 @@ def _finish(m: int, zeros: int, total: float) -> int:
 def hll_estimate(registers: np.ndarray) -> int:
     """Estimated number of distinct items, rounded to an integer."""
     m = registers.shape[0]
-    k = _scale_bits(m)
-    zeros = 0
-    vmax = 0
-    scaled = 0
-    for j in range(m):
-        v = np.int64(registers[j])
-        zeros += v == 0
-        vmax = max(vmax, v)
-        scaled += np.int64(1) << ((k - v) & 63)
-    if zeros == m:
-        return 0
-    if vmax <= k:
-        return _finish(m, zeros, float(scaled) * _inv_pow2(k))
-    total = 0.0
-    for j in range(m):
-        total += 1.0 / float(np.uint64(1) << np.uint64(registers[j]))
-    return _finish(m, zeros, total)
+    # One loop for both entry points: a (1, 1, m) view of the registers (outside the kernels' hot path).
+    return hll_estimate_at(np.ascontiguousarray(registers).reshape((1, 1, m)), 0, 0, 0, m)
 
 
 @njit(cache=True, nogil=True)
