@@ -101,7 +101,8 @@ class Settings(BaseSettings):
         "or off (no linking)"
     )
     alert_score_threshold: float | None = Field(
-        None, ge=0, le=100, description="override params.threshold of the alert rule extraction_score_high"
+        None, ge=0, le=100,
+        description="override params.threshold of extraction_score_high and of every other account rule with one",
     )
 
     # --- retention (ClickHouse TTLs, applied at start; 0 keeps rows for ever) -------------

@@ -4,8 +4,8 @@ The packaged default is ``rules.v1.yaml``; ``DW_ALERT_RULES`` points at another 
 A bad file fails at start with ``RulesError`` naming the file and the field
 (``rules[1].condition: unknown name 'scor' …``). Each rule's ``condition`` is compiled by
 ``condition.compile_condition`` (no Python is ever evaluated). ``DW_ALERT_SCORE_THRESHOLD``
-overrides ``params.threshold`` of the rule ``extraction_score_high``. docs/alerting.md is the
-file's reference.
+overrides ``params.threshold`` of ``extraction_score_high`` and of every other account rule that has
+one. docs/alerting.md is the file's reference.
 """
 
 from __future__ import annotations
@@ -271,19 +271,20 @@ def load_rules(path: Path | None = None, *, scoring: ScoringConfig | None = None
     """Read, validate and compile the rules file (default ``rules.v1.yaml``).
 
     ``scoring`` gives the signal names ``signal.<name>`` may use (default: the packaged
-    scoring file). ``score_threshold`` (DW_ALERT_SCORE_THRESHOLD) replaces
-    ``params.threshold`` of ``extraction_score_high``. Raises RulesError naming the file and field.
+    scoring file). ``score_threshold`` (DW_ALERT_SCORE_THRESHOLD) replaces ``params.threshold`` of
+    ``extraction_score_high`` and of every account rule that has one. Raises RulesError naming the file and field.
     """
     source = path or DEFAULT_RULES
     parsed = load_model_file(RulesFile, source, RulesError)
     signals = tuple((scoring or load_scoring_config()).signals)
     rules = list(parsed.rules)
     if score_threshold is not None:
-        at = next((i for i, r in enumerate(rules) if r.name == SCORE_RULE), None)
-        if at is None or THRESHOLD_PARAM not in rules[at].params:
+        if not any(r.name == SCORE_RULE and THRESHOLD_PARAM in r.params for r in rules):
             raise RulesError(f"{source}: DW_ALERT_SCORE_THRESHOLD needs a rule {SCORE_RULE!r} with "
                              f"params.{THRESHOLD_PARAM} (used in its condition)")
-        rules[at] = rules[at].model_copy(update={"params": {**rules[at].params, THRESHOLD_PARAM: score_threshold}})
+        # Every rule reading the page threshold follows it (extraction_score_sustained stays under it).
+        rules = [r.model_copy(update={"params": {**r.params, THRESHOLD_PARAM: score_threshold}})
+                 if r.subject == ACCOUNT and THRESHOLD_PARAM in r.params else r for r in rules]
     compiled = []
     for i, rule in enumerate(rules):
         try:
