@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import orjson
 
 from jobs.eval import defaults
+from jobs.eval.disk import check_free_space
 from jobs.eval.feedback import feedback_counts
 from jobs.eval.generalise import failures, generalisation, run_digest
 from jobs.eval.metrics import evaluate
@@ -166,6 +167,8 @@ def run_eval(opts: EvalOptions, out: TextIO = sys.stdout, err: TextIO = sys.stde
     """The default scenario, then the varied ones; the default's eval.json gets the comparison."""
     log = _Log(err)
     varied_opts = varied_options(opts)
+    check_free_space([(o.out_dir, scenario_config(o).expected_events) for o in (opts, *varied_opts)],
+                     keep_state=opts.keep_state, scratch=Path(tempfile.gettempdir()))
     result = _run_one(opts, log)
     if varied_opts:
         digests = []
