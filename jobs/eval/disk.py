@@ -8,9 +8,10 @@ fills 15 minutes in stops the replay's inserts (ClickHouse NOT_ENOUGH_SPACE) and
 from __future__ import annotations
 
 import os
-import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from shutil import disk_usage
 
 from jobs.eval.scenario import OptionsError
 
@@ -36,26 +37,26 @@ def check_free_space(runs: Sequence[tuple[Path, int]], *, keep_state: bool, scra
     (the temporary directory), one run's at a time. An EVENTS.jsonl already in a run's out_dir is
     overwritten, so its size counts as free.
     """
-    need: dict[int, int] = {}  # st_dev -> bytes
+    need: Counter[int] = Counter()  # st_dev -> bytes
+    reclaimable: Counter[int] = Counter()
     where: dict[int, Path] = {}
 
     def add(path: Path, nbytes: int) -> None:
         existing = _existing(path)
         dev = os.stat(existing).st_dev
-        need[dev] = need.get(dev, 0) + nbytes
+        need[dev] += nbytes
         where.setdefault(dev, existing)
 
-    reclaimable: dict[int, int] = {}
     for out_dir, events in runs:
         add(out_dir, events * EVENTS_FILE_BYTES_PER_EVENT + (events * STATE_BYTES_PER_EVENT if keep_state else 0))
         old = out_dir / "EVENTS.jsonl"
         if old.is_file():
-            dev = os.stat(old).st_dev
-            reclaimable[dev] = reclaimable.get(dev, 0) + old.stat().st_size
+            st = old.stat()
+            reclaimable[st.st_dev] += st.st_size
     if not keep_state:
         add(scratch, max((events for _, events in runs), default=0) * STATE_BYTES_PER_EVENT)
     for dev, nbytes in need.items():
-        free = shutil.disk_usage(where[dev]).free + reclaimable.get(dev, 0)
+        free = disk_usage(where[dev]).free + reclaimable[dev]
         if nbytes > free:
             total = sum(events for _, events in runs)
             raise OptionsError(

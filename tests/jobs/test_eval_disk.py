@@ -16,12 +16,13 @@ from jobs.eval.scenario import OptionsError
 
 def free_bytes(monkeypatch: pytest.MonkeyPatch, free: int) -> list[Path]:
     asked: list[Path] = []
+    real = shutil.disk_usage(Path.cwd())
 
     def usage(path: Any) -> Any:
         asked.append(Path(path))
-        return shutil._ntuple_diskusage(10 * free, 9 * free, free)  # type: ignore[attr-defined]
+        return real._replace(total=10 * free, used=9 * free, free=free)
 
-    monkeypatch.setattr(disk.shutil, "disk_usage", usage)
+    monkeypatch.setattr(disk, "disk_usage", usage)
     return asked
 
 
