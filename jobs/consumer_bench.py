@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 
 from jobs.bench.kafka_io import create_topics, produce
 from jobs.bench.procs import self_cpu_seconds
+from jobs.json_bytes import event_bytes
 from jobs.loadgen import ScenarioConfig, generate
 from jobs.produce_file import partition_for
 from pipeline.decode.batch_format import MAGIC_FAMILY, events_in
@@ -137,7 +137,7 @@ def main() -> None:
     config = ScenarioConfig(duration_s=max(60.0, args.events / 150.0))
     events = list(itertools.islice(generate(config), args.events))
     keys = [e["account_id"].encode() for e in events]
-    messages = [(partition_for(k, args.partitions, i), k, orjson.dumps(e)) for i, (k, e) in enumerate(zip(
+    messages = [(partition_for(k, args.partitions, i), k, event_bytes(e)) for i, (k, e) in enumerate(zip(
         keys, events, strict=True))]
     del events
     with _broker(args.broker) as broker:

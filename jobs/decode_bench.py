@@ -16,8 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-import orjson
-
+from jobs.json_bytes import event_bytes
 from jobs.loadgen import ScenarioConfig, generate
 from pipeline.decode.fast_json import PathCounts, decode_json_batch_fast, warm_up
 from pipeline.decode.json_events import DecodedBatch
@@ -73,7 +72,7 @@ def main() -> None:
     parser.add_argument("--msgspec", action="store_true", help="also time msgspec (issue 16's alternative)")
     args = parser.parse_args()
     config = ScenarioConfig(duration_s=max(60.0, args.events / 200.0), rfc3339_fraction=args.rfc3339)
-    values = [orjson.dumps(e) for e in itertools.islice(generate(config), args.events)]
+    values = [event_bytes(e) for e in itertools.islice(generate(config), args.events)]
     n = len(values)
     print(f"{n} loadgen events, {sum(map(len, values)) / n:.0f} bytes each, batches of {args.batch}")
     warm_up()

@@ -19,9 +19,9 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import orjson
 
 from jobs.bench.options import BenchOptions
+from jobs.json_bytes import event_bytes
 from jobs.loadgen import ScenarioConfig, generate_batches
 from pipeline.decode.batch_rules import Columns
 from pipeline.hashing import blake2b64, kafka_partition
@@ -150,7 +150,7 @@ def _prepare(opts: BenchOptions, log: Callable[[str], None]) -> BenchData:
         batch = batch[: n - done]
         for i, event in enumerate(batch, done):
             _as_bench_account(event, i % m, names, identity)
-        json_values.extend(map(orjson.dumps, batch))
+        json_values.extend(map(event_bytes, batch))
         keys.extend(encoded_names[i % m] for i in range(done, done + len(batch)))
         for name, values in columns_from_events(batch).items():
             columns.setdefault(name, []).extend(values)

@@ -39,6 +39,11 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark (VmHWM)."""
+    return _status_kb(os.getpid(), "VmHWM:") * 1024
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 

@@ -26,7 +26,7 @@ from jobs.bench.memory import run_child
 from jobs.bench.options import BenchOptions
 from jobs.bench.paced import BatchedSource, JsonSource
 from jobs.bench.pipeline_run import Latency, Throughput, run_latency, run_throughput
-from jobs.bench.procs import load_average
+from jobs.bench.procs import load_average, peak_rss_bytes
 from jobs.bench.report import backtest_entry, investigate_entry, limits_entry, plot, rate, table, write_json
 from jobs.embedded_broker import EmbeddedBroker
 from pipeline.settings import load_settings
@@ -221,6 +221,8 @@ def run_bench(opts: BenchOptions, log: Log = print) -> dict[str, Any]:
     }
     details = {
         "load_average": {"start": load_at_start, "end": load_average()},
+        # The bench process itself (its input, the baselines run in it): the machine must hold this too.
+        "bench_process_peak_rss_bytes": peak_rss_bytes(),
         "step_seconds": clock.steps,
         "bytes_per_event": {"json": round(json_bytes / opts.events, 1),
                             "batched": round(batched_bytes / opts.events, 1)},

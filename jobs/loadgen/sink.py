@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from jobs.json_bytes import event_bytes
 from jobs.loadgen.render import GeneratedEvent
 from jobs.produce_file import COMPRESSION, CachedPartitioner, Message, bulk_producer, send_in_batches
 
@@ -123,7 +124,7 @@ async def _produce(events: Iterable[GeneratedEvent], servers: list[str], topic: 
                 await send_chunk()  # what is due so far leaves now
                 await asyncio.sleep(ahead)
             key = event["account_id"].encode()
-            chunk.append((partition(key, sent), key, orjson.dumps(event)))
+            chunk.append((partition(key, sent), key, event_bytes(event)))
             sent += 1
             if sent % progress_every == 0:
                 await send_chunk()

@@ -55,6 +55,7 @@ def test_bench_writes_the_contract(tmp_path: Path) -> None:
         assert measured["peak_rss_bytes"] > 100 * 2**20, measured  # a worker with Faust, Numba and chDB loaded
         assert run["latency_run"]["events"] > 0, run["latency_run"]
     assert details["kernel_numba"]["events"] == 20000
+    assert details["bench_process_peak_rss_bytes"] > 100 * 2**20  # it generated the input and ran baselines
     ceilings = {f"{form}_consume_decode{detect}_{procs}p" for form in ("json", "batched")
                 for detect in ("", "_detect") for procs in (1, 2)}
     assert set(results["limits"]) == ceilings | {"chdb_insert"}

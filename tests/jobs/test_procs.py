@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from jobs.bench.procs import PeakRss
+from jobs.bench.procs import PeakRss, peak_rss_bytes, rss_bytes
 
 # Holds 200 MB for a moment, then frees it and lingers: the peak must be seen, not the end state.
 _SPIKE = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5); " \
@@ -35,3 +35,12 @@ def test_a_tree_counts_its_childrens_memory_too() -> None:
         proc.wait(timeout=60)
     assert rss.peak_bytes >= 200 * 2**20
     assert alone.peak_bytes < 100 * 2**20  # the parent alone holds no such buffer
+
+
+def test_own_peak_keeps_a_spike_this_process_has_freed() -> None:
+    """The bench reports its own high-water mark: what its input cost stays visible after it is freed."""
+    before = peak_rss_bytes()
+    spike = bytearray(max(0, before - rss_bytes()) + 300 * 2**20)
+    spike[::4096] = b"x" * len(spike[::4096])  # touch every page
+    del spike
+    assert peak_rss_bytes() >= before + 250 * 2**20 > rss_bytes()
