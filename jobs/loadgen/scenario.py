@@ -39,7 +39,8 @@ from schemas.event import TS_MAX_MS, TS_MIN_MS
 # (multilingual_sweeper; non_english_app). One reseller fronts 64 accounts: 60 low-rate legitimate customers
 # and 4 distillers calling at a customer's rate (its thousands of accounts: a larger mix, e.g. eval --mix-scale 20).
 # One synchronised fleet of 12 (a campaign whose members share nothing but its waves) and, as its hard negative,
-# 12 accounts of one or two companies whose accounts fire together on a cron.
+# 12 accounts of one or two companies whose accounts fire together on a cron. One low-and-slow campaign of 100
+# quiet accounts (one fleet, at absolute rates): more than linking's template cap, so only its template hubs link it.
 DEFAULT_MIX: Final = MappingProxyType(
     {
         "chat_app": 40,
@@ -66,6 +67,7 @@ DEFAULT_MIX: Final = MappingProxyType(
         "reseller_distiller": 4,
         "synchronised_fleet": 12,
         "cron_company": 12,
+        "low_and_slow_fleet": 100,
     }
 )
 DEFAULT_START_MS: Final = 1_770_854_400_000  # 2026-02-12T00:00:00Z

@@ -64,7 +64,7 @@ def test_scenario_config_from_options() -> None:
 
 def test_accounts_add_or_set_archetype_counts_and_are_recorded() -> None:
     base = scenario_config(EvalOptions(mix_scale=0.1))
-    assert "low_and_slow_fleet" not in base.mix  # not in the default mix: --accounts adds it
+    assert base.mix["low_and_slow_fleet"] == 10  # a tenth of the default mix's 100; --accounts sets it
     opts = EvalOptions(mix_scale=0.1, accounts=("low_and_slow_fleet=200", " hobbyist = 3"))
     config = scenario_config(opts)
     assert config.mix == {**base.mix, "low_and_slow_fleet": 200, "hobbyist": 3}

@@ -139,16 +139,17 @@ def test_config_rejects_unknown_archetypes_and_empty_mixes() -> None:
 def test_labels_cover_every_account_and_match_the_mix(events: list[GeneratedEvent], truth: dict[str, Label]) -> None:
     assert {e["account_id"] for e in events} <= set(truth)
     assert Counter(label.archetype for label in truth.values()) == Counter(DEFAULT_MIX)
-    # Every archetype but the low-and-slow fleet, which a scenario adds by name (eval --accounts; its own tests).
-    assert set(DEFAULT_MIX) == set(ARCHETYPES) - {"low_and_slow_fleet"}
+    assert set(DEFAULT_MIX) == set(ARCHETYPES)
     assert {label.archetype for label in truth.values() if label.is_attack} == set(ATTACKS) & set(DEFAULT_MIX)
     seen = {truth[e["account_id"]].archetype for e in events}
     assert set(DEFAULT_MIX) <= seen and set(BENIGN) <= seen
     fleets = Counter(label.fleet_id for label in truth.values() if label.fleet_id)
     fleet_archetypes = {name for name in DEFAULT_MIX if ARCHETYPES[name].fleet}
-    assert fleet_archetypes == {"hydra_fleet", "template_fleet", "synchronised_fleet"}
-    assert sorted(fleets.values()) == [CONFIG.fleet_size] * (sum(DEFAULT_MIX[n] for n in fleet_archetypes)
-                                                           // CONFIG.fleet_size)
+    assert fleet_archetypes == {"hydra_fleet", "template_fleet", "synchronised_fleet", "low_and_slow_fleet"}
+    # Fleets of the configured size, and the low-and-slow campaign: all its accounts one fleet.
+    sized = fleet_archetypes - {"low_and_slow_fleet"}
+    assert sorted(fleets.values()) == ([CONFIG.fleet_size] * (sum(DEFAULT_MIX[n] for n in sized) // CONFIG.fleet_size)
+                                       + [DEFAULT_MIX["low_and_slow_fleet"]])
     assert all((label.fleet_id is not None) == (label.archetype in fleet_archetypes) for label in truth.values())
     # A company's accounts are a company, not a fleet: their group is a label of its own.
     assert all((label.company_id is not None) == (label.archetype == "cron_company") for label in truth.values())

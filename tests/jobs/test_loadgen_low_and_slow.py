@@ -27,8 +27,6 @@ from pipeline.scoring.config import load_scoring_config
 from tests.support.generated import slash24
 
 FLEET = "low_and_slow_fleet"
-# The eval with the fleet: not in the default mix yet, added by name (distillwatch eval --accounts).
-EVAL_WITH_FLEET = EvalOptions(accounts=(f"{FLEET}=200",))
 MIX = {FLEET: 150, "template_fleet": 12, "coding_assistant": 4, "chat_app": 6, "hobbyist": 30}
 START_MS = 1_770_876_000_000  # 2026-02-12T06:00:00Z, the eval's start
 HOUR_MS = 3_600_000
@@ -80,11 +78,10 @@ def test_one_fleet_larger_than_the_template_cap_at_the_eval_scale() -> None:
     assert FLEET in ATTACKS and spec.fleet and spec.fleet_own_infra and spec.one_fleet
     assert spec.calls_per_min is not None and spec.volume == 0
     cap = load_linking_config().kinds["tpl"].cap
-    assert FLEET not in DEFAULT_MIX and FLEET not in scenario_config(EvalOptions()).mix
-    eval_config = scenario_config(EVAL_WITH_FLEET)
+    eval_config = scenario_config(EvalOptions())  # the default eval: the default mix at scale 2
+    assert eval_config.mix == scaled_mix(2)
     size = eval_config.mix[FLEET]
-    assert size == 200 > cap
-    assert {n: c for n, c in eval_config.mix.items() if n != FLEET} == scaled_mix(2)  # the rest: the default eval
+    assert size == 2 * DEFAULT_MIX[FLEET] == 200 > cap
     eval_labels = labels(eval_config)
     fleets = {label.fleet_id for label in eval_labels.values() if label.archetype == FLEET}
     assert len(fleets) == 1 and None not in fleets
@@ -230,8 +227,7 @@ def test_varied_fleets_move_widely_and_stay_quiet() -> None:
         ts = np.sort(np.array(grouped[account], dtype=np.int64))
         assert (np.searchsorted(ts, ts + HOUR_MS) - np.arange(ts.size)).max() < GATE
     # The eval's varied runs: one fleet of a varied size, from x1/2 to x2 of the 200.
-    opts = EvalOptions(events=6000, rate_eps=50.0, seed=7, vary_seeds=6, vary_events=3000,
-                       accounts=EVAL_WITH_FLEET.accounts)
+    opts = EvalOptions(events=6000, rate_eps=50.0, seed=7, vary_seeds=6, vary_events=3000)
     for run in varied_options(opts):
         size = scenario_config(run).mix[FLEET]
         assert 100 <= size <= 400
@@ -273,11 +269,12 @@ def test_the_command_line_sets_one_archetypes_count(tmp_path: Path) -> None:
         failed = CliRunner().invoke(loadgen_main, ["--out", str(out), "--rate", "20", "--duration", "600",
                                                    *itertools.chain.from_iterable(("--accounts", b) for b in bad)])
         assert failed.exit_code != 0 and message in failed.output, failed.output
-    # Without --accounts, no fleet: it is not in the default mix.
+    # Without --accounts, the default mix's fleet, scaled like the rest: a tenth of 100, still one fleet.
     done = CliRunner().invoke(loadgen_main, ["--out", str(out), "--labels", str(labels_path), "--rate", "20",
                                              "--duration", "60", "--mix-scale", "0.1"], catch_exceptions=False)
     assert done.exit_code == 0, done.output
-    assert FLEET not in {v["archetype"] for v in orjson.loads(labels_path.read_bytes()).values()}
+    fleet = [v for v in orjson.loads(labels_path.read_bytes()).values() if v["archetype"] == FLEET]
+    assert len(fleet) == 10 and len({v["fleet_id"] for v in fleet}) == 1
 
 
 def test_distillwatch_takes_accounts_for_loadgen_and_eval(tmp_path: Path) -> None:

@@ -161,6 +161,20 @@ def test_a_low_volume_fleet_sharing_a_template_is_one_cluster_and_pages_on_its_p
     assert fleet_run.stage_b.stats.hub_features == 0 and fleet_run.stage_a.stats.hub_features == 4
 
 
+def test_a_template_shared_by_seventeen_quiet_accounts_links_and_pages_them(config: LinkingConfig) -> None:
+    # The packaged tpl cap (16) makes a hub of a template's 17th account: a low-and-slow campaign is linked
+    # once 17 members were seen on a template (minutes), not 65 (about 45 minutes on the eval's fleet of 200).
+    fleet = template_fleet("fleet", 20, counters=extractor)
+    run = run_fleets(config, [fleet])
+    ((members, score, shared),) = run.clusters().values()
+    assert set(members) == set(fleet.members) and score >= 60
+    assert shared[0].endswith("shared by 20 accounts (hub)")
+    assert {a for a, _ in run.alerts()} == set(fleet.members)
+    # Sixteen share it below the cap: a template alone (0.55) is no link, so neither a cluster nor a page.
+    below = run_fleets(config, [template_fleet("fleet", 16, counters=extractor)])
+    assert below.clusters() == {} and below.alerts() == []
+
+
 def test_without_hubs_the_same_fleet_is_invisible(config: LinkingConfig) -> None:
     doc = config.model_dump()
     doc["kinds"]["tpl"]["hub_cap"] = None
