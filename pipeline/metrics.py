@@ -299,6 +299,9 @@ class WorkerCollector(Collector):
                        "and malformed results by the worker).", _num(ls, "bad_messages") + linking.results.bad_results)
         yield _gauge("linking_clusters", "Clusters (linked components of two or more accounts) held by stage B.",
                      _num(ls, "clusters"))
+        yield _gauge("linking_alerts_held", "Cluster alerts (per member) due but held until every linking input is "
+                     "read up to their time (the inputs' watermark: one partition read behind the others).",
+                     _num(ls, "alerts_held"))
 
 
 def _num(stats: Mapping[str, object], name: str) -> float:

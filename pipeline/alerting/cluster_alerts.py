@@ -90,6 +90,11 @@ class ClusterAlerting:
     def __init__(self, setup: AlertSetup | None = None) -> None:
         self.setup = setup or default_setup()
         self.rules = self.setup.rules.for_subject(CLUSTER)
+        # How far every input of the linking process is read (``pipeline.linking.watermark``; None: all):
+        # a member due later than that is not fired yet but kept in ``waiting`` (member -> due, ms),
+        # for stage B to evaluate again once the watermark has passed.
+        self.watermark_ms: int | None = None
+        self.waiting: dict[str, int] = {}
 
     def evaluate(self, facts: ClusterFacts, since: Callable[[CompiledRule], Mapping[str, int]],
                  alerted: MutableMapping[str, object], out: AlertBatch) -> None:
@@ -148,12 +153,17 @@ class ClusterAlerting:
 
     def _start(self, cr: CompiledRule, facts: ClusterFacts, member: str, fired_ms: int, severity: str,
                st: SubjectState, entry: dict[str, Any], alerted: MutableMapping[str, object], out: AlertBatch) -> None:
-        """Fire ``member`` at ``fired_ms`` once the evidence reaches it (else it stays pending in ``st``)."""
-        if facts.updated_ts >= fired_ms:
+        """Fire ``member`` at ``fired_ms`` once the evidence reaches it (else it stays pending in ``st``)
+        and every input is read that far (else it waits for the watermark)."""
+        if facts.updated_ts < fired_ms:
+            pass  # pending: the condition has not held for `for` yet
+        elif self.watermark_ms is not None and self.watermark_ms < fired_ms:
+            # An input is not read that far: the evidence that makes this cluster another may wait there.
+            self.waiting[member] = min(fired_ms, self.waiting.get(member, fired_ms))
+        else:
             record = self._fire(cr, facts, member, fired_ms, severity, out)
             minute = fired_ms // MINUTE_MS
             st = SubjectState(int(NONE), max(facts.updated_ts // MINUTE_MS, minute), minute, record)
-        # else pending: the condition has not held for `for` yet
         _store(cr.name, member, st, entry, alerted)
 
     def _fire(self, cr: CompiledRule, facts: ClusterFacts, member: str, fired_ms: int, severity: str,

@@ -133,7 +133,7 @@ class DetectStep:
         output = self.detector.process(unique, force_close=batch.drain)
         # Packed here, in batch order and against the detector's state after this batch, rather than in the
         # write task: the inserts' time is then not followed by this CPU work (docs/benchmarks.md).
-        links = self._prepare_links(self.linking, unique, output) if self.linking is not None else None
+        links = self._prepare_links(self.linking, unique, output, batch.behind) if self.linking is not None else None
         found = Detected(unique, _duplicate_rejects(batch, decoded, dup), output, links)
         # Everything after this reads the decoded columns (and the rejects' own copies), never the raw batch.
         batch.release_messages()
@@ -211,11 +211,13 @@ class DetectStep:
         messages = action_messages(transitions, self.detector.alerting.rules)
         await self._retry(lambda: publisher.publish(messages), KafkaError, "writing to the actions topic failed")
 
-    def _prepare_links(self, publisher: LinkPublisher, decoded: DecodedBatch, output: DetectionOutput) -> PreparedBatch:
+    def _prepare_links(self, publisher: LinkPublisher, decoded: DecodedBatch, output: DetectionOutput,
+                       behind: frozenset[int]) -> PreparedBatch:
         sig = output.signatures
         return publisher.prepare(decoded, sig["account_id"], np.asarray(sig["window_start"]), np.asarray(sig["score"]),
                                  self.detector.max_score, np.asarray(sig["calls"]),
-                                 {name: np.asarray(sig[name]) for name in FRAME_COUNTERS})
+                                 {name: np.asarray(sig[name]) for name in FRAME_COUNTERS},
+                                 wm=self.detector.frames.read_up_to_ms(behind))
 
     async def _publish_links(self, prepared: PreparedBatch, *, drain: bool) -> None:
         publisher = self.linking

@@ -3,7 +3,7 @@
 Observation messages (``<group>-link-observations``, by feature) and account updates with every
 closed frame's calls and ``FRAME_COUNTERS`` (``<group>-link-edges``), each with its drain marker;
 link results and feedback sets share the envelope (``open_message``, ``ENVELOPE_VERSION``).
-Written as ``VERSION`` (3), read as 1, 2 or 3; an older reader refuses newer messages. Kind
+Written as ``VERSION`` (4), read as 1 to 4; an older reader refuses newer messages. Kind
 weights are not on the wire. Decoding raises ``MessageError`` for anything malformed.
 The formats field by field, and what each version added: docs/linking.md ("Wire formats",
 "Timing correlation (`sync`)": Versions).
@@ -21,8 +21,10 @@ import orjson
 from pipeline.kernels.layout import FRAME_MS
 from pipeline.linking.observations import AccountSummary, Observations
 
-VERSION = 3  # the linking messages as written (2: frames' calls per minute; 3: and their FRAME_COUNTERS)
-READ_VERSIONS = (1, 2, 3)  # ... and as read
+# The linking messages as written (2: frames' calls per minute; 3: and their FRAME_COUNTERS; 4: the event time
+# the detect source has read its input up to, ``wm``, on every message and observations partition: ``watermark``).
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)  # ... and as read
 # The closed frames' additive counters (signatures_1m columns) the account updates carry besides calls (version 3):
 # those the scoring features are ratios of (pooled.PooledScorer derives which signals they make computable).
 FRAME_COUNTERS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "reasoning_calls", "deep_logprob_calls",
@@ -52,6 +54,7 @@ class ObservationBatch:
     a: list[int]
     ts: list[int]
     sample: list[int]
+    wm: int | None = None  # version 4: the event time its source has read its input up to (ms)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class AccountUpdates:
     frame_calls: list[int] = field(default_factory=list)
     # Version 3: counter name (FRAME_COUNTERS) -> per frame; empty when the sender did not send them.
     frame_counters: dict[str, list[int]] = field(default_factory=dict)
+    wm: int | None = None  # version 4: the event time its source has read its input up to (ms)
 
     def __len__(self) -> int:
         return len(self.account)
@@ -99,11 +103,25 @@ Message = ObservationBatch | MemberChanges | AccountUpdates | EndMarker
 # --- encoding -----------------------------------------------------------------------------
 
 
-def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int,
+def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int, wm: int | None = None,
                       max_rows: int = MAX_ROWS) -> dict[int, list[bytes]]:
-    """Messages per partition that has observations (each of at most ``max_rows`` rows)."""
-    if not len(obs):
-        return {}
+    """Messages per partition that has observations (each of at most ``max_rows`` rows). With ``wm`` (the
+    event time the source has read its input up to) every message carries it, and every other partition
+    gets an empty message with it, so each partition tells how far the source got (``watermark``)."""
+    stamp = {} if wm is None else {"wm": wm}
+    out: dict[int, list[bytes]] = {}
+    if len(obs):
+        out = _observation_messages(obs, n_partitions, src, seq, stamp, max_rows)
+    if wm is not None:
+        empty = orjson.dumps({"v": VERSION, "type": "obs", "src": src, "seq": seq, **stamp, "features": [],
+                              "accounts": [], "f": [], "a": [], "ts": [], "sample": []})
+        for p in range(n_partitions):
+            out.setdefault(p, [empty])
+    return out
+
+
+def _observation_messages(obs: Observations, n_partitions: int, src: str, seq: int, stamp: dict[str, int],
+                          max_rows: int) -> dict[int, list[bytes]]:
     owner = obs.partitions(n_partitions)[obs.feature_index]
     order = np.argsort(owner, kind="stable")
     bounds = np.flatnonzero(np.diff(owner[order])) + 1
@@ -115,7 +133,7 @@ def pack_observations(obs: Observations, n_partitions: int, src: str, seq: int,
             f_used, f_local = np.unique(obs.feature_index[rows], return_inverse=True)
             a_used, a_local = np.unique(obs.account_index[rows], return_inverse=True)
             messages.append(orjson.dumps({
-                "v": VERSION, "type": "obs", "src": src, "seq": seq,
+                "v": VERSION, "type": "obs", "src": src, "seq": seq, **stamp,
                 "features": [obs.features[i] for i in f_used.tolist()],
                 "accounts": [obs.accounts[i] for i in a_used.tolist()],
                 "f": f_local.astype(np.int64), "a": a_local.astype(np.int64),
@@ -140,6 +158,7 @@ def account_updates(
     src: str,
     frame_calls: np.ndarray | None = None,
     frame_counters: Mapping[str, np.ndarray] | None = None,
+    wm: int | None = None,
 ) -> AccountUpdates:
     """Per account of a detect batch: calls, latest event time, latest and best closed frame, and the
     calls (and ``frame_counters``: FRAME_COUNTERS, all or none) of every closed frame.
@@ -199,6 +218,7 @@ def account_updates(
         frame_calls[counted].tolist() if frame_calls is not None else [],
         {n: np.asarray(frame_counters[n], np.int64)[counted].tolist() for n in FRAME_COUNTERS}
         if frame_calls is not None and frame_counters is not None else {},
+        wm,
     )
 
 
@@ -222,7 +242,8 @@ def pack_accounts(updates: AccountUpdates, max_rows: int = MAX_ROWS) -> list[byt
             "frame_account": [updates.frame_account[i] - first for i in frames],
             "frame_minute": [updates.frame_minute[i] for i in frames],
             "frame_calls": [updates.frame_calls[i] for i in frames],
-            **{f"frame_{n}": [col[i] for i in frames] for n, col in updates.frame_counters.items()}}))
+            **{f"frame_{n}": [col[i] for i in frames] for n, col in updates.frame_counters.items()},
+            **({} if updates.wm is None else {"wm": updates.wm})}))
         first = last
     return out
 
@@ -256,14 +277,17 @@ def open_message(value: bytes, what: str, kind: str | None = None,
 
 
 def decode(value: bytes) -> Message:
-    """Parse one linking message; raises MessageError when it is not a valid version-1, -2 or -3 message."""
+    """Parse one linking message; raises MessageError when it is not a valid version-1 to -4 message."""
     body = open_message(value, "linking message", versions=READ_VERSIONS)
     kind = body.get("type")
     src = str(body.get("src", ""))
+    wm = body.get("wm")
+    if wm is not None and (not isinstance(wm, int) or isinstance(wm, bool)):
+        raise MessageError(f"wm must be an event time in ms, not {wm!r}")
     if kind == "obs":
         f, a, ts, sample = _columns(body, ("f", "a", "ts", "sample"))
         features, accounts = _columns(body, ("features",))[0], _columns(body, ("accounts",))[0]
-        return ObservationBatch(src, int(body.get("seq", 0)), features, accounts, f, a, ts, sample)  # type: ignore[arg-type]
+        return ObservationBatch(src, int(body.get("seq", 0)), features, accounts, f, a, ts, sample, wm)  # type: ignore[arg-type]
     if kind == "accounts":
         cols = _columns(body, ("account", "calls", "ts", "score", "max_score", "best", "best_ts"))
         frames: list[list[object]] = [[], [], []]
@@ -275,7 +299,7 @@ def decode(value: bytes) -> Message:
         if body["v"] >= 3 and any(f"frame_{n}" in body for n in FRAME_COUNTERS):  # all or none (not sent)
             named = _columns(body, ("frame_calls", *(f"frame_{n}" for n in FRAME_COUNTERS)))
             counters = dict(zip(FRAME_COUNTERS, named[1:], strict=True))
-        return AccountUpdates(src, *cols, *frames, counters)  # type: ignore[arg-type]
+        return AccountUpdates(src, *cols, *frames, counters, wm)  # type: ignore[arg-type]
     if kind == "end":
         partition = body.get("partition")
         return EndMarker(src, int(partition) if partition is not None else None)

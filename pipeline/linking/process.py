@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -58,6 +58,7 @@ from pipeline.linking.results import LinkResult, split_result
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput, StageStats
 from pipeline.linking.sync_tracker import SyncTracker
 from pipeline.linking.topics import LinkTopics
+from pipeline.linking.watermark import InputWatermark
 from pipeline.retry import fetch_or_wait, retry
 from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.topics import ensure_topics, partition_count
@@ -153,6 +154,8 @@ class LinkingProcess:
         self.pooled = PooledEvidence(self.config, bounded=self.bounded, shared=True)
         self.sync = SyncTracker(self.config, self.features, bounded=self.bounded, ring=self.pooled.ring)
         self.sync_drains: set[str] = set()  # drain sources whose account updates all arrived (edges markers)
+        self.watermark = InputWatermark()  # how far every source's evidence is read: gates cluster alerts
+        self.watermark_ms: int | None = None  # as of the last fetch
         self.stage_b: ClusterStage | None = None  # once the observation partition count is known
         self.partitions = 0
         self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per input partition
@@ -489,11 +492,14 @@ class LinkingProcess:
                             to_b += self._sync_changes(self.sync.flush())
                     # Observations partition p's marker comes after its observations: tag it with p.
                     to_b.append(EndMarker(msg.src, tp.partition if from_observations else None))
+                    self.watermark.end(msg.src, tp)
                 elif isinstance(msg, ObservationBatch) and from_observations:
+                    self.watermark.observe(msg.src, tp, msg.wm)
                     changes = self.stage_a.handle(msg)
                     if len(changes):
                         to_b.append(changes)
                 elif isinstance(msg, AccountUpdates) and not from_observations:
+                    self.watermark.observe(msg.src, tp, msg.wm)
                     to_b.append(msg)
                     to_b += self._sync_changes(self.sync.handle(msg))
                 elif msg is not None:
@@ -505,9 +511,21 @@ class LinkingProcess:
                 self.uncheckpointed += len(records)
         self.stats.stage_a_s += time.perf_counter() - started
         started = time.perf_counter()
-        out = stage_b.handle(to_b)
+        self.watermark_ms = self.watermark.value(self._inputs(fetched), self._caught_up)
+        out = stage_b.handle(to_b, watermark_ms=self.watermark_ms)
         self.stats.stage_b_s += time.perf_counter() - started
         return out
+
+    def _inputs(self, fetched: Mapping[TopicPartition, object]) -> set[TopicPartition]:
+        consumer = self._consumer
+        inputs = set(fetched) | (consumer.assignment() if consumer is not None else set())
+        return {tp for tp in inputs if tp.topic in (self.topics.observations, self.topics.edges)}
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        """Nothing of ``tp`` known to wait: read up to its high watermark as of the last fetch (or never
+        fetched)."""
+        highwater = self._consumer.highwater(tp) if self._consumer is not None else None
+        return highwater is None or self.offsets.get(tp, 0) >= highwater
 
     def _sync_changes(self, batches: list[ObservationBatch]) -> list[Message]:
         """Stage A's changes from the sync tracker's observations (timing evidence)."""
@@ -644,6 +662,8 @@ class LinkingProcess:
 
     def stats_dict(self) -> dict[str, object]:
         return {**self.stats.as_dict(), **self.sync.as_dict(), **self.pooled.as_dict(), "backlog": dict(self.backlog),
+                "watermark_ms": self.watermark_ms,
+                "alerts_held": len(self.stage_b.tracker.alerting.waiting) if self.stage_b is not None else 0,
                 "lag": sum(self.backlog.values()),
                 "accounts": len(self.accounts), "features": len(self.features),
                 "read_messages": self.read_messages, "uncheckpointed_messages": self.uncheckpointed,

@@ -59,12 +59,14 @@ class LinkPublisher:
     def prepare(self, decoded: LinkColumns, frame_accounts: Sequence[str], frame_start_s: np.ndarray,
                 frame_score: np.ndarray, max_scores: Mapping[str, float],
                 frame_calls: np.ndarray | None = None,
-                frame_counters: Mapping[str, np.ndarray] | None = None) -> PreparedBatch:
+                frame_counters: Mapping[str, np.ndarray] | None = None, wm: int | None = None) -> PreparedBatch:
         """Observations and account updates of one batch, packed. CPU only; call in order.
 
         ``frame_*``: the batch's closed frames (signatures_1m rows); their ``frame_calls`` are the
         linking process's timing evidence (``sync_tracker``; None: not sent), their ``frame_counters``
-        (``messages.FRAME_COUNTERS`` columns) with the calls its pooled cluster evidence (``pooled``)."""
+        (``messages.FRAME_COUNTERS`` columns) with the calls its pooled cluster evidence (``pooled``). ``wm``: how
+        far in event time the source has read its input (``FrameStore.read_up_to_ms``; None: this batch's
+        newest event), sent on every message so the linking process knows (``watermark``)."""
         started = time.perf_counter()
         pairs, summary, self._carry = extract_pairs(decoded, self.config.template, self._carry)
         if len(pairs):
@@ -72,9 +74,11 @@ class LinkPublisher:
         # Names (strings) only for the pairs to send: after an account's first batches, few.
         obs = pairs.named(decoded.raw, self.config.template.band_bits)
         self._seq += 1
+        if wm is None and len(decoded):
+            wm = int(np.max(decoded.raw["ts"]))
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id,
-                                  frame_calls, frame_counters)
-        prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq),
+                                  frame_calls, frame_counters, wm)
+        prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq, wm),
                                  pack_accounts(updates), len(obs))
         self.prepare_s += time.perf_counter() - started
         return prepared

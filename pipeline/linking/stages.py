@@ -174,10 +174,19 @@ class ClusterStage:
         members = self._components.get(account)
         return cluster_id(members) if members else None
 
-    def handle(self, messages: list[Message]) -> StageOutput:
-        """Apply messages in order, then re-evaluate the clusters they touched."""
+    def handle(self, messages: list[Message], *, watermark_ms: int | None = None) -> StageOutput:
+        """Apply messages in order, then re-evaluate the clusters they touched.
+
+        ``watermark_ms``: how far every input's evidence is read (``watermark``; None: all of it). A
+        cluster alert due later waits for it; its members are evaluated again once it has passed."""
         links = self.links
         touched: set[str] = set()
+        alerting = self.tracker.alerting
+        if alerting.waiting:
+            due = [m for m, at in alerting.waiting.items() if watermark_ms is None or at <= watermark_ms]
+            for member in due:
+                del alerting.waiting[member]
+            touched.update(due)
         dropped: list[str] = []
         for msg in messages:
             if isinstance(msg, MemberChanges):
@@ -204,6 +213,7 @@ class ClusterStage:
         if dropped:
             links.relink(dropped)  # a union-find cannot split: their clusters rebuilt from the memberships left
         drained_now = not self.drained and self.expected_markers <= self.markers
+        alerting.watermark_ms = None if drained_now else watermark_ms  # at the drain every input is read
         full = self._full or drained_now
         self._full = False
         self._components = links.components()

@@ -22,6 +22,9 @@ class FetchedBatch:
     fetched_at: float  # wall clock, seconds
     # True on the last item of bounded input: close every frame, then stop.
     drain: bool = False
+    # Partitions with messages still waiting when the batch was cut (how far the input is read:
+    # FrameStore.read_up_to_ms); empty when all are read, or not known.
+    behind: frozenset[int] = frozenset()
     _ack: Callable[[FetchedBatch], Awaitable[None]] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 

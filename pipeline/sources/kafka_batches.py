@@ -32,6 +32,7 @@ BeforeRevoke = Callable[[], Awaitable[None]]
 # While the detect step is behind, poll the (paused) consumer this often to stay in the group.
 BLOCKED_POLL_S = 1.0
 PROGRESS_CHECK_S = 5.0
+POSITION_TIMEOUT_S = 1.0  # asking the consumer for a position it does not hold yet
 # One fetch's size. aiokafka fetches the next one ahead while a batch waits for the detect step, and
 # parsing it copies the response: at 8 MB per partition (64 MB per fetch) that was two 30+ MB blocks
 # per batch on top of the batch itself. A batch gathers several smaller fetches instead; a message
@@ -181,7 +182,7 @@ class KafkaBatchSource(Service):
             self.progress.blocked(now)
         for tp in consumer.assignment():
             try:
-                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                position = await asyncio.wait_for(consumer.position(tp), timeout=POSITION_TIMEOUT_S)
             except (TimeoutError, KafkaError, AssertionError):
                 continue  # not positioned yet (just assigned): nothing to judge
             self.progress.observe(tp.partition, position, consumer.highwater(tp), now)
@@ -233,12 +234,30 @@ class KafkaBatchSource(Service):
                     log.info("discarded a batch of %d messages gathered across a rebalance", len(batch))
                 continue
             if len(batch):
+                batch.behind = await self._behind(consumer)
                 await self._deliver(batch)
             if self._drain_requested and not len(batch) and await self._drain_reached():
                 await self._deliver(FetchedBatch([], [], [], [], {}, time.time(), drain=True, _ack=self._ack))
                 await self.wait_for_acks()
                 self.drained.set()
                 return
+
+    @staticmethod
+    async def _behind(consumer: AIOKafkaConsumer) -> frozenset[int]:
+        """Assigned partitions with messages past this worker's position, as of the last fetch (one not
+        answered yet counts as read, like the progress watch)."""
+        out = set()
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=POSITION_TIMEOUT_S)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue  # revoked meanwhile or not positioned yet
+            if position < highwater:
+                out.add(tp.partition)
+        return frozenset(out)
 
     async def _deliver(self, batch: FetchedBatch) -> None:
         self._in_flight.append(batch)

@@ -7,7 +7,7 @@ arrays are not sized for a million accounts when there are a hundred) up to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -145,6 +145,17 @@ class FrameStore:
         """Lowest partition watermark among partitions that have seen events."""
         seen = self.part_max_ts[self.part_max_ts > NO_TIME]
         return int(seen.min()) - self.lateness_ms if seen.size else NO_TIME
+
+    def read_up_to_ms(self, behind: Collection[int] = ()) -> int | None:
+        """How far in event time this worker has read its input: the newest event of each partition in
+        ``behind`` (those with messages still waiting), their least; with none waiting, the newest event
+        read. None before any event. The linking inputs' watermark is built on it (pipeline/linking/watermark.py)."""
+        newest = self.part_max_ts
+        waiting = [int(newest[p]) for p in behind if p < len(newest)]
+        if waiting:
+            return min(waiting)  # NO_TIME for one not read from yet: nothing is known complete
+        seen = newest[newest > NO_TIME]
+        return int(seen.max()) if seen.size else None
 
     @property
     def late_events(self) -> int:

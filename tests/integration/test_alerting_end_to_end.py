@@ -39,8 +39,9 @@ MIX = {"chat_app": 20, "hobbyist": 40, "eval_harness": 4, "coding_assistant": 4,
        "reasoning_harvester": 2, "logprob_miner": 2, "capability_sweeper": 1, "hydra_fleet": 12}
 # Longer than the traffic's spread, so a campaign's members reach Alertmanager within one group_wait, and
 # than a fragment's life in wall-clock time: the rule's `for` is event time (0.75 s here), so a sub-cluster
-# that merges later resolves before its first notification only within group_wait, and on a loaded 2-core
-# CI machine the linking process merged one more than 30 s after it fired (the example config: 3m).
+# that merges later resolves before its first notification only within group_wait (the example config:
+# 3m). A fragment that only seemed one because a partition was read late is never fired (the linking
+# inputs' watermark); before it, on a loaded 2-core CI machine, one was paged 90 s before its merge.
 # group_interval shorter: any change of a group after its first notification (a re-page) notifies within it.
 GROUP_WAIT = "90s"
 GROUP_INTERVAL = "30s"

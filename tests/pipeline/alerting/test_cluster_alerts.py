@@ -193,3 +193,37 @@ def test_the_packaged_for_and_the_example_campaign_wait_outlast_a_measured_fragm
     (campaigns,) = [r for r in routes if f'alertname="{rule.name}"' in r.get("matchers", [])]
     wait_s = {"s": 1, "m": 60}[campaigns["group_wait"][-1]] * int(campaigns["group_wait"][:-1])
     assert rule.for_minutes * 60 + wait_s >= (2 * 60 + 48) + 60
+
+
+def test_a_fragment_seen_while_an_input_lags_is_not_paged_and_the_campaign_pages_once_read() -> None:
+    """The fleet's halves were linked at minute 1 by an observation that waits in a lagging partition,
+    while the account updates up to minute 9 are read (the watermark stays at 1:30). Without the
+    watermark, each half fires under its own id a minute after qualifying; with it, nothing fires until
+    that partition is read, and then the whole fleet fires once, under one id, at the same time."""
+    stage = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1)
+    halves = [busy(FLEET_A + FLEET_B, 1), link(stage, [("a1", x) for x in FLEET_A[1:]], "pay:A", 1),
+              link(stage, [("b1", x) for x in FLEET_B[1:]], "pay:B", 1)]
+    ahead = [busy(FLEET_A + FLEET_B, minute) for minute in range(2, 10)]
+    out = stage.handle([*halves, *ahead], watermark_ms=90_000)
+    assert out.transitions == [] and stage.tracker.alerting.waiting == dict.fromkeys(FLEET_A + FLEET_B,
+                                                                                  2 * MINUTE_MS)
+    out = stage.handle([link(stage, [("a4", "b1")], "pay:C", 1)], watermark_ms=9 * MINUTE_MS)
+    assert sorted((t.state, t.labels["account_id"], t.labels["cluster_id"], t.starts_at_ms) for t in out.transitions) \
+        == [(FIRING, m, cluster_id(FLEET_A), 2 * MINUTE_MS) for m in sorted(FLEET_A + FLEET_B)]
+    assert stage.tracker.alerting.waiting == {}
+
+    unaligned = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1)
+    halves = [busy(FLEET_A + FLEET_B, 1), link(unaligned, [("a1", x) for x in FLEET_A[1:]], "pay:A", 1),
+              link(unaligned, [("b1", x) for x in FLEET_B[1:]], "pay:B", 1)]
+    out = unaligned.handle([*halves, *ahead])
+    assert {t.labels["cluster_id"] for t in out.transitions} == {cluster_id(FLEET_A), cluster_id(FLEET_B)}
+
+
+def test_a_member_held_for_the_watermark_fires_once_it_passes_without_new_evidence() -> None:
+    stage = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1)
+    stage.handle([busy(FLEET_A, 1), link(stage, [("a1", x) for x in FLEET_A[1:]], "pay:A", 1), busy(FLEET_A, 4)],
+                 watermark_ms=MINUTE_MS)
+    assert stage.handle([], watermark_ms=90_000).transitions == []  # not yet at 2:00
+    out = stage.handle([], watermark_ms=2 * MINUTE_MS)
+    assert sorted((t.labels["account_id"], t.starts_at_ms) for t in out.transitions) == \
+        [(m, 2 * MINUTE_MS) for m in FLEET_A]

@@ -160,3 +160,16 @@ def test_store_grows_and_refuses_past_max_accounts() -> None:
         store.ensure_slots(101)
     assert store.bytes_per_account() < 2048
     assert store.counters.shape[2] == N_COUNTERS
+
+
+def test_read_up_to_is_the_least_read_partition_with_messages_waiting_else_the_newest_event() -> None:
+    store = FrameStore(n_partitions=3, allowed_lateness_ms=60_000, max_accounts=4)
+    assert store.read_up_to_ms() is None  # nothing read
+    rng = np.random.default_rng(3)
+    events = random_events(rng, 40, 3, 2)  # partitions 0 and 1
+    store.ensure_slots(3)
+    store.ingest(events)
+    newest = {p: int(events["ts_ms"][events["part"] == p].max()) for p in (0, 1)}
+    assert store.read_up_to_ms() == max(newest.values())  # nothing waits: all of it is read
+    assert store.read_up_to_ms({0}) == newest[0] and store.read_up_to_ms({0, 1}) == min(newest.values())
+    assert store.read_up_to_ms({2}) == NO_TIME  # partition 2 waits and nothing of it is read yet

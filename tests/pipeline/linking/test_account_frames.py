@@ -35,7 +35,7 @@ def test_frames_round_trip_and_stay_with_their_account_when_a_message_is_split()
     assert len(parts) > 5 and all(len(p.account) + len(p.frame_account) <= 25 for p in parts)  # type: ignore[union-attr]
     assert [a for p in parts for a in p.account] == update.account  # type: ignore[union-attr]
     assert sorted(joined(parts)) == expected  # type: ignore[arg-type]
-    assert orjson.loads(pack_accounts(update)[0])["v"] == VERSION == 3
+    assert orjson.loads(pack_accounts(update)[0])["v"] == VERSION == 4
 
 
 def test_a_version_1_message_reads_without_frames_and_bad_frames_are_refused() -> None:
@@ -46,7 +46,8 @@ def test_a_version_1_message_reads_without_frames_and_bad_frames_are_refused() -
     v2 = {**body, "v": 2, "frame_account": [1], "frame_minute": [START_MINUTE], "frame_calls": [4]}
     assert decode(orjson.dumps(v2)).frame_calls == [4]  # type: ignore[union-attr]
     for bad, message in [({**v2, "frame_account": [2]}, "index"), ({**v2, "frame_calls": []}, "differ"),
-                         ({**body, "v": 2}, "frame_account"), ({**v2, "v": 4}, "version-1/2/3"),
+                         ({**body, "v": 2}, "frame_account"), ({**v2, "v": 5}, "version-1/2/3/4"),
+                         ({**v2, "v": 4, "wm": "10:05"}, "wm must be an event time"),
                          ({**v2, "v": 3, "frame_prompt_tokens": [9]}, "frame_completion_tokens")]:
         with pytest.raises(MessageError, match=message):
             decode(orjson.dumps(bad))

@@ -193,7 +193,7 @@ def test_the_ring_round_trips_through_a_checkpoint_and_forgets_beyond_its_horizo
 def test_account_updates_carry_the_counters_and_older_versions_bring_none(config: LinkingConfig) -> None:
     sent = updates([("a", T0, extractor(2)), ("b", T0, benign(1)), ("a", T0 + 1, extractor(1))])
     (body,) = pack_accounts(sent)
-    assert orjson.loads(body)["v"] == 3 and decode(body) == sent
+    assert orjson.loads(body)["v"] == 4 and decode(body) == sent
     v2 = {k: v for k, v in orjson.loads(body).items() if not k.startswith("frame_") or k in
           ("frame_account", "frame_minute", "frame_calls")} | {"v": 2}
     old = decode(orjson.dumps(v2))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from aiokafka import TopicPartition
+
+from pipeline.sources.kafka_batches import KafkaBatchSource
 from pipeline.sources.progress import ProgressWatch
 
 
@@ -49,3 +54,24 @@ def test_a_rebalance_forgets_lost_partitions_and_restarts_kept_ones() -> None:
     assert w.stalled == {1} and set(w.lags()) == {1}
     w.observe(1, position=5, highwater=50, now=15)
     assert w.evaluate(now=15) == (set(), {1})  # its clock restarted at the rebalance
+
+
+class _Consumer:
+    """A consumer's assignment, positions and high watermarks (None: no fetch answered yet)."""
+
+    def __init__(self, parts: dict[int, tuple[int, int | None]]) -> None:
+        self.parts = {TopicPartition("events", p): v for p, v in parts.items()}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.parts)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.parts[tp][1]
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.parts[tp][0]
+
+
+def test_a_batch_names_the_partitions_with_messages_still_waiting() -> None:
+    consumer = _Consumer({0: (10, 10), 1: (4, 10), 2: (0, None), 3: (7, 9)})
+    assert asyncio.run(KafkaBatchSource._behind(consumer)) == {1, 3}  # type: ignore[arg-type]
