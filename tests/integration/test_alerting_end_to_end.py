@@ -112,6 +112,19 @@ def assert_each_notification_adds_alerts(group: str, messages: list[dict[str, An
         previous = firing
 
 
+def fragment_report(worker: WorkerProcess, groups: dict[str, list[dict[str, Any]]]) -> str:
+    """What to read when a campaign was paged under several ids: each paged id's cluster versions and
+    alerts (event and wall-clock times), and the linking process's watermark."""
+    ids = ", ".join(f"'{m[0]['groupLabels']['cluster_id']}'" for m in groups.values())
+    versions = query(worker, "SELECT cluster_id, size, score, updated_ts, active, merged_into, emitted_at "
+                             f"FROM cluster_history WHERE cluster_id IN ({ids}) ORDER BY emitted_at")
+    alerts = query(worker, "SELECT cluster_id, account_id, fired_ts, emitted_at FROM alerts "
+                           f"WHERE cluster_id IN ({ids}) ORDER BY emitted_at")
+    stats: dict[str, Any] = worker.stats() or {}  # type: ignore[assignment]
+    linking = {k: stats.get("linking", {}).get(k) for k in ("watermark_ms", "alerts_held", "backlog")}
+    return "\n".join([*map(str, versions or []), *map(str, alerts or []), str(linking)])
+
+
 def start_worker(settings: Settings, log: Path) -> WorkerProcess:
     worker = WorkerProcess(settings, bounded=False, log_path=log)
     wait_for(lambda: worker.stats() is not None or worker.proc.poll() is not None, timeout_s=DEADLINE_S,
@@ -191,7 +204,7 @@ def test_attackers_are_paged_once_per_campaign_and_never_twice(tmp_path: Path) -
                             if messages[0]["groupLabels"].get("alertname") == CLUSTER_RULE
                             and any(a["labels"]["account_id"] in fleet for m in messages for a in m["alerts"])}
             assert [m[0]["groupLabels"]["cluster_id"] for m in fleet_groups.values()] == [campaign], \
-                "the campaign was paged under several cluster ids"
+                "the campaign was paged under several cluster ids:\n" + fragment_report(worker, fleet_groups)
             for group, messages in fleet_groups.items():
                 assert_each_notification_adds_alerts(group, messages)
             before = firing_notifications(hook)
