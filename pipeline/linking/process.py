@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -410,7 +410,8 @@ class LinkingProcess:
             if not self.processing:
                 continue  # a standby, or a rebalance under way
             async with self.lock:  # a revocation waits for this fetch's results, then checkpoints
-                if fetched and self.processing and epoch == self.epoch:
+                if self.processing and epoch == self.epoch and (fetched or self._alerts_held()):
+                    # With nothing read, held alerts may still be due: a source went idle meanwhile.
                     out = self.apply_fetch(fetched)
                     if await self._publish(out):
                         last_stats = time.monotonic()
@@ -511,14 +512,18 @@ class LinkingProcess:
                 self.uncheckpointed += len(records)
         self.stats.stage_a_s += time.perf_counter() - started
         started = time.perf_counter()
-        self.watermark_ms = self.watermark.value(self._inputs(fetched), self._caught_up)
+        self.watermark_ms = self.watermark.value(self._inputs(), self._caught_up)
         out = stage_b.handle(to_b, watermark_ms=self.watermark_ms)
         self.stats.stage_b_s += time.perf_counter() - started
         return out
 
-    def _inputs(self, fetched: Mapping[TopicPartition, object]) -> set[TopicPartition]:
+    def _alerts_held(self) -> bool:
+        return self.stage_b is not None and bool(self.stage_b.tracker.alerting.waiting)
+
+    def _inputs(self) -> set[TopicPartition]:
+        """The input partitions assigned (without a consumer: those read from)."""
         consumer = self._consumer
-        inputs = set(fetched) | (consumer.assignment() if consumer is not None else set())
+        inputs = consumer.assignment() if consumer is not None else set(self.offsets)
         return {tp for tp in inputs if tp.topic in (self.topics.observations, self.topics.edges)}
 
     def _caught_up(self, tp: TopicPartition) -> bool:

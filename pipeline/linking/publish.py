@@ -65,8 +65,8 @@ class LinkPublisher:
         ``frame_*``: the batch's closed frames (signatures_1m rows); their ``frame_calls`` are the
         linking process's timing evidence (``sync_tracker``; None: not sent), their ``frame_counters``
         (``messages.FRAME_COUNTERS`` columns) with the calls its pooled cluster evidence (``pooled``). ``wm``: how
-        far in event time the source has read its input (``FrameStore.read_up_to_ms``; None: this batch's
-        newest event), sent on every message so the linking process knows (``watermark``)."""
+        far in event time the source has read its input (``FrameStore.read_up_to_ms``; None: the batch's newest
+        event or closed frame's end), sent on every message so the linking process knows (``watermark``)."""
         started = time.perf_counter()
         pairs, summary, self._carry = extract_pairs(decoded, self.config.template, self._carry)
         if len(pairs):
@@ -74,8 +74,9 @@ class LinkPublisher:
         # Names (strings) only for the pairs to send: after an account's first batches, few.
         obs = pairs.named(decoded.raw, self.config.template.band_bits)
         self._seq += 1
-        if wm is None and len(decoded):
-            wm = int(np.max(decoded.raw["ts"]))
+        if wm is None and len(decoded):  # what the batch shows: its newest event and closed frame
+            ends = (np.asarray(frame_start_s, np.int64) + 60) * 1000
+            wm = int(max(np.max(decoded.raw["ts"]), ends.max(initial=0)))
         updates = account_updates(summary, frame_accounts, frame_start_s, frame_score, max_scores, self.source_id,
                                   frame_calls, frame_counters, wm)
         prepared = PreparedBatch(pack_observations(obs, self.partitions, self.source_id, self._seq, wm),

@@ -213,7 +213,8 @@ class ClusterStage:
         if dropped:
             links.relink(dropped)  # a union-find cannot split: their clusters rebuilt from the memberships left
         drained_now = not self.drained and self.expected_markers <= self.markers
-        alerting.watermark_ms = None if drained_now else watermark_ms  # at the drain every input is read
+        # Deferred (bounded), alerts are evaluated at the drain only, where every input is read.
+        alerting.watermark_ms = None if self.defer_alerts else watermark_ms
         full = self._full or drained_now
         self._full = False
         self._components = links.components()

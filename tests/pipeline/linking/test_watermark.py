@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -15,13 +16,17 @@ from pipeline.linking.publish import LinkPublisher
 from pipeline.linking.topics import LinkTopics
 from pipeline.linking.watermark import HOLD, InputWatermark
 from pipeline.settings import load_settings
-from tests.pipeline.linking.test_process import Record
 from tests.support.link_builders import FakeBroker, make_batch
 
 TOPICS = LinkTopics.for_group("unit")
 OBS = [TopicPartition(TOPICS.observations, p) for p in range(2)]
 EDGES = TopicPartition(TOPICS.edges, 0)
 INPUTS = [*OBS, EDGES]
+
+
+class Record(NamedTuple):
+    offset: int
+    value: bytes
 
 
 class Clock:
@@ -82,7 +87,8 @@ def test_every_partition_and_the_edges_topic_carry_each_batchs_latest_event_time
     asyncio.run(publisher.send(prepared))
     messages = {tp: [decode(v) for v in values] for tp, values in broker.log.items()}
     assert set(messages) == {*((TOPICS.observations, p) for p in range(4)), (TOPICS.edges, 0)}
-    assert all(m.wm == 7_000 for ms in messages.values() for m in ms)  # type: ignore[union-attr]
+    # Without a wm from the detect step, the batch's own: its newest event or closed frame's end (1:00).
+    assert all(m.wm == 60_000 for ms in messages.values() for m in ms)  # type: ignore[union-attr]
     rows = [len(m.f) for p in range(4) for m in messages[(TOPICS.observations, p)]]  # type: ignore[union-attr]
     assert sum(rows) == prepared.n_observations and 0 in rows  # partitions without observations: empty ones
     empty = next(v for (t, _), vs in broker.log.items() for v in vs if t == TOPICS.observations
@@ -119,7 +125,35 @@ def test_the_process_gates_on_what_a_fetch_left_unread(config: LinkingConfig) ->
     process._consumer = Consumer({tp: len(records) for tp, records in log.items()})  # type: ignore[assignment]
     lagging = OBS[1]
     process.apply_fetch({tp: records for tp, records in log.items() if tp != lagging} | {lagging: log[lagging][:1]})
-    assert process.watermark_ms == 1_500 and process.stats_dict()["watermark_ms"] == 1_500
+    assert process.watermark_ms == 60_000 and process.stats_dict()["watermark_ms"] == 60_000
     process.apply_fetch({lagging: log[lagging][1:]})
     assert process.watermark_ms == 61_500
     assert isinstance(decode(log[EDGES][-1].value), AccountUpdates)
+
+
+def test_alerts_held_for_a_source_that_went_quiet_fire_once_it_is_idle(config: LinkingConfig) -> None:
+    """A source said it had read up to 0:50 and sent nothing more: its campaign, due after that, is held,
+    then fires (at its due time) from an evaluation with nothing read once the source has been idle 30 s."""
+    clock = Clock()
+    process = LinkingProcess(load_settings(), bounded=False, drain_sources=[], topics=TOPICS, config=config)
+    process.watermark = InputWatermark(clock=clock)
+    stage_b = process.init_stage_b(2)
+    broker = FakeBroker()
+    publisher = LinkPublisher(config, broker.send, observations_topic=TOPICS.observations, edges_topic=TOPICS.edges,
+                              partitions=2, source_id="d1")
+    fleet = ["f1", "f2", "f3", "f4"]
+    for minute, wm in ((0, None), (2, 50_000)):
+        batch = make_batch(fleet, pay=["pf"] * 4, ts=[minute * 60_000 + 1_000 + i for i in range(4)])
+        prepared = publisher.prepare(batch, fleet, np.full(4, minute * 60), np.full(4, 90.0),
+                                     dict.fromkeys(fleet, 90.0), wm=wm)
+        asyncio.run(publisher.send(prepared))
+    fetched = {TopicPartition(t, p): [Record(i, v) for i, v in enumerate(vs)] for (t, p), vs in broker.log.items()}
+    out = process.apply_fetch(fetched)
+    assert out.transitions == [] and process.stats_dict()["alerts_held"] == len(fleet)
+    clock.now = 29.0
+    assert process.apply_fetch({}).transitions == []
+    clock.now = 30.0
+    out = process.apply_fetch({})
+    assert sorted(t.labels["account_id"] for t in out.transitions) == fleet
+    assert len({t.starts_at_ms for t in out.transitions}) == 1 and out.transitions[0].starts_at_ms > 50_000
+    assert process.watermark_ms is None and not stage_b.tracker.alerting.waiting
