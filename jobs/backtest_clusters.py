@@ -58,6 +58,13 @@ def cluster_versions(client: Client, database: str, since_ms: int | None) -> lis
     return rows
 
 
+def retired_ids(client: Client, database: str) -> set[str]:
+    """Cluster ids whose latest stored row retired them (merged into another, or their links withdrawn)."""
+    rows = query_rows(client, f"SELECT cluster_id FROM {CLUSTER_HISTORY.qualified(database)} "
+                              f"GROUP BY cluster_id HAVING argMax(active, version) = 0")
+    return {r["cluster_id"] for r in rows}
+
+
 def member_histories(client: Client, database: str, members: list[str]) -> dict[str, _History]:
     if not members:
         return {}
@@ -108,6 +115,7 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
                       since_ms: int | None) -> list[AlertBatch]:
     """Every setup's cluster rules over the stored versions; one AlertBatch per setup."""
     versions = cluster_versions(client, database, since_ms)
+    retired = retired_ids(client, database)
     members = sorted({m for v in versions for m in v["account_ids"]})
     histories = member_histories(client, database, members)
     facts = list(facts_of(versions, histories))
@@ -129,16 +137,18 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
                         since.pop((name, m), None)
             alerting.evaluate(f, _qualified_since(since, f.members), alerted, batch)
         # Live, stage B re-evaluates a cluster as event time moves on, so one that still qualifies fires
-        # once it has held for the rule's `for`; here time moves on to the end of the stored history.
-        for f in _latest_per_cluster(facts):
+        # once it has held for the rule's `for`; here time moves on to the end of the stored history, for
+        # the clusters still there: a retired id's members moved on (or out) when it retired.
+        for f in still_active(facts, retired):
             if end_ms > f.updated_ts:
                 alerting.evaluate(replace(f, updated_ts=end_ms), _qualified_since(since, f.members), alerted, batch)
         out.append(batch)
     return out
 
 
-def _latest_per_cluster(facts: list[ClusterFacts]) -> list[ClusterFacts]:
+def still_active(facts: list[ClusterFacts], retired: set[str]) -> list[ClusterFacts]:
+    """The latest version of each cluster not ``retired``."""
     latest: dict[str, ClusterFacts] = {}
     for f in facts:  # in event-time order: the last one per id wins
         latest[f.cluster_id] = f
-    return list(latest.values())
+    return [f for cid, f in latest.items() if cid not in retired]

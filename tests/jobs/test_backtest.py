@@ -14,15 +14,17 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from jobs.backtest import BacktestOptions, BacktestResult, render, run_backtest, to_json
+from jobs.backtest_clusters import evaluate_clusters
 from jobs.bench.backtest import generate_sql
 from jobs.cli import main
+from pipeline.alerting.engine import AlertSetup
 from pipeline.alerting.feedback import new_feedback, record
 from pipeline.alerting.rules import ACCOUNT, CLUSTER, DEFAULT_RULES, load_rules
 from pipeline.scoring import load_scoring_config
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import query_rows
 from schemas.migrate import apply_migrations
-from schemas.tables import SIGNATURES_1M
+from schemas.tables import CLUSTERS, SIGNATURES_1M
 from tests.support.demo_data import DemoData
 
 pytestmark = pytest.mark.clickhouse
@@ -205,3 +207,28 @@ def test_command_refuses_a_bad_rules_file_naming_the_field(command_env: str, tmp
     assert done.exit_code == 1 and "rules[0].condition" in done.output and "scor" in done.output
     done = CliRunner().invoke(main, ["backtest", "--since", "soon"])
     assert done.exit_code == 2 and "'soon'" in done.output
+
+
+def test_a_retired_clusters_members_are_not_carried_to_the_end_of_the_history(ch_client: Client,
+                                                                             ch_database: str) -> None:
+    """A fleet stored as four members, then relinked: its id retires into a cluster of three (the fourth
+    left, as a member far from a new hub's centre does) 30 s later, before ``for`` had elapsed. Time moves
+    on to the end of the history for the surviving cluster only: the three fire, the fourth does not
+    (live never paged it)."""
+    apply_migrations(ch_client, ch_database)
+    t0 = 1_780_000_000  # s
+    three = ["m1", "m2", "m3"]
+    # Four members' frames, scored 80, for ten minutes from t0.
+    ch_client.command(f"INSERT INTO {SIGNATURES_1M.qualified(ch_database)} (account_id, window_start, score, calls) "
+                      f"SELECT concat('m', toString(1 + number % 4)), "
+                      f"toDateTime({t0} + 60 * intDiv(number, 4), 'UTC'), 80, 200 FROM numbers(40)")
+    versions = [("c-four", "['m1','m2','m3','m4']", 60, 1, 1, ""), ("c-four", "['m1','m2','m3','m4']", 80, 1, 2, ""),
+                ("c-four", "['m1','m2','m3','m4']", 80, 0, 3, "c-three"), ("c-three", "['m1','m2','m3']", 90, 1, 4, "")]
+    values = ", ".join(f"('{cid}', {members}, {members.count(',') + 1}, 90, ['pay:x'], ['size'], [90], "
+                       f"toDateTime64({t0}, 3, 'UTC'), toDateTime64({t0 + after}, 3, 'UTC'), {active}, {version}, "
+                       f"'{into}')" for cid, members, after, active, version, into in versions)
+    ch_client.command(f"INSERT INTO {CLUSTERS.qualified(ch_database)} ({', '.join(CLUSTERS.column_names)}) "
+                      f"VALUES {values}")
+    (batch,) = evaluate_clusters(ch_client, ch_database, [AlertSetup(load_rules())], None)
+    assert sorted(zip(batch.alerts.account_id, batch.alerts.cluster_id, strict=True)) == \
+        [(m, "c-three") for m in three]
