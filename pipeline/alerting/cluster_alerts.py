@@ -126,8 +126,11 @@ class ClusterAlerting:
             if pages(st.alert):
                 out.transitions.append(resolved_transition(st.alert, merged_ms))
             if holds:
-                fired_ms = max(times.get(member, facts.updated_ts) + rule.for_minutes * MINUTE_MS, merged_ms)
-                self._start(cr, facts, member, fired_ms, severity, SubjectState(), entry, alerted, out)
+                # After the resolved alert (alerts are keyed by account, rule and time), however late it fires.
+                fired_ms = max(times.get(member, facts.updated_ts) + rule.for_minutes * MINUTE_MS, merged_ms,
+                               int(st.alert["s"]) + 1)
+                self._start(cr, facts, member, fired_ms, severity, SubjectState(), entry, alerted, out,
+                            not_before_ms=fired_ms)
             else:
                 _store(cr.name, member, SubjectState(), entry, alerted)
             return
@@ -152,14 +155,20 @@ class ClusterAlerting:
         _store(cr.name, member, st, entry, alerted)
 
     def _start(self, cr: CompiledRule, facts: ClusterFacts, member: str, fired_ms: int, severity: str,
-               st: SubjectState, entry: dict[str, Any], alerted: MutableMapping[str, object], out: AlertBatch) -> None:
+               st: SubjectState, entry: dict[str, Any], alerted: MutableMapping[str, object], out: AlertBatch,
+               not_before_ms: int | None = None) -> None:
         """Fire ``member`` at ``fired_ms`` once the evidence reaches it (else it stays pending in ``st``)
-        and every input is read that far (else it waits for the watermark)."""
-        if facts.updated_ts < fired_ms:
-            pass  # pending: the condition has not held for `for` yet
-        elif self.watermark_ms is not None and self.watermark_ms < fired_ms:
-            # An input is not read that far: the evidence that makes this cluster another may wait there.
-            self.waiting[member] = min(fired_ms, self.waiting.get(member, fired_ms))
+        and every input is read that far (else it waits for the watermark). ``not_before_ms`` (a merge): if
+        it does not fire now, it never fires earlier (kept as ``st.pending``, a minute)."""
+        if st.pending != NONE:
+            fired_ms = max(fired_ms, st.pending * MINUTE_MS)
+        if facts.updated_ts < fired_ms or (self.watermark_ms is not None and self.watermark_ms < fired_ms):
+            if facts.updated_ts >= fired_ms:
+                # An input is not read that far: the evidence that makes this cluster another may wait there.
+                self.waiting[member] = min(fired_ms, self.waiting.get(member, fired_ms))
+            if not_before_ms is not None:
+                st = SubjectState(pending=-(-not_before_ms // MINUTE_MS))
+            # else pending: the condition has not held for `for` yet
         else:
             record = self._fire(cr, facts, member, fired_ms, severity, out)
             minute = fired_ms // MINUTE_MS

@@ -227,3 +227,21 @@ def test_a_member_held_for_the_watermark_fires_once_it_passes_without_new_eviden
     out = stage.handle([], watermark_ms=2 * MINUTE_MS)
     assert sorted((t.labels["account_id"], t.starts_at_ms) for t in out.transitions) == \
         [(m, 2 * MINUTE_MS) for m in FLEET_A]
+
+
+def test_a_merged_member_held_for_the_watermark_fires_again_after_its_resolved_alert() -> None:
+    """Alerts are keyed by (account, rule, time): a member moved by a merge fires under the surviving id
+    later than the alert that resolved, even when the watermark holds it and it fires at a later evaluation
+    (it used to fire then at its first qualifying time again: the resolved alert's key, one row lost)."""
+    stage = ClusterStage(load_linking_config(), {}, {}, {}, drain_sources=["d"], partitions=1)
+    out = stage.handle([busy(FLEET_A + FLEET_B, 1), link(stage, [("a1", x) for x in FLEET_A[1:]], "pay:A", 1),
+                        link(stage, [("b1", x) for x in FLEET_B[1:]], "pay:B", 1), busy(FLEET_A + FLEET_B, 3)],
+                       watermark_ms=3 * MINUTE_MS)
+    first = {t.labels["account_id"]: t.starts_at_ms for t in out.transitions if t.labels["account_id"] in FLEET_B}
+    assert set(first.values()) == {2 * MINUTE_MS}
+    merged = [link(stage, [("a4", "b1")], "pay:C", 3), busy(FLEET_A + FLEET_B, 4)]
+    out = stage.handle(merged, watermark_ms=3 * MINUTE_MS)  # held: due at the merge (4:00), read to 3:00
+    assert {t.state for t in out.transitions} == {RESOLVED}
+    out = stage.handle([busy(FLEET_A + FLEET_B, 5)], watermark_ms=5 * MINUTE_MS)
+    again = {t.labels["account_id"]: t.starts_at_ms for t in out.transitions if t.state == FIRING}
+    assert set(again) == set(FLEET_B) and all(again[m] > first[m] for m in FLEET_B)
