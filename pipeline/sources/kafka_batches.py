@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -180,12 +180,8 @@ class KafkaBatchSource(Service):
         now = time.monotonic()
         if self._blocked:
             self.progress.blocked(now)
-        for tp in consumer.assignment():
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), timeout=POSITION_TIMEOUT_S)
-            except (TimeoutError, KafkaError, AssertionError):
-                continue  # not positioned yet (just assigned): nothing to judge
-            self.progress.observe(tp.partition, position, consumer.highwater(tp), now)
+        async for partition, position, highwater in self._positions(consumer):
+            self.progress.observe(partition, position, highwater, now)
         stalled, recovered = self.progress.evaluate(now)
         lags = self.progress.lags()
         for p in sorted(stalled):
@@ -243,21 +239,23 @@ class KafkaBatchSource(Service):
                 return
 
     @staticmethod
-    async def _behind(consumer: AIOKafkaConsumer) -> frozenset[int]:
-        """Assigned partitions with messages past this worker's position, as of the last fetch (one not
-        answered yet counts as read, like the progress watch)."""
-        out = set()
+    async def _positions(consumer: AIOKafkaConsumer) -> AsyncIterator[tuple[int, int, int | None]]:
+        """(partition, position, high watermark) of each assigned partition; the high watermark is None
+        until a fetch answered for it. One not positioned in time (just assigned, or revoked meanwhile)
+        is skipped: nothing to judge about it."""
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
             try:
                 position = await asyncio.wait_for(consumer.position(tp), timeout=POSITION_TIMEOUT_S)
             except (TimeoutError, KafkaError, AssertionError):
-                continue  # revoked meanwhile or not positioned yet
-            if position < highwater:
-                out.add(tp.partition)
-        return frozenset(out)
+                continue
+            yield tp.partition, position, consumer.highwater(tp)
+
+    @classmethod
+    async def _behind(cls, consumer: AIOKafkaConsumer) -> frozenset[int]:
+        """Assigned partitions with messages past this worker's position, as of the last fetch (one not
+        answered yet counts as read, like the progress watch)."""
+        return frozenset([p async for p, position, highwater in cls._positions(consumer)
+                          if highwater is not None and position < highwater])
 
     async def _deliver(self, batch: FetchedBatch) -> None:
         self._in_flight.append(batch)
