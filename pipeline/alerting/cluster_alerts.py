@@ -90,11 +90,20 @@ class ClusterAlerting:
     def __init__(self, setup: AlertSetup | None = None) -> None:
         self.setup = setup or default_setup()
         self.rules = self.setup.rules.for_subject(CLUSTER)
-        # How far every input of the linking process is read (``pipeline.linking.watermark``; None: all):
-        # a member due later than that is not fired yet but kept in ``waiting`` (member -> due, ms),
-        # for stage B to evaluate again once the watermark has passed.
+        # How far every input of the linking process is read (``pipeline.linking.watermark``; None: all),
+        # moved by ``advance``: a member due later than that is not fired yet but kept in ``waiting``
+        # (member -> due, ms), for stage B to evaluate again once the watermark has passed.
         self.watermark_ms: int | None = None
         self.waiting: dict[str, int] = {}
+
+    def advance(self, watermark_ms: int | None) -> list[str]:
+        """Move the watermark to ``watermark_ms`` (None: every input read to its end) and return the held
+        members now due, no longer held: their clusters are to be evaluated again."""
+        self.watermark_ms = watermark_ms
+        due = [m for m, at in self.waiting.items() if watermark_ms is None or at <= watermark_ms]
+        for member in due:
+            del self.waiting[member]
+        return due
 
     def evaluate(self, facts: ClusterFacts, since: Callable[[CompiledRule], Mapping[str, int]],
                  alerted: MutableMapping[str, object], out: AlertBatch) -> None:

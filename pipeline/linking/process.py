@@ -517,8 +517,8 @@ class LinkingProcess:
         self.stats.stage_b_s += time.perf_counter() - started
         return out
 
-    def _alerts_held(self) -> bool:
-        return self.stage_b is not None and bool(self.stage_b.tracker.alerting.waiting)
+    def _alerts_held(self) -> int:
+        return self.stage_b.alerts_held if self.stage_b is not None else 0
 
     def _inputs(self) -> set[TopicPartition]:
         """The input partitions assigned (without a consumer: those read from)."""
@@ -668,7 +668,7 @@ class LinkingProcess:
     def stats_dict(self) -> dict[str, object]:
         return {**self.stats.as_dict(), **self.sync.as_dict(), **self.pooled.as_dict(), "backlog": dict(self.backlog),
                 "watermark_ms": self.watermark_ms,
-                "alerts_held": len(self.stage_b.tracker.alerting.waiting) if self.stage_b is not None else 0,
+                "alerts_held": self._alerts_held(),
                 "lag": sum(self.backlog.values()),
                 "accounts": len(self.accounts), "features": len(self.features),
                 "read_messages": self.read_messages, "uncheckpointed_messages": self.uncheckpointed,

@@ -170,6 +170,11 @@ class ClusterStage:
         changed, self._changed_ids = self._changed_ids, set()
         return {a: self.cluster_ids.get(a, "") for a in sorted(changed)}
 
+    @property
+    def alerts_held(self) -> int:
+        """Members whose cluster alert is due but held for the inputs' watermark."""
+        return len(self.tracker.alerting.waiting)
+
     def current_id(self, account: str) -> str | None:
         members = self._components.get(account)
         return cluster_id(members) if members else None
@@ -181,12 +186,8 @@ class ClusterStage:
         cluster alert due later waits for it; its members are evaluated again once it has passed."""
         links = self.links
         touched: set[str] = set()
-        alerting = self.tracker.alerting
-        if alerting.waiting:
-            due = [m for m, at in alerting.waiting.items() if watermark_ms is None or at <= watermark_ms]
-            for member in due:
-                del alerting.waiting[member]
-            touched.update(due)
+        # Deferred (bounded), alerts are evaluated at the drain only, where every input is read.
+        touched.update(self.tracker.alerting.advance(None if self.defer_alerts else watermark_ms))
         dropped: list[str] = []
         for msg in messages:
             if isinstance(msg, MemberChanges):
@@ -213,8 +214,6 @@ class ClusterStage:
         if dropped:
             links.relink(dropped)  # a union-find cannot split: their clusters rebuilt from the memberships left
         drained_now = not self.drained and self.expected_markers <= self.markers
-        # Deferred (bounded), alerts are evaluated at the drain only, where every input is read.
-        alerting.watermark_ms = None if self.defer_alerts else watermark_ms
         full = self._full or drained_now
         self._full = False
         self._components = links.components()
