@@ -47,22 +47,17 @@ class _History:
 
 
 def cluster_versions(client: Client, database: str, since_ms: int | None) -> list[dict[str, Any]]:
-    """Stored active cluster rows, oldest evidence first, each (cluster_id, version) once."""
-    where = "active = 1" + ("" if since_ms is None else
-                            " AND updated_ts >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')")
+    """Stored active cluster rows, oldest evidence first, each (cluster_id, version) once; ``retired``: the
+    id's latest stored row retired it (merged into another, or its links withdrawn)."""
+    since = "" if since_ms is None else " AND updated_ms >= {since:Int64}"
     rows = query_rows(client, f"SELECT DISTINCT cluster_id, version, account_ids, size, score, factor_names, "
-                              f"factor_points, shared_features, toUnixTimestamp64Milli(updated_ts) AS updated_ms "
-                              f"FROM {CLUSTER_HISTORY.qualified(database)} WHERE {where} "
+                              f"factor_points, shared_features, updated_ms, retired FROM ("
+                              f"SELECT *, toUnixTimestamp64Milli(updated_ts) AS updated_ms, "
+                              f"argMax(active, version) OVER (PARTITION BY cluster_id) = 0 AS retired "
+                              f"FROM {CLUSTER_HISTORY.qualified(database)}) WHERE active = 1{since} "
                               f"ORDER BY updated_ms, version, cluster_id",
                       {} if since_ms is None else {"since": since_ms})
     return rows
-
-
-def retired_ids(client: Client, database: str) -> set[str]:
-    """Cluster ids whose latest stored row retired them (merged into another, or their links withdrawn)."""
-    rows = query_rows(client, f"SELECT cluster_id FROM {CLUSTER_HISTORY.qualified(database)} "
-                              f"GROUP BY cluster_id HAVING argMax(active, version) = 0")
-    return {r["cluster_id"] for r in rows}
 
 
 def member_histories(client: Client, database: str, members: list[str]) -> dict[str, _History]:
@@ -115,7 +110,7 @@ def evaluate_clusters(client: Client, database: str, setups: list[AlertSetup],
                       since_ms: int | None) -> list[AlertBatch]:
     """Every setup's cluster rules over the stored versions; one AlertBatch per setup."""
     versions = cluster_versions(client, database, since_ms)
-    retired = retired_ids(client, database)
+    retired = {v["cluster_id"] for v in versions if v["retired"]}
     members = sorted({m for v in versions for m in v["account_ids"]})
     histories = member_histories(client, database, members)
     facts = list(facts_of(versions, histories))
