@@ -26,7 +26,7 @@ from pipeline.linking.cluster_outputs import ClusterRows, ClusterTracker
 from pipeline.linking.clusters import Cluster, cluster_id, describe_cluster
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.link_state import LinkState
-from pipeline.linking.membership import Member, kind_of, observe
+from pipeline.linking.membership import Member, kind_of, observe, template_relatives
 from pipeline.linking.messages import AccountUpdates, EndMarker, MemberChanges, Message, ObservationBatch
 from pipeline.linking.pooled import PooledEvidence
 
@@ -79,7 +79,13 @@ class FeatureStage:
         out = MemberChanges()
         for f, seen in by_feature.items():
             feature = batch.features[f]
-            update = observe(self.features.get(feature), feature, seen, self.config)
+            state = self.features.get(feature)
+            relatives = None
+            if kind_of(feature) == "tpl" and (state is None or "m" in state):  # below its cap
+                mine = state["m"].values() if state is not None else ()  # type: ignore[attr-defined]
+                samples = [x for _, x in mine] + [x for _, _, x in seen]
+                relatives = template_relatives(self.features, feature, samples, self.config)
+            update = observe(state, feature, seen, self.config, relatives)
             if update.state is not None:
                 self.features[feature] = update.state  # a whole value: mappings may log each change
             if update.popular_ts is not None:

@@ -11,9 +11,10 @@ import pytest
 
 from pipeline.linking.checkpoint import MANIFEST_KEY, StateLog, plan_checkpoint
 from pipeline.linking.config import LinkingConfig, LinkingConfigError, load_linking_config
+from pipeline.linking.feature_keys import tpl_feature
 from pipeline.linking.link_state import LinkState
 from pipeline.linking.membership import observe
-from pipeline.linking.messages import Message
+from pipeline.linking.messages import Message, ObservationBatch
 from pipeline.linking.pooled import MINUTE_MS, PooledEvidence
 from pipeline.linking.stages import ClusterStage, FeatureStage, StageOutput
 from tests.support.link_hubs import (
@@ -146,6 +147,52 @@ def test_a_hub_links_only_the_members_near_its_centre(config: LinkingConfig) -> 
     assert hub.feature == "tpl:0:0000" and hub.links == len(near) - 1 and hub.weight == config.weight("tpl")
     assert links.pair_evidence(near) == {}  # its pairs are never enumerated
     assert links.label("tpl:0:0000") == f"tpl:0:0000 shared by {len(near)} accounts (hub)"
+
+
+def _band_feature(sample: int, band: int, config: LinkingConfig) -> str:
+    bits = config.template.band_bits
+    return tpl_feature((band << bits) | ((sample >> (band * bits)) & ((1 << bits) - 1)), bits)
+
+
+def test_a_templates_sightings_on_its_other_bands_count_towards_its_cap(config: LinkingConfig) -> None:
+    """One template's calls land on whichever of its bands their flipped bits spared: eight accounts seen
+    on band 0 and nine on band 1 are seventeen accounts of one template, past the cap of 16."""
+    cap, base = config.kinds["tpl"].cap, 0x0123_4567_89AB_CDEF
+    assert cap == 16
+    on_0 = [(f"a{i:02d}", 1_000 + 2 * i, base ^ (1 << (32 + i))) for i in range(8)]  # a bit of band 2 flipped
+    on_1 = [(f"b{i:02d}", 1_001 + 2 * i, base ^ (1 << i)) for i in range(9)]  # band 0's flipped: seen on band 1
+    far = [(f"z{i:02d}", 900 + i, base ^ (0xFFFF << 32) ^ (1 << i)) for i in range(3)]  # another template's
+    features: dict[str, dict[str, object]] = {}
+    stage = FeatureStage(features, config)
+    links = LinkState(features, config)
+    f0, f1 = _band_feature(base, 0, config), _band_feature(base, 1, config)
+    assert _band_feature(far[0][2], 1, config) == f1 and f1 != f0
+    changes = []
+    for feature, seen in ((f1, far + on_1), (f0, on_0[:7]), (f0, on_0[7:])):
+        accounts = [a for a, _, _ in seen]
+        changes.append(stage.handle(ObservationBatch(SRC, 0, [feature], accounts, [0] * len(seen),
+                                                     list(range(len(seen))), [t for _, t, _ in seen],
+                                                     [x for _, _, x in seen])))
+    assert changes[1].hubbed == [] and len(changes[1].joined) == 7  # 7 + 9: not past the cap
+    hub = features[f0]
+    assert "h" in hub, "band 0's eighth account, with band 1's nine, is the template's seventeenth"
+    assert set(hub["h"]) == {a for a, _, _ in on_0 + on_1}  # type: ignore[arg-type]  # not the far ones
+    assert changes[2].hubbed == [(f0, [a for a, _, _ in on_0[:7]])]
+    assert set(changes[2].joined) == {(f0, a) for a, _, _ in on_1} | {(f0, on_0[7][0])}
+    for change in changes:
+        for feature, account in change.joined:
+            links.join(feature, account)
+        links.relink([m for _, members in change.hubbed for m in members])
+    fleet = frozenset(a for a, _, _ in on_0 + on_1)
+    assert fleet in set(links.components().values())
+    # Since: the 17th first sighting of the template over both bands, not of band 0 alone.
+    assert links.hub_since(f0) == sorted(t for _, t, _ in on_0 + on_1)[cap]
+    # Band 1 (9 members and the far three) with a sighting that has band 0 intact: that names band 0's hub,
+    # whose centre is near, so band 1 is a hub at once, of the template's first members near that centre.
+    late = base ^ (1 << 48)
+    stage.handle(ObservationBatch(SRC, 0, [f1], ["c00"], [0], [0], [2_000], [late]))
+    assert "h" in features[f1] and {"c00", *fleet} <= set(features[f1]["h"])  # type: ignore[arg-type]
+    assert LinkState(features, config).label(f1) == f"{f1} shared by {len(fleet) + 1} accounts (hub)"  # no far one
 
 
 def test_a_low_volume_fleet_sharing_a_template_is_one_cluster_and_pages_on_its_pooled_evidence(
