@@ -72,6 +72,11 @@ def tpl_feature(value: int, band_bits: int) -> str:
     return f"tpl:{band}:{bits:0{(band_bits + 3) // 4}x}"
 
 
+def tpl_band(feature: str) -> int:
+    """The band a ``tpl`` feature's name (``tpl_feature``) holds a value of."""
+    return int(feature.split(":")[1])
+
+
 def string_hashes(values: Sequence[str]) -> np.ndarray:
     """Python's hash of each string, as uint64 (stable within this process)."""
     return np.fromiter(map(hash, values), np.int64, len(values)).view(np.uint64)

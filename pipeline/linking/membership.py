@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.linking.config import FEATURE_KINDS, LinkingConfig
-from pipeline.linking.feature_keys import tpl_feature
+from pipeline.linking.feature_keys import tpl_band, tpl_feature
 
 Member = tuple[str, int, int]  # account, first event time (ms), sample simhash (tpl; 0 otherwise)
 
@@ -65,7 +65,7 @@ def template_relatives(features: Mapping[str, Mapping[str, object]], feature: st
     members within ``max_hamming`` bits of one of them count; of a sibling hub whose centre is that
     near, its first ``cap + 1`` members near the centre (enough for the hub's since)."""
     t = config.template
-    band, mask, cap = int(feature.split(":")[1]), (1 << t.band_bits) - 1, config.kinds["tpl"].cap
+    band, mask, cap = tpl_band(feature), (1 << t.band_bits) - 1, config.kinds["tpl"].cap
     samples = set(samples)
     siblings = {tpl_feature((b << t.band_bits) | ((s >> (b * t.band_bits)) & mask), t.band_bits)
                 for s in samples for b in range(t.bands) if b != band}
@@ -75,12 +75,11 @@ def template_relatives(features: Mapping[str, Mapping[str, object]], feature: st
         if state is None or "pop" in state:
             continue
         if "h" in state:
-            c = int(state["c"])  # type: ignore[call-overload]
-            if not any(hamming(c, s) <= t.max_hamming for s in samples):
+            if not any(near(state, name, s, t.max_hamming) for s in samples):
                 continue
             hub: Mapping[str, Sequence[int]] = state["h"]  # type: ignore[assignment]
             found = heapq.nsmallest(cap + 1, ((ts, a, x) for a, (ts, x) in hub.items()
-                                              if hamming(x, c) <= t.max_hamming))
+                                              if near(state, name, x, t.max_hamming)))
         else:
             members: Mapping[str, Sequence[int]] = state["m"]  # type: ignore[assignment]
             found = [(ts, a, x) for a, (ts, x) in members.items()

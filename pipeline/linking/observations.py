@@ -123,13 +123,15 @@ def _factorize_exact(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return distinct, np.fromiter(map(index.__getitem__, values), np.int64, count=len(values))
 
 
-def _templated(simhash: np.ndarray, account: np.ndarray, band: np.ndarray, max_hamming: int) -> np.ndarray:
-    """Per distinct (simhash, account): has a near-duplicate partner in the same band value."""
+def _templated(simhash: np.ndarray, account: np.ndarray, band: np.ndarray, max_hamming: int,
+               n_new: int) -> np.ndarray:
+    """Per (simhash, account): has a near-duplicate partner in the same band value, one of the pair
+    among the first ``n_new`` (the batch's; the rest, the carry's, were checked against each other)."""
     order = np.lexsort((simhash, band))
-    s, a, b = simhash[order], account[order], band[order]
+    s, a, b, new = simhash[order], account[order], band[order], order < n_new
     marked = np.zeros(len(s), bool)
     for k in range(1, min(_WINDOW, len(s) - 1) + 1):
-        pair = (b[k:] == b[:-k]) & (np.bitwise_count(s[k:] ^ s[:-k]) <= max_hamming)
+        pair = (b[k:] == b[:-k]) & (np.bitwise_count(s[k:] ^ s[:-k]) <= max_hamming) & (new[k:] | new[:-k])
         pair &= (s[k:] != s[:-k]) | (a[k:] != a[:-k])  # one account repeating a prompt is no template
         marked[k:] |= pair
         marked[:-k] |= pair
@@ -153,19 +155,21 @@ def _template_observations(
     simhash: np.ndarray, account: np.ndarray, ts: np.ndarray, carry: TemplateCarry, carry_codes: np.ndarray,
     cfg: TemplateConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(band, band value, account, ts, sample) of templated distinct simhashes of the batch."""
+    """(band, band value, account, ts, sample) of templated simhashes: the batch's distinct ones, and
+    carried events a near-duplicate in the batch confirms (so a template member is observed at its
+    first templated call, wherever the batches are cut; the publisher sends a pair once)."""
     present = simhash != 0
     s, a, t = _distinct_simhashes(simhash[present], account[present], ts[present])
-    n_batch = len(s)
-    # The carry joins the near-duplicate check but yields no observations itself.
     s_all = np.concatenate([s, carry.simhash])
     a_all = np.concatenate([a, carry_codes])
+    t_all = np.concatenate([t, carry.ts_ms])
     mask = np.uint64((1 << cfg.band_bits) - 1)
     parts: list[tuple[np.ndarray, ...]] = []
     for band in range(cfg.bands):
         values = (s_all >> np.uint64(band * cfg.band_bits)) & mask
-        keep = np.flatnonzero(_templated(s_all, a_all, values, cfg.max_hamming)[:n_batch])
-        parts.append((np.full(len(keep), band, np.int64), values[keep].astype(np.int64), a[keep], t[keep], s[keep]))
+        keep = np.flatnonzero(_templated(s_all, a_all, values, cfg.max_hamming, len(s)))
+        parts.append((np.full(len(keep), band, np.int64), values[keep].astype(np.int64), a_all[keep], t_all[keep],
+                      s_all[keep]))
     return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
 
 

@@ -1,15 +1,14 @@
-"""Issue 17 (a replay's cluster alert times differ run to run): the detect side's template observations
-depend on where the batches are cut.
+"""Issue 17 (a replay's cluster alert times differ run to run): do the detect side's link observations
+depend on where the batches are cut?
 
 The publisher sends each (feature, account) once (``SentPairs``), with the time and sample of the
-pair's first event *in the batch that first carries it*; an event counts for ``tpl`` only when a
-near-duplicate lies in its own batch or in the carry of earlier events, and carried events never
-yield observations themselves; and an earlier event arriving in a later batch (a late event) is not
-sent at all. So the same events cut into other batches give other ``tpl`` members and first
-sightings, hence other link times (measured on the default eval: docs/linking.md, "Event time and
-determinism"). These tests feed the same events as one batch and as two and compare what the
-publisher would send; the strict ``xfail`` ones fail until that is fixed (then drop the mark).
-"""
+pair's first event *in the batch that first carries it*. An event counts for ``tpl`` when a
+near-duplicate lies in its own batch or in the carry of earlier events, and a carried event a later
+batch confirms is observed then, at its own time: so a template member is first sighted at its first
+templated call wherever the cut falls (within the carry's reach). An earlier event arriving in a later
+batch (a late event) is still not sent at all. These tests feed the same events as one batch and as
+two and compare what the publisher would send; the strict ``xfail`` one fails until that is fixed
+(then drop the mark)."""
 
 from __future__ import annotations
 
@@ -62,15 +61,13 @@ def test_one_batch_observes_both_members_of_a_template(config: LinkingConfig) ->
     assert whole[("tpl:0:def0", "org-a")] == (1_000, BASE)
 
 
-@NOT_FIXED
 def test_a_template_member_does_not_depend_on_the_batch_boundary(config: LinkingConfig) -> None:
-    # org-a's prompt is confirmed by org-b's, which comes one batch later: the carry confirms org-b only.
+    # org-a's prompt is confirmed by org-b's, which comes one batch later, from the carry.
     accounts, ts, simhash = events(["org-a", "org-b"], [1_000, 2_000], [0, 20])
     whole = tpl(published([make_batch(accounts, ts=ts, simhash=simhash)], config))
     assert tpl(published(cut(accounts, ts, simhash, 1), config)) == whole
 
 
-@NOT_FIXED
 def test_a_first_sighting_does_not_depend_on_the_batch_boundary(config: LinkingConfig) -> None:
     # Cut after org-a's first prompt, org-a is first sighted at its second (2,500), not at 1,000.
     accounts, ts, simhash = events(["org-a", "org-b", "org-a"], [1_000, 2_000, 2_500], [0, 20, 21])

@@ -56,15 +56,19 @@ def reference(batch: Columns, config: LinkingConfig, carry: TemplateCarry) -> Ob
         if sh:
             simhashes[(sh, account)] = min(ts, simhashes.get((sh, account), ts))
     t = config.template
-    pool = list(simhashes) + list(zip(carry.simhash.tolist(), carry.accounts.tolist(), strict=True))
-    for (sh, account), ts in simhashes.items():
+    carried = list(zip(carry.simhash.tolist(), carry.accounts.tolist(), carry.ts_ms.tolist(), strict=True))
+    pool = list(simhashes) + [(sh, account) for sh, account, _ in carried]
+    # A batch simhash is checked against the batch and the carry; a carried one only against the batch.
+    checks = [(sh, account, ts, pool) for (sh, account), ts in simhashes.items()]
+    checks += [(sh, account, ts, list(simhashes)) for sh, account, ts in carried]
+    for sh, account, ts, others in checks:
         for band in range(t.bands):
             value = (sh >> (band * t.band_bits)) & ((1 << t.band_bits) - 1)
             templated = any(
                 (other_sh, other_acc) != (sh, account)
                 and (other_sh >> (band * t.band_bits)) & ((1 << t.band_bits) - 1) == value
                 and (other_sh ^ sh).bit_count() <= t.max_hamming
-                for other_sh, other_acc in pool
+                for other_sh, other_acc in others
             )
             if templated:
                 _keep_first(out, (f"tpl:{band}:{value:04x}", account), ts, sh)
@@ -127,6 +131,7 @@ def test_carry_confirms_a_template_spread_over_batches(config: LinkingConfig) ->
     with_carry = as_dict(second, config, carry)
     assert with_carry == reference(second, config, carry)
     assert {f for f, _ in with_carry if f.startswith("tpl:")} == {"tpl:0:def0", "tpl:2:5678", "tpl:3:1234"}
+    assert with_carry[("tpl:0:def0", "org-q")] == (1_000, base)  # the carried call, confirmed now, was first
     assert not [f for f, _ in as_dict(second, config) if f.startswith("tpl:")]  # alone: one prompt, no template
 
 
@@ -160,6 +165,17 @@ def test_account_summary_counts_calls_and_span(config: LinkingConfig) -> None:
 def test_empty_batch(config: LinkingConfig) -> None:
     obs, summary, carry = extract_observations(make_batch([]), config.template)
     assert len(obs) == 0 and summary.accounts == [] and len(carry) == 0
+
+
+def test_the_carry_yields_only_what_the_batch_confirms(config: LinkingConfig) -> None:
+    base = 0x1234_5678_9ABC_DEF0
+    # Two accounts' near-duplicates, carried: they confirmed each other in their own batch.
+    _, _, carry = extract_observations(make_batch(["org-a", "org-b"], simhash=[base, base ^ 1 << 20], ts=[1, 2]),
+                                       config.template)
+    unrelated = as_dict(make_batch(["org-c"], simhash=[0x0F0F_0F0F_0F0F_0F0F], ts=[3]), config, carry)
+    assert not [f for f, _ in unrelated if f.startswith("tpl:")]
+    confirming = as_dict(make_batch(["org-c"], simhash=[base ^ 1 << 40], ts=[3]), config, carry)
+    assert {a for f, a in confirming if f == "tpl:0:def0"} == {"org-a", "org-b", "org-c"}
 
 
 def test_carry_keeps_the_latest_events(config: LinkingConfig) -> None:
