@@ -68,13 +68,14 @@ class TemplateCarry:
     def __len__(self) -> int:
         return len(self.bands[0]) if self.bands else 0
 
-    def sightings(self, band_bits: int) -> Sightings:
-        """The carried sightings with their simhash as ``key`` (from the last band's copy)."""
+    def sightings(self, cfg: TemplateConfig) -> Sightings:
+        """The carried sightings within the window, with their simhash as ``key`` (of the last band's copy)."""
         if not self.bands:
             return Sightings.empty()
-        last = self.bands[-1]
         band = len(self.bands) - 1
-        return Sightings(unband_key(last.key, band, band_bits), last.account, last.name, last.ts_ms)
+        last = self.bands[band]
+        live = last.take(np.flatnonzero(last.ts_ms >= self.newest_ms - cfg.window_s * 1000))
+        return Sightings(unband_key(live.key, band, cfg.band_bits), live.account, live.name, live.ts_ms)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def confirm(batch: Sightings, carry: TemplateCarry, cfg: TemplateConfig) -> tupl
 
 def _merged(kept: Sightings, new: Sightings, at: np.ndarray, oldest_ms: int, limit: int) -> Sightings:
     """``new`` (sorted, its place in ``kept`` at ``at``) merged in, but for sightings already carried (the
-    earlier stays); then the window's only, at most ``limit``: the latest by event time."""
+    earlier stays); sightings past the window (``oldest_ms``) or past ``limit`` dropped in bulk."""
     carried = np.zeros(len(new), bool)
     for d in range(WINDOW if len(kept) else 0):  # equal keys sort together from ``at``; accounts may share one
         j = np.minimum(at + d, len(kept) - 1)
@@ -144,9 +145,15 @@ def _merged(kept: Sightings, new: Sightings, at: np.ndarray, oldest_ms: int, lim
     merged = Sightings(*(np.insert(old, at[add], cols[add]) for old, cols in
                          zip((kept.key, kept.account, kept.name, kept.ts_ms),
                              (new.key, new.account, new.name, new.ts_ms), strict=True)))
-    keep = merged.ts_ms >= oldest_ms
-    if int(keep.sum()) > limit:
-        ts = np.where(keep, merged.ts_ms, np.iinfo(np.int64).min)
-        keep = np.zeros(len(keep), bool)
-        keep[np.argsort(ts, kind="stable")[len(ts) - limit:]] = True
-    return merged if keep.all() else merged.take(np.flatnonzero(keep))
+    # Dropped in bulk, not every batch (a copy of the carry each time): sightings older than the window
+    # once they are an eighth of it (until then no pair reaches them: ``_near`` checks the time); past
+    # ``limit``, all but the latest seven eighths of it.
+    expired = merged.ts_ms < oldest_ms
+    if len(merged) > limit:
+        ts = np.where(expired, np.iinfo(np.int64).min, merged.ts_ms)
+        keep = np.zeros(len(merged), bool)
+        keep[np.argsort(ts, kind="stable")[len(ts) - limit * 7 // 8:]] = True
+        return merged.take(np.flatnonzero(keep & ~expired))
+    if np.count_nonzero(expired) * 8 > len(merged):
+        return merged.take(np.flatnonzero(~expired))
+    return merged

@@ -57,7 +57,7 @@ def reference(batch: Columns, config: LinkingConfig, carry: TemplateCarry) -> Ob
         if sh:
             simhashes[(sh, account)] = min(ts, simhashes.get((sh, account), ts))
     t = config.template
-    held = carry.sightings(t.band_bits)
+    held = carry.sightings(t)
     carried = list(zip(held.key.tolist(), held.name.tolist(), held.ts_ms.tolist(), strict=True))
     mine = [(sh, account, ts) for (sh, account), ts in simhashes.items()]
     # A batch simhash is checked against the batch and the carry; a carried one only against the batch.
@@ -202,28 +202,30 @@ def test_the_carry_yields_only_what_the_batch_confirms(config: LinkingConfig) ->
 def test_the_carry_keeps_the_window_before_the_newest_event(config: LinkingConfig) -> None:
     short = config.template.model_copy(update={"window_s": 10})
     _, _, carry = extract_observations(make_batch(["a", "b", "c"], ts=[0, 12_000, 1_000], simhash=[1, 2, 3]), short)
-    assert sorted(carry.sightings(short.band_bits).name.tolist()) == ["b"]  # 2,000 ms and later
+    assert sorted(carry.sightings(short).name.tolist()) == ["b"]  # 2,000 ms and later
     _, _, carry = extract_observations(make_batch(["d"], ts=[21_000], simhash=[4]), short, carry)
-    assert sorted(carry.sightings(short.band_bits).name.tolist()) == ["b", "d"]
+    assert sorted(carry.sightings(short).name.tolist()) == ["b", "d"]
     _, _, carry = extract_observations(make_batch(["e"], ts=[22_001], simhash=[5]), short, carry)
-    assert sorted(carry.sightings(short.band_bits).name.tolist()) == ["d", "e"]
+    assert sorted(carry.sightings(short).name.tolist()) == ["d", "e"]
 
 
-def test_the_carry_keeps_at_most_carry_events_the_latest(config: LinkingConfig) -> None:
-    small = config.template.model_copy(update={"carry_events": 3})
-    _, _, carry = extract_observations(make_batch(["a", "b", "c", "d"], ts=[4, 1, 3, 2], simhash=[1, 2, 3, 4]),
-                                       small)
-    assert sorted(carry.sightings(small.band_bits).name.tolist()) == ["a", "c", "d"]
-    _, _, carry = extract_observations(make_batch(["e"], ts=[9], simhash=[5]), small, carry)
-    assert sorted(carry.sightings(small.band_bits).name.tolist()) == ["a", "c", "e"]
-    assert all(len(band) == 3 for band in carry.bands)
+def test_past_carry_events_the_carry_keeps_the_latest_seven_eighths(config: LinkingConfig) -> None:
+    small = config.template.model_copy(update={"carry_events": 8})
+    names = [f"org-{i}" for i in range(12)]
+    _, _, carry = extract_observations(make_batch(names[:9], ts=list(range(9, 0, -1)), simhash=range(1, 10)), small)
+    assert sorted(carry.sightings(small).ts_ms.tolist()) == [3, 4, 5, 6, 7, 8, 9]
+    _, _, carry = extract_observations(make_batch(names[9:10], ts=[10], simhash=[10]), small, carry)
+    assert len(carry) == 8  # at the bound, not past it
+    _, _, carry = extract_observations(make_batch(names[10:11], ts=[11], simhash=[11]), small, carry)
+    assert sorted(carry.sightings(small).ts_ms.tolist()) == [5, 6, 7, 8, 9, 10, 11]
+    assert all(len(band) == 7 for band in carry.bands)
 
 
 def test_a_sighting_already_carried_keeps_its_first_time(config: LinkingConfig) -> None:
     _, _, carry = extract_observations(make_batch(["a"], ts=[1_000], simhash=[7]), config.template)
     _, _, carry = extract_observations(make_batch(["a", "b"], ts=[2_000, 2_500], simhash=[7, 7]), config.template,
                                        carry)
-    held = carry.sightings(config.template.band_bits)
+    held = carry.sightings(config.template)
     assert sorted(zip(held.name.tolist(), held.ts_ms.tolist(), strict=True)) == [("a", 1_000), ("b", 2_500)]
 
 
