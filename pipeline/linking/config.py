@@ -51,9 +51,7 @@ class TemplateConfig(BaseModel):
     bands: int = Field(ge=1, le=64)
     band_bits: int = Field(ge=1, le=32)
     max_hamming: int = Field(ge=0, le=64, description="near-duplicate: simhashes at most this many bits apart")
-    window_s: int = Field(ge=1, le=86_400, description="near-duplicates count at most this far apart in event "
-                          "time; the carry keeps this much of the sightings before a batch")
-    carry_events: int = Field(ge=0, le=1_000_000, description="the most sightings carried (a memory bound; 0: none)")
+    carry_events: int = Field(ge=0, le=1_000_000, description="recent simhashes kept to confirm the next batch")
 
     @model_validator(mode="after")
     def _cover_64_bits(self) -> TemplateConfig:

@@ -3,9 +3,9 @@
 Pure and vectorised: columns in, columns out. Pairs are found on numbers (``feature_keys``)
 and names are built only for the pairs asked for (``Pairs.named``): the publisher names just
 those it has not sent before. ``config.KINDS`` lists the kinds; a ``tpl`` observation counts
-only when templated (``template_carry``: a near-duplicate of another account within the template
-window, in the batch or carried from the batches before) and carries its simhash as the sample.
-Each feature's form and the template rule: docs/linking.md ("Topology": Observations).
+only when templated (a near-duplicate of another account, ``TemplateCarry`` included) and
+carries its simhash as the sample. Each feature's form and the template rule:
+docs/linking.md ("Topology": Observations).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pipeline.linking.feature_keys import (
     string_hashes,
     string_keys,
 )
-from pipeline.linking.template_carry import Sightings, TemplateCarry, confirm
+
+_WINDOW = 4  # neighbours in (band, simhash) order compared for near-duplicates
 
 
 class LinkColumns(Protocol):
@@ -79,6 +80,22 @@ class AccountSummary:
     last_ts_ms: np.ndarray  # int64
 
 
+@dataclass(frozen=True)
+class TemplateCarry:
+    """The most recent distinct (simhash, account) pairs, handed from one batch to the next."""
+
+    simhash: np.ndarray  # uint64
+    accounts: np.ndarray  # object (str)
+    ts_ms: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> TemplateCarry:
+        return cls(np.zeros(0, np.uint64), np.zeros(0, object), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+
 def factorize(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct values (first-seen order) and each value's code (int64).
 
@@ -106,6 +123,23 @@ def _factorize_exact(values: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return distinct, np.fromiter(map(index.__getitem__, values), np.int64, count=len(values))
 
 
+def _templated(simhash: np.ndarray, account: np.ndarray, band: np.ndarray, max_hamming: int,
+               n_new: int) -> np.ndarray:
+    """Per (simhash, account): has a near-duplicate partner in the same band value, one of the pair
+    among the first ``n_new`` (the batch's; the rest, the carry's, were checked against each other)."""
+    order = np.lexsort((simhash, band))
+    s, a, b, new = simhash[order], account[order], band[order], order < n_new
+    marked = np.zeros(len(s), bool)
+    for k in range(1, min(_WINDOW, len(s) - 1) + 1):
+        pair = (b[k:] == b[:-k]) & (np.bitwise_count(s[k:] ^ s[:-k]) <= max_hamming) & (new[k:] | new[:-k])
+        pair &= (s[k:] != s[:-k]) | (a[k:] != a[:-k])  # one account repeating a prompt is no template
+        marked[k:] |= pair
+        marked[:-k] |= pair
+    out = np.empty_like(marked)
+    out[order] = marked
+    return out
+
+
 def _distinct_simhashes(
     simhash: np.ndarray, account: np.ndarray, ts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,6 +149,28 @@ def _distinct_simhashes(
     first = np.ones(len(s), bool)
     first[1:] = (s[1:] != s[:-1]) | (a[1:] != a[:-1])
     return s[first], a[first], t[first]
+
+
+def _template_observations(
+    simhash: np.ndarray, account: np.ndarray, ts: np.ndarray, carry: TemplateCarry, carry_codes: np.ndarray,
+    cfg: TemplateConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(band, band value, account, ts, sample) of templated simhashes: the batch's distinct ones, and
+    carried events a near-duplicate in the batch confirms (so a template member is observed at its
+    first templated call, wherever the batches are cut; the publisher sends a pair once)."""
+    present = simhash != 0
+    s, a, t = _distinct_simhashes(simhash[present], account[present], ts[present])
+    s_all = np.concatenate([s, carry.simhash])
+    a_all = np.concatenate([a, carry_codes])
+    t_all = np.concatenate([t, carry.ts_ms])
+    mask = np.uint64((1 << cfg.band_bits) - 1)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for band in range(cfg.bands):
+        values = (s_all >> np.uint64(band * cfg.band_bits)) & mask
+        keep = np.flatnonzero(_templated(s_all, a_all, values, cfg.max_hamming, len(s)))
+        parts.append((np.full(len(keep), band, np.int64), values[keep].astype(np.int64), a_all[keep], t_all[keep],
+                      s_all[keep]))
+    return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -163,11 +219,13 @@ def extract_pairs(
 
     Never raises on valid decoded input; an empty batch gives empty results (and the carry unchanged).
     """
+    carry = carry or TemplateCarry.empty()
     raw = batch.raw
     ts = np.asarray(raw["ts"], np.int64)
-    accounts, acc = factorize(batch.account_ids)
+    accounts, codes_all = factorize([*batch.account_ids, *carry.accounts.tolist()])
+    acc = codes_all[: len(batch)]
+    carry_codes = codes_all[len(batch):]
     simhash = np.asarray(raw["prompt_simhash"], np.uint64)
-    template_keys, carry = _template_keys(simhash, accounts, acc, ts, carry or TemplateCarry(), template)
 
     kinds = [
         string_keys(KIND_PAY, raw["payment_fingerprint"]),
@@ -176,7 +234,7 @@ def extract_pairs(
         string_keys(KIND_UA, raw["user_agent"]),
         string_keys(KIND_TLS, raw["tls_fingerprint"]),
         string_keys(KIND_H2, raw["http2_fingerprint"]),
-        template_keys,
+        _template_keys(simhash, acc, ts, carry, carry_codes, template),
     ]
     kind = np.concatenate([np.full(len(k.rows), k.kind, np.int64) for k in kinds])
     value = np.concatenate([k.value for k in kinds])
@@ -192,7 +250,7 @@ def extract_pairs(
     first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
     pairs = Pairs(key[first], feature[first], kind[first], value[first], row[first], account[first],
                   event_ts[first], sample[first], accounts)
-    return pairs, _summary(accounts, acc, ts), carry
+    return pairs, _summary(accounts, acc, ts), _next_carry(batch, simhash, ts, carry, template)
 
 
 @dataclass(frozen=True)
@@ -202,40 +260,12 @@ class _TemplateKeys(KindKeys):
     sample: np.ndarray
 
 
-def _template_keys(simhash: np.ndarray, accounts: list[str], acc: np.ndarray, ts: np.ndarray, carry: TemplateCarry,
-                   template: TemplateConfig) -> tuple[_TemplateKeys, TemplateCarry]:
-    """The templated sightings' pairs (``template_carry``), and the next carry. Carried sightings the batch
-    confirms name accounts the batch may not have: they join ``accounts``."""
-    present = simhash != 0
-    s, a, t = _distinct_simhashes(simhash[present], acc[present], ts[present])
-    names = np.asarray(accounts, object)
-    batch = Sightings(s, string_hashes(accounts)[a], names[a], t)
-    templated, carry = confirm(batch, carry, template)
-    band, value, t_acc, t_ts, t_sample = [], [], [], [], []
-    mask = np.uint64((1 << template.band_bits) - 1)
-    for b, (rows, confirmed) in enumerate(zip(templated.batch_rows, templated.confirmed, strict=True)):
-        sample = np.concatenate([s[rows], confirmed.key])
-        band.append(np.full(len(sample), b, np.int64))
-        value.append((sample >> np.uint64(b * template.band_bits)) & mask)
-        t_sample.append(sample)
-        t_ts.append(np.concatenate([t[rows], confirmed.ts_ms]))
-        t_acc.append(np.concatenate([a[rows], _codes(accounts, confirmed.name)]))
-    keys = (np.concatenate(band).astype(np.uint64) << np.uint64(template.band_bits)) + np.concatenate(value)
+def _template_keys(simhash: np.ndarray, acc: np.ndarray, ts: np.ndarray, carry: TemplateCarry,
+                   carry_codes: np.ndarray, template: TemplateConfig) -> _TemplateKeys:
+    band, value, t_acc, t_ts, t_sample = _template_observations(simhash, acc, ts, carry, carry_codes, template)
+    keys = ((band << template.band_bits) + value).astype(np.uint64)
     # No event row: tpl pairs are named by their value.
-    return _TemplateKeys(KIND_TPL, np.full(len(keys), -1, np.int64), keys, np.concatenate(t_acc),
-                         np.concatenate(t_ts), np.concatenate(t_sample)), carry
-
-
-def _codes(accounts: list[str], names: np.ndarray) -> np.ndarray:
-    """Codes of ``names`` in ``accounts``, appending the ones it lacks (carried accounts absent from the batch)."""
-    if not len(names):
-        return np.zeros(0, np.int64)
-    index = {name: i for i, name in enumerate(accounts)}
-    for name in names.tolist():
-        if name not in index:
-            index[name] = len(accounts)
-            accounts.append(name)
-    return np.fromiter((index[n] for n in names.tolist()), np.int64, len(names))
+    return _TemplateKeys(KIND_TPL, np.full(len(keys), -1, np.int64), keys, t_acc, t_ts, t_sample.astype(np.uint64))
 
 
 def _summary(accounts: list[str], acc: np.ndarray, ts: np.ndarray) -> AccountSummary:
@@ -247,3 +277,19 @@ def _summary(accounts: list[str], acc: np.ndarray, ts: np.ndarray) -> AccountSum
     np.maximum.at(last, acc, ts)
     seen = np.flatnonzero(calls)  # carry-only accounts had no calls in this batch
     return AccountSummary([accounts[i] for i in seen.tolist()], calls[seen], first[seen], last[seen])
+
+
+def _next_carry(
+    batch: LinkColumns, simhash: np.ndarray, ts: np.ndarray, carry: TemplateCarry, cfg: TemplateConfig
+) -> TemplateCarry:
+    keep = cfg.carry_events
+    if keep == 0 or not len(batch):
+        return carry if keep else TemplateCarry.empty()
+    present = np.flatnonzero(simhash != 0)
+    # The latest events by event time; the old carry fills up what the batch leaves.
+    recent = present[np.argsort(ts[present], kind="stable")[-keep:]]
+    s = np.concatenate([carry.simhash, simhash[recent]])
+    t = np.concatenate([carry.ts_ms, ts[recent]])
+    accounts = np.concatenate([carry.accounts, np.asarray(batch.account_ids, object)[recent]])
+    tail = np.argsort(t, kind="stable")[-keep:]
+    return TemplateCarry(s[tail], accounts[tail], t[tail])

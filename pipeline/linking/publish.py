@@ -20,9 +20,8 @@ import numpy as np
 
 from pipeline.linking.config import LinkingConfig
 from pipeline.linking.messages import account_updates, pack_accounts, pack_end, pack_observations
-from pipeline.linking.observations import LinkColumns, extract_pairs
+from pipeline.linking.observations import LinkColumns, TemplateCarry, extract_pairs
 from pipeline.linking.sent_pairs import SentPairs
-from pipeline.linking.template_carry import TemplateCarry
 
 # (topic, partition, value) -> an awaitable that resolves once the broker has the message.
 SendFn = Callable[[str, int, bytes], Awaitable[Awaitable[object]]]
@@ -49,7 +48,7 @@ class LinkPublisher:
         self.edges_topic = edges_topic
         self.partitions = partitions
         self.source_id = source_id or default_source_id()
-        self._carry = TemplateCarry()
+        self._carry = TemplateCarry.empty()
         self.sent = sent if sent is not None else SentPairs()
         self._seq = 0
         self.sent_messages = 0

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 import pytest
 
 from pipeline.linking.config import LinkingConfig
-from pipeline.linking.observations import extract_pairs
+from pipeline.linking.observations import TemplateCarry, extract_pairs
 from pipeline.linking.sent_pairs import SentPairs
-from pipeline.linking.template_carry import TemplateCarry
 from tests.support.link_builders import Columns, make_batch
 
 Sent = dict[tuple[str, str], tuple[int, int]]  # (feature, account) -> (ts, sample) of the message that sent it
@@ -31,7 +30,7 @@ NOT_FIXED = pytest.mark.xfail(strict=True, reason="issue 17: link observations d
 def published(batches: Sequence[Columns], config: LinkingConfig) -> Sent:
     """What ``LinkPublisher.prepare`` sends for ``batches`` in order: each pair once, from the first batch
     carrying it."""
-    carry, sent, out = TemplateCarry(), SentPairs(slots_log2=8), {}
+    carry, sent, out = TemplateCarry.empty(), SentPairs(slots_log2=8), {}
     for batch in batches:
         pairs, _, carry = extract_pairs(batch, config.template, carry)
         obs = pairs.select(sent.take_new(pairs.key)).named(batch.raw, config.template.band_bits)

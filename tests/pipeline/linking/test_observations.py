@@ -10,8 +10,7 @@ import pytest
 from pipeline.linking.config import LinkingConfig, TemplateConfig
 from pipeline.linking.feature_keys import feature_partition, h2_feature, ip_prefix, ua_feature
 from pipeline.linking.messages import decode, pack_observations
-from pipeline.linking.observations import AccountSummary, LinkColumns, Observations, extract_pairs
-from pipeline.linking.template_carry import TemplateCarry
+from pipeline.linking.observations import AccountSummary, LinkColumns, Observations, TemplateCarry, extract_pairs
 from tests.support.link_builders import Columns, make_batch
 
 Obs = dict[tuple[str, str], tuple[int, int]]  # (feature, account) -> (ts, sample)
@@ -57,12 +56,11 @@ def reference(batch: Columns, config: LinkingConfig, carry: TemplateCarry) -> Ob
         if sh:
             simhashes[(sh, account)] = min(ts, simhashes.get((sh, account), ts))
     t = config.template
-    held = carry.sightings(t)
-    carried = list(zip(held.key.tolist(), held.name.tolist(), held.ts_ms.tolist(), strict=True))
-    mine = [(sh, account, ts) for (sh, account), ts in simhashes.items()]
+    carried = list(zip(carry.simhash.tolist(), carry.accounts.tolist(), carry.ts_ms.tolist(), strict=True))
+    pool = list(simhashes) + [(sh, account) for sh, account, _ in carried]
     # A batch simhash is checked against the batch and the carry; a carried one only against the batch.
-    checks = [(sh, account, ts, mine + carried) for sh, account, ts in mine]
-    checks += [(sh, account, ts, mine) for sh, account, ts in carried]
+    checks = [(sh, account, ts, pool) for (sh, account), ts in simhashes.items()]
+    checks += [(sh, account, ts, list(simhashes)) for sh, account, ts in carried]
     for sh, account, ts, others in checks:
         for band in range(t.bands):
             value = (sh >> (band * t.band_bits)) & ((1 << t.band_bits) - 1)
@@ -70,8 +68,7 @@ def reference(batch: Columns, config: LinkingConfig, carry: TemplateCarry) -> Ob
                 (other_sh, other_acc) != (sh, account)
                 and (other_sh >> (band * t.band_bits)) & ((1 << t.band_bits) - 1) == value
                 and (other_sh ^ sh).bit_count() <= t.max_hamming
-                and abs(other_ts - ts) <= t.window_s * 1000
-                for other_sh, other_acc, other_ts in others
+                for other_sh, other_acc in others
             )
             if templated:
                 _keep_first(out, (f"tpl:{band}:{value:04x}", account), ts, sh)
@@ -122,13 +119,13 @@ def test_vectorised_extraction_equals_the_reference(config: LinkingConfig, seed:
     rng = np.random.default_rng(seed)
     # Small batches keep every template bucket within the neighbour window: there the check is exact.
     batch = random_batch(rng, 40)
-    assert as_dict(batch, config) == reference(batch, config, TemplateCarry())
+    assert as_dict(batch, config) == reference(batch, config, TemplateCarry.empty())
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_batch_after_batch_with_the_carry_equals_the_reference(config: LinkingConfig, seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
-    carry = TemplateCarry()
+    carry = TemplateCarry.empty()
     stream = random_batch(rng, 36)  # one set of templates, cut into three batches
     for i in range(3):  # small, so every template bucket stays within the neighbour window
         rows = slice(12 * i, 12 * (i + 1))
@@ -199,46 +196,13 @@ def test_the_carry_yields_only_what_the_batch_confirms(config: LinkingConfig) ->
     assert {a for f, a in confirming if f == "tpl:0:def0"} == {"org-a", "org-b", "org-c"}
 
 
-def test_the_carry_keeps_the_window_before_the_newest_event(config: LinkingConfig) -> None:
-    short = config.template.model_copy(update={"window_s": 10})
-    _, _, carry = extract_observations(make_batch(["a", "b", "c"], ts=[0, 12_000, 1_000], simhash=[1, 2, 3]), short)
-    assert sorted(carry.sightings(short).name.tolist()) == ["b"]  # 2,000 ms and later
-    _, _, carry = extract_observations(make_batch(["d"], ts=[21_000], simhash=[4]), short, carry)
-    assert sorted(carry.sightings(short).name.tolist()) == ["b", "d"]
-    _, _, carry = extract_observations(make_batch(["e"], ts=[22_001], simhash=[5]), short, carry)
-    assert sorted(carry.sightings(short).name.tolist()) == ["d", "e"]
-
-
-def test_past_carry_events_the_carry_keeps_the_latest_seven_eighths(config: LinkingConfig) -> None:
-    small = config.template.model_copy(update={"carry_events": 8})
-    names = [f"org-{i}" for i in range(12)]
-    _, _, carry = extract_observations(make_batch(names[:9], ts=list(range(9, 0, -1)), simhash=range(1, 10)), small)
-    assert sorted(carry.sightings(small).ts_ms.tolist()) == [3, 4, 5, 6, 7, 8, 9]
-    _, _, carry = extract_observations(make_batch(names[9:10], ts=[10], simhash=[10]), small, carry)
-    assert len(carry) == 8  # at the bound, not past it
-    _, _, carry = extract_observations(make_batch(names[10:11], ts=[11], simhash=[11]), small, carry)
-    assert sorted(carry.sightings(small).ts_ms.tolist()) == [5, 6, 7, 8, 9, 10, 11]
-    assert all(len(band) == 7 for band in carry.bands)
-
-
-def test_a_sighting_already_carried_keeps_its_first_time(config: LinkingConfig) -> None:
-    _, _, carry = extract_observations(make_batch(["a"], ts=[1_000], simhash=[7]), config.template)
-    _, _, carry = extract_observations(make_batch(["a", "b"], ts=[2_000, 2_500], simhash=[7, 7]), config.template,
-                                       carry)
-    held = carry.sightings(config.template)
-    assert sorted(zip(held.name.tolist(), held.ts_ms.tolist(), strict=True)) == [("a", 1_000), ("b", 2_500)]
-
-
-def test_near_duplicates_further_apart_than_the_window_are_no_template(config: LinkingConfig) -> None:
-    base = 0x1234_5678_9ABC_DEF0
-    window_ms = config.template.window_s * 1000
-    apart = make_batch(["org-a", "org-b"], ts=[0, window_ms + 1], simhash=[base, base ^ 1 << 20])
-    assert not [f for f, _ in as_dict(apart, config) if f.startswith("tpl:")]
-    _, _, carry = extract_observations(make_batch(["org-a"], ts=[0], simhash=[base]), config.template)
-    later = make_batch(["org-b"], ts=[window_ms + 1], simhash=[base ^ 1 << 20])
-    assert not [f for f, _ in as_dict(later, config, carry) if f.startswith("tpl:")]
-    within = make_batch(["org-b"], ts=[window_ms], simhash=[base ^ 1 << 20])
-    assert {a for f, a in as_dict(within, config, carry) if f == "tpl:0:def0"} == {"org-a", "org-b"}
+def test_carry_keeps_the_latest_events(config: LinkingConfig) -> None:
+    small = config.template.model_copy(update={"carry_events": 3})
+    _, _, carry = extract_observations(make_batch(["a", "b", "c", "d"], ts=[4, 1, 3, 2], simhash=[1, 2, 3, 4]),
+                                       small)
+    assert sorted(carry.accounts.tolist()) == ["a", "c", "d"]
+    _, _, carry = extract_observations(make_batch(["e"], ts=[9], simhash=[5]), small, carry)
+    assert sorted(carry.accounts.tolist()) == ["a", "c", "e"]
 
 
 @pytest.mark.parametrize(("ip", "feature"), [
