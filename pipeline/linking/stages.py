@@ -81,10 +81,9 @@ class FeatureStage:
             feature = batch.features[f]
             state = self.features.get(feature)
             relatives = None
-            below_cap = state is None or "m" in state
-            mine: dict[str, list[int]] = state["m"] if state is not None and below_cap else {}  # type: ignore[assignment]
-            # Relatives only matter to a feature below its cap that gains a member.
-            if kind_of(feature) == "tpl" and below_cap and any(a not in mine for a, _, _ in seen):
+            mine: dict[str, list[int]] | None = {} if state is None else state.get("m")  # type: ignore[assignment]
+            # Relatives only matter to a feature below its cap (None: a hub or popular) that gains a member.
+            if mine is not None and kind_of(feature) == "tpl" and any(a not in mine for a, _, _ in seen):
                 samples = [x for _, x in mine.values()] + [x for _, _, x in seen]
                 relatives = template_relatives(self.features, feature, samples, self.config)
             update = observe(state, feature, seen, self.config, relatives)
