@@ -43,7 +43,7 @@ TOP_ACCOUNTS_SQL = f"""
         FROM account_scores_1h
         WHERE {HOURS_IN_RANGE}
         GROUP BY account_id
-        ORDER BY top_score DESC, account_id
+        ORDER BY top_score DESC, output_tokens DESC, account_id
         LIMIT {TOP_ACCOUNTS}
     )
     SELECT s.account_id AS account_id, s.top_score AS max_score, t.top_signals AS top_signals,
@@ -65,7 +65,7 @@ TOP_ACCOUNTS_SQL = f"""
         )
         GROUP BY account_id
     ) AS t ON t.account_id = s.account_id
-    ORDER BY max_score DESC, account_id
+    ORDER BY max_score DESC, output_tokens DESC, account_id
 """
 
 ACTIVE_CAMPAIGNS_SQL = f"""
@@ -135,8 +135,9 @@ def build() -> Dashboard:
     """, COUNT, stacked=True, bars=True, series_by="rule_severity"))
 
     d.with_panel(ch_table("Top accounts by score", f"The {TOP_ACCOUNTS} accounts with the highest score in the range "
-                          "(account_scores_1h), their strongest signals by points (signatures_1m), calls, output "
-                          "tokens (completion + reasoning) and reasoning share. Click an account to drill down.",
+                          "(account_scores_1h; equal scores: most output taken first), their strongest signals by "
+                          "points (signatures_1m), calls, output tokens (completion + reasoning) and reasoning share. "
+                          "Click an account to drill down.",
                           TOP_ACCOUNTS_SQL, w=14, h=10, accounts=["account_id"],
                           units={"max_score": SCORE, "reasoning_share": SHARE, "output_tokens": COUNT}))
     d.with_panel(ch_table("Active campaigns", "Current clusters updated in the range whose score reaches the "

@@ -157,7 +157,7 @@ def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, 
                    sum(active_minutes) AS active_minutes, min(first_minute) AS first_minute
             FROM {db}.account_scores_1h
             WHERE hour >= toStartOfHour({{since:DateTime}}) AND hour < {{until:DateTime}}
-            GROUP BY account_id ORDER BY peak_score DESC, account_id LIMIT {TOP_ACCOUNTS}
+            GROUP BY account_id ORDER BY peak_score DESC, output_tokens DESC, account_id LIMIT {TOP_ACCOUNTS}
         )
         SELECT t.account_id AS account_id, t.peak_score AS peak_score, t.calls AS calls,
                t.output_tokens AS output_tokens, t.active_minutes AS active_minutes, t.first_minute AS first_minute,
@@ -182,7 +182,7 @@ def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, 
             SELECT arrayJoin(account_ids) AS account_id, any(cluster_id) AS cluster_id
             FROM {db}.clusters FINAL WHERE active = 1 GROUP BY account_id
         ) AS c ON c.account_id = t.account_id
-        ORDER BY peak_score DESC, account_id""", p)
+        ORDER BY peak_score DESC, output_tokens DESC, account_id""", p)
 
 
 def _campaigns(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, Any]]:

@@ -82,7 +82,8 @@ class AccountSummary:
 
 @dataclass(frozen=True)
 class TemplateCarry:
-    """The most recent distinct (simhash, account) pairs, handed from one batch to the next."""
+    """The latest templated events (simhash, account, event time), up to `carry_events`, handed from one batch to
+    the next: one entry per event, not per distinct (simhash, account) pair."""
 
     simhash: np.ndarray  # uint64
     accounts: np.ndarray  # object (str)

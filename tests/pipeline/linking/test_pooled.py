@@ -86,7 +86,7 @@ def reference_since(members: list[str], pooled: PooledEvidence, scores: dict[str
 def test_the_pooled_signals_are_the_scoring_configs_ratio_signals_derived_not_listed() -> None:
     scorer = PooledScorer()
     # Ratios of the counters the account updates carry: computable from pooled sums.
-    assert set(scorer.signals) == {"reasoning_elicitation", "reasoning_volume", "output_harvest",
+    assert set(scorer.signals) == {"reasoning_elicitation", "reasoning_volume", "output_harvest", "reasoning_take",
                                    "distribution_probing", "rate_limit_pressure"}
     # Distinct counts, gaps, activity and counters not carried (wide bias, near duplicates) are not.
     assert not {"template_sweep", "machine_regularity", "logit_stealing", "rotating_exits"} & set(scorer.signals)
@@ -217,6 +217,6 @@ def test_the_alerts_explain_the_pooled_evidence(config: LinkingConfig) -> None:
     assert cluster.score.factors["member_scores"] > 30  # the member factor takes the pooled score
     facts = ClusterTracker(config, {})._facts(cluster)
     text = facts.signals[len(cluster.score.factors)]
-    assert text.startswith("pooled: reasoning_elicitation 40, output_harvest 20")
+    assert text.startswith("pooled: reasoning_elicitation 40, reasoning_take 23, output_harvest 20")
     assert text.endswith("over 12 members' 96 calls")
     assert facts.points[len(cluster.score.factors)] == cluster.score.pooled.score
