@@ -60,8 +60,8 @@ def test_cookbook_campaign_harvest_agrees_with_investigate(demo_db: DemoData, hy
 
 def test_monitor_and_suppressed_alerts_are_not_the_first_alert(demo_db: DemoData, ch_database: str) -> None:
     # An attacker the report lists (its top accounts by peak score): the report's first alert is checked too.
-    listed = load(demo_db.client, demo_db.database, Window()).top_accounts
-    attacker = next(r["account_id"] for r in listed if r["account_id"] in demo_db.attackers() and r["first_alert"])
+    listed, attackers = load(demo_db.client, demo_db.database, Window()).top_accounts, set(demo_db.attackers())
+    attacker = next(r["account_id"] for r in listed if r["account_id"] in attackers and r["first_alert"])
     before = investigate(demo_db.client, demo_db.database, attacker).pages[0]
     first = before.harvest.first_alert
     assert first is not None and before.harvest.before_alert > 0

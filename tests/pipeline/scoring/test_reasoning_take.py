@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.kernels import layout as L
 from pipeline.scoring import load_scoring_config, score_frames
+from pipeline.scoring.model import ramp
 from pipeline.state.frames import ClosedFrames
 from tests.support.flag_frames import flagged_frames
 
@@ -36,8 +37,7 @@ def test_the_signal_needs_a_large_take_and_reasoning(share: float, prompt: int, 
     got_share, take = scores.features["reasoning_share"][-1], scores.features["take_ratio"][-1]
     assert got_share == pytest.approx(share, abs=0.01)
     assert take == pytest.approx((completion + reasoning) / prompt, rel=1e-6)
-    strength = np.prod([np.clip((scores.features[f][-1] - r.low) / (r.high - r.low), 0, 1)
-                        for f, r in signal.ramps.items()])
+    strength = np.prod([ramp(scores.features[f][-1], r) for f, r in signal.ramps.items()])
     assert points == pytest.approx(signal.weight * strength, abs=1e-3)
     assert {"full": points == pytest.approx(signal.weight), "none": points == 0.0,
             "part": 0.15 * signal.weight < points < 0.35 * signal.weight}[expected]
