@@ -26,12 +26,12 @@ from jobs.grafana.panels import (
 )
 from jobs.grafana.sql_parts import (
     HOURS_IN_RANGE,
-    OUTPUT_TOKENS_SUM,
     campaign_min_score,
     cluster_members_sql,
     is_campaign,
     sql_string_var,
 )
+from jobs.ranking import OUTPUT_TOKENS_SUM
 
 ACCOUNT_SQL = sql_string_var(ACCOUNT_VAR)
 THIS_ACCOUNT = f"account_id = {ACCOUNT_SQL}"

@@ -24,14 +24,13 @@ from jobs.grafana.panels import (
 from jobs.grafana.sql_parts import (
     BELOW_CAMPAIGN,
     HOURS_IN_RANGE,
-    OUTPUT_TOKENS,
-    OUTPUT_TOKENS_SUM,
     campaign_min_score,
     cluster_members_sql,
     cluster_status,
     is_campaign,
     sql_string_var,
 )
+from jobs.ranking import OUTPUT_TOKENS, OUTPUT_TOKENS_SUM
 
 CLUSTER_SQL = sql_string_var(CLUSTER_VAR)
 THIS_CLUSTER = f"cluster_id = {CLUSTER_SQL}"

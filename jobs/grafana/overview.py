@@ -24,29 +24,20 @@ from jobs.grafana.panels import (
 )
 from jobs.grafana.sql_parts import (
     HOURS_IN_RANGE,
-    OUTPUT_TOKENS_SUM,
     RANGE_SECONDS,
     campaign_min_score,
     is_campaign,
 )
+from jobs.ranking import OUTPUT_TOKENS_SUM, TOP_ACCOUNTS, TOP_ACCOUNTS_ORDER, top_accounts_cte
 
 # scores_1m.score_band: the lower bound of each 10-point band (90 holds 90-100).
 SCORE_BANDS = tuple(range(0, 100, 10))
-TOP_ACCOUNTS = 25
 
 TOP_ACCOUNTS_SQL = f"""
-    WITH top AS (
-        -- aliases differ from the columns: ClickHouse would resolve sum(calls) below to the alias
-        SELECT account_id, max(max_score) AS top_score, sum(calls) AS call_count,
-               {OUTPUT_TOKENS_SUM} AS output_tokens,
-               sum(reasoning_calls) / greatest(sum(calls), 1) AS reasoning_share, max(last_minute) AS last_seen
-        FROM account_scores_1h
-        WHERE {HOURS_IN_RANGE}
-        GROUP BY account_id
-        ORDER BY top_score DESC, output_tokens DESC, account_id
-        LIMIT {TOP_ACCOUNTS}
-    )
-    SELECT s.account_id AS account_id, s.top_score AS max_score, t.top_signals AS top_signals,
+    WITH {top_accounts_cte("account_scores_1h", HOURS_IN_RANGE,
+                           "sum(reasoning_calls) / greatest(sum(calls), 1) AS reasoning_share, "
+                           "max(last_minute) AS last_seen")}
+    SELECT s.account_id AS account_id, s.peak_score AS max_score, t.top_signals AS top_signals,
            s.call_count AS calls, s.output_tokens AS output_tokens, s.reasoning_share AS reasoning_share,
            s.last_seen AS last_active
     FROM top AS s
@@ -65,7 +56,7 @@ TOP_ACCOUNTS_SQL = f"""
         )
         GROUP BY account_id
     ) AS t ON t.account_id = s.account_id
-    ORDER BY max_score DESC, output_tokens DESC, account_id
+    ORDER BY {TOP_ACCOUNTS_ORDER}
 """
 
 ACTIVE_CAMPAIGNS_SQL = f"""

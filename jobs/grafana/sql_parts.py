@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from jobs.ranking import OUTPUT_TOKENS_SUM
 from pipeline.alerting.rules import load_rules, lower_bound
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 
@@ -13,11 +14,6 @@ HOURS_IN_RANGE = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
 # Seconds in the dashboard's range, for "per second over the range" figures.
 RANGE_SECONDS = "greatest(1, toUInt32($__toTime) - toUInt32($__fromTime))"
 
-
-# "Output tokens" are what an account received: completion plus reasoning tokens. The event contract
-# counts them apart; the report, investigate and the cookbook use this same sum (issue 15).
-OUTPUT_TOKENS = "completion_tokens + reasoning_tokens"
-OUTPUT_TOKENS_SUM = f"sum({OUTPUT_TOKENS})"
 
 # How the dashboards call current clusters whose score is below the campaign threshold.
 BELOW_CAMPAIGN = "linked accounts below the campaign threshold"

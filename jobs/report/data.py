@@ -16,9 +16,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from jobs.investigate.queries import PAGED
+from jobs.ranking import TOP_ACCOUNTS_ORDER, top_accounts_cte
 from pipeline.sinks.clickhouse import query_rows
 
-TOP_ACCOUNTS = 25
 MAX_ALERTS = 200
 MAX_CAMPAIGNS = 50
 # Bucket widths (minutes) for the time series: the smallest that keeps a range under MAX_BUCKETS.
@@ -151,15 +151,10 @@ def load(client: Client, database: str, window: Window, *, campaign_threshold: f
 def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, Any]]:
     # Ranked on the hourly rollup; signals, alerts and campaign read for those accounts only.
     return query_rows(client, f"""
-        WITH top AS (
-            SELECT account_id, max(max_score) AS peak_score, sum(calls) AS calls,
-                   sum(completion_tokens) + sum(reasoning_tokens) AS output_tokens,
-                   sum(active_minutes) AS active_minutes, min(first_minute) AS first_minute
-            FROM {db}.account_scores_1h
-            WHERE hour >= toStartOfHour({{since:DateTime}}) AND hour < {{until:DateTime}}
-            GROUP BY account_id ORDER BY peak_score DESC, output_tokens DESC, account_id LIMIT {TOP_ACCOUNTS}
-        )
-        SELECT t.account_id AS account_id, t.peak_score AS peak_score, t.calls AS calls,
+        WITH {top_accounts_cte(f"{db}.account_scores_1h",
+                               "hour >= toStartOfHour({since:DateTime}) AND hour < {until:DateTime}",
+                               "sum(active_minutes) AS active_minutes, min(first_minute) AS first_minute")}
+        SELECT t.account_id AS account_id, t.peak_score AS peak_score, t.call_count AS calls,
                t.output_tokens AS output_tokens, t.active_minutes AS active_minutes, t.first_minute AS first_minute,
                s.signals AS signals, a.alerts AS alerts, a.first_alert AS first_alert, c.cluster_id AS cluster_id
         FROM top AS t
@@ -182,7 +177,7 @@ def _top_accounts(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, 
             SELECT arrayJoin(account_ids) AS account_id, any(cluster_id) AS cluster_id
             FROM {db}.clusters FINAL WHERE active = 1 GROUP BY account_id
         ) AS c ON c.account_id = t.account_id
-        ORDER BY peak_score DESC, output_tokens DESC, account_id""", p)
+        ORDER BY {TOP_ACCOUNTS_ORDER}""", p)
 
 
 def _campaigns(client: Client, db: str, p: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,8 +7,9 @@ from typing import Any
 
 from jobs.html_page import Html, esc, figure_png, key_values, page, section, table, tags
 from jobs.investigate.campaign_rule import LINKED_BELOW
+from jobs.ranking import TOP_ACCOUNTS
 from jobs.report import plots
-from jobs.report.data import MAX_ALERTS, MAX_CAMPAIGNS, TOP_ACCOUNTS, ReportData
+from jobs.report.data import MAX_ALERTS, MAX_CAMPAIGNS, ReportData
 
 SIGNALS_SHOWN = 4
 MEMBERS_SHOWN = 6

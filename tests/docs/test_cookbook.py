@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from jobs.cli import main
+from jobs.ranking import TOP_ACCOUNTS, TOP_ACCOUNTS_ORDER
 from pipeline.settings import Settings
 from pipeline.sinks import clickhouse, formats
 from pipeline.sinks.formats import QueryResult, run_query
@@ -157,6 +158,13 @@ def test_cookbook_covers_the_analysts_questions() -> None:
                   "threshold change"):
         assert topic in headings, f"docs/cookbook.md has no query on {topic!r}"
     assert len({b.heading for b in BLOCKS}) >= len(BLOCKS) - 1, "two blocks share a heading"
+
+
+def test_top_accounts_rank_as_the_report_and_the_overview_panel() -> None:
+    # The cookbook writes the ranking out for analysts; jobs/ranking.py is what the report and Grafana use.
+    (block,) = [b for b in BLOCKS if b.heading.lower().startswith("top accounts by score")]
+    assert f"ORDER BY {TOP_ACCOUNTS_ORDER}\n    LIMIT {TOP_ACCOUNTS}\n" in block.sql, block.where
+    assert block.sql.rstrip().endswith(f"ORDER BY {TOP_ACCOUNTS_ORDER}"), block.where
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"L{b.line}-{b.heading[:40]}" for b in BLOCKS])

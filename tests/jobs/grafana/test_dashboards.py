@@ -15,7 +15,8 @@ from jobs.cli import main
 from jobs.grafana import build
 from jobs.grafana.datasources import CLICKHOUSE, DATASOURCES, PROMETHEUS
 from jobs.grafana.links import ACCOUNT, ACCOUNT_VAR, CAMPAIGNS, CLUSTER_VAR, OVERVIEW, PIPELINE
-from jobs.grafana.sql_parts import BELOW_CAMPAIGN, OUTPUT_TOKENS, campaign_min_score, is_campaign
+from jobs.grafana.sql_parts import BELOW_CAMPAIGN, campaign_min_score, is_campaign
+from jobs.ranking import OUTPUT_TOKENS
 from pipeline.alerting.rules import Rule, RulesError, load_rules, lower_bound
 from pipeline.linking.cluster_outputs import RULE_CLUSTER
 from schemas.tables import ROLLUPS
