@@ -1,7 +1,8 @@
 """How accounts are counted and ranked wherever an operator reads a list of them.
 
-The report (jobs/report), the Grafana overview (jobs/grafana) and docs/cookbook.md show the
-same "top accounts"; they build it from here so an equal peak is broken the same way everywhere.
+The report (jobs/report) and the Grafana overview (jobs/grafana) build their "top accounts" from
+here, so an equal peak is broken the same way in both; docs/cookbook.md writes the query out for
+analysts, and tests/docs/test_cookbook.py checks that its order and limit are these.
 """
 
 from __future__ import annotations
