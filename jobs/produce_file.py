@@ -37,26 +37,10 @@ def account_key(line: bytes) -> bytes | None:
 
 
 def partition_for(key: bytes | None, n_partitions: int, counter: int) -> int:
+    """Kafka's default partitioner: a key by its murmur2 (remembered, ``kafka_partition``), no key in turn."""
     if key is None:
         return counter % n_partitions
     return kafka_partition(key, n_partitions)
-
-
-class CachedPartitioner:
-    """``partition_for`` with each key's partition remembered: murmur2 is pure Python (5 s of a
-    443k-line replay's producing), and a file holds a few hundred accounts, not a key per line."""
-
-    def __init__(self, n_partitions: int) -> None:
-        self.n_partitions = n_partitions
-        self._of: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes | None, counter: int) -> int:
-        if key is None:
-            return partition_for(None, self.n_partitions, counter)
-        p = self._of.get(key)
-        if p is None:
-            p = self._of[key] = partition_for(key, self.n_partitions, counter)
-        return p
 
 
 def read_lines(path: Path) -> Iterator[bytes]:
@@ -122,10 +106,9 @@ async def produce_messages(messages: Iterable[Message], bootstrap_servers: list[
 
 def keyed_lines(lines: Iterable[bytes], n_partitions: int) -> Iterator[Message]:
     """Each line with its account key and the partition Kafka's default partitioner gives that key."""
-    partition = CachedPartitioner(n_partitions)
     for count, line in enumerate(lines):
         key = account_key(line)
-        yield partition(key, count), key, line
+        yield partition_for(key, n_partitions, count), key, line
 
 
 async def produce_lines(

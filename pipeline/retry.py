@@ -19,7 +19,7 @@ T = TypeVar("T")
 FETCH_RETRY_S = 1.0  # pause after a failed fetch: the consumer reconnects meanwhile
 
 
-async def retry(attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str,
+async def retry(attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str, *,
                 backoff_s: Sequence[float] | None = None, on_failure: Callable[[], None] | None = None,
                 give_up: Callable[[], bool] | None = None) -> T:
     """``attempt_once()`` until it does not raise ``retryable``; other exceptions propagate.

@@ -20,7 +20,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import StringConstraints
 from pydantic.fields import FieldInfo
 
-from pipeline.decode.batch import DecodedBatch, flags_of_columns
+from pipeline.decode.batch import DecodedBatch, decoded_batch
 from pipeline.decode.client_ip import ip_entry
 from pipeline.decode.pydantic_path import decode_one, in_future
 from pipeline.decode.rejects import Rejected
@@ -245,11 +245,4 @@ def _columns(events: list[Event], rows: list[int], ip_keys: list[int], partition
     parts = np.asarray(partitions, np.int64)[rows] if k else np.zeros(0, np.int64)
     raw["kafka_partition"] = parts.astype(np.uint16)
     raw["kafka_offset"] = np.asarray(offsets, np.uint64)[rows] if k else np.zeros(0, np.uint64)
-    kernel = {
-        "part": parts.astype(np.int16), "ts_ms": raw["ts"], "prompt_tokens": raw["prompt_tokens"],
-        "completion_tokens": raw["completion_tokens"], "reasoning_tokens": raw["reasoning_tokens"],
-        "prompt_hash": raw["prompt_hash"], "ip_key": np.fromiter(ip_keys, np.uint64, k), "status": raw["status"],
-        "flags": flags_of_columns(raw["elicits_reasoning"], raw["logprobs"], raw["top_logprobs"],
-                                  raw["logit_bias_count"], raw["n"], raw["stream"]),
-    }
-    return DecodedBatch(list(raw["account_id"]), kernel, raw, rejects)
+    return decoded_batch(lambda name, _dtype: raw[name], raw.__getitem__, np.fromiter(ip_keys, np.uint64, k), rejects)

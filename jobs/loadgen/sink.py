@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from jobs.json_bytes import event_bytes
 from jobs.loadgen.render import GeneratedEvent
-from jobs.produce_file import COMPRESSION, CachedPartitioner, Message, bulk_producer, send_in_batches
+from jobs.produce_file import COMPRESSION, Message, bulk_producer, partition_for, send_in_batches
 
 _WRITE_BUFFER = 1 << 20
 _MIN_SLEEP_S = 0.005  # sleeping for less is all syscall overhead
@@ -116,7 +116,7 @@ async def _produce(events: Iterable[GeneratedEvent], servers: list[str], topic: 
     try:
         try:
             await asyncio.wait_for(producer.start(), timeout_s)
-            partition = CachedPartitioner(len(await asyncio.wait_for(producer.partitions_for(topic), timeout_s)))
+            partitions = len(await asyncio.wait_for(producer.partitions_for(topic), timeout_s))
         except (KafkaError, OSError, TimeoutError) as exc:
             raise KafkaUnavailableError(f"cannot reach Kafka at {where} within {timeout_s:g}s: {exc!r}") from exc
         for event in events:
@@ -124,7 +124,7 @@ async def _produce(events: Iterable[GeneratedEvent], servers: list[str], topic: 
                 await send_chunk()  # what is due so far leaves now
                 await asyncio.sleep(ahead)
             key = event["account_id"].encode()
-            chunk.append((partition(key, sent), key, event_bytes(event)))
+            chunk.append((partition_for(key, partitions, sent), key, event_bytes(event)))
             sent += 1
             if sent % progress_every == 0:
                 await send_chunk()

@@ -24,6 +24,7 @@ from pipeline.alerting.notifiers.base import Notification, Notifier, SendResult
 from pipeline.alerting.outbox import DELIVERED, FAILED, PENDING, Outbox, OutboxRow
 from pipeline.alerting.transitions import FIRING
 from pipeline.metrics import WorkerMetrics
+from pipeline.retry import retry
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import ClickHouseError, ClickHouseWriter
 
@@ -213,14 +214,12 @@ class Courier:
 
     async def _reload(self, *, firing: bool) -> None:
         """Pending (and, with ``firing``, still-firing) rows from ClickHouse, retried until it answers."""
-        while True:
-            try:
-                pending = await asyncio.to_thread(self.outbox.pending, self.name)
-                active = await asyncio.to_thread(self.outbox.firing, self.name) if firing else []
-                break
-            except ClickHouseError as exc:
-                log.warning("%s: loading the outbox failed (%s); retry in %.0fs", self.name, exc, CLICKHOUSE_RETRY_S)
-                await asyncio.sleep(CLICKHOUSE_RETRY_S)
+        async def load() -> tuple[list[OutboxRow], list[OutboxRow]]:
+            pending = await asyncio.to_thread(self.outbox.pending, self.name)
+            return pending, await asyncio.to_thread(self.outbox.firing, self.name) if firing else []
+
+        pending, active = await retry(load, ClickHouseError, f"{self.name}: loading the outbox failed",
+                                      backoff_s=(CLICKHOUSE_RETRY_S,))
         self.overflow = False
         self.offer(pending)  # oldest first; beyond max_queue the rest stays for the next reload
         for row in active:

@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,7 @@ from pipeline.detect.detector import DetectionOutput, Detector
 from pipeline.linking.messages import FRAME_COUNTERS
 from pipeline.linking.publish import LinkPublisher, PreparedBatch
 from pipeline.metrics import WorkerMetrics
-from pipeline.retry import T, retry
+from pipeline.retry import retry
 from pipeline.settings import Settings
 from pipeline.sinks.batch_outputs import batch_token, write_batch_outputs
 from pipeline.sinks.clickhouse import ClickHouseUnavailable, ClickHouseWriter
@@ -167,8 +167,7 @@ class DetectStep:
         """Steps 1-2 of the commit order for one batch; then 3-4 with ``snapshot`` (the state after it)."""
         rejects = found.decoded.rejects
         if rejects:
-            await self._retry(lambda: self.dead_letters.send(rejects), KafkaError,
-                              "writing to the dead-letter topic failed")
+            await retry(lambda: self.dead_letters.send(rejects), KafkaError, "writing to the dead-letter topic failed")
         recorded = DecodedBatch(found.decoded.account_ids, found.decoded.kernel, found.decoded.raw,
                                 rejects + found.duplicates)
         insert_s = await self._write_with_retry(recorded, found.output, batch_token(batch.partitions, batch.offsets))
@@ -205,11 +204,11 @@ class DetectStep:
         async def add() -> None:
             await asyncio.to_thread(outbox.add, transitions)
 
-        await self._retry(add, ClickHouseUnavailable, "writing to the alert outbox failed")
+        await retry(add, ClickHouseUnavailable, "writing to the alert outbox failed")
 
     async def _publish_actions(self, publisher: ActionPublisher, transitions: list[AlertTransition]) -> None:
         messages = action_messages(transitions, self.detector.alerting.rules)
-        await self._retry(lambda: publisher.publish(messages), KafkaError, "writing to the actions topic failed")
+        await retry(lambda: publisher.publish(messages), KafkaError, "writing to the actions topic failed")
 
     def _prepare_links(self, publisher: LinkPublisher, decoded: DecodedBatch, output: DetectionOutput,
                        behind: frozenset[int]) -> PreparedBatch:
@@ -222,8 +221,7 @@ class DetectStep:
     async def _publish_links(self, prepared: PreparedBatch, *, drain: bool) -> None:
         publisher = self.linking
         assert publisher is not None  # detect packs links only when there is a publisher
-        await self._retry(lambda: publisher.send(prepared, drain=drain), KafkaError,
-                          "writing to the linking topics failed")
+        await retry(lambda: publisher.send(prepared, drain=drain), KafkaError, "writing to the linking topics failed")
 
     # --- checkpoint and commit ------------------------------------------------------------
     def _checkpoint_due(self) -> bool:
@@ -264,8 +262,8 @@ class DetectStep:
         started = time.perf_counter()
         if prepared is None:
             prepared = await asyncio.to_thread(self.state.prepare_checkpoint, self._offsets(self._unacked))
-        await self._retry(lambda: self.state.write_checkpoint(prepared), KafkaError,
-                          "writing to the state checkpoint failed", self._checkpoint_failed)
+        await retry(lambda: self.state.write_checkpoint(prepared), KafkaError, "writing to the state checkpoint failed",
+                    on_failure=self._checkpoint_failed)
         for b in self._unacked:
             await b.ack()
         self.stats.batches_committed += len(self._unacked)
@@ -275,10 +273,6 @@ class DetectStep:
         self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
 
     # --- retries ---------------------------------------------------------------------------
-    async def _retry(self, attempt_once: Callable[[], Awaitable[T]], retryable: type[Exception], failed: str,
-                     on_failure: Callable[[], None] | None = None) -> T:
-        return await retry(attempt_once, retryable, failed, on_failure=on_failure)
-
     def _checkpoint_failed(self) -> None:
         self.stats.checkpoint_retries += 1
 
@@ -288,10 +282,10 @@ class DetectStep:
 
     async def _write_with_retry(self, decoded: DecodedBatch, output: DetectionOutput, token: str) -> float:
         retries_before = self.stats.clickhouse_retries
-        seconds = await self._retry(
+        seconds = await retry(
             lambda: asyncio.to_thread(write_batch_outputs, self.writer, decoded, output, token,
                                       store_raw=self.settings.store_raw_events),
-            ClickHouseUnavailable, "ClickHouse unavailable", self._clickhouse_failed)
+            ClickHouseUnavailable, "ClickHouse unavailable", on_failure=self._clickhouse_failed)
         if not self.stats.clickhouse_available:
             log.warning("ClickHouse is back after %d retries; resuming", self.stats.clickhouse_retries - retries_before)
         self.stats.clickhouse_available = True

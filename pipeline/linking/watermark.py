@@ -1,26 +1,9 @@
 """How far in event time the linking process has every detect source's evidence (its watermark).
 
-Why: a cluster alert is due at its members' qualifying time plus ``for``, in event time, and stage B
-fires it as soon as its evidence reaches that time. But the evidence that makes the cluster another
-(the observation linking a fleet's two halves) may not be read yet: a detect worker reads its event
-partitions at different speeds, and the linking process reads the observations partitions and the
-edges topic with one consumer, so one input can run minutes of event time ahead of another. Stage B
-then sees a fragment that never was one and pages it under its own id. So a cluster alert fires at
-an event time only once every input is known complete up to it (Flink's and Kafka Streams' rule:
-the minimum over the inputs).
-
-- Each detect batch's messages carry ``wm`` (messages version 4): how far the source has read its
-  events (``FrameStore.read_up_to_ms``: the newest event of its least-read partition that still has
-  messages waiting, else its newest event). The publisher sends every observations partition a
-  message per batch (an empty one where the batch has no observations there), so every input carries
-  every batch's ``wm``.
-- A source's watermark is the least over the inputs of the latest ``wm`` read there from it: an input
-  read behind the others holds it back. An input where the source sent its end marker, or one never
-  carrying a ``wm`` of it and read to its end, holds nothing back; one with messages waiting and no
-  ``wm`` of the source read yet holds it back entirely.
-- The watermark is the least over the sources; one none of whose messages was read for ``idle_s`` is
-  forgotten (a worker that stopped, or restarted under a new source id), and so is one whose end
-  markers are all read. ``None``: no source stamps its messages (older workers): nothing is held.
+A cluster alert fires at an event time only once every input is known complete up to it: the least
+over the sources of the least over the inputs of the latest ``wm`` read there (Flink's and Kafka
+Streams' rule). Why, and the rules for end markers, idle sources and unstamped inputs:
+docs/linking.md, "The inputs' watermark".
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from schemas.event import ApiCallEvent
 
 DEFAULT_MAX_EVENTS = 4000  # a few hundred KB per container: well under Kafka's default 1 MB message limit
 DEFAULT_LINGER_MS = 50.0  # the most a quiet partition's events wait in the producer
-_PARTITION_CACHE_MAX = 100_000  # murmur2 is pure Python in kafka-python: remember it per account
 
 
 class DeliveryError(RuntimeError):
@@ -73,7 +72,6 @@ class BatchingProducer:
         self._buffers: list[list[ApiCallEvent]] = [[] for _ in range(self.n_partitions)]
         self._first_at = [0.0] * self.n_partitions
         self._ship_locks = [threading.Lock() for _ in range(self.n_partitions)]  # keeps per-partition order
-        self._partition_of: dict[str, int] = {}
         self._outstanding = 0  # events buffered or in flight
         self._lost = 0
         self._first_error: BaseException | None = None
@@ -88,7 +86,7 @@ class BatchingProducer:
         """Validate and buffer one event (raises InvalidEventError, DeliveryError, KafkaTimeoutError)."""
         self._raise_errors()
         model = validate_event(event)
-        p = self._partition(model.account_id)
+        p = kafka_partition(model.account_id.encode(), self.n_partitions)
         deadline = time.monotonic() + self.max_block_s
         with self._cond:
             if self._closed:
@@ -158,15 +156,6 @@ class BatchingProducer:
         return self._outstanding
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _partition(self, account_id: str) -> int:
-        p = self._partition_of.get(account_id)
-        if p is None:
-            p = kafka_partition(account_id.encode(), self.n_partitions)
-            if len(self._partition_of) >= _PARTITION_CACHE_MAX:
-                self._partition_of.clear()
-            self._partition_of[account_id] = p
-        return p
 
     def _ship(self, p: int) -> None:
         """Encode and send partition p's buffer; a failure is recorded for _raise_errors, never dropped."""

@@ -1,4 +1,4 @@
-"""produce_file: the partitioner's cache must not change where a line goes; bulk sends keep order and keys."""
+"""produce_file: lines go where Kafka's default partitioner sends them; bulk sends keep order and keys."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobs.bench.kafka_io import create_topics
-from jobs.produce_file import CachedPartitioner, account_key, partition_for, produce_messages
+from jobs.produce_file import account_key, keyed_lines, partition_for, produce_messages
+from pipeline.hashing import kafka_partition
 
 
-def test_cached_partitions_equal_kafkas_default_partitioner() -> None:
+def test_keyed_lines_go_to_their_accounts_partition_and_keyless_ones_in_turn() -> None:
     lines = [b'{"account_id":"org-%d"}' % (i % 37) for i in range(500)] + [b"not json", b'{"account_id":7}']
-    cached = CachedPartitioner(6)
-    for counter, line in enumerate(lines * 2):  # the second pass is served from the cache
-        key = account_key(line)
-        assert cached(key, counter) == partition_for(key, 6, counter)
+    got = list(keyed_lines(lines, 6))
+    assert [(key, line) for _, key, line in got] == [(account_key(line), line) for line in lines]
+    for counter, (partition, key, _) in enumerate(got):
+        assert partition == (counter % 6 if key is None else kafka_partition(key, 6))
+    assert got[500][1] is None and got[501][1] is None  # neither has a string account_id
 
 
 def test_lines_without_a_key_still_go_round_robin() -> None:
-    cached = CachedPartitioner(4)
-    assert [cached(None, n) for n in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert [partition_for(None, 4, n) for n in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
 
 
 @pytest.mark.kafka

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from pipeline.hashing import blake2b64, kafka_partition
+from pipeline.hashing import PARTITION_CACHE_KEYS, blake2b64, kafka_partition
 
 
 @pytest.mark.parametrize(("key", "partition"), [
@@ -28,3 +28,13 @@ def test_blake2b64_is_the_same_in_every_process() -> None:
     # Pinned: feature names (ua:…) and kernel hashes are stored and compared across runs.
     assert blake2b64("curl/8.5").hex() == "ca5306f49ba3ed7a"
     assert len(blake2b64("")) == 8
+
+
+def test_kafka_partition_remembers_a_bounded_number_of_keys() -> None:
+    # murmur2 is pure Python: a repeated account must be served from memory, and memory must not grow
+    # with every account ever seen.
+    kafka_partition.cache_clear()
+    for _ in range(3):
+        kafka_partition(b"org-repeated", 6)
+    assert kafka_partition.cache_info().hits == 2
+    assert kafka_partition.cache_info().maxsize == PARTITION_CACHE_KEYS

@@ -38,7 +38,8 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_retries_until_it_succeeds_with_the_back_off_in_order_then_the_last_repeated(pauses: list[float]) -> None:
     failed: list[int] = []
     flaky = Flaky(4, ConnectionError("down"))
-    got = asyncio.run(retry(flaky, ConnectionError, "down", (0.5, 1.0, 2.0), lambda: failed.append(flaky.calls)))
+    got = asyncio.run(retry(flaky, ConnectionError, "down", backoff_s=(0.5, 1.0, 2.0),
+                            on_failure=lambda: failed.append(flaky.calls)))
     assert got == 5
     assert pauses == [0.5, 1.0, 2.0, 2.0]
     assert failed == [1, 2, 3, 4]  # reported once per failure, before its pause
@@ -47,7 +48,7 @@ def test_retries_until_it_succeeds_with_the_back_off_in_order_then_the_last_repe
 def test_an_error_that_is_not_retryable_propagates_at_once(pauses: list[float]) -> None:
     flaky = Flaky(1, ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):
-        asyncio.run(retry(flaky, ConnectionError, "down", (0.5,)))
+        asyncio.run(retry(flaky, ConnectionError, "down", backoff_s=(0.5,)))
     assert flaky.calls == 1 and pauses == []
 
 
@@ -61,7 +62,8 @@ def test_a_failure_after_give_up_turns_true_propagates_instead_of_waiting(pauses
 
     flaky = Flaky(5, ConnectionError("down"))
     with pytest.raises(ConnectionError, match="down"):
-        asyncio.run(retry(flaky, ConnectionError, "down", (0.5,), fail_then_stop, give_up=lambda: stopping["now"]))
+        asyncio.run(retry(flaky, ConnectionError, "down", backoff_s=(0.5,), on_failure=fail_then_stop,
+                          give_up=lambda: stopping["now"]))
     assert flaky.calls == 3 and pauses == [0.5, 0.5]  # the third failure is not retried
 
 
