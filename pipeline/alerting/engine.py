@@ -293,8 +293,8 @@ class _Evaluation:
         rule = cr.rule
         now_min = None if self.now_ms is None else self.now_ms // MINUTE_MS
         res = step_lifecycle(rows.group, rows.minute, cond, for_minutes=rule.for_minutes,
-                             resolve_minutes=rule.resolve_minutes, pending=pend, last_true=last, firing=fire,
-                             now_minute=now_min)
+                             max_gap=rule.max_gap_minutes, resolve_minutes=rule.resolve_minutes, pending=pend,
+                             last_true=last, firing=fire, now_minute=now_min)
         fired = np.flatnonzero(res.fired)
         if shadow and effective is not None:
             fired = fired[~effective[fired]]  # the raised lifecycle fired there too: not a suppression
@@ -358,13 +358,14 @@ class _Evaluation:
         now = self.now_ms
         for account in list(self.state.subjects):
             for key, st in list(self.state.subjects.get(account, {}).items()):
-                if st.pending != NONE and now is not None and now // MINUTE_MS >= st.last_true + 2:
-                    # The next minute closed without a true frame: that pending run cannot continue.
+                rule = known.get(key.removesuffix(_BASE))
+                gap = rule.max_gap_minutes if rule is not None else 0
+                if st.pending != NONE and now is not None and now // MINUTE_MS >= st.last_true + 2 + gap:
+                    # The minutes a pending run may skip closed without a true frame: it cannot continue.
                     st = SubjectState(int(NONE), st.last_true, st.firing, st.alert)
                     self.state.put(account, key, st)
                 if st.firing == NONE:
                     continue
-                rule = known.get(key.removesuffix(_BASE))
                 record = st.alert
                 if rule is None:  # its rule left the rules file
                     if record is not None and pages(record):

@@ -35,13 +35,15 @@ class LifecycleResult:
 
 
 def step_lifecycle(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, *, for_minutes: int,
-                   resolve_minutes: int, pending: np.ndarray, last_true: np.ndarray, firing: np.ndarray,
-                   now_minute: int | None = None) -> LifecycleResult:
+                   resolve_minutes: int, max_gap: int = 0, pending: np.ndarray, last_true: np.ndarray,
+                   firing: np.ndarray, now_minute: int | None = None) -> LifecycleResult:
     """Run rows (``group`` ids 0..G-1, each group's rows in minute order) through the lifecycle.
 
     ``pending``/``last_true``/``firing`` are the G groups' states before the rows (copied, not
-    changed). ``now_minute``: the event-time minute every frame before which has been seen (the
-    watermark); firing alerts quiet until then resolve. Pure: arrays in, arrays out.
+    changed). ``max_gap``: minutes without a true frame (false frames or none) a pending run survives;
+    0: ``for`` needs a true frame every minute. ``now_minute``: the event-time minute every frame
+    before which has been seen (the watermark); firing alerts quiet until then resolve. Pure: arrays
+    in, arrays out.
     """
     # Imported here: the linking process uses this module's states but never the kernel (no Numba there).
     from pipeline.kernels.lifecycle import step_rows
@@ -53,13 +55,14 @@ def step_lifecycle(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, *, f
     res_group, res_minute, res_row = (np.empty(size, np.int64) for _ in range(3))
     now = int(NONE) if now_minute is None else int(now_minute)
     k = step_rows(np.ascontiguousarray(group, np.int64), np.ascontiguousarray(minute, np.int64),
-                  np.ascontiguousarray(cond, np.bool_), int(for_minutes), int(resolve_minutes), pend, last, fire,
-                  now, fired, res_group, res_minute, res_row)
+                  np.ascontiguousarray(cond, np.bool_), int(for_minutes), int(max_gap), int(resolve_minutes), pend,
+                  last, fire, now, fired, res_group, res_minute, res_row)
     return LifecycleResult(fired, res_group[:k], res_minute[:k], res_row[:k], pend, last, fire)
 
 
 def reference_lifecycle(rows: list[tuple[object, int, bool]], for_minutes: int, resolve_minutes: int,
-                        now_minute: int | None = None) -> tuple[list[tuple[object, int]], list[tuple[object, int]]]:
+                        now_minute: int | None = None,
+                        max_gap: int = 0) -> tuple[list[tuple[object, int]], list[tuple[object, int]]]:
     """Plain-Python specification: ``rows`` of (subject, minute, condition) → (firings, resolutions)
     as (subject, event-time minute at which it fired (frame end) / resolved), in order."""
     state: dict[object, dict[str, int | None]] = {}
@@ -71,13 +74,13 @@ def reference_lifecycle(rows: list[tuple[object, int, bool]], for_minutes: int, 
             resolves.append((subject, s["last"] + 1 + resolve_minutes))  # type: ignore[operator]
             s["firing"] = None
         if ok:
-            if s["pending"] is None or s["last"] is None or m != s["last"] + 1:
+            if s["pending"] is None or s["last"] is None or m - s["last"] - 1 > max_gap:
                 s["pending"] = m
             s["last"] = m
             if s["firing"] is None and m - s["pending"] >= for_minutes:  # type: ignore[operator]
                 s["firing"] = m
                 fires.append((subject, m + 1))
-        else:
+        elif s["last"] is None or m - s["last"] > max_gap:
             s["pending"] = None
     if now_minute is not None:
         for subject, s in state.items():

@@ -112,6 +112,7 @@ class Rule(BaseModel):
     condition: str = Field(min_length=1)
     params: dict[str, float] = Field(default_factory=dict)
     for_: str = Field("0m", alias="for")
+    max_gap: str = "0m"  # account rules: minutes without a true frame that a pending ``for`` survives
     resolve_after: str = "15m"
     severity: Severity
     severity_if: dict[Severity, str] = Field(default_factory=dict)  # first match on the firing row wins
@@ -121,7 +122,7 @@ class Rule(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: Annotations
 
-    @field_validator("for_", "resolve_after", "action_expires_after")
+    @field_validator("for_", "max_gap", "resolve_after", "action_expires_after")
     @classmethod
     def _duration(cls, text: str) -> str:
         duration_minutes(text)
@@ -141,6 +142,8 @@ class Rule(BaseModel):
     def _consistent(self) -> Rule:
         if self.action == "takedown" and self.subject != CLUSTER:
             raise ValueError(f"rule {self.name!r}: action takedown is for cluster rules only")
+        if self.max_gap_minutes and self.subject != ACCOUNT:
+            raise ValueError(f"rule {self.name!r}: max_gap is for account rules only (a cluster is held by its score)")
         if duration_minutes(self.resolve_after) < 1:
             raise ValueError(f"rule {self.name!r}: resolve_after must be at least 1m")
         return self
@@ -148,6 +151,10 @@ class Rule(BaseModel):
     @property
     def for_minutes(self) -> int:
         return duration_minutes(self.for_)
+
+    @property
+    def max_gap_minutes(self) -> int:
+        return duration_minutes(self.max_gap)
 
     @property
     def resolve_minutes(self) -> int:

@@ -12,8 +12,8 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def step_rows(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, for_minutes: int, resolve_minutes: int,
-              pending: np.ndarray, last_true: np.ndarray, firing: np.ndarray, now_minute: int,
+def step_rows(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, for_minutes: int, max_gap: int,
+              resolve_minutes: int, pending: np.ndarray, last_true: np.ndarray, firing: np.ndarray, now_minute: int,
               fired: np.ndarray, res_group: np.ndarray, res_minute: np.ndarray, res_row: np.ndarray) -> int:
     none = -(2**62)
     n_res = 0
@@ -27,13 +27,13 @@ def step_rows(group: np.ndarray, minute: np.ndarray, cond: np.ndarray, for_minut
             n_res += 1
             firing[g] = none
         if cond[i]:
-            if pending[g] == none or m != last_true[g] + 1:
+            if pending[g] == none or m > last_true[g] + 1 + max_gap:
                 pending[g] = m
             last_true[g] = m
             if firing[g] == none and m - pending[g] >= for_minutes:
                 firing[g] = m
                 fired[i] = True
-        else:
+        elif m > last_true[g] + max_gap:  # past the gap a pending run survives: the next true frame restarts it
             pending[g] = none
     for g in range(firing.shape[0]):
         if firing[g] != none and now_minute >= last_true[g] + 1 + resolve_minutes:

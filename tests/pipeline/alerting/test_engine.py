@@ -59,6 +59,31 @@ def test_a_restart_from_checkpointed_state_neither_refires_nor_forgets(tmp_path:
         [(RESOLVED, first.transitions[0].alert_key, (2 + 1 + 60) * MIN_MS)]
 
 
+def test_a_pending_run_waits_across_batches_for_max_gap_minutes_then_is_dropped(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        doc["rules"] = [doc["rules"][0]]
+        doc["rules"][0].update(condition="score >= 50", params={}, max_gap="3m", **{"for": "5m"})
+    setup = setup_from(tmp_path, edit)
+    _, state = evaluate(setup, [("org-a", m, 60) for m in (0, 1, 2)])
+    out, _ = evaluate(setup, [("org-b", 5, 10)], state, now_min=6)  # minutes 3-5 closed without org-a
+    assert len(out.alerts) == 0 and "org-a" in state.subjects  # 3 minutes without a true frame: still pending
+    out, _ = evaluate(setup, [("org-a", 6, 60)], state)
+    assert out.alerts.fired_ms == [7 * MIN_MS]  # pending since minute 0: for 5m reached at 6
+
+    _, state = evaluate(setup, [("org-a", m, 60) for m in (0, 1, 2)])
+    evaluate(setup, [("org-b", 6, 10)], state, now_min=7)  # minute 6 closed too: one minute past the gap
+    assert state.subjects == {}  # nothing can continue that run: its state is dropped
+    out, _ = evaluate(setup, [("org-a", m, 60) for m in (7, 8)], state)
+    assert len(out.alerts) == 0
+
+
+def test_max_gap_is_refused_on_cluster_rules(tmp_path: Path) -> None:
+    def edit(doc: dict) -> None:
+        next(r for r in doc["rules"] if r["subject"] == "cluster")["max_gap"] = "5m"
+    with pytest.raises(ValueError, match="max_gap is for account rules only"):
+        setup_from(tmp_path, edit)
+
+
 def test_monitor_mode_records_and_pages_nobody(tmp_path: Path) -> None:
     setup = setup_from(tmp_path, lambda d: d["rules"][0].update(mode="monitor"))
     out, state = evaluate(setup, [("org-a", 0, 80)])
@@ -77,19 +102,22 @@ def test_every_operator_of_a_rule_runs_on_the_signature_columns(tmp_path: Path) 
 
 
 def reference_firings(rows: list[tuple[str, int, float]], calls: list[float], points: list[list[float]],
-                      for_minutes: int, resolve_minutes: int) -> list[tuple[str, int]]:
+                      for_minutes: int, resolve_minutes: int, max_gap: int = 0) -> list[tuple[str, int]]:
     """Per row, plain Python: the condition, then the lifecycle reference."""
     truth = [(a, m, (s >= 50 and c >= 100) or p[0] >= 20)
              for (a, m, s), c, p in zip(rows, calls, points, strict=True)]
-    fires, _ = reference_lifecycle(truth, for_minutes, resolve_minutes)  # type: ignore[arg-type]
+    fires, _ = reference_lifecycle(truth, for_minutes, resolve_minutes, max_gap=max_gap)  # type: ignore[arg-type]
     return [(str(a), m * MIN_MS) for a, m in fires]
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_vectorised_engine_equals_a_per_row_reference_on_random_data(tmp_path: Path, seed: int) -> None:
+    max_gap = 0 if seed < 2 else 3
+
     def edit(doc: dict) -> None:
+        doc["rules"] = [doc["rules"][0]]
         doc["rules"][0].update(condition="score >= 50 and calls_1h >= 100 or signal.distribution_probing >= 20",
-                               params={}, **{"for": "2m", "resolve_after": "10m"})
+                               params={}, max_gap=f"{max_gap}m", **{"for": "2m", "resolve_after": "10m"})
     setup = setup_from(tmp_path, edit)
     rng = np.random.default_rng(seed)
     rows, calls, points = [], [], []
@@ -99,7 +127,7 @@ def test_vectorised_engine_equals_a_per_row_reference_on_random_data(tmp_path: P
             rows.append((f"acct-{k:02d}", m, float(np.float32(rng.uniform(0, 100)))))
             calls.append(float(rng.choice([50.0, 150.0])))
             points.append([round(float(rng.uniform(0, 40)), 2), 1.0, 0.0])
-    expected = reference_firings(rows, calls, points, 2, 10)
+    expected = reference_firings(rows, calls, points, 2, 10, max_gap)
     assert expected
     out = evaluate_accounts(setup, signatures(rows, calls, points), AlertState())
     assert list(zip(out.alerts.account_id, out.alerts.fired_ms, strict=True)) == expected

@@ -8,13 +8,14 @@ import pytest
 from pipeline.alerting.lifecycle import NONE, SubjectState, reference_lifecycle, step_lifecycle
 
 
-def run(rows: list[tuple[int, int, bool]], *, for_minutes: int = 0, resolve_minutes: int = 15,
+def run(rows: list[tuple[int, int, bool]], *, for_minutes: int = 0, resolve_minutes: int = 15, max_gap: int = 0,
         groups: int = 1, now: int | None = None, state: tuple[np.ndarray, ...] | None = None):
     g = np.array([r[0] for r in rows], np.int64)
     m = np.array([r[1] for r in rows], np.int64)
     c = np.array([r[2] for r in rows], bool)
     pend, last, fire = state or tuple(np.full(groups, NONE, np.int64) for _ in range(3))
-    return step_lifecycle(g, m, c, for_minutes=for_minutes, resolve_minutes=resolve_minutes, pending=pend,
+    return step_lifecycle(g, m, c, for_minutes=for_minutes, resolve_minutes=resolve_minutes, max_gap=max_gap,
+                          pending=pend,
                           last_true=last, firing=fire, now_minute=now)
 
 
@@ -33,6 +34,18 @@ def test_for_needs_consecutive_true_minutes_and_a_gap_restarts_it() -> None:
     assert fired_minutes(rows, for_minutes=3) == [7]
     rows = [(0, 0, True), (0, 1, True), (0, 2, False), (0, 3, True), (0, 4, True), (0, 5, True), (0, 6, True)]
     assert fired_minutes(rows, for_minutes=3) == [6]
+
+
+def test_max_gap_lets_a_pending_run_skip_idle_and_false_minutes_up_to_it() -> None:
+    # True at 0-2, idle 3-4, false 5, true from 6: three minutes without a true frame.
+    rows = [(0, 0, True), (0, 1, True), (0, 2, True), (0, 5, False)] + [(0, m, True) for m in range(6, 12)]
+    assert fired_minutes(rows, for_minutes=8, max_gap=3) == [8]  # pending since 0
+    assert fired_minutes(rows, for_minutes=8, max_gap=2) == []  # restarted at 6: would fire at 14
+    assert fired_minutes(rows, for_minutes=5, max_gap=2) == [11]
+    res = run(rows[:4], for_minutes=8, max_gap=3)
+    assert res.pending.tolist() == [0]  # the false frame at 5 is within the gap: still pending
+    res = run(rows[:4], for_minutes=8, max_gap=2)
+    assert res.pending.tolist() == [NONE]  # three minutes without a true frame: over
 
 
 def test_resolves_after_the_quiet_period_in_event_time() -> None:
@@ -68,11 +81,13 @@ def test_kernel_equals_the_reference_on_random_rows(seed: int) -> None:
         truth = rng.random(len(minutes)) < rng.uniform(0.1, 0.9)
         rows += [(s, int(m), bool(t)) for m, t in zip(minutes, truth, strict=True)]
     for_minutes, resolve_minutes = int(rng.integers(0, 5)), int(rng.integers(1, 30))
+    max_gap = 0 if seed < 3 else int(rng.integers(1, 6))
     now = 450
-    res = run(rows, for_minutes=for_minutes, resolve_minutes=resolve_minutes, groups=subjects, now=now)
+    res = run(rows, for_minutes=for_minutes, resolve_minutes=resolve_minutes, max_gap=max_gap, groups=subjects,
+              now=now)
     fires = [(rows[i][0], rows[i][1] + 1) for i in np.flatnonzero(res.fired)]
     resolves = list(zip(res.resolved_group.tolist(), res.resolved_minute.tolist(), strict=True))
-    ref_fires, ref_resolves = reference_lifecycle(rows, for_minutes, resolve_minutes, now)
+    ref_fires, ref_resolves = reference_lifecycle(rows, for_minutes, resolve_minutes, now, max_gap)
     assert fires == ref_fires and len(fires) > 0
     assert sorted(resolves) == sorted(ref_resolves)
 

@@ -1,5 +1,6 @@
 """The packaged ``extraction_score_sustained`` rule: a score held just under the page threshold pages
-after 15 minutes of consecutive frames; a score over the threshold pages once, through the other rule."""
+after 15 minutes, quiet or low stretches of up to 5 minutes included; a score over the threshold pages
+once, through the other rule."""
 
 from __future__ import annotations
 
@@ -26,11 +27,17 @@ def test_a_score_held_under_the_threshold_pages_once_it_has_held_for_15_minutes(
     assert fired(frames("org-s", range(30), 65)) == [(SUSTAINED, "org-s", 16)]
 
 
-def test_a_minute_without_calls_or_under_the_floor_restarts_the_count() -> None:
-    gap = frames("org-g", range(10), 65) + frames("org-g", range(11, 25), 65)  # minute 10 missing
-    dip = [*frames("org-d", range(10), 65), ("org-d", 10, 59.9), *frames("org-d", range(11, 25), 65)]
-    assert fired(dip + gap) == []
-    assert fired(frames("org-g", range(10), 65) + frames("org-g", range(11, 30), 65)) == [(SUSTAINED, "org-g", 27)]
+def test_up_to_five_minutes_without_calls_or_under_the_floor_do_not_restart_the_count() -> None:
+    quiet = frames("org-q", range(5), 65) + frames("org-q", range(10, 25), 65)  # minutes 5-9 without calls
+    dips = [(a, m, 50.0 if m % 3 == 1 else s) for a, m, s in frames("org-d", range(30), 62)]  # a third under 55
+    assert fired(quiet + dips) == [(SUSTAINED, "org-d", 16), (SUSTAINED, "org-q", 16)]
+
+
+def test_six_minutes_without_a_true_frame_restart_the_count() -> None:
+    quiet = frames("org-q", range(5), 65) + frames("org-q", range(11, 25), 65)  # minutes 5-10 without calls
+    low = [*frames("org-l", range(5), 65), *frames("org-l", range(5, 11), 54.9), *frames("org-l", range(11, 25), 65)]
+    assert fired(quiet + low) == []
+    assert fired(frames("org-q", range(5), 65) + frames("org-q", range(11, 30), 65)) == [(SUSTAINED, "org-q", 27)]
 
 
 def test_an_account_over_the_threshold_pages_through_the_high_rule_only() -> None:
@@ -39,6 +46,6 @@ def test_an_account_over_the_threshold_pages_through_the_high_rule_only() -> Non
 
 def test_the_score_threshold_override_moves_the_sustained_rules_ceiling_too() -> None:
     rules = load_rules(score_threshold=80)
-    assert rules[SUSTAINED].rule.params == {"floor": 60, "threshold": 80}
+    assert rules[SUSTAINED].rule.params == {"floor": 55, "threshold": 80}
     assert rules[SCORE_RULE].rule.params["threshold"] == 80
     assert fired(frames("org-h", range(40), 75), score_threshold=80) == [(SUSTAINED, "org-h", 16)]
