@@ -289,7 +289,7 @@ def load_rules(path: Path | None = None, *, scoring: ScoringConfig | None = None
         if not any(r.name == SCORE_RULE and THRESHOLD_PARAM in r.params for r in rules):
             raise RulesError(f"{source}: DW_ALERT_SCORE_THRESHOLD needs a rule {SCORE_RULE!r} with "
                              f"params.{THRESHOLD_PARAM} (used in its condition)")
-        # Every rule reading the page threshold follows it (extraction_score_sustained stays under it).
+        # Every rule reading the page threshold follows it (the sustained and slow-burn rules stay under it).
         rules = [r.model_copy(update={"params": {**r.params, THRESHOLD_PARAM: score_threshold}})
                  if r.subject == ACCOUNT and THRESHOLD_PARAM in r.params else r for r in rules]
     compiled = []

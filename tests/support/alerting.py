@@ -52,3 +52,15 @@ def evaluate(setup: AlertSetup, rows: list[tuple[str, int, float]], state: Alert
     batch = None if raw is None else BatchFacts(raw["account_id"], raw)
     return evaluate_accounts(setup, signatures(rows, **kw), st, now_ms=None if now_min is None else now_min * MIN_MS,
                              batch=batch), st
+
+
+def held(account: str, minutes: range, score: float) -> list[tuple[str, int, float]]:
+    """(account, minute, score) rows: ``score`` on every minute of ``minutes``."""
+    return [(account, m, score) for m in minutes]
+
+
+def pages(rows: list[tuple[str, int, float]], *,
+                     score_threshold: float | None = None) -> list[tuple[str, str, int]]:
+    """(rule, account, minute) of every page the packaged rules raise over ``rows``, sorted."""
+    out, _ = evaluate(AlertSetup(load_rules(score_threshold=score_threshold)), sorted(rows, key=lambda r: r[:2]))
+    return sorted((r.labels["alertname"], r.labels["account_id"], r.starts_at_ms // MIN_MS) for r in out.transitions)
