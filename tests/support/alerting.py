@@ -59,8 +59,7 @@ def held(account: str, minutes: range, score: float) -> list[tuple[str, int, flo
     return [(account, m, score) for m in minutes]
 
 
-def pages(rows: list[tuple[str, int, float]], *,
-                     score_threshold: float | None = None) -> list[tuple[str, str, int]]:
+def pages(rows: list[tuple[str, int, float]], *, score_threshold: float | None = None) -> list[tuple[str, str, int]]:
     """(rule, account, minute) of every page the packaged rules raise over ``rows``, sorted."""
     out, _ = evaluate(AlertSetup(load_rules(score_threshold=score_threshold)), sorted(rows, key=lambda r: r[:2]))
     return sorted((r.labels["alertname"], r.labels["account_id"], r.starts_at_ms // MIN_MS) for r in out.transitions)

@@ -11,6 +11,7 @@ of Alertmanager, a PagerDuty stand-in and a generic webhook, for async tests and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -27,6 +28,9 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from jobs.embedded_broker import free_port
+from pipeline.alerting.notifiers.alertmanager import AlertmanagerNotifier
+from pipeline.alerting.notifiers.base import Notification, SendResult
+from pipeline.alerting.transitions import AlertTransition
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "infra" / "alertmanager" / "alertmanager.yml"
@@ -183,3 +187,20 @@ class Alertmanager:
         query = "&".join(f"filter={urllib.parse.quote(f'{k}={json.dumps(v)}')}" for k, v in filters.items())
         with urllib.request.urlopen(f"{self.url}/api/v2/alerts?{query}", timeout=10) as response:
             return list(json.loads(response.read()))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def send(am: Alertmanager, transitions: list[AlertTransition], resend_s: float = 60) -> list[SendResult]:
+    """``transitions`` through the Alertmanager notifier to ``am``, in one request, as the outbox sends them."""
+    async def go() -> list[SendResult]:
+        notifier = AlertmanagerNotifier(am.url, resend_s=resend_s)
+        try:
+            return await notifier.send([Notification(f"n{i}", t, raised_at_ms=now_ms())
+                                        for i, t in enumerate(transitions)])
+        finally:
+            await notifier.close()
+
+    return asyncio.run(go())

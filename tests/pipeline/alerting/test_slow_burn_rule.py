@@ -4,18 +4,21 @@ configuration holds it back for an account another score rule has already paged.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from pipeline.alerting.notifiers.alertmanager import AlertmanagerNotifier
-from pipeline.alerting.notifiers.base import Notification
 from pipeline.alerting.rules import SCORE_RULE, load_rules
-from pipeline.alerting.transitions import AlertTransition
 from tests.support.alerting import held, pages
-from tests.support.alertmanager import Alertmanager, Receiver, alertmanager_installed, example_config, wait_for
+from tests.support.alertmanager import (
+    Alertmanager,
+    Receiver,
+    alertmanager_installed,
+    example_config,
+    now_ms,
+    send,
+    wait_for,
+)
 from tests.support.transitions import transition
 
 SLOW = "extraction_score_slow_burn"
@@ -69,27 +72,16 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ale
 def test_the_example_alertmanager_config_inhibits_it_for_an_account_already_paged(
         alertmanager: tuple[Alertmanager, Receiver], paged_by: str) -> None:
     am, receiver = alertmanager
-    start = int(time.time() * 1000) - 60_000
+    start = now_ms() - 60_000
     paged, alone = f"org-paged-{paged_by}", f"org-alone-{paged_by}"
 
-    def send(*sent: AlertTransition) -> None:
-        async def go() -> None:
-            notifier = AlertmanagerNotifier(am.url, resend_s=60)
-            try:
-                notes = [Notification(f"{t.rule}-{t.labels['account_id']}", t, raised_at_ms=start) for t in sent]
-                results = await notifier.send(notes)
-                assert all(r.ok for r in results), results
-            finally:
-                await notifier.close()
-
-        asyncio.run(go())
-
     # As in a run: the other rule pages long before this one's 90 minutes are up.
-    send(transition(paged, rule=paged_by, starts_at_ms=start))
+    assert all(r.ok for r in send(am, [transition(paged, rule=paged_by, starts_at_ms=start)]))
     wait_for(lambda: [a for a in am.alerts(account_id=paged, alertname=paged_by) if a["status"]["state"] == "active"],
              what=f"the {paged_by} alert held by Alertmanager")
-    send(transition(paged, rule=SLOW, severity="warning", action="rate_limit", starts_at_ms=start),
-         transition(alone, rule=SLOW, severity="warning", action="rate_limit", starts_at_ms=start))
+    slow = [transition(a, rule=SLOW, severity="warning", action="rate_limit", starts_at_ms=start)
+            for a in (paged, alone)]
+    assert all(r.ok for r in send(am, slow))
 
     def state(account: str) -> str | None:
         found = am.alerts(account_id=account, alertname=SLOW)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,10 +10,17 @@ from typing import Any
 
 import pytest
 
-from pipeline.alerting.notifiers.alertmanager import AlertmanagerNotifier
-from pipeline.alerting.notifiers.base import Notification, SendResult, fingerprint, present_labels
+from pipeline.alerting.notifiers.base import SendResult, fingerprint, present_labels
 from pipeline.alerting.transitions import RESOLVED, AlertTransition
-from tests.support.alertmanager import EXAMPLE_CONFIG, Alertmanager, Receiver, example_config, wait_for
+from tests.support.alertmanager import (
+    EXAMPLE_CONFIG,
+    Alertmanager,
+    Receiver,
+    example_config,
+    now_ms,
+    send,
+    wait_for,
+)
 from tests.support.transitions import transition
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/usr/bin/prometheus-alertmanager").exists(),
@@ -33,22 +39,6 @@ def receiver() -> Iterator[Receiver]:
 def alertmanager(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Alertmanager]:
     with Alertmanager(tmp_path_factory.mktemp("alertmanager"), example_config(receiver.url + WEBHOOK_PATH)) as am:
         yield am
-
-
-def send(am: Alertmanager, transitions: list[AlertTransition], resend_s: float = 60) -> list[SendResult]:
-    async def go() -> list[SendResult]:
-        notifier = AlertmanagerNotifier(am.url, resend_s=resend_s)
-        try:
-            return await notifier.send([Notification(f"n{i}", t, raised_at_ms=now_ms())
-                                        for i, t in enumerate(transitions)])
-        finally:
-            await notifier.close()
-
-    return asyncio.run(go())
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def test_example_config_is_valid() -> None:
