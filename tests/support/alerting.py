@@ -9,10 +9,15 @@ import numpy as np
 import yaml
 
 from pipeline.alerting.engine import AlertSetup, AlertState, BatchFacts, evaluate_accounts
-from pipeline.alerting.rules import DEFAULT_RULES, load_rules
+from pipeline.alerting.rules import DEFAULT_RULES, SCORE_RULE, load_rules
 
 SIGNALS = ["distribution_probing", "template_sweep", "reasoning_elicitation"]
 MIN_MS = 60_000
+
+
+def page_threshold() -> float:
+    """The score at which the packaged ``extraction_score_high`` rule pages (its ``threshold``)."""
+    return float(load_rules()[SCORE_RULE].rule.params["threshold"])
 
 
 def signatures(rows: list[tuple[str, int, float]], calls_1h: list[float] | None = None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from pipeline.alerting.rules import SCORE_RULE, load_rules
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.detect.detector import Detector, request_shape_flags
 from pipeline.kernels import layout as L
 from pipeline.settings import load_settings
+from tests.support.alerting import page_threshold
 from tests.support.client_fingerprints import CHROME, JA4_H1, JA4_H2, h2
 from tests.support.events import MINIMAL, poisson_offsets_ms
 from tests.support.state import decode
@@ -52,5 +52,5 @@ def test_a_library_dressed_as_chrome_scores_and_a_real_chrome_does_not() -> None
     assert "client_mismatch" in out.scores.top_signals[last_spoof]
     assert share[accounts == "org-chrome"].max() == 0.0 and points[accounts == "org-chrome"].max() == 0.0
     # evidence that adds to others: alone it does not page
-    assert weight < load_rules()[SCORE_RULE].rule.params["threshold"]
+    assert weight < page_threshold()
     assert len(out.alerts) == 0

@@ -6,12 +6,12 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline.alerting.rules import SCORE_RULE, load_rules
 from pipeline.decode.json_events import DecodedBatch
 from pipeline.decode.model_release import MAX_MODELS, NEW_AFTER_MS, NEW_FOR_MS, NO_TIME, ModelReleases
 from pipeline.detect.detector import Detector, new_model_flags
 from pipeline.kernels import layout as L
 from pipeline.settings import load_settings
+from tests.support.alerting import page_threshold
 from tests.support.events import MINIMAL
 from tests.support.state import decode
 
@@ -141,7 +141,7 @@ def test_a_harvest_moved_to_a_new_model_scores_and_an_early_adopter_does_not() -
     assert adopter.scores.features["new_model_share"][-1] == pytest.approx(0.8, abs=0.01)  # type: ignore[attr-defined]
     assert adopter.scores.contributions[:, adopter.scores.names.index("new_model_pivot")].max() == 0.0  # type: ignore[attr-defined]
     # evidence that adds to others: alone it does not page
-    assert weight < load_rules()[SCORE_RULE].rule.params["threshold"]
+    assert weight < page_threshold()
 
 
 def test_detector_worker_state_round_trips() -> None:

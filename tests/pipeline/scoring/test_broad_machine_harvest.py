@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.alerting.rules import SCORE_RULE, load_rules
 from pipeline.scoring import load_scoring_config, score_frames
 from pipeline.scoring.model import ramp
+from tests.support.alerting import page_threshold
 from tests.support.flag_frames import T0, flagged_frames
 
 N = 600  # ten minutes at one call a second
@@ -25,10 +25,6 @@ def _scores(topics: int, prompt: int, completion: int, *, poisson: bool = False)
     return points, float(scores.score[-1]), {k: float(v[-1]) for k, v in scores.features.items()}
 
 
-def _threshold() -> float:
-    return float(load_rules()[SCORE_RULE].rule.params["threshold"])
-
-
 def test_a_scraper_over_many_topics_keeping_answers_gets_the_signal_and_pages_with_one_more() -> None:
     # Varied seed 12's missed programmatic_scraper kept 42% of what it sent (machine_regularity wants 30-80%).
     signal = load_scoring_config().signals["broad_machine_harvest"]
@@ -37,7 +33,7 @@ def test_a_scraper_over_many_topics_keeping_answers_gets_the_signal_and_pages_wi
     assert features["gap_cv"] < 0.01 and features["take_ratio"] == pytest.approx(0.4)
     strength = np.prod([ramp(features[f], r) for f, r in signal.ramps.items()])
     assert strength == pytest.approx(1.0) and points == pytest.approx(signal.weight, rel=0.01)
-    assert points < _threshold() <= score  # never pages alone: here machine_regularity adds the rest
+    assert points < page_threshold() <= score  # never pages alone: here machine_regularity adds the rest
 
 
 @pytest.mark.parametrize("case, topics, prompt, poisson", [
@@ -49,4 +45,4 @@ def test_a_scraper_over_many_topics_keeping_answers_gets_the_signal_and_pages_wi
 def test_machine_pipelines_and_people_get_nothing_from_it(case: str, topics: int, prompt: int, poisson: bool) -> None:
     points, score, _ = _scores(topics=topics, prompt=prompt, completion=200, poisson=poisson)
     assert points == 0.0, case
-    assert score < _threshold(), case
+    assert score < page_threshold(), case

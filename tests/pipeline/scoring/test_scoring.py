@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.alerting.rules import SCORE_RULE, load_rules
 from pipeline.kernels import layout as L
 from pipeline.scoring import load_scoring_config, score_frames
 from pipeline.scoring.config import ScoringConfigError
 from pipeline.scoring.features import FEATURES, compute_features
 from pipeline.state.frames import EVENT_COLUMNS, ClosedFrames, FrameStore
+from tests.support.alerting import page_threshold
 
 T0 = 1_770_000_000_000
 
@@ -126,14 +126,10 @@ def test_score_is_capped_weighted_sum_with_named_top_signals() -> None:
     scores = score_frames(miner, config)
     assert np.allclose(scores.score, np.minimum(scores.contributions.sum(axis=1), 100.0), atol=1e-3)
     last = -1
-    assert scores.score[last] >= load_rules()[SCORE_RULE].rule.params["threshold"]
+    assert scores.score[last] >= page_threshold()
     assert scores.top_signals[last][0] == "distribution_probing"
     quiet = closed_frames(events(3, 20_000, flags=L.FLAG_DEEP_LOGPROBS))
     assert score_frames(quiet, config).score.max() < 10  # the volume gate: three calls say little
-
-
-def _threshold() -> float:
-    return float(load_rules()[SCORE_RULE].rule.params["threshold"])
 
 
 def test_logit_stealing_alerts_on_wide_bias_probes_not_on_label_calibration() -> None:
@@ -142,13 +138,13 @@ def test_logit_stealing_alerts_on_wide_bias_probes_not_on_label_calibration() ->
     probe = L.FLAG_LOGIT_BIAS | L.FLAG_TINY_MAX_TOKENS | L.FLAG_LOGPROBS
     stealer = score_frames(closed_frames(events(400, 300, flags=probe | L.FLAG_WIDE_LOGIT_BIAS,
                                                 prompt_tokens=40, completion_tokens=1)), config)
-    assert stealer.score[-1] >= _threshold()
+    assert stealer.score[-1] >= page_threshold()
     assert stealer.top_signals[-1][0] == "logit_stealing"
     # A calibrated classifier: the same call shape over its few label tokens, temperature 0.
     calibrator = score_frames(closed_frames(events(400, 300, flags=probe, prompt_tokens=180, completion_tokens=1,
                                                    temperature=0.0)), config)
     assert calibrator.contributions[:, calibrator.names.index("logit_stealing")].max() == 0.0
-    assert calibrator.score.max() < _threshold()
+    assert calibrator.score.max() < page_threshold()
 
 
 def _templated(n: int, prompt_tokens: int, completion_tokens: int) -> dict[str, np.ndarray]:
@@ -169,7 +165,7 @@ def test_template_signals_need_what_is_taken() -> None:
     assert features["near_dup_share"][-1] > 0.9 and features["prompt_diversity"][-1] > 0.9  # looks like a sweep
     for name in ("template_sweep", "prompt_diversity"):
         assert digest.contributions[:, digest.names.index(name)].max() == 0.0
-    assert digest.score.max() < _threshold()
+    assert digest.score.max() < page_threshold()
 
 
 def test_an_account_calling_every_minute_since_its_first_call_is_fully_active_from_the_start() -> None:
@@ -201,7 +197,7 @@ def test_a_few_calls_that_take_a_lot_pass_the_volume_gate_and_a_few_small_ones_d
     score, gate = last_frame(15, 700, 3000, reasoning)
     assert config.volume_gate.low <= gate["calls_1h"] < config.volume_gate.high / 2  # the calls' ramp: under half
     assert gate["taken_1h"] >= config.taken_gate.high
-    assert score >= _threshold()
+    assert score >= page_threshold()
     chat_score, chat_gate = last_frame(15, 280, 0, 0)  # chat answers, no reasoning: the calls' ramp alone
     assert chat_gate["taken_1h"] < config.taken_gate.low and chat_score < 10
     few_score, few_gate = last_frame(3, 700, 3000, reasoning)  # under volume_gate.low calls: no gate at all
