@@ -35,7 +35,7 @@ def _scores(*, share: float = 0.45, taken: int = 3000, distinct: int = N, busy_m
 
 def test_a_bulk_harvest_of_reasoning_gets_the_signal_and_pages_with_reasoning_elicitation() -> None:
     # Varied seed 14's model_pivot accounts before the release: 1,000-6,000 calls an hour, reasoning on 33-46%
-    # of them, 2-6M tokens taken an hour, every prompt new; they scored 30-56 for three hours.
+    # of them, 2-6M tokens taken an hour, every prompt new; four of the six scored 30-51 for hours.
     signal = load_scoring_config().signals["bulk_reasoning_harvest"]
     points, score, features = _scores()
     assert features["taken_1h"] == pytest.approx(features["calls_1h"] * 3000, rel=1e-6)  # the hour's decayed sums
